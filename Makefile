@@ -1,0 +1,164 @@
+# Top-level Makefile for sora2api (hand-written; ./configure writes config.mk).
+#
+#   make                 build build/sora2apid
+#   make check           unit tests + integration tests (normal build)
+#   make check-asan      the same suite against an ASan+UBSan build in build-asan/
+#   make install         honours PREFIX/DESTDIR
+#   make clean distclean
+#
+# BUILDDIR selects the object/binary directory so that a normal and a
+# sanitizer build can live side by side.
+
+ifeq ($(wildcard config.mk),)
+$(error config.mk is missing: run ./configure first (autoreconf -fi if there is no configure))
+endif
+include config.mk
+
+PREFIX     ?= $(prefix)
+DESTDIR    ?=
+BUILDDIR   ?= build
+SBINDIR    ?= $(PREFIX)/sbin
+MANDIR     ?= $(PREFIX)/share/man
+SYSCONFDIR ?= $(if $(filter /usr,$(PREFIX)),/etc,$(PREFIX)/etc)
+DATADIR    ?= $(PREFIX)/share/sora2api
+STATEDIR   ?= $(if $(filter /usr,$(PREFIX)),/var/lib/sora2api,$(PREFIX)/var/lib/sora2api)
+CACHEDIR   ?= $(if $(filter /usr,$(PREFIX)),/var/cache/sora2api,$(PREFIX)/var/cache/sora2api)
+RUNDIR     ?= /run/sora2api
+LOGDIR     ?= $(if $(filter /usr,$(PREFIX)),/var/log/sora2api,$(PREFIX)/var/log/sora2api)
+
+WARN    = -Wall -Wextra -Wshadow -Wconversion -Wno-sign-conversion \
+          -Wstrict-prototypes -Wmissing-prototypes -Wformat=2 -Wvla
+ifeq ($(WERROR),yes)
+WARN   += -Werror
+endif
+OPT     = -O2 -g
+ifeq ($(DEBUG),yes)
+OPT     = -O0 -g3
+endif
+ifeq ($(SANITIZE),yes)
+OPT     = -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
+          -fno-sanitize-recover=undefined
+SAN_LDFLAGS = -fsanitize=address,undefined
+endif
+
+CPPFLAGS += -D_GNU_SOURCE -DS2A_VERSION='"$(VERSION)"' -Isrc
+ifeq ($(HAVE_ACCEPT4),yes)
+CPPFLAGS += -DHAVE_ACCEPT4=1
+endif
+ifeq ($(HAVE_PRCTL),yes)
+CPPFLAGS += -DHAVE_PRCTL=1
+endif
+CFLAGS  += -std=c11 $(WARN) $(OPT) $(PKG_CFLAGS)
+LDFLAGS += $(SAN_LDFLAGS)
+LDLIBS  += $(PKG_LIBS) -lpthread
+
+COMMON_SRC = $(sort $(wildcard src/common/*.c))
+MASTER_SRC = $(sort $(wildcard src/master/*.c))
+WORKER_SRC = $(sort $(wildcard src/worker/*.c))
+DAEMON_SRC = $(COMMON_SRC) $(MASTER_SRC) $(WORKER_SRC)
+DAEMON_OBJ = $(DAEMON_SRC:%.c=$(BUILDDIR)/%.o)
+LIB_OBJ    = $(filter-out $(BUILDDIR)/src/master/main.o,$(DAEMON_OBJ))
+
+UNIT_SRC   = $(sort $(wildcard tests/unit/test_*.c))
+UNIT_BIN   = $(UNIT_SRC:tests/unit/%.c=$(BUILDDIR)/tests/%)
+
+GENERATED  = $(BUILDDIR)/etc/sora2apid.service $(BUILDDIR)/etc/sora2api.init \
+             $(BUILDDIR)/etc/sora2api.conf
+
+.PHONY: FORCE all check check-unit check-fake check-integration check-asan check-docs install \
+        uninstall clean distclean format format-check demo
+
+all: $(BUILDDIR)/sora2apid $(GENERATED)
+
+$(BUILDDIR)/sora2apid: $(DAEMON_OBJ)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILDDIR)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -MMD -MP -c -o $@ $<
+
+$(BUILDDIR)/tests/%: tests/unit/%.c $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(CMOCKA_CFLAGS) -o $@ $< $(LIB_OBJ) \
+	    $(LDFLAGS) $(LDLIBS) $(CMOCKA_LIBS)
+
+# Service files carry the installed paths.
+SUBST = sed -e 's|@SBINDIR@|$(SBINDIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' \
+            -e 's|@STATEDIR@|$(STATEDIR)|g' -e 's|@CACHEDIR@|$(CACHEDIR)|g' \
+            -e 's|@RUNDIR@|$(RUNDIR)|g' -e 's|@LOGDIR@|$(LOGDIR)|g' \
+            -e 's|@DATADIR@|$(DATADIR)|g'
+# Rewritten only when an installation path changes, so generated files
+# follow PREFIX=... given to `make install` after a plain `make`.
+$(BUILDDIR)/paths.txt: FORCE
+	@mkdir -p $(dir $@)
+	@echo '$(SBINDIR) $(SYSCONFDIR) $(STATEDIR) $(CACHEDIR) $(RUNDIR) $(LOGDIR) $(DATADIR)' > $@.tmp
+	@cmp -s $@.tmp $@ && rm -f $@.tmp || mv $@.tmp $@
+
+FORCE:
+
+$(BUILDDIR)/etc/%: etc/%.in Makefile config.mk $(BUILDDIR)/paths.txt
+	@mkdir -p $(dir $@)
+	$(SUBST) $< > $@
+
+# The installed configuration: the same file with the installed paths.
+$(BUILDDIR)/etc/sora2api.conf: etc/sora2api.conf Makefile config.mk $(BUILDDIR)/paths.txt
+	@mkdir -p $(dir $@)
+	sed -e 's|^pidfile = .*|pidfile = $(RUNDIR)/sora2apid.pid|' \
+	    -e 's|^data_dir = .*|data_dir = $(STATEDIR)|' \
+	    -e 's|^cache_dir = .*|cache_dir = $(CACHEDIR)|' \
+	    -e 's|^admin_ui_dir = .*|admin_ui_dir = $(DATADIR)/admin-ui|' \
+	    -e 's|^error_log = .*|error_log = $(LOGDIR)/error.log|' \
+	    -e 's|^access_log = .*|access_log = $(LOGDIR)/access.log|' $< > $@
+
+check: all check-unit check-docs check-fake check-integration
+
+check-unit: $(UNIT_BIN)
+	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
+
+check-docs:
+	@scripts/check-docs
+
+check-fake:
+	node --test tests/fake-sora/test/
+
+check-integration: all
+	S2A_BUILDDIR=$(BUILDDIR) node --test --test-concurrency=1 tests/integration/
+
+check-asan:
+	$(MAKE) BUILDDIR=build-asan SANITIZE=yes check-unit check-integration
+
+install: all
+	$(INSTALL) -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(MANDIR)/man8 \
+	    $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(SYSCONFDIR)/sora2api \
+	    $(DESTDIR)$(DATADIR)/admin-ui $(DESTDIR)$(DATADIR)/service
+	$(INSTALL) -m 755 $(BUILDDIR)/sora2apid $(DESTDIR)$(SBINDIR)/sora2apid
+	$(INSTALL) -m 644 man/sora2apid.8 $(DESTDIR)$(MANDIR)/man8/sora2apid.8
+	$(INSTALL) -m 644 man/sora2api.conf.5 $(DESTDIR)$(MANDIR)/man5/sora2api.conf.5
+	test -f $(DESTDIR)$(SYSCONFDIR)/sora2api/sora2api.conf || \
+	    $(INSTALL) -m 640 $(BUILDDIR)/etc/sora2api.conf $(DESTDIR)$(SYSCONFDIR)/sora2api/sora2api.conf
+	cp -R admin-ui/. $(DESTDIR)$(DATADIR)/admin-ui/
+	$(INSTALL) -m 644 $(BUILDDIR)/etc/sora2apid.service $(DESTDIR)$(DATADIR)/service/sora2apid.service
+	$(INSTALL) -m 755 $(BUILDDIR)/etc/sora2api.init $(DESTDIR)$(DATADIR)/service/sora2api.init
+	$(INSTALL) -m 644 etc/sora2api.logrotate $(DESTDIR)$(DATADIR)/service/sora2api.logrotate
+
+uninstall:
+	rm -f $(DESTDIR)$(SBINDIR)/sora2apid $(DESTDIR)$(MANDIR)/man8/sora2apid.8 \
+	    $(DESTDIR)$(MANDIR)/man5/sora2api.conf.5
+	rm -rf $(DESTDIR)$(DATADIR)
+
+format:
+	clang-format -i src/*/*.c src/*/*.h tests/unit/*.c
+
+format-check:
+	clang-format --dry-run --Werror src/*/*.c src/*/*.h tests/unit/*.c
+
+demo: all
+	scripts/demo
+
+clean:
+	rm -rf build build-asan
+
+distclean: clean
+	rm -rf config.mk config.log config.status autom4te.cache configure var
+
+-include $(DAEMON_OBJ:.o=.d)

@@ -1,0 +1,138 @@
+/*
+ * conf.h: the INI configuration file (sora2api.conf(5)).
+ *
+ * One key table drives parsing, defaults, `sora2apid -t`, `sora2apid -k`
+ * and the documentation check. A load builds a complete s2a_conf_t; the
+ * caller swaps it in only when the whole file validated, so a bad reload
+ * leaves the running configuration untouched.
+ */
+#ifndef S2A_CONF_H
+#define S2A_CONF_H
+
+#include "common/core.h"
+
+#include <limits.h>
+#include <sys/socket.h>
+
+#define S2A_CONF_MAX_LISTEN  16
+#define S2A_CONF_MAX_WORKERS 64
+#define S2A_CONF_STR         256
+
+/* Key flags. */
+#define S2A_CONF_RELOAD  0x01   /* SIGHUP applies a changed value */
+#define S2A_CONF_SEED    0x02   /* seeds a runtime setting on first start */
+#define S2A_CONF_SECRET  0x04   /* a secret: never logged */
+
+typedef struct s2a_listen_s {
+    char host[64];              /* numeric address as written, no brackets */
+    int port;
+    int family;                 /* AF_INET or AF_INET6 */
+} s2a_listen_t;
+
+typedef struct s2a_conf_s {
+    char path[PATH_MAX];        /* file loaded, "" for embedded defaults */
+
+    /* [server] */
+    s2a_listen_t listen[S2A_CONF_MAX_LISTEN];
+    int n_listen;
+    int workers;                /* resolved: "auto" becomes the CPU count */
+    int workers_auto;
+    char user[64];
+    char pidfile[PATH_MAX];
+    int backlog;
+    int shutdown_timeout;       /* seconds */
+    int client_timeout;         /* seconds: read, write and keep-alive idle */
+    long max_body_size;         /* bytes */
+    long max_header_size;       /* bytes */
+
+    /* [paths] */
+    char data_dir[PATH_MAX];
+    char cache_dir[PATH_MAX];
+    char admin_ui_dir[PATH_MAX];
+
+    /* [log] */
+    char error_log[PATH_MAX];
+    char access_log[PATH_MAX];  /* "off" disables */
+    int log_level;
+
+    /* [upstream] */
+    char base_url[S2A_CONF_STR];
+    char session_url[S2A_CONF_STR];
+    char oauth_url[S2A_CONF_STR];
+    int upstream_timeout;       /* seconds */
+
+    /* [limits] */
+    int max_tokens;
+    int max_leases;
+
+    /* [defaults]: seeds for runtime settings, used on first start only */
+    char api_key[S2A_CONF_STR];
+    char admin_username[S2A_CONF_STR];
+    char admin_password[S2A_CONF_STR];
+} s2a_conf_t;
+
+typedef enum {
+    S2A_CONF_T_STRING = 0,
+    S2A_CONF_T_PATH,
+    S2A_CONF_T_URL,
+    S2A_CONF_T_INT,
+    S2A_CONF_T_SIZE,
+    S2A_CONF_T_SECONDS,
+    S2A_CONF_T_LOGLEVEL,
+    S2A_CONF_T_LISTEN,
+    S2A_CONF_T_WORKERS
+} s2a_conf_type_t;
+
+typedef struct s2a_conf_key_s {
+    const char *section;
+    const char *name;
+    s2a_conf_type_t type;
+    size_t offset;
+    size_t size;                /* buffer size for strings */
+    long min, max;              /* numeric bounds */
+    unsigned flags;
+    const char *def;            /* default as it would be written */
+    const char *help;
+} s2a_conf_key_t;
+
+extern const s2a_conf_key_t s2a_conf_keys[];
+extern const size_t s2a_conf_nkeys;
+
+/*
+ * Fills `conf` with the embedded defaults (relative paths resolved against
+ * the current directory). Returns S2A_OK or S2A_ERROR with `err` set.
+ */
+int s2a_conf_defaults(s2a_conf_t *conf, char *err, size_t errlen);
+
+/*
+ * Loads `path` over the defaults. On error returns S2A_ERROR and writes
+ * "file:line: message" into `err`; `conf` is then unspecified.
+ */
+int s2a_conf_load(s2a_conf_t *conf, const char *path, char *err,
+                  size_t errlen);
+
+/*
+ * Remembers the current directory as the base of relative paths. Called
+ * once at start-up, before anything can change the directory.
+ */
+int s2a_conf_init_base_dir(void);
+
+/* `path` made absolute against the start-up directory. */
+int s2a_conf_absolute(const char *path, char *out, size_t outlen);
+
+/* Parses one value of `key` into `conf` (used by the loader and tests). */
+int s2a_conf_set(s2a_conf_t *conf, const s2a_conf_key_t *key,
+                 const char *value, char *err, size_t errlen);
+
+const s2a_conf_key_t *s2a_conf_find(const char *section, const char *name);
+
+/* Prints every key as "section.name = default  # flags" to `fp`. */
+void s2a_conf_dump_keys(void *fp);
+
+/* Formats a listen address as host:port ([v6]:port). */
+const char *s2a_listen_str(const s2a_listen_t *l, char *buf, size_t len);
+
+/* True when two listen sets are equal (same addresses, same order). */
+bool s2a_conf_listen_equal(const s2a_conf_t *a, const s2a_conf_t *b);
+
+#endif /* S2A_CONF_H */

@@ -1,0 +1,138 @@
+/*
+ * crypto.c: hashing, comparison and randomness through OpenSSL.
+ */
+#include "common/crypto.h"
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void
+s2a_sha256(const void *data, size_t len, uint8_t out[S2A_SHA256_LEN])
+{
+    unsigned int n = S2A_SHA256_LEN;
+
+    EVP_Digest(data, len, out, &n, EVP_sha256(), NULL);
+}
+
+bool
+s2a_ct_equal(const void *a, const void *b, size_t len)
+{
+    return CRYPTO_memcmp(a, b, len) == 0;
+}
+
+int
+s2a_random_bytes(void *buf, size_t len)
+{
+    if (len > (size_t) 0x7fffffff) {
+        return S2A_ERROR;
+    }
+    return RAND_bytes(buf, (int) len) == 1 ? S2A_OK : S2A_ERROR;
+}
+
+void
+s2a_hex(const uint8_t *in, size_t len, char *out)
+{
+    static const char digits[] = "0123456789abcdef";
+    size_t i;
+
+    for (i = 0; i < len; i++) {
+        out[2 * i] = digits[in[i] >> 4];
+        out[2 * i + 1] = digits[in[i] & 0x0f];
+    }
+    out[2 * len] = '\0';
+}
+
+static int
+pbkdf2(const char *password, const uint8_t *salt, size_t saltlen,
+       unsigned iterations, uint8_t out[S2A_SHA256_LEN])
+{
+    size_t pwlen = strlen(password);
+
+    if (pwlen > 4096) {
+        return S2A_ERROR;
+    }
+    if (PKCS5_PBKDF2_HMAC(password, (int) pwlen, salt, (int) saltlen,
+                          (int) iterations, EVP_sha256(), S2A_SHA256_LEN, out)
+        != 1)
+    {
+        return S2A_ERROR;
+    }
+    return S2A_OK;
+}
+
+int
+s2a_password_hash(const char *password, char *out, size_t outlen)
+{
+    uint8_t salt[16], hash[S2A_SHA256_LEN];
+    char salt_hex[33], hash_hex[65];
+    int n;
+
+    if (s2a_random_bytes(salt, sizeof(salt)) != S2A_OK
+        || pbkdf2(password, salt, sizeof(salt), S2A_PBKDF2_ITERATIONS, hash)
+           != S2A_OK)
+    {
+        return S2A_ERROR;
+    }
+    s2a_hex(salt, sizeof(salt), salt_hex);
+    s2a_hex(hash, sizeof(hash), hash_hex);
+    n = snprintf(out, outlen, "pbkdf2-sha256$%u$%s$%s",
+                 (unsigned) S2A_PBKDF2_ITERATIONS, salt_hex, hash_hex);
+    OPENSSL_cleanse(hash, sizeof(hash));
+    return (n < 0 || (size_t) n >= outlen) ? S2A_ERROR : S2A_OK;
+}
+
+static int
+unhex(const char *in, size_t n, uint8_t *out)
+{
+    size_t i;
+    int hi, lo;
+
+    for (i = 0; i < n; i++) {
+        hi = OPENSSL_hexchar2int((unsigned char) in[2 * i]);
+        lo = OPENSSL_hexchar2int((unsigned char) in[2 * i + 1]);
+        if (hi < 0 || lo < 0) {
+            return S2A_ERROR;
+        }
+        out[i] = (uint8_t) (hi << 4 | lo);
+    }
+    return S2A_OK;
+}
+
+bool
+s2a_password_verify(const char *password, const char *stored)
+{
+    uint8_t salt[16], want[S2A_SHA256_LEN], got[S2A_SHA256_LEN];
+    unsigned long iterations;
+    const char *p, *salt_hex, *hash_hex;
+    char *end;
+    bool ok;
+
+    if (strncmp(stored, "pbkdf2-sha256$", 14) != 0) {
+        return false;
+    }
+    p = stored + 14;
+    iterations = strtoul(p, &end, 10);
+    if (end == p || *end != '$' || iterations < 1000 || iterations > 10000000) {
+        return false;
+    }
+    salt_hex = end + 1;
+    if (strlen(salt_hex) != 32 + 1 + 64 || salt_hex[32] != '$') {
+        return false;
+    }
+    hash_hex = salt_hex + 33;
+    if (unhex(salt_hex, sizeof(salt), salt) != S2A_OK
+        || unhex(hash_hex, sizeof(want), want) != S2A_OK
+        || pbkdf2(password, salt, sizeof(salt), (unsigned) iterations, got)
+           != S2A_OK)
+    {
+        return false;
+    }
+    ok = s2a_ct_equal(got, want, sizeof(got));
+    OPENSSL_cleanse(got, sizeof(got));
+    return ok;
+}

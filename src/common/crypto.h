@@ -1,0 +1,37 @@
+/*
+ * crypto.h: the few primitives the daemon needs, on top of OpenSSL.
+ */
+#ifndef S2A_CRYPTO_H
+#define S2A_CRYPTO_H
+
+#include "common/core.h"
+
+#define S2A_SHA256_LEN 32
+
+/* SHA-256 of `len` bytes. */
+void s2a_sha256(const void *data, size_t len, uint8_t out[S2A_SHA256_LEN]);
+
+/* Constant-time equality of two equal-length buffers. */
+bool s2a_ct_equal(const void *a, const void *b, size_t len);
+
+/* Cryptographically random bytes. Returns S2A_OK or S2A_ERROR. */
+int s2a_random_bytes(void *buf, size_t len);
+
+/* Lower-case hex of `len` bytes into `out` (2*len+1 bytes). */
+void s2a_hex(const uint8_t *in, size_t len, char *out);
+
+
+#define S2A_PASSWORD_HASH_LEN 160
+#define S2A_PBKDF2_ITERATIONS 210000
+
+/*
+ * Hashes `password` with PBKDF2-HMAC-SHA256 and a random salt into `out`
+ * as "pbkdf2-sha256$<iterations>$<salt hex>$<hash hex>".
+ * Returns S2A_OK or S2A_ERROR.
+ */
+int s2a_password_hash(const char *password, char *out, size_t outlen);
+
+/* True when `password` matches `stored` (constant-time comparison). */
+bool s2a_password_verify(const char *password, const char *stored);
+
+#endif /* S2A_CRYPTO_H */

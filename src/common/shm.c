@@ -1,0 +1,573 @@
+/*
+ * shm.c: shared-memory region, robust lock, token table, leases and the
+ * token selection primitive. See shm.h for the layout and docs/locking.md
+ * for the rules.
+ */
+#include "common/shm.h"
+#include "common/log.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <string.h>
+#include <sys/mman.h>
+
+static size_t
+align_up(size_t n, size_t a)
+{
+    return (n + a - 1) & ~(a - 1);
+}
+
+s2a_shm_t *
+s2a_shm_create(uint32_t max_tokens, uint32_t max_leases)
+{
+    pthread_mutexattr_t attr;
+    s2a_shm_t *shm;
+    size_t off, size;
+    int rc;
+
+    off = align_up(sizeof(s2a_shm_t), 4096);
+    size = off + align_up((size_t) max_tokens * sizeof(s2a_shm_token_t), 4096);
+    size += align_up((size_t) max_tokens * sizeof(s2a_shm_secret_t), 4096);
+    size += align_up((size_t) max_leases * sizeof(s2a_shm_lease_t), 4096);
+
+    shm = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
+               -1, 0);
+    if (shm == MAP_FAILED) {
+        return NULL;
+    }
+    /* Anonymous pages are zero: only the header is written here, so an
+     * idle daemon keeps untouched table pages out of memory. */
+    shm->magic = S2A_SHM_MAGIC;
+    shm->version = S2A_SHM_VERSION;
+    shm->max_tokens = max_tokens;
+    shm->max_leases = max_leases;
+    shm->size = size;
+    shm->tokens_off = off;
+    off += align_up((size_t) max_tokens * sizeof(s2a_shm_token_t), 4096);
+    shm->secrets_off = off;
+    off += align_up((size_t) max_tokens * sizeof(s2a_shm_secret_t), 4096);
+    shm->leases_off = off;
+    shm->settings.log_level = -1;
+
+    /* Lease rows need no initialisation: a row whose owner_pid is 0 is
+     * free, and fresh anonymous pages are zero. */
+    if ((rc = pthread_mutexattr_init(&attr)) != 0
+        || (rc = pthread_mutexattr_setpshared(&attr,
+                                              PTHREAD_PROCESS_SHARED)) != 0
+        || (rc = pthread_mutexattr_setrobust(&attr,
+                                             PTHREAD_MUTEX_ROBUST)) != 0
+        || (rc = pthread_mutex_init(&shm->lock, &attr)) != 0)
+    {
+        munmap(shm, size);
+        errno = rc;
+        return NULL;
+    }
+    pthread_mutexattr_destroy(&attr);
+    return shm;
+}
+
+void
+s2a_shm_destroy(s2a_shm_t *shm)
+{
+    if (shm != NULL) {
+        munmap(shm, shm->size);
+    }
+}
+
+s2a_shm_token_t *
+s2a_shm_tokens(s2a_shm_t *shm)
+{
+    return (s2a_shm_token_t *) (void *) ((char *) shm + shm->tokens_off);
+}
+
+s2a_shm_secret_t *
+s2a_shm_secrets(s2a_shm_t *shm)
+{
+    return (s2a_shm_secret_t *) (void *) ((char *) shm + shm->secrets_off);
+}
+
+s2a_shm_lease_t *
+s2a_shm_leases(s2a_shm_t *shm)
+{
+    return (s2a_shm_lease_t *) (void *) ((char *) shm + shm->leases_off);
+}
+
+static int
+after_lock(s2a_shm_t *shm, int rc)
+{
+    int dropped;
+
+    if (rc == 0) {
+        return S2A_OK;
+    }
+    if (rc == EOWNERDEAD) {
+        /* The owner died inside a critical section: the table may be half
+         * updated. Rebuild what can be derived, then mark it usable. */
+        dropped = s2a_shm_repair_locked(shm);
+        shm->repairs++;
+        pthread_mutex_consistent(&shm->lock);
+        s2a_log(LOG_WARNING, 0,
+                "shm lock owner died holding the lock; table repaired "
+                "(%d stale leases dropped)", dropped);
+        return S2A_OK;
+    }
+    if (rc == EBUSY) {
+        return S2A_AGAIN;
+    }
+    s2a_log(LOG_CRIT, rc, "pthread_mutex_lock(shm) failed");
+    return S2A_ERROR;
+}
+
+int
+s2a_shm_lock(s2a_shm_t *shm)
+{
+    return after_lock(shm, pthread_mutex_lock(&shm->lock));
+}
+
+int
+s2a_shm_trylock(s2a_shm_t *shm)
+{
+    return after_lock(shm, pthread_mutex_trylock(&shm->lock));
+}
+
+void
+s2a_shm_unlock(s2a_shm_t *shm)
+{
+    pthread_mutex_unlock(&shm->lock);
+}
+
+static bool
+pid_alive(int32_t pid)
+{
+    if (pid <= 0) {
+        return false;
+    }
+    return kill(pid, 0) == 0 || errno == EPERM;
+}
+
+int
+s2a_shm_repair_locked(s2a_shm_t *shm)
+{
+    s2a_shm_token_t *tokens = s2a_shm_tokens(shm);
+    s2a_shm_lease_t *leases = s2a_shm_leases(shm);
+    uint32_t i, high = 0, thigh = 0;
+    int dropped = 0;
+
+    if (shm->token_high > shm->max_tokens) {
+        shm->token_high = shm->max_tokens;
+    }
+    if (shm->lease_high > shm->max_leases) {
+        shm->lease_high = shm->max_leases;
+    }
+    for (i = 0; i < shm->token_high; i++) {
+        tokens[i].inflight[S2A_KIND_IMAGE] = 0;
+        tokens[i].inflight[S2A_KIND_VIDEO] = 0;
+        if (tokens[i].id != 0) {
+            thigh = i + 1;
+        }
+    }
+    for (i = 0; i < shm->lease_high; i++) {
+        s2a_shm_lease_t *l = &leases[i];
+
+        if (l->owner_pid == 0) {
+            continue;
+        }
+        if (!pid_alive(l->owner_pid) || l->token_slot < 0
+            || (uint32_t) l->token_slot >= shm->token_high
+            || l->kind >= S2A_KIND_COUNT)
+        {
+            l->owner_pid = 0;
+            l->serial++;
+            dropped++;
+            continue;
+        }
+        tokens[l->token_slot].inflight[l->kind]++;
+        high = i + 1;
+    }
+    shm->lease_high = high;
+    shm->token_high = thigh;
+    if (shm->lease_hint >= shm->max_leases) {
+        shm->lease_hint = 0;
+    }
+    if (shm->rr_cursor >= shm->max_tokens) {
+        shm->rr_cursor = 0;
+    }
+    return dropped;
+}
+
+void
+s2a_shm_settings_write(s2a_shm_t *shm, const s2a_shm_settings_t *s)
+{
+    atomic_thread_fence(memory_order_seq_cst);
+    shm->settings_seq++;                      /* odd: write in progress */
+    atomic_thread_fence(memory_order_seq_cst);
+    memcpy(&shm->settings, s, sizeof(*s));
+    atomic_thread_fence(memory_order_seq_cst);
+    shm->settings_seq++;                      /* even: stable */
+    atomic_thread_fence(memory_order_seq_cst);
+}
+
+uint32_t
+s2a_shm_settings_read(s2a_shm_t *shm, s2a_shm_settings_t *out)
+{
+    uint32_t before, after;
+
+    for (;;) {
+        before = shm->settings_seq;
+        atomic_thread_fence(memory_order_seq_cst);
+        if (before & 1) {
+            continue;
+        }
+        memcpy(out, &shm->settings, sizeof(*out));
+        atomic_thread_fence(memory_order_seq_cst);
+        after = shm->settings_seq;
+        if (before == after) {
+            return after;
+        }
+    }
+}
+
+uint32_t
+s2a_shm_settings_seq(const s2a_shm_t *shm)
+{
+    return shm->settings_seq;
+}
+
+int
+s2a_shm_token_find_locked(s2a_shm_t *shm, int64_t id)
+{
+    s2a_shm_token_t *tokens = s2a_shm_tokens(shm);
+    uint32_t i;
+
+    for (i = 0; i < shm->token_high; i++) {
+        if (tokens[i].id == id) {
+            return (int) i;
+        }
+    }
+    return -1;
+}
+
+int
+s2a_shm_token_put_locked(s2a_shm_t *shm, const s2a_shm_token_t *t,
+                         const char *access_token)
+{
+    s2a_shm_token_t *tokens = s2a_shm_tokens(shm);
+    s2a_shm_secret_t *secret;
+    int32_t inflight[S2A_KIND_COUNT] = { 0, 0 };
+    int64_t last_used = 0;
+    uint32_t version = 0;
+    int slot;
+    uint32_t i;
+
+    slot = s2a_shm_token_find_locked(shm, t->id);
+    if (slot >= 0) {
+        memcpy(inflight, tokens[slot].inflight, sizeof(inflight));
+        version = tokens[slot].version;
+        last_used = tokens[slot].last_used_ms;
+    } else {
+        for (i = 0; i < shm->max_tokens; i++) {
+            if (i >= shm->token_high || tokens[i].id == 0) {
+                break;
+            }
+        }
+        if (i == shm->max_tokens) {
+            return -1;
+        }
+        slot = (int) i;
+    }
+    tokens[slot] = *t;
+    memcpy(tokens[slot].inflight, inflight, sizeof(inflight));
+    if (tokens[slot].last_used_ms == 0) {
+        tokens[slot].last_used_ms = last_used;
+    }
+    tokens[slot].version = version + 1;
+    if ((uint32_t) slot >= shm->token_high) {
+        shm->token_high = (uint32_t) slot + 1;
+    }
+    secret = &s2a_shm_secrets(shm)[slot];
+    if (access_token != NULL) {
+        size_t len = strlen(access_token);
+        if (len >= S2A_SHM_AT_MAX) {
+            len = S2A_SHM_AT_MAX - 1;
+        }
+        memcpy(secret->access_token, access_token, len);
+        secret->access_token[len] = '\0';
+        secret->len = (uint32_t) len;
+    }
+    secret->version = tokens[slot].version;
+    return slot;
+}
+
+int
+s2a_shm_token_remove_locked(s2a_shm_t *shm, int64_t id)
+{
+    s2a_shm_token_t *tokens = s2a_shm_tokens(shm);
+    s2a_shm_secret_t *secret;
+    int slot = s2a_shm_token_find_locked(shm, id);
+
+    if (slot < 0) {
+        return S2A_DECLINED;
+    }
+    /* Leases on the slot keep their counts until released; a new token
+     * put into the slot starts from zero only once they are gone, so the
+     * slot stays reserved while in-flight is non-zero. */
+    tokens[slot].state = S2A_TOKEN_FREE;
+    tokens[slot].id = tokens[slot].inflight[0] + tokens[slot].inflight[1] > 0
+                      ? -id : 0;
+    tokens[slot].version++;
+    secret = &s2a_shm_secrets(shm)[slot];
+    explicit_bzero(secret->access_token, secret->len);
+    secret->len = 0;
+    return S2A_OK;
+}
+
+s2a_skip_t
+s2a_shm_token_skip(const s2a_shm_token_t *t, s2a_kind_t kind, int64_t now)
+{
+    uint8_t need = kind == S2A_KIND_IMAGE ? S2A_TOKEN_F_IMAGE
+                                          : S2A_TOKEN_F_VIDEO;
+
+    switch ((s2a_token_state_t) t->state) {
+    case S2A_TOKEN_ACTIVE:
+        break;
+    case S2A_TOKEN_COOLING:
+        if (t->cooldown_until > now) {
+            return S2A_SKIP_COOLING;
+        }
+        break;                   /* cooldown over: usable again */
+    case S2A_TOKEN_DISABLED:
+    case S2A_TOKEN_FREE:
+        return S2A_SKIP_DISABLED;
+    case S2A_TOKEN_INVALID:
+        return S2A_SKIP_INVALID;
+    case S2A_TOKEN_EXPIRED:
+        return S2A_SKIP_EXPIRED;
+    }
+    if (t->expires_at != 0 && t->expires_at <= now) {
+        return S2A_SKIP_EXPIRED;
+    }
+    if (!(t->flags & need)) {
+        return S2A_SKIP_KIND_DISABLED;
+    }
+    if (kind == S2A_KIND_VIDEO) {
+        if (!(t->flags & S2A_TOKEN_F_SORA2)) {
+            return S2A_SKIP_NO_SORA2;
+        }
+        if (t->quota_left == 0) {
+            return S2A_SKIP_NO_QUOTA;
+        }
+    }
+    if (t->limit[kind] > 0 && t->inflight[kind] >= t->limit[kind]) {
+        return S2A_SKIP_BUSY;
+    }
+    return S2A_SKIP_NONE;
+}
+
+const char *
+s2a_skip_name(s2a_skip_t why)
+{
+    static const char *const names[] = {
+        "eligible", "disabled", "invalid", "expired", "cooling",
+        "generation kind disabled", "no Sora2", "no quota left", "busy"
+    };
+
+    if ((size_t) why >= S2A_NELEMS(names)) {
+        return "unknown";
+    }
+    return names[why];
+}
+
+static int
+lease_row_alloc(s2a_shm_t *shm)
+{
+    s2a_shm_lease_t *leases = s2a_shm_leases(shm);
+    uint32_t i, n = shm->max_leases, row;
+
+    for (i = 0; i < n; i++) {
+        row = (shm->lease_hint + i) % n;
+        if (row >= shm->lease_high || leases[row].owner_pid == 0) {
+            shm->lease_hint = (row + 1) % n;
+            if (row >= shm->lease_high) {
+                shm->lease_high = row + 1;
+            }
+            return (int) row;
+        }
+    }
+    return -1;
+}
+
+int
+s2a_shm_lease_acquire_locked(s2a_shm_t *shm, int slot, s2a_kind_t kind,
+                             int64_t now_ms, pid_t owner_pid,
+                             s2a_lease_t *lease)
+{
+    s2a_shm_token_t *t = &s2a_shm_tokens(shm)[slot];
+    s2a_shm_lease_t *l;
+    int row = lease_row_alloc(shm);
+
+    if (row < 0) {
+        return S2A_AGAIN;
+    }
+    l = &s2a_shm_leases(shm)[row];
+    l->token_slot = slot;
+    l->kind = (uint8_t) kind;
+    l->owner_pid = (int32_t) owner_pid;
+    l->acquired_ms = now_ms;
+    l->serial = ++shm->lease_serial;
+    t->inflight[kind]++;
+    t->last_used_ms = now_ms;
+    lease->row = row;
+    lease->serial = l->serial;
+    lease->token_slot = slot;
+    lease->token_id = t->id;
+    lease->kind = kind;
+    return S2A_OK;
+}
+
+int
+s2a_shm_select_locked(s2a_shm_t *shm, s2a_kind_t kind, s2a_policy_t policy,
+                      int64_t now_ms, pid_t owner_pid, uint32_t rnd,
+                      s2a_lease_t *lease, s2a_skip_report_t *report)
+{
+    s2a_shm_token_t *tokens = s2a_shm_tokens(shm);
+    uint32_t i, n = shm->token_high, start, idx;
+    int64_t now = now_ms / 1000;
+    int best = -1;
+    s2a_skip_t why;
+
+    if (report != NULL) {
+        memset(report, 0, sizeof(*report));
+    }
+    if (n == 0) {
+        return S2A_DECLINED;
+    }
+    start = 0;
+    if (policy == S2A_POLICY_ROUND_ROBIN) {
+        start = shm->rr_cursor % n;
+    } else if (policy == S2A_POLICY_RANDOM) {
+        start = rnd % n;
+    }
+    for (i = 0; i < n; i++) {
+        idx = (start + i) % n;
+        if (tokens[idx].id <= 0) {
+            continue;
+        }
+        why = s2a_shm_token_skip(&tokens[idx], kind, now);
+        if (report != NULL) {
+            report->n_tokens++;
+            report->counts[why]++;
+            if (why == S2A_SKIP_COOLING
+                && (report->earliest_cooldown == 0
+                    || tokens[idx].cooldown_until < report->earliest_cooldown))
+            {
+                report->earliest_cooldown = tokens[idx].cooldown_until;
+            }
+        }
+        if (why != S2A_SKIP_NONE) {
+            continue;
+        }
+        if (policy != S2A_POLICY_LEAST_BUSY) {
+            /* Round-robin and random take the first eligible from start. */
+            if (best < 0) {
+                best = (int) idx;
+                if (report == NULL) {
+                    break;
+                }
+            }
+            continue;
+        }
+        if (best < 0
+            || tokens[idx].inflight[kind] < tokens[best].inflight[kind]
+            || (tokens[idx].inflight[kind] == tokens[best].inflight[kind]
+                && tokens[idx].last_used_ms < tokens[best].last_used_ms))
+        {
+            best = (int) idx;
+        }
+    }
+    if (best < 0) {
+        return S2A_DECLINED;
+    }
+    if (policy == S2A_POLICY_ROUND_ROBIN) {
+        shm->rr_cursor = (uint32_t) best + 1;
+    }
+    /* A cooldown that has run out turns the token active again. */
+    if (tokens[best].state == S2A_TOKEN_COOLING) {
+        tokens[best].state = S2A_TOKEN_ACTIVE;
+    }
+    return s2a_shm_lease_acquire_locked(shm, best, kind, now_ms, owner_pid,
+                                        lease);
+}
+
+static void
+lease_drop_locked(s2a_shm_t *shm, s2a_shm_lease_t *l)
+{
+    s2a_shm_token_t *tokens = s2a_shm_tokens(shm);
+    s2a_shm_token_t *t;
+
+    if (l->token_slot >= 0 && (uint32_t) l->token_slot < shm->max_tokens
+        && l->kind < S2A_KIND_COUNT)
+    {
+        t = &tokens[l->token_slot];
+        if (t->inflight[l->kind] > 0) {
+            t->inflight[l->kind]--;
+        }
+        /* A removed token keeps its slot (negative id) until idle. */
+        if (t->id < 0 && t->inflight[0] + t->inflight[1] == 0) {
+            t->id = 0;
+        }
+    }
+    l->owner_pid = 0;
+    l->serial++;
+}
+
+int
+s2a_shm_lease_release_locked(s2a_shm_t *shm, s2a_lease_t *lease)
+{
+    s2a_shm_lease_t *l;
+
+    if (lease->row < 0 || (uint32_t) lease->row >= shm->max_leases) {
+        return S2A_DECLINED;
+    }
+    l = &s2a_shm_leases(shm)[lease->row];
+    if (l->owner_pid == 0 || l->serial != lease->serial) {
+        lease->row = -1;
+        return S2A_DECLINED;
+    }
+    lease_drop_locked(shm, l);
+    lease->row = -1;
+    return S2A_OK;
+}
+
+int
+s2a_shm_release_owner_locked(s2a_shm_t *shm, pid_t pid)
+{
+    s2a_shm_lease_t *leases = s2a_shm_leases(shm);
+    uint32_t i;
+    int n = 0;
+
+    for (i = 0; i < shm->lease_high; i++) {
+        if (leases[i].owner_pid == (int32_t) pid) {
+            lease_drop_locked(shm, &leases[i]);
+            n++;
+        }
+    }
+    return n;
+}
+
+int
+s2a_shm_lease_count_locked(s2a_shm_t *shm, pid_t pid)
+{
+    s2a_shm_lease_t *leases = s2a_shm_leases(shm);
+    uint32_t i;
+    int n = 0;
+
+    for (i = 0; i < shm->lease_high; i++) {
+        if (leases[i].owner_pid != 0
+            && (pid == 0 || leases[i].owner_pid == (int32_t) pid))
+        {
+            n++;
+        }
+    }
+    return n;
+}

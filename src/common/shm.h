@@ -1,0 +1,255 @@
+/*
+ * shm.h: the shared-memory region every process maps.
+ *
+ * The master creates it (mmap MAP_SHARED|MAP_ANONYMOUS) before forking, so
+ * workers inherit the mapping at the same address; still, nothing in it is
+ * a pointer: tables are arrays addressed by index.
+ *
+ * Contents (see docs/locking.md for who writes what):
+ *   - header: magic, version, sizes, the robust process-shared mutex
+ *   - settings snapshot: written by the master only, read lock-free by
+ *     workers through a sequence counter (odd while a write is in progress)
+ *   - worker table: one row per worker slot, for supervision and /readyz
+ *   - token table: scheduling fields of each account, compact so a
+ *     selection scan touches few cache lines
+ *   - token secrets: the access token of each account, touched only when a
+ *     request is actually sent upstream
+ *   - lease table: one row per in-flight use of a token; leases are what
+ *     the master reclaims when a worker dies
+ */
+#ifndef S2A_SHM_H
+#define S2A_SHM_H
+
+#include "common/core.h"
+
+#include <pthread.h>
+#include <sys/types.h>
+
+#define S2A_SHM_MAGIC    0x5332414153484d31ULL   /* "S2AASHM1" */
+#define S2A_SHM_VERSION  1
+#define S2A_SHM_AT_MAX   4096    /* longest access token kept */
+#define S2A_SHM_WORKERS  128     /* worker rows (slots x generations) */
+
+typedef enum {
+    S2A_TOKEN_FREE = 0,          /* slot unused */
+    S2A_TOKEN_ACTIVE,
+    S2A_TOKEN_DISABLED,          /* by the operator */
+    S2A_TOKEN_INVALID,           /* upstream said invalidated / 401 */
+    S2A_TOKEN_EXPIRED,
+    S2A_TOKEN_COOLING            /* quota or 429 until cooldown_until */
+} s2a_token_state_t;
+
+typedef enum {
+    S2A_KIND_IMAGE = 0,
+    S2A_KIND_VIDEO,
+    S2A_KIND_COUNT
+} s2a_kind_t;
+
+typedef enum {
+    S2A_POLICY_LEAST_BUSY = 0,   /* least in-flight, then least recently used */
+    S2A_POLICY_ROUND_ROBIN,
+    S2A_POLICY_RANDOM
+} s2a_policy_t;
+
+/* Why a token was not chosen. */
+typedef enum {
+    S2A_SKIP_NONE = 0,
+    S2A_SKIP_DISABLED,
+    S2A_SKIP_INVALID,
+    S2A_SKIP_EXPIRED,
+    S2A_SKIP_COOLING,
+    S2A_SKIP_KIND_DISABLED,
+    S2A_SKIP_NO_SORA2,
+    S2A_SKIP_NO_QUOTA,
+    S2A_SKIP_BUSY
+} s2a_skip_t;
+
+#define S2A_TOKEN_F_IMAGE  0x01  /* image generation enabled */
+#define S2A_TOKEN_F_VIDEO  0x02  /* video generation enabled */
+#define S2A_TOKEN_F_SORA2  0x04  /* account supports Sora 2 video */
+
+typedef struct s2a_shm_token_s {
+    int64_t id;                  /* database id; 0 when the slot is free */
+    uint32_t version;            /* bumped on every change by the master */
+    uint8_t state;               /* s2a_token_state_t */
+    uint8_t flags;               /* S2A_TOKEN_F_* */
+    uint16_t _pad;
+    int32_t limit[S2A_KIND_COUNT];      /* <= 0: unlimited */
+    int32_t inflight[S2A_KIND_COUNT];   /* derived from the lease table */
+    int32_t consecutive_errors;
+    int32_t quota_left;          /* videos left, -1 when unknown */
+    int64_t cooldown_until;      /* unix seconds */
+    int64_t expires_at;          /* unix seconds, 0 when unknown */
+    int64_t last_used_ms;        /* unix milliseconds */
+} s2a_shm_token_t;
+
+typedef struct s2a_shm_secret_s {
+    uint32_t version;            /* equals the token's version when current */
+    uint32_t len;
+    char access_token[S2A_SHM_AT_MAX];
+} s2a_shm_secret_t;
+
+typedef struct s2a_shm_lease_s {
+    int32_t token_slot;          /* -1 when the row is free */
+    uint8_t kind;
+    uint8_t _pad[3];
+    int32_t owner_pid;
+    uint32_t serial;             /* guards against releasing a reused row */
+    int64_t acquired_ms;
+} s2a_shm_lease_t;
+
+/* A lease as held by its owner: row index plus the serial it had. */
+typedef struct s2a_lease_s {
+    int32_t row;
+    uint32_t serial;
+    int32_t token_slot;
+    int64_t token_id;
+    s2a_kind_t kind;
+} s2a_lease_t;
+
+typedef enum {
+    S2A_WORKER_EMPTY = 0,
+    S2A_WORKER_STARTING,
+    S2A_WORKER_READY,
+    S2A_WORKER_DRAINING
+} s2a_worker_state_t;
+
+typedef struct s2a_shm_worker_s {
+    int32_t pid;
+    int32_t slot;
+    uint32_t generation;
+    uint8_t state;               /* s2a_worker_state_t */
+    uint8_t _pad[3];
+    int64_t started_ms;
+    uint64_t requests;           /* written by the worker only */
+    uint32_t settings_seen;      /* settings sequence the worker applied */
+    uint32_t _pad2;
+} s2a_shm_worker_t;
+
+/* Runtime settings every worker needs on the hot path. */
+typedef struct s2a_shm_settings_s {
+    uint8_t api_key_hash[32];    /* SHA-256 of the API key */
+    int32_t log_level;           /* -1: follow the configuration file */
+    int32_t policy;              /* s2a_policy_t */
+    int32_t error_ban_threshold;
+    int32_t _pad;
+} s2a_shm_settings_t;
+
+typedef struct s2a_shm_s {
+    uint64_t magic;
+    uint32_t version;
+    uint32_t max_tokens;
+    uint32_t max_leases;
+    uint32_t token_high;         /* slots [0, token_high) may be in use */
+    uint32_t lease_high;         /* rows [0, lease_high) may be in use */
+    uint32_t lease_hint;         /* where the next free-row search starts */
+    uint32_t rr_cursor;          /* round-robin position */
+    uint32_t repairs;            /* times a dead lock owner was repaired */
+    uint32_t lease_serial;
+    uint32_t _pad;
+    int64_t master_pid;
+
+    pthread_mutex_t lock;
+
+    /* Seqlock: odd while the master writes `settings`. */
+    volatile uint32_t settings_seq;
+    uint32_t _pad2;
+    s2a_shm_settings_t settings;
+
+    s2a_shm_worker_t workers[S2A_SHM_WORKERS];
+
+    /* Offsets from the start of the region. */
+    size_t tokens_off;
+    size_t secrets_off;
+    size_t leases_off;
+    size_t size;
+} s2a_shm_t;
+
+/*
+ * Maps and initialises a region for `max_tokens` tokens and `max_leases`
+ * leases. Returns NULL with errno set. Pages are only touched when used.
+ */
+s2a_shm_t *s2a_shm_create(uint32_t max_tokens, uint32_t max_leases);
+void s2a_shm_destroy(s2a_shm_t *shm);
+
+/*
+ * Takes the table lock. A previous owner that died holding it is repaired
+ * here (s2a_shm_repair_locked) before the lock is marked consistent.
+ * Returns S2A_OK, or S2A_ERROR when the mutex is unrecoverable.
+ */
+int s2a_shm_lock(s2a_shm_t *shm);
+int s2a_shm_trylock(s2a_shm_t *shm);   /* S2A_OK, S2A_AGAIN, S2A_ERROR */
+void s2a_shm_unlock(s2a_shm_t *shm);
+
+/*
+ * Rebuilds every derived field from the lease table: drops leases of dead
+ * processes, recounts in-flight per token, recomputes high-water marks.
+ * Caller holds the lock. Returns the number of leases dropped.
+ */
+int s2a_shm_repair_locked(s2a_shm_t *shm);
+
+s2a_shm_token_t *s2a_shm_tokens(s2a_shm_t *shm);
+s2a_shm_secret_t *s2a_shm_secrets(s2a_shm_t *shm);
+s2a_shm_lease_t *s2a_shm_leases(s2a_shm_t *shm);
+
+/* Settings: the master writes, workers copy out when the sequence moved. */
+void s2a_shm_settings_write(s2a_shm_t *shm, const s2a_shm_settings_t *s);
+uint32_t s2a_shm_settings_read(s2a_shm_t *shm, s2a_shm_settings_t *out);
+uint32_t s2a_shm_settings_seq(const s2a_shm_t *shm);
+
+/*
+ * Token slots (master only, lock held). `_put` inserts or updates the slot
+ * of token `t->id`, keeping in-flight counts; returns the slot or -1 when
+ * the table is full. `_remove` frees the slot of `id` (its leases stay
+ * valid until released). `_find` returns the slot of `id` or -1.
+ */
+int s2a_shm_token_put_locked(s2a_shm_t *shm, const s2a_shm_token_t *t,
+                             const char *access_token);
+int s2a_shm_token_remove_locked(s2a_shm_t *shm, int64_t id);
+int s2a_shm_token_find_locked(s2a_shm_t *shm, int64_t id);
+
+/* Why token `t` cannot serve `kind` now (S2A_SKIP_NONE when it can). */
+s2a_skip_t s2a_shm_token_skip(const s2a_shm_token_t *t, s2a_kind_t kind,
+                              int64_t now);
+const char *s2a_skip_name(s2a_skip_t why);
+
+typedef struct s2a_skip_report_s {
+    int counts[9];               /* per s2a_skip_t */
+    int n_tokens;
+    int64_t earliest_cooldown;   /* 0 when no token is cooling */
+} s2a_skip_report_t;
+
+/*
+ * Chooses a token for `kind` under `policy` and records a lease for
+ * `owner_pid`. Returns S2A_OK and fills `lease`; S2A_DECLINED when no token
+ * is eligible (then `report`, if not NULL, says why); S2A_AGAIN when the
+ * lease table is full. Caller holds the lock. `rnd` seeds the random
+ * policy.
+ */
+int s2a_shm_select_locked(s2a_shm_t *shm, s2a_kind_t kind,
+                          s2a_policy_t policy, int64_t now_ms, pid_t owner_pid,
+                          uint32_t rnd, s2a_lease_t *lease,
+                          s2a_skip_report_t *report);
+
+/*
+ * Records a lease on a specific slot without checking eligibility (used
+ * for calls that must go through a given account). Caller holds the lock.
+ */
+int s2a_shm_lease_acquire_locked(s2a_shm_t *shm, int slot, s2a_kind_t kind,
+                                 int64_t now_ms, pid_t owner_pid,
+                                 s2a_lease_t *lease);
+
+/*
+ * Releases `lease` exactly once: a second call, or a call after the master
+ * reclaimed it, finds the serial changed and does nothing. Returns S2A_OK
+ * when it released, S2A_DECLINED when it was already gone.
+ */
+int s2a_shm_lease_release_locked(s2a_shm_t *shm, s2a_lease_t *lease);
+
+/* Releases every lease of `pid` (a dead worker). Returns how many. */
+int s2a_shm_release_owner_locked(s2a_shm_t *shm, pid_t pid);
+
+/* Leases currently held (by `pid`, or by anyone when pid is 0). */
+int s2a_shm_lease_count_locked(s2a_shm_t *shm, pid_t pid);
+
+#endif /* S2A_SHM_H */

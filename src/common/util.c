@@ -1,0 +1,59 @@
+/*
+ * util.c: time and filesystem helpers.
+ */
+#include "common/util.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+int64_t
+s2a_now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t
+s2a_now(void)
+{
+    return (int64_t) time(NULL);
+}
+
+int64_t
+s2a_mono_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int
+s2a_mkdirs(const char *path, unsigned mode)
+{
+    char buf[PATH_MAX];
+    size_t i, len = strlen(path);
+
+    if (len == 0 || len >= sizeof(buf)) {
+        errno = ENAMETOOLONG;
+        return S2A_ERROR;
+    }
+    memcpy(buf, path, len + 1);
+    for (i = 1; i <= len; i++) {
+        if (buf[i] == '/' || buf[i] == '\0') {
+            char c = buf[i];
+            buf[i] = '\0';
+            if (mkdir(buf, (mode_t) mode) == -1 && errno != EEXIST) {
+                return S2A_ERROR;
+            }
+            buf[i] = c;
+        }
+    }
+    return S2A_OK;
+}

@@ -1,0 +1,19 @@
+/*
+ * util.h: time and small string helpers.
+ */
+#ifndef S2A_UTIL_H
+#define S2A_UTIL_H
+
+#include "common/core.h"
+
+/* Wall-clock time in milliseconds / seconds since the epoch. */
+int64_t s2a_now_ms(void);
+int64_t s2a_now(void);
+
+/* Monotonic milliseconds, for deadlines and durations. */
+int64_t s2a_mono_ms(void);
+
+/* mkdir -p with `mode`. Returns S2A_OK or S2A_ERROR with errno set. */
+int s2a_mkdirs(const char *path, unsigned mode);
+
+#endif /* S2A_UTIL_H */

@@ -1,0 +1,57 @@
+/*
+ * db.h: the SQLite database. Only the master opens it; it is the single
+ * writer, applying the mutations workers send over the control channel.
+ */
+#ifndef S2A_DB_H
+#define S2A_DB_H
+
+#include "common/conf.h"
+#include "common/shm.h"
+
+typedef struct s2a_db_s s2a_db_t;
+
+#define S2A_DB_FILE "sora2api.db"
+
+/*
+ * Opens (creating if needed) `<data_dir>/sora2api.db` in WAL mode and runs
+ * the pending migrations. Returns NULL with a message in `err`.
+ */
+s2a_db_t *s2a_db_open(const char *data_dir, char *err, size_t errlen);
+void s2a_db_close(s2a_db_t *db);
+
+/* Schema version after migrations (PRAGMA user_version). */
+int s2a_db_schema_version(s2a_db_t *db);
+
+int s2a_db_begin(s2a_db_t *db);
+int s2a_db_commit(s2a_db_t *db);
+void s2a_db_rollback(s2a_db_t *db);
+bool s2a_db_in_transaction(s2a_db_t *db);
+
+/*
+ * Runtime settings (key/value). `_get` returns S2A_OK, S2A_DECLINED when
+ * the key is absent, or S2A_ERROR. `_set` inserts or replaces.
+ */
+int s2a_db_setting_get(s2a_db_t *db, const char *key, char *buf, size_t len);
+int s2a_db_setting_set(s2a_db_t *db, const char *key, const char *value);
+
+/*
+ * On first start stores the runtime settings seeded from the [defaults]
+ * section of `conf` (the API key and admin password hashed). Keys already
+ * present are left alone. Returns S2A_OK or S2A_ERROR.
+ */
+int s2a_db_seed(s2a_db_t *db, const s2a_conf_t *conf);
+
+/* Builds the shm settings snapshot from the database. */
+int s2a_db_load_settings(s2a_db_t *db, s2a_shm_settings_t *out);
+
+/* True while the admin password still equals the shipped default. */
+bool s2a_db_default_admin_password(s2a_db_t *db);
+
+/* Adds `count` to the usage row (day, route, status). */
+int s2a_db_usage_add(s2a_db_t *db, const char *day, const char *route,
+                     int status, int64_t count);
+
+/* A trivial read proving the database answers (for /readyz). */
+int s2a_db_ping(s2a_db_t *db);
+
+#endif /* S2A_DB_H */

@@ -1,0 +1,1455 @@
+/*
+ * master.c: supervisor. Binds, opens the database and shared memory,
+ * forks the workers and keeps them running; handles signals (HUP reload
+ * with draining, TERM/INT graceful stop, QUIT fast stop, USR1 log reopen)
+ * and is the single SQLite writer for mutations workers send over their
+ * control channels.
+ */
+#include "master/master.h"
+#include "common/chan.h"
+#include "common/crypto.h"
+#include "common/log.h"
+#include "common/shm.h"
+#include "common/util.h"
+#include "master/db.h"
+#include "master/listen.h"
+#include "master/sdnotify.h"
+#include "worker/worker.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <libgen.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#define MAX_LISTENERS      32
+#define QUICK_DEATH_MS     5000
+#define MAX_BACKOFF_MS     30000
+#define SHRINK_GRACE_MS    500
+#define KILL_GRACE_MS      5000
+
+typedef enum {
+    PROC_STARTING = 0,
+    PROC_READY,
+    PROC_DRAINING
+} proc_state_t;
+
+typedef struct listener_s {
+    bool used;
+    bool active;                 /* part of the current configuration */
+    s2a_listen_t addr;
+    int port;                    /* resolved (port 0 picks one) */
+    int fds[S2A_CONF_MAX_WORKERS];
+} listener_t;
+
+typedef struct proc_s {
+    pid_t pid;
+    int slot;
+    int row;
+    uint32_t generation;
+    proc_state_t state;
+    uint32_t listener_mask;
+    s2a_chan_t *chan;
+    int64_t started_ms;
+    int64_t kill_at_ms;          /* draining: SIGKILL after this */
+    struct proc_s *next;
+} proc_t;
+
+typedef struct slot_s {
+    int quick_deaths;
+    struct event *respawn_ev;
+} slot_t;
+
+typedef struct pending_reply_s {
+    proc_t *proc;
+    json_t *msg;
+    struct pending_reply_s *next;
+} pending_reply_t;
+
+static struct {
+    s2a_conf_t *conf;
+    s2a_master_opts_t opts;
+    struct event_base *base;
+    s2a_shm_t *shm;
+    s2a_db_t *db;
+    listener_t listeners[MAX_LISTENERS];
+    proc_t *procs;
+    slot_t slots[S2A_CONF_MAX_WORKERS];
+    uint32_t generation;
+    int stopping;                /* 0 running, 1 graceful, 2 fast */
+    int exit_status;
+    int status_fd;               /* daemonize: tells the parent we are up */
+    bool ready_announced;
+    bool pidfile_written;
+    struct event *signals[8];
+    int n_signals;
+    struct event *flush_ev;
+    struct event *tick_ev;
+    pending_reply_t *replies;
+    pending_reply_t **replies_tail;
+    bool settings_dirty;         /* a batch changed a runtime setting */
+} M = { .status_fd = -1, .exit_status = S2A_EXIT_OK };
+
+static void reap_children(void);
+static void maybe_finish_stop(void);
+
+/* ---------------------------------------------------------------------
+ * Settings and database batching
+ */
+
+static void
+apply_log_level(void)
+{
+    s2a_shm_settings_t s;
+
+    s2a_shm_settings_read(M.shm, &s);
+    s2a_log_set_level(s.log_level >= 0 ? s.log_level : M.conf->log_level);
+}
+
+/* Re-reads the runtime settings from the database into shm. */
+static int
+publish_settings(void)
+{
+    s2a_shm_settings_t s;
+
+    if (s2a_db_load_settings(M.db, &s) != S2A_OK) {
+        return S2A_ERROR;
+    }
+    s2a_shm_settings_write(M.shm, &s);
+    apply_log_level();
+    return S2A_OK;
+}
+
+/* Mutations from workers share one transaction per loop iteration. */
+static int
+db_batch(void)
+{
+    if (!s2a_db_in_transaction(M.db)) {
+        if (s2a_db_begin(M.db) != S2A_OK) {
+            return S2A_ERROR;
+        }
+        event_active(M.flush_ev, EV_TIMEOUT, 0);
+    }
+    return S2A_OK;
+}
+
+static void
+queue_reply(proc_t *proc, json_t *msg)
+{
+    pending_reply_t *r = calloc(1, sizeof(*r));
+
+    if (r == NULL) {
+        json_decref(msg);
+        return;
+    }
+    r->proc = proc;
+    r->msg = msg;
+    *M.replies_tail = r;
+    M.replies_tail = &r->next;
+}
+
+static void
+send_replies(bool committed)
+{
+    pending_reply_t *r, *next;
+    proc_t *p;
+
+    for (r = M.replies; r != NULL; r = next) {
+        next = r->next;
+        if (!committed) {
+            json_object_set_new(r->msg, "ok", json_false());
+            json_object_set_new(r->msg, "error",
+                                json_string("database commit failed"));
+        }
+        for (p = M.procs; p != NULL; p = p->next) {
+            if (p == r->proc) {
+                s2a_chan_send(p->chan, r->msg);
+                break;
+            }
+        }
+        json_decref(r->msg);
+        free(r);
+    }
+    M.replies = NULL;
+    M.replies_tail = &M.replies;
+}
+
+static void
+flush_cb(evutil_socket_t fd, short what, void *arg)
+{
+    bool ok = true;
+
+    S2A_UNUSED(fd);
+    S2A_UNUSED(what);
+    S2A_UNUSED(arg);
+    if (s2a_db_in_transaction(M.db)) {
+        ok = s2a_db_commit(M.db) == S2A_OK;
+    }
+    /* Settings reach shm only once they are durable. */
+    if (ok && M.settings_dirty) {
+        publish_settings();
+    }
+    M.settings_dirty = false;
+    send_replies(ok);
+}
+
+/* ---------------------------------------------------------------------
+ * Messages from workers
+ */
+
+static json_t *
+reply_for(json_t *msg)
+{
+    json_t *id = json_object_get(msg, "id");
+
+    return json_pack("{s:s, s:O, s:b}", "op", "reply", "re",
+                     id != NULL ? id : json_null(), "ok", 1);
+}
+
+static int
+validate_setting(const char *key, const char *value, char *err,
+                 size_t errlen)
+{
+    char *end;
+    long v;
+
+    if (strcmp(key, "log_level") == 0) {
+        if (value[0] == '\0' || s2a_log_level_parse(value) >= LOG_ERR) {
+            return S2A_OK;
+        }
+        snprintf(err, errlen,
+                 "log_level must be error, warn, notice, info, debug or "
+                 "empty (follow the configuration file)");
+        return S2A_ERROR;
+    }
+    if (strcmp(key, "selection_policy") == 0) {
+        if (strcmp(value, "least_busy") == 0
+            || strcmp(value, "round_robin") == 0
+            || strcmp(value, "random") == 0)
+        {
+            return S2A_OK;
+        }
+        snprintf(err, errlen,
+                 "selection_policy must be least_busy, round_robin or random");
+        return S2A_ERROR;
+    }
+    if (strcmp(key, "error_ban_threshold") == 0) {
+        v = strtol(value, &end, 10);
+        if (end != value && *end == '\0' && v >= 0 && v <= 1000) {
+            return S2A_OK;
+        }
+        snprintf(err, errlen, "error_ban_threshold must be 0..1000");
+        return S2A_ERROR;
+    }
+    snprintf(err, errlen, "unknown setting \"%s\"", key);
+    return S2A_ERROR;
+}
+
+static void
+handle_set_setting(proc_t *proc, json_t *msg)
+{
+    const char *key = json_string_value(json_object_get(msg, "key"));
+    const char *value = json_string_value(json_object_get(msg, "value"));
+    json_t *reply = reply_for(msg);
+    char err[256];
+
+    if (key == NULL || value == NULL) {
+        snprintf(err, sizeof(err), "set_setting needs string key and value");
+        goto failed;
+    }
+    if (validate_setting(key, value, err, sizeof(err)) != S2A_OK) {
+        goto failed;
+    }
+    if (db_batch() != S2A_OK || s2a_db_setting_set(M.db, key, value) != S2A_OK)
+    {
+        snprintf(err, sizeof(err), "database write failed");
+        goto failed;
+    }
+    M.settings_dirty = true;
+    s2a_log(LOG_NOTICE, 0, "runtime setting %s changed to \"%s\"", key,
+            value);
+    queue_reply(proc, reply);
+    return;
+
+failed:
+    json_object_set_new(reply, "ok", json_false());
+    json_object_set_new(reply, "error", json_string(err));
+    s2a_chan_send(proc->chan, reply);
+    json_decref(reply);
+}
+
+static void
+handle_usage(json_t *msg)
+{
+    json_t *rows = json_object_get(msg, "rows"), *row;
+    size_t i;
+
+    if (!json_is_array(rows) || db_batch() != S2A_OK) {
+        return;
+    }
+    json_array_foreach(rows, i, row) {
+        const char *day = json_string_value(json_array_get(row, 0));
+        const char *route = json_string_value(json_array_get(row, 1));
+        json_t *status = json_array_get(row, 2);
+        json_t *count = json_array_get(row, 3);
+
+        if (day == NULL || route == NULL || !json_is_integer(status)
+            || !json_is_integer(count))
+        {
+            s2a_log(LOG_WARNING, 0, "malformed usage row ignored");
+            continue;
+        }
+        s2a_db_usage_add(M.db, day, route, (int) json_integer_value(status),
+                         json_integer_value(count));
+    }
+}
+
+static void announce_ready_if_done(void);
+
+static void
+send_drain(proc_t *p, int stop_accept_ms)
+{
+    json_t *msg;
+    int64_t deadline = (int64_t) M.conf->shutdown_timeout * 1000;
+
+    if (p->state == PROC_DRAINING) {
+        return;
+    }
+    p->state = PROC_DRAINING;
+    p->kill_at_ms = s2a_mono_ms() + stop_accept_ms + deadline + KILL_GRACE_MS;
+    M.shm->workers[p->row].state = S2A_WORKER_DRAINING;
+    msg = json_pack("{s:s, s:i, s:I}", "op", "drain", "stop_accept_ms",
+                    stop_accept_ms, "deadline_ms", (json_int_t) deadline);
+    if (msg != NULL) {
+        s2a_chan_send(p->chan, msg);
+        json_decref(msg);
+    }
+}
+
+static void
+handle_ready(proc_t *proc)
+{
+    proc_t *p;
+
+    proc->state = PROC_READY;
+    M.shm->workers[proc->row].state = S2A_WORKER_READY;
+    M.slots[proc->slot].quick_deaths = 0;
+    s2a_log(LOG_INFO, 0, "worker %d (pid %d, generation %u) ready",
+            proc->slot, (int) proc->pid, proc->generation);
+    /* The replacement serves the slot now: the older worker drains. */
+    for (p = M.procs; p != NULL; p = p->next) {
+        if (p != proc && p->slot == proc->slot
+            && p->generation < proc->generation)
+        {
+            send_drain(p, 0);
+        }
+    }
+    announce_ready_if_done();
+}
+
+static void
+on_worker_msg(s2a_chan_t *chan, json_t *msg, void *arg)
+{
+    proc_t *proc = arg;
+    const char *op = json_string_value(json_object_get(msg, "op"));
+    json_t *reply;
+
+    S2A_UNUSED(chan);
+    if (strcmp(op, "ready") == 0) {
+        handle_ready(proc);
+    } else if (strcmp(op, "usage") == 0) {
+        handle_usage(msg);
+    } else if (strcmp(op, "set_setting") == 0) {
+        handle_set_setting(proc, msg);
+    } else if (strcmp(op, "ping") == 0) {
+        reply = reply_for(msg);
+        if (s2a_db_ping(M.db) != S2A_OK) {
+            json_object_set_new(reply, "ok", json_false());
+            json_object_set_new(reply, "error",
+                                json_string("database unavailable"));
+        }
+        s2a_chan_send(proc->chan, reply);
+        json_decref(reply);
+    } else {
+        s2a_log(LOG_WARNING, 0, "worker %d sent unknown op \"%s\"",
+                proc->slot, op);
+    }
+}
+
+static void
+on_worker_close(s2a_chan_t *chan, void *arg)
+{
+    S2A_UNUSED(chan);
+    S2A_UNUSED(arg);
+    /* The exit is handled when the child is reaped. */
+}
+
+/* ---------------------------------------------------------------------
+ * Listening sockets
+ */
+
+static listener_t *
+listener_find(const s2a_listen_t *addr)
+{
+    int i;
+
+    for (i = 0; i < MAX_LISTENERS; i++) {
+        listener_t *l = &M.listeners[i];
+        if (l->used && l->active && l->addr.port == addr->port
+            && strcmp(l->addr.host, addr->host) == 0)
+        {
+            return l;
+        }
+    }
+    return NULL;
+}
+
+static listener_t *
+listener_new(const s2a_listen_t *addr)
+{
+    int i, s;
+
+    for (i = 0; i < MAX_LISTENERS; i++) {
+        listener_t *l = &M.listeners[i];
+        if (!l->used) {
+            memset(l, 0, sizeof(*l));
+            l->used = true;
+            l->active = true;
+            l->addr = *addr;
+            l->port = addr->port;
+            for (s = 0; s < S2A_CONF_MAX_WORKERS; s++) {
+                l->fds[s] = -1;
+            }
+            return l;
+        }
+    }
+    return NULL;
+}
+
+/* Makes sure every active listener has a socket for each slot < n. */
+static int
+open_slot_sockets(int n)
+{
+    const char *what = "";
+    char name[96];
+    int i, s, fd;
+
+    for (i = 0; i < MAX_LISTENERS; i++) {
+        listener_t *l = &M.listeners[i];
+        if (!l->used || !l->active) {
+            continue;
+        }
+        for (s = 0; s < n; s++) {
+            if (l->fds[s] >= 0) {
+                continue;
+            }
+            /* Only a new address can be held by someone else. */
+            fd = s2a_listen_open(&l->addr, l->port, M.conf->backlog,
+                                 s == 0, &what);
+            if (fd < 0) {
+                s2a_log(LOG_ERR, errno, "%s for %s failed", what,
+                        s2a_listen_str(&l->addr, name, sizeof(name)));
+                return S2A_ERROR;
+            }
+            if (l->port == 0) {
+                l->port = s2a_listen_port(fd);
+                l->addr.port = l->port;
+            }
+            l->fds[s] = fd;
+            if (s == 0) {
+                s2a_log(LOG_NOTICE, 0, "listening on %s",
+                        s2a_listen_str(&l->addr, name, sizeof(name)));
+            }
+        }
+    }
+    return S2A_OK;
+}
+
+/* listen(2) again applies a changed backlog to a listening socket. */
+static void
+relisten_all(int backlog)
+{
+    int i, s;
+
+    for (i = 0; i < MAX_LISTENERS; i++) {
+        for (s = 0; M.listeners[i].used && s < S2A_CONF_MAX_WORKERS; s++) {
+            if (M.listeners[i].fds[s] >= 0
+                && listen(M.listeners[i].fds[s], backlog) == -1)
+            {
+                s2a_log(LOG_WARNING, errno, "listen() with the new backlog "
+                        "failed");
+            }
+        }
+    }
+}
+
+static void
+steer_listeners(int n)
+{
+    int i;
+
+    for (i = 0; i < MAX_LISTENERS; i++) {
+        listener_t *l = &M.listeners[i];
+        if (l->used && l->active && l->fds[0] >= 0
+            && s2a_listen_steer(l->fds[0], n) != S2A_OK)
+        {
+            s2a_log(LOG_WARNING, errno,
+                    "setsockopt(SO_ATTACH_REUSEPORT_CBPF) failed");
+        }
+    }
+}
+
+/* Closes the master's copy of sockets no present or future worker needs. */
+static void
+close_unused_sockets(void)
+{
+    int i, s, open;
+    proc_t *p;
+    bool needed;
+
+    for (i = 0; i < MAX_LISTENERS; i++) {
+        listener_t *l = &M.listeners[i];
+        if (!l->used) {
+            continue;
+        }
+        open = 0;
+        for (s = 0; s < S2A_CONF_MAX_WORKERS; s++) {
+            if (l->fds[s] < 0) {
+                continue;
+            }
+            needed = !M.stopping && l->active && s < M.conf->workers;
+            for (p = M.procs; !needed && !M.stopping && p != NULL;
+                 p = p->next)
+            {
+                if (p->slot == s && (p->listener_mask & (1u << i))) {
+                    needed = true;
+                }
+            }
+            if (needed) {
+                open++;
+                continue;
+            }
+            close(l->fds[s]);
+            l->fds[s] = -1;
+        }
+        if (open == 0 && !l->active) {
+            l->used = false;
+        }
+    }
+}
+
+/* ---------------------------------------------------------------------
+ * Workers
+ */
+
+static int
+shm_row_alloc(void)
+{
+    int i;
+
+    for (i = 0; i < S2A_SHM_WORKERS; i++) {
+        if (M.shm->workers[i].state == S2A_WORKER_EMPTY
+            && M.shm->workers[i].pid == 0)
+        {
+            return i;
+        }
+    }
+    return -1;
+}
+
+static void
+child_after_fork(int slot, int row, int ctl_fd) __attribute__((noreturn));
+
+static void
+child_after_fork(int slot, int row, int ctl_fd)
+{
+    s2a_worker_args_t args;
+    char role[32];
+    proc_t *p;
+    int i, rc;
+
+#ifdef HAVE_PRCTL
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+#endif
+    if (getppid() != (pid_t) M.shm->master_pid) {
+        _exit(S2A_EXIT_FAILURE);     /* the master died before prctl */
+    }
+    snprintf(role, sizeof(role), "worker %d", slot);
+    s2a_log_set_role(role);
+
+    /* The master's event base shares its epoll instance with us: give it
+     * a private one, then free it, so nothing we do touches the master's
+     * registrations. */
+    event_reinit(M.base);
+    event_base_free(M.base);
+    M.base = NULL;
+
+    memset(&args, 0, sizeof(args));
+    for (p = M.procs; p != NULL; p = p->next) {
+        close(s2a_chan_fd(p->chan));
+    }
+    for (i = 0; i < MAX_LISTENERS; i++) {
+        listener_t *l = &M.listeners[i];
+        int s;
+        if (!l->used) {
+            continue;
+        }
+        for (s = 0; s < S2A_CONF_MAX_WORKERS; s++) {
+            if (l->fds[s] < 0) {
+                continue;
+            }
+            if (s == slot && l->active && args.n_listen < S2A_CONF_MAX_LISTEN)
+            {
+                args.listen_fds[args.n_listen++] = l->fds[s];
+            } else {
+                close(l->fds[s]);
+            }
+        }
+    }
+    if (M.status_fd >= 0) {
+        close(M.status_fd);
+    }
+    args.conf = M.conf;
+    args.shm = M.shm;
+    args.slot = slot;
+    args.shm_row = row;
+    args.generation = M.generation;
+    args.ctl_fd = ctl_fd;
+    args.test_hooks = M.opts.test_hooks;
+    rc = s2a_worker_main(&args);
+    exit(rc);
+}
+
+static int
+spawn_worker(int slot)
+{
+    int sv[2], row, i;
+    proc_t *proc;
+    pid_t pid;
+
+    row = shm_row_alloc();
+    if (row < 0) {
+        s2a_log(LOG_ERR, 0, "no free worker row in shared memory");
+        return S2A_ERROR;
+    }
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == -1) {
+        s2a_log(LOG_ERR, errno, "socketpair() failed");
+        return S2A_ERROR;
+    }
+    proc = calloc(1, sizeof(*proc));
+    if (proc == NULL) {
+        close(sv[0]);
+        close(sv[1]);
+        return S2A_ERROR;
+    }
+    pid = fork();
+    if (pid == -1) {
+        s2a_log(LOG_ERR, errno, "fork() failed");
+        close(sv[0]);
+        close(sv[1]);
+        free(proc);
+        return S2A_ERROR;
+    }
+    if (pid == 0) {
+        free(proc);
+        close(sv[0]);
+        child_after_fork(slot, row, sv[1]);
+    }
+    close(sv[1]);
+    evutil_make_socket_nonblocking(sv[0]);
+    proc->pid = pid;
+    proc->slot = slot;
+    proc->row = row;
+    proc->generation = M.generation;
+    proc->state = PROC_STARTING;
+    proc->started_ms = s2a_mono_ms();
+    for (i = 0; i < MAX_LISTENERS; i++) {
+        if (M.listeners[i].used && M.listeners[i].active) {
+            proc->listener_mask |= 1u << i;
+        }
+    }
+    proc->chan = s2a_chan_create(M.base, sv[0], on_worker_msg,
+                                 on_worker_close, proc);
+    if (proc->chan == NULL) {
+        /* Without a channel the worker cannot be managed: stop it. */
+        kill(pid, SIGKILL);
+        close(sv[0]);
+    }
+    M.shm->workers[row].pid = (int32_t) pid;
+    M.shm->workers[row].slot = slot;
+    M.shm->workers[row].generation = M.generation;
+    M.shm->workers[row].state = S2A_WORKER_STARTING;
+    M.shm->workers[row].started_ms = s2a_now_ms();
+    M.shm->workers[row].requests = 0;
+    proc->next = M.procs;
+    M.procs = proc;
+    s2a_log(LOG_INFO, 0, "worker %d started (pid %d, generation %u)", slot,
+            (int) pid, M.generation);
+    return S2A_OK;
+}
+
+static bool
+slot_has_live_worker(int slot)
+{
+    proc_t *p;
+
+    for (p = M.procs; p != NULL; p = p->next) {
+        if (p->slot == slot && p->state != PROC_DRAINING) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static void
+respawn_cb(evutil_socket_t fd, short what, void *arg)
+{
+    int slot = (int) (intptr_t) arg;
+
+    S2A_UNUSED(fd);
+    S2A_UNUSED(what);
+    if (M.stopping || slot >= M.conf->workers || slot_has_live_worker(slot)) {
+        return;
+    }
+    if (spawn_worker(slot) != S2A_OK) {
+        struct timeval tv = { 1, 0 };
+        evtimer_add(M.slots[slot].respawn_ev, &tv);
+    }
+}
+
+static void
+schedule_respawn(int slot, int64_t lived_ms)
+{
+    slot_t *s = &M.slots[slot];
+    int64_t delay = 0;
+    struct timeval tv;
+
+    if (lived_ms < QUICK_DEATH_MS) {
+        s->quick_deaths++;
+    } else {
+        s->quick_deaths = 0;
+    }
+    /* First death: at once. A crash loop backs off up to 30 s. */
+    if (s->quick_deaths > 1) {
+        delay = 100LL << (s->quick_deaths - 2 > 10 ? 10 : s->quick_deaths - 2);
+        if (delay > MAX_BACKOFF_MS) {
+            delay = MAX_BACKOFF_MS;
+        }
+        s2a_log(LOG_CRIT, 0,
+                "worker %d keeps dying (%d quick exits); next start in "
+                "%lld ms", slot, s->quick_deaths, (long long) delay);
+    }
+    if (s->respawn_ev == NULL) {
+        s->respawn_ev = evtimer_new(M.base, respawn_cb,
+                                    (void *) (intptr_t) slot);
+    }
+    tv.tv_sec = (time_t) (delay / 1000);
+    tv.tv_usec = (suseconds_t) ((delay % 1000) * 1000);
+    evtimer_add(s->respawn_ev, &tv);
+}
+
+static void
+proc_remove(proc_t *proc)
+{
+    proc_t **pp;
+    pending_reply_t *r;
+
+    for (pp = &M.procs; *pp != NULL; pp = &(*pp)->next) {
+        if (*pp == proc) {
+            *pp = proc->next;
+            break;
+        }
+    }
+    for (r = M.replies; r != NULL; r = r->next) {
+        if (r->proc == proc) {
+            r->proc = NULL;
+        }
+    }
+    s2a_chan_destroy(proc->chan);
+    free(proc);
+}
+
+static void
+reap_children(void)
+{
+    int status, code, dropped;
+    proc_t *proc;
+    pid_t pid;
+    bool was_draining;
+    int64_t lived;
+
+    while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+        for (proc = M.procs; proc != NULL; proc = proc->next) {
+            if (proc->pid == pid) {
+                break;
+            }
+        }
+        if (proc == NULL) {
+            continue;
+        }
+        /* Whatever the worker sent before exiting is still applied. */
+        s2a_chan_drain_input(proc->chan);
+
+        dropped = 0;
+        if (s2a_shm_lock(M.shm) == S2A_OK) {
+            dropped = s2a_shm_release_owner_locked(M.shm, pid);
+            s2a_shm_unlock(M.shm);
+        }
+        memset(&M.shm->workers[proc->row], 0, sizeof(M.shm->workers[0]));
+
+        was_draining = proc->state == PROC_DRAINING;
+        code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+        lived = s2a_mono_ms() - proc->started_ms;
+        if (WIFSIGNALED(status)) {
+            s2a_log(was_draining || M.stopping ? LOG_NOTICE : LOG_ERR, 0,
+                    "worker %d (pid %d) killed by signal %d%s; %d leases "
+                    "released", proc->slot, (int) pid, WTERMSIG(status),
+                    was_draining ? " while draining" : "", dropped);
+        } else if (code != 0 || dropped > 0) {
+            s2a_log(LOG_ERR, 0, "worker %d (pid %d) exited with status %d; "
+                    "%d leases released", proc->slot, (int) pid, code,
+                    dropped);
+        } else {
+            s2a_log(LOG_INFO, 0, "worker %d (pid %d) exited", proc->slot,
+                    (int) pid);
+        }
+        int slot = proc->slot;
+        proc_remove(proc);
+
+        if (M.stopping || was_draining) {
+            continue;
+        }
+        if (code == S2A_EXIT_CONFIG) {
+            s2a_log(LOG_CRIT, 0, "worker %d hit a fatal configuration error; "
+                    "not restarting it", slot);
+            if (M.procs == NULL) {
+                M.exit_status = S2A_EXIT_FAILURE;
+                M.stopping = 2;
+            }
+            continue;
+        }
+        if (slot < M.conf->workers && !slot_has_live_worker(slot)) {
+            schedule_respawn(slot, lived);
+        }
+    }
+    close_unused_sockets();
+    maybe_finish_stop();
+}
+
+/* ---------------------------------------------------------------------
+ * Readiness, pidfile, stopping
+ */
+
+static void
+announce_ready_if_done(void)
+{
+    proc_t *p;
+    int ready = 0;
+    char c = 0;
+
+    for (p = M.procs; p != NULL; p = p->next) {
+        if (p->generation == M.generation && p->state == PROC_READY) {
+            ready++;
+        }
+    }
+    if (ready < M.conf->workers) {
+        return;
+    }
+    if (!M.ready_announced) {
+        M.ready_announced = true;
+        s2a_log(LOG_NOTICE, 0, "sora2apid %s ready: %d workers",
+                S2A_VERSION, M.conf->workers);
+        if (M.status_fd >= 0) {
+            if (write(M.status_fd, &c, 1) < 0) {
+                /* the parent is gone; nothing to tell */
+            }
+            close(M.status_fd);
+            M.status_fd = -1;
+        }
+    }
+    s2a_sd_notify("READY=1");
+}
+
+static int
+pidfile_check_and_write(const char *path)
+{
+    char buf[32], tmp[PATH_MAX + 8];
+    int fd, n;
+    long pid;
+
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        n = (int) read(fd, buf, sizeof(buf) - 1);
+        close(fd);
+        if (n > 0) {
+            buf[n] = '\0';
+            pid = strtol(buf, NULL, 10);
+            if (pid > 0 && pid != (long) getpid()
+                && (kill((pid_t) pid, 0) == 0 || errno == EPERM))
+            {
+                s2a_log(LOG_ERR, 0, "already running: pid %ld in \"%s\"", pid,
+                        path);
+                return S2A_ERROR;
+            }
+        }
+    }
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        s2a_log(LOG_ERR, errno, "open(\"%s\") failed", tmp);
+        return S2A_ERROR;
+    }
+    n = snprintf(buf, sizeof(buf), "%d\n", (int) getpid());
+    if (write(fd, buf, (size_t) n) != n || close(fd) != 0
+        || rename(tmp, path) != 0)
+    {
+        s2a_log(LOG_ERR, errno, "writing pidfile \"%s\" failed", path);
+        unlink(tmp);
+        return S2A_ERROR;
+    }
+    M.pidfile_written = true;
+    return S2A_OK;
+}
+
+static void
+maybe_finish_stop(void)
+{
+    if (M.stopping && M.procs == NULL) {
+        event_base_loopbreak(M.base);
+    }
+}
+
+static void
+begin_stop(int how)
+{
+    proc_t *p;
+
+    if (M.stopping >= how) {
+        return;
+    }
+    M.stopping = how;
+    s2a_sd_notify("STOPPING=1");
+    s2a_log(LOG_NOTICE, 0, "%s stop requested",
+            how == 1 ? "graceful" : "fast");
+    close_unused_sockets();
+    for (p = M.procs; p != NULL; p = p->next) {
+        if (how == 1) {
+            send_drain(p, 0);
+        } else {
+            kill(p->pid, SIGTERM);
+            p->kill_at_ms = s2a_mono_ms() + KILL_GRACE_MS;
+        }
+    }
+    maybe_finish_stop();
+}
+
+/* ---------------------------------------------------------------------
+ * Reload
+ */
+
+/* Restart-only keys keep their running values; say so. */
+static void
+keep_restart_only_keys(s2a_conf_t *next)
+{
+    size_t i, size;
+    const s2a_conf_key_t *k;
+
+    for (i = 0; i < s2a_conf_nkeys; i++) {
+        k = &s2a_conf_keys[i];
+        if (k->flags & (S2A_CONF_RELOAD | S2A_CONF_SEED)) {
+            continue;
+        }
+        size = k->size != 0 ? k->size
+               : k->type == S2A_CONF_T_SIZE ? sizeof(long) : sizeof(int);
+        if (memcmp((char *) next + k->offset, (char *) M.conf + k->offset,
+                   size) != 0)
+        {
+            s2a_log(LOG_WARNING, 0,
+                    "[%s] %s changed: it takes effect after a restart",
+                    k->section, k->name);
+            memcpy((char *) next + k->offset, (char *) M.conf + k->offset,
+                   size);
+        }
+    }
+}
+
+static void
+reload(void)
+{
+    char err[512];
+    s2a_conf_t *next;
+    int i, old_workers;
+    proc_t *p;
+
+    s2a_sd_notify("RELOADING=1");
+    next = malloc(sizeof(*next));
+    if (next == NULL) {
+        return;
+    }
+    if (M.opts.conf_path != NULL) {
+        if (s2a_conf_load(next, M.opts.conf_path, err, sizeof(err))
+            != S2A_OK)
+        {
+            s2a_log(LOG_ERR, 0, "reload failed, keeping the running "
+                    "configuration: %s", err);
+            free(next);
+            s2a_sd_notify("READY=1");
+            return;
+        }
+    } else if (s2a_conf_defaults(next, err, sizeof(err)) != S2A_OK) {
+        free(next);
+        return;
+    }
+    keep_restart_only_keys(next);
+    /* A worker that cannot open its access log could not start: refuse
+     * the file instead of losing the workers. */
+    if (strcmp(next->access_log, "off") != 0
+        && strcmp(next->access_log, "stderr") != 0)
+    {
+        int fd = open(next->access_log,
+                      O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+        if (fd == -1) {
+            s2a_log(LOG_ERR, errno, "reload failed, keeping the running "
+                    "configuration: open(\"%s\") failed", next->access_log);
+            free(next);
+            s2a_sd_notify("READY=1");
+            return;
+        }
+        close(fd);
+    }
+    if (strcmp(next->error_log, M.conf->error_log) != 0
+        && s2a_log_open(next->error_log) != S2A_OK)
+    {
+        s2a_log(LOG_ERR, errno, "open(\"%s\") failed; keeping the old log",
+                next->error_log);
+        snprintf(next->error_log, sizeof(next->error_log), "%s",
+                 M.conf->error_log);
+    }
+
+    old_workers = M.conf->workers;
+    /* Addresses no longer configured stop taking part in new workers. */
+    for (i = 0; i < MAX_LISTENERS; i++) {
+        listener_t *l = &M.listeners[i];
+        int j;
+        bool keep = false;
+        if (!l->used || !l->active) {
+            continue;
+        }
+        for (j = 0; j < next->n_listen; j++) {
+            if (next->listen[j].port == l->addr.port
+                && strcmp(next->listen[j].host, l->addr.host) == 0)
+            {
+                keep = true;
+            }
+        }
+        if (!keep) {
+            l->active = false;
+        }
+    }
+    for (i = 0; i < next->n_listen; i++) {
+        if (listener_find(&next->listen[i]) == NULL
+            && listener_new(&next->listen[i]) == NULL)
+        {
+            s2a_log(LOG_ERR, 0, "too many listening addresses");
+        }
+    }
+    free(M.conf);
+    M.conf = next;
+    apply_log_level();
+    if (publish_settings() != S2A_OK) {
+        s2a_log(LOG_ERR, 0, "reload: runtime settings not re-read");
+    }
+    if (open_slot_sockets(M.conf->workers) != S2A_OK) {
+        s2a_log(LOG_ERR, 0, "reload: some sockets could not be opened");
+    }
+    relisten_all(M.conf->backlog);
+    M.generation++;
+    M.ready_announced = true;
+    s2a_log(LOG_NOTICE, 0, "reloading: generation %u, %d workers "
+            "(was %d)", M.generation, M.conf->workers, old_workers);
+    for (i = 0; i < M.conf->workers; i++) {
+        spawn_worker(i);
+    }
+    steer_listeners(M.conf->workers);
+    /* Slots that no longer exist drain now; their sockets get no new
+     * connections any more, and what is queued is accepted first. */
+    for (p = M.procs; p != NULL; p = p->next) {
+        if (p->slot >= M.conf->workers) {
+            send_drain(p, SHRINK_GRACE_MS);
+        }
+    }
+    close_unused_sockets();
+}
+
+/* ---------------------------------------------------------------------
+ * Signals and timers
+ */
+
+static void
+signal_cb(evutil_socket_t sig, short what, void *arg)
+{
+    proc_t *p;
+
+    S2A_UNUSED(what);
+    S2A_UNUSED(arg);
+    switch (sig) {
+    case SIGCHLD:
+        reap_children();
+        break;
+    case SIGHUP:
+        if (!M.stopping) {
+            s2a_log(LOG_NOTICE, 0, "SIGHUP: reloading configuration");
+            reload();
+        }
+        break;
+    case SIGTERM:
+    case SIGINT:
+        begin_stop(1);
+        break;
+    case SIGQUIT:
+        begin_stop(2);
+        break;
+    case SIGUSR1:
+        if (s2a_log_open(M.conf->error_log) != S2A_OK) {
+            s2a_log(LOG_ERR, errno, "reopening \"%s\" failed",
+                    M.conf->error_log);
+        }
+        s2a_log(LOG_NOTICE, 0, "SIGUSR1: log files reopened");
+        for (p = M.procs; p != NULL; p = p->next) {
+            json_t *msg = json_pack("{s:s}", "op", "reopen_logs");
+            s2a_chan_send(p->chan, msg);
+            json_decref(msg);
+        }
+        break;
+    default:
+        break;
+    }
+}
+
+static void
+tick_cb(evutil_socket_t fd, short what, void *arg)
+{
+    int64_t now = s2a_mono_ms();
+    proc_t *p;
+
+    S2A_UNUSED(fd);
+    S2A_UNUSED(what);
+    S2A_UNUSED(arg);
+    for (p = M.procs; p != NULL; p = p->next) {
+        if (p->kill_at_ms != 0 && now >= p->kill_at_ms) {
+            s2a_log(LOG_WARNING, 0, "worker %d (pid %d) did not stop in "
+                    "time; killing it", p->slot, (int) p->pid);
+            kill(p->pid, SIGKILL);
+            p->kill_at_ms = now + KILL_GRACE_MS;
+        }
+    }
+    /* A missed SIGCHLD (coalesced signals) is caught here. */
+    reap_children();
+}
+
+static int
+add_signal(int sig)
+{
+    struct event *ev = evsignal_new(M.base, sig, signal_cb, NULL);
+
+    if (ev == NULL || evsignal_add(ev, NULL) != 0) {
+        return S2A_ERROR;
+    }
+    M.signals[M.n_signals++] = ev;
+    return S2A_OK;
+}
+
+/* ---------------------------------------------------------------------
+ * Start-up
+ */
+
+static int
+daemonize(void)
+{
+    int pipefd[2], fd;
+    pid_t pid;
+    char c;
+    ssize_t n;
+
+    if (pipe2(pipefd, O_CLOEXEC) == -1) {
+        s2a_log(LOG_ERR, errno, "pipe() failed");
+        return S2A_ERROR;
+    }
+    pid = fork();
+    if (pid == -1) {
+        s2a_log(LOG_ERR, errno, "fork() failed");
+        return S2A_ERROR;
+    }
+    if (pid > 0) {
+        /* Wait until the daemon says it serves, or dies trying. */
+        close(pipefd[1]);
+        do {
+            n = read(pipefd[0], &c, 1);
+        } while (n == -1 && errno == EINTR);
+        _exit(n == 1 ? S2A_EXIT_OK : S2A_EXIT_FAILURE);
+    }
+    close(pipefd[0]);
+    M.status_fd = pipefd[1];
+    if (setsid() == -1) {
+        s2a_log(LOG_ERR, errno, "setsid() failed");
+        return S2A_ERROR;
+    }
+    if (chdir("/") == -1) {
+        s2a_log(LOG_ERR, errno, "chdir(\"/\") failed");
+        return S2A_ERROR;
+    }
+    fd = open("/dev/null", O_RDWR);
+    if (fd >= 0) {
+        dup2(fd, STDIN_FILENO);
+        dup2(fd, STDOUT_FILENO);
+        /* stderr stays until the error log is known to be a file. */
+        if (s2a_log_fd() != STDERR_FILENO) {
+            dup2(fd, STDERR_FILENO);
+        }
+        if (fd > STDERR_FILENO) {
+            close(fd);
+        }
+    }
+    return S2A_OK;
+}
+
+static int
+make_dirs(const s2a_conf_t *conf)
+{
+    const char *dirs[] = { conf->data_dir, conf->cache_dir };
+    char buf[PATH_MAX];
+    size_t i;
+
+    for (i = 0; i < S2A_NELEMS(dirs); i++) {
+        if (s2a_mkdirs(dirs[i], 0750) != S2A_OK) {
+            s2a_log(LOG_ERR, errno, "mkdir(\"%s\") failed", dirs[i]);
+            return S2A_ERROR;
+        }
+    }
+    snprintf(buf, sizeof(buf), "%s", conf->pidfile);
+    if (s2a_mkdirs(dirname(buf), 0755) != S2A_OK) {
+        s2a_log(LOG_ERR, errno, "mkdir for pidfile \"%s\" failed",
+                conf->pidfile);
+        return S2A_ERROR;
+    }
+    return S2A_OK;
+}
+
+static int
+drop_privileges(const s2a_conf_t *conf)
+{
+    struct passwd *pw;
+
+    if (geteuid() != 0 || conf->user[0] == '\0') {
+        if (conf->user[0] != '\0') {
+            s2a_log(LOG_WARNING, 0, "not started as root: [server] user "
+                    "\"%s\" ignored", conf->user);
+        }
+        return S2A_OK;
+    }
+    pw = getpwnam(conf->user);
+    if (pw == NULL) {
+        s2a_log(LOG_ERR, 0, "unknown user \"%s\"", conf->user);
+        return S2A_ERROR;
+    }
+    /* The daemon's own directories must stay writable after the switch. */
+    if (chown(conf->data_dir, pw->pw_uid, pw->pw_gid) == -1
+        || chown(conf->cache_dir, pw->pw_uid, pw->pw_gid) == -1)
+    {
+        s2a_log(LOG_ERR, errno, "chown() of data or cache dir failed");
+        return S2A_ERROR;
+    }
+    if (strcmp(conf->error_log, "stderr") != 0) {
+        (void) chown(conf->error_log, pw->pw_uid, pw->pw_gid);
+    }
+    if (strcmp(conf->access_log, "stderr") != 0
+        && strcmp(conf->access_log, "off") != 0)
+    {
+        int fd = open(conf->access_log, O_WRONLY | O_CREAT | O_APPEND, 0640);
+        if (fd >= 0) {
+            (void) fchown(fd, pw->pw_uid, pw->pw_gid);
+            close(fd);
+        }
+    }
+    if (initgroups(pw->pw_name, pw->pw_gid) == -1
+        || setgid(pw->pw_gid) == -1 || setuid(pw->pw_uid) == -1)
+    {
+        s2a_log(LOG_ERR, errno, "switching to user \"%s\" failed",
+                conf->user);
+        return S2A_ERROR;
+    }
+    s2a_log(LOG_NOTICE, 0, "running as user \"%s\"", conf->user);
+    return S2A_OK;
+}
+
+static void
+ignore_default_signals(void)
+{
+    struct sigaction sa;
+
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = SIG_IGN;
+    sigaction(SIGPIPE, &sa, NULL);
+}
+
+int
+s2a_master_run(s2a_conf_t *conf, const s2a_master_opts_t *opts)
+{
+    static const int sigs[] = { SIGCHLD, SIGHUP, SIGTERM, SIGINT, SIGQUIT,
+                                SIGUSR1 };
+    char err[512];
+    struct timeval tick = { 1, 0 };
+    size_t i;
+    int rc = S2A_EXIT_FAILURE;
+
+    M.conf = conf;
+    M.opts = *opts;
+    M.replies_tail = &M.replies;
+    s2a_log_set_role("master");
+    s2a_log_set_level(conf->log_level);
+    ignore_default_signals();
+
+    if (s2a_log_open(conf->error_log) != S2A_OK) {
+        s2a_log(LOG_ERR, errno, "open(\"%s\") failed", conf->error_log);
+        return S2A_EXIT_FAILURE;
+    }
+    if (opts->daemonize && daemonize() != S2A_OK) {
+        return S2A_EXIT_FAILURE;
+    }
+    if (make_dirs(conf) != S2A_OK) {
+        goto done;
+    }
+    if (pidfile_check_and_write(conf->pidfile) != S2A_OK) {
+        goto done;
+    }
+    M.base = event_base_new();
+    if (M.base == NULL) {
+        s2a_log(LOG_ERR, 0, "event_base_new() failed");
+        goto done;
+    }
+    for (i = 0; i < (size_t) conf->n_listen; i++) {
+        if (listener_new(&conf->listen[i]) == NULL) {
+            goto done;
+        }
+    }
+    if (open_slot_sockets(conf->workers) != S2A_OK) {
+        goto done;
+    }
+    steer_listeners(conf->workers);
+    if (drop_privileges(conf) != S2A_OK) {
+        goto done;
+    }
+    M.db = s2a_db_open(conf->data_dir, err, sizeof(err));
+    if (M.db == NULL) {
+        s2a_log(LOG_ERR, 0, "database: %s", err);
+        goto done;
+    }
+    if (s2a_db_seed(M.db, conf) != S2A_OK) {
+        goto done;
+    }
+    if (s2a_db_default_admin_password(M.db)) {
+        s2a_log(LOG_WARNING, 0, "the admin password is still the default "
+                "\"admin\": change it in the admin UI");
+    }
+    M.shm = s2a_shm_create((uint32_t) conf->max_tokens,
+                           (uint32_t) conf->max_leases);
+    if (M.shm == NULL) {
+        s2a_log(LOG_ERR, errno, "mmap() of the shared table failed");
+        goto done;
+    }
+    M.shm->master_pid = getpid();
+    if (publish_settings() != S2A_OK) {
+        goto done;
+    }
+    for (i = 0; i < S2A_NELEMS(sigs); i++) {
+        if (add_signal(sigs[i]) != S2A_OK) {
+            s2a_log(LOG_ERR, 0, "cannot install signal handlers");
+            goto done;
+        }
+    }
+    M.flush_ev = event_new(M.base, -1, 0, flush_cb, NULL);
+    M.tick_ev = event_new(M.base, -1, EV_PERSIST, tick_cb, NULL);
+    if (M.flush_ev == NULL || M.tick_ev == NULL) {
+        goto done;
+    }
+    evtimer_add(M.tick_ev, &tick);
+    M.generation = 1;
+    for (i = 0; i < (size_t) conf->workers; i++) {
+        if (spawn_worker((int) i) != S2A_OK) {
+            goto done;
+        }
+    }
+
+    event_base_dispatch(M.base);
+
+    rc = M.exit_status;
+    s2a_log(LOG_NOTICE, 0, "stopped");
+done:
+    if (M.procs != NULL) {
+        proc_t *p;
+        for (p = M.procs; p != NULL; p = p->next) {
+            kill(p->pid, SIGKILL);
+        }
+        while (M.procs != NULL) {
+            int st;
+            pid_t pid = waitpid(-1, &st, 0);
+            proc_t **pp;
+            if (pid < 0) {
+                break;
+            }
+            for (pp = &M.procs; *pp != NULL; pp = &(*pp)->next) {
+                if ((*pp)->pid == pid) {
+                    proc_t *dead = *pp;
+                    *pp = dead->next;
+                    s2a_chan_destroy(dead->chan);
+                    free(dead);
+                    break;
+                }
+            }
+        }
+    }
+    if (M.db != NULL) {
+        if (s2a_db_in_transaction(M.db)) {
+            s2a_db_commit(M.db);
+        }
+        send_replies(true);
+        s2a_db_close(M.db);
+    }
+    for (i = 0; i < (size_t) M.n_signals; i++) {
+        event_free(M.signals[i]);
+    }
+    for (i = 0; i < S2A_CONF_MAX_WORKERS; i++) {
+        if (M.slots[i].respawn_ev != NULL) {
+            event_free(M.slots[i].respawn_ev);
+        }
+    }
+    if (M.flush_ev != NULL) {
+        event_free(M.flush_ev);
+    }
+    if (M.tick_ev != NULL) {
+        event_free(M.tick_ev);
+    }
+    M.stopping = 2;
+    close_unused_sockets();
+    if (M.base != NULL) {
+        event_base_free(M.base);
+    }
+    s2a_shm_destroy(M.shm);
+    if (M.pidfile_written) {
+        unlink(M.conf->pidfile);
+    }
+    free(M.conf);
+    return rc;
+}

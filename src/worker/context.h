@@ -1,0 +1,48 @@
+/*
+ * context.h: the state of this worker process, shared by its subsystems
+ * (there is exactly one per process, s2a_worker).
+ */
+#ifndef S2A_CONTEXT_H
+#define S2A_CONTEXT_H
+
+#include "common/chan.h"
+#include "common/shm.h"
+#include "worker/http.h"
+#include "worker/worker.h"
+
+/* Answer of the master to a call; `reply` is NULL if the channel died. */
+typedef void (*s2a_call_done_pt)(json_t *reply, void *arg);
+
+typedef struct s2a_worker_s {
+    const s2a_worker_args_t *args;
+    const s2a_conf_t *conf;
+    s2a_shm_t *shm;
+    struct event_base *base;
+    s2a_http_t *http;
+    s2a_chan_t *chan;
+    s2a_shm_settings_t settings;
+    uint32_t settings_seq;
+    bool draining;
+    int64_t drain_deadline_ms;
+    bool test_hooks;
+} s2a_worker_t;
+
+extern s2a_worker_t s2a_worker;
+
+/* Re-reads the settings snapshot if the master changed it. */
+void s2a_worker_refresh_settings(void);
+
+/*
+ * Sends `msg` (borrowed; an "id" is added) to the master and calls `done`
+ * with the reply, or with NULL if the master goes away. Returns a call
+ * handle for s2a_worker_call_cancel, or 0 on failure.
+ */
+uint64_t s2a_worker_call_master(json_t *msg, s2a_call_done_pt done,
+                                void *arg);
+/* The caller no longer wants the answer (e.g. its client left). */
+void s2a_worker_call_cancel(uint64_t id);
+
+/* Sends a message that expects no answer. */
+void s2a_worker_notify_master(json_t *msg);
+
+#endif /* S2A_CONTEXT_H */

@@ -1,0 +1,311 @@
+/*
+ * testhooks.c: test-only routes (SORA2API_TEST_HOOKS=1). Never enabled in
+ * production; the black-box tests use them to reach states that are
+ * otherwise only reached by accident (a worker dying inside the shm lock).
+ */
+#include "worker/testhooks.h"
+#include "common/crypto.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "worker/context.h"
+
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define TEST_TOKEN_ID 999999
+
+/* Leases this process holds on purpose; released only by its death. */
+static s2a_lease_t held[1024];
+static int nheld;
+
+static int
+query_int(s2a_req_t *req, const char *name, int def)
+{
+    char *v = s2a_req_query_param(req, name);
+    int n = def;
+
+    if (v != NULL) {
+        n = atoi(v);
+        free(v);
+    }
+    return n;
+}
+
+static int
+test_token_slot_locked(void)
+{
+    s2a_shm_token_t t;
+    int slot = s2a_shm_token_find_locked(s2a_worker.shm, TEST_TOKEN_ID);
+
+    if (slot >= 0) {
+        return slot;
+    }
+    memset(&t, 0, sizeof(t));
+    t.id = TEST_TOKEN_ID;
+    t.state = S2A_TOKEN_ACTIVE;
+    t.flags = S2A_TOKEN_F_IMAGE | S2A_TOKEN_F_VIDEO | S2A_TOKEN_F_SORA2;
+    t.quota_left = -1;
+    return s2a_shm_token_put_locked(s2a_worker.shm, &t, "test-token");
+}
+
+static void
+hook_lease(s2a_req_t *req)
+{
+    int n = query_int(req, "n", 1), i, slot, got = 0;
+    s2a_kind_t kind = S2A_KIND_VIDEO;
+    char *k = s2a_req_query_param(req, "kind");
+
+    if (k != NULL && strcmp(k, "image") == 0) {
+        kind = S2A_KIND_IMAGE;
+    }
+    free(k);
+    if (s2a_shm_lock(s2a_worker.shm) != S2A_OK) {
+        s2a_http_reply_error(req, 500, "server_error", NULL, NULL, "lock");
+        return;
+    }
+    slot = test_token_slot_locked();
+    for (i = 0; i < n && nheld < (int) S2A_NELEMS(held) && slot >= 0; i++) {
+        if (s2a_shm_lease_acquire_locked(s2a_worker.shm, slot, kind,
+                                         s2a_now_ms(), getpid(),
+                                         &held[nheld]) == S2A_OK)
+        {
+            nheld++;
+            got++;
+        }
+    }
+    s2a_shm_unlock(s2a_worker.shm);
+    {
+        json_t *body = json_pack("{s:i, s:i, s:i}", "acquired", got, "pid",
+                                 (int) getpid(), "held", nheld);
+        s2a_http_reply_json(req, 200, body);
+        json_decref(body);
+    }
+}
+
+static void
+hook_shm(s2a_req_t *req)
+{
+    s2a_shm_t *shm = s2a_worker.shm;
+    json_t *body, *workers, *inflight;
+    int i, slot, leases;
+
+    if (s2a_shm_lock(shm) != S2A_OK) {
+        s2a_http_reply_error(req, 500, "server_error", NULL, NULL, "lock");
+        return;
+    }
+    leases = s2a_shm_lease_count_locked(shm, 0);
+    slot = s2a_shm_token_find_locked(shm, TEST_TOKEN_ID);
+    inflight = json_pack("[i, i]",
+                         slot >= 0 ? s2a_shm_tokens(shm)[slot].inflight[0] : 0,
+                         slot >= 0 ? s2a_shm_tokens(shm)[slot].inflight[1] : 0);
+    workers = json_array();
+    for (i = 0; i < S2A_SHM_WORKERS; i++) {
+        s2a_shm_worker_t *w = &shm->workers[i];
+        if (w->pid == 0) {
+            continue;
+        }
+        json_array_append_new(workers,
+                              json_pack("{s:i, s:i, s:i, s:i, s:i}", "pid",
+                                        w->pid, "slot", w->slot, "generation",
+                                        (int) w->generation, "state",
+                                        (int) w->state, "settings_seen",
+                                        (int) w->settings_seen));
+    }
+    body = json_pack("{s:i, s:o, s:i, s:i, s:o}", "leases", leases,
+                     "inflight", inflight, "repairs", (int) shm->repairs,
+                     "settings_seq", (int) s2a_shm_settings_seq(shm),
+                     "workers", workers);
+    s2a_shm_unlock(shm);
+    s2a_http_reply_json(req, 200, body);
+    json_decref(body);
+}
+
+static void
+hook_die_locked(s2a_req_t *req)
+{
+    int slot;
+
+    S2A_UNUSED(req);
+    if (s2a_shm_lock(s2a_worker.shm) != S2A_OK) {
+        _exit(1);
+    }
+    /* Leave the table half-updated, as a crash mid-update would. */
+    slot = test_token_slot_locked();
+    if (slot >= 0) {
+        s2a_shm_tokens(s2a_worker.shm)[slot].inflight[S2A_KIND_VIDEO] = 12345;
+    }
+    s2a_worker.shm->lease_high = s2a_worker.shm->max_leases + 7;
+    raise(SIGKILL);
+}
+
+static void
+hook_worker(s2a_req_t *req)
+{
+    json_t *body;
+
+    s2a_worker_refresh_settings();
+    body = json_pack("{s:i, s:i, s:i, s:s, s:i}", "pid", (int) getpid(),
+                     "slot", s2a_worker.args->slot, "generation",
+                     (int) s2a_worker.args->generation, "log_level",
+                     s2a_log_level_name(s2a_log_get_level()), "settings_seq",
+                     (int) s2a_worker.settings_seq);
+    s2a_http_reply_json(req, 200, body);
+    json_decref(body);
+}
+
+typedef struct pending_s {
+    s2a_req_t *req;
+    uint64_t call;
+    struct event *timer;
+} pending_t;
+
+static void
+pending_gone(s2a_req_t *req, void *arg)
+{
+    pending_t *p = arg;
+
+    S2A_UNUSED(req);
+    if (p->call != 0) {
+        s2a_worker_call_cancel(p->call);
+    }
+    if (p->timer != NULL) {
+        event_free(p->timer);
+    }
+    free(p);
+}
+
+static void
+setting_done(json_t *reply, void *arg)
+{
+    pending_t *p = arg;
+
+    p->req->on_gone = NULL;
+    if (reply == NULL) {
+        s2a_http_reply_error(p->req, 503, "server_error", NULL, NULL,
+                             "master unavailable");
+    } else if (!json_is_true(json_object_get(reply, "ok"))) {
+        s2a_http_reply_error(p->req, 400, "invalid_request_error", NULL,
+                             NULL, "%s",
+                             json_string_value(json_object_get(reply,
+                                                               "error")));
+    } else {
+        s2a_http_reply(p->req, 200, "application/json", "{\"ok\":true}", 11);
+    }
+    free(p);
+}
+
+static void
+hook_setting(s2a_req_t *req)
+{
+    const unsigned char *body;
+    json_t *in, *msg;
+    pending_t *p;
+    size_t len;
+
+    body = s2a_req_body(req, &len);
+    in = body != NULL ? json_loadb((const char *) body, len, 0, NULL) : NULL;
+    if (!json_is_string(json_object_get(in, "key"))
+        || !json_is_string(json_object_get(in, "value")))
+    {
+        json_decref(in);
+        s2a_http_reply_error(req, 400, "invalid_request_error", NULL, NULL,
+                             "need {\"key\":..., \"value\":...}");
+        return;
+    }
+    msg = json_pack("{s:s, s:O, s:O}", "op", "set_setting", "key",
+                    json_object_get(in, "key"), "value",
+                    json_object_get(in, "value"));
+    json_decref(in);
+    p = calloc(1, sizeof(*p));
+    p->req = req;
+    p->call = s2a_worker_call_master(msg, setting_done, p);
+    json_decref(msg);
+    req->on_gone = pending_gone;
+    req->gone_arg = p;
+}
+
+static void
+sleep_done(evutil_socket_t fd, short what, void *arg)
+{
+    pending_t *p = arg;
+
+    S2A_UNUSED(fd);
+    S2A_UNUSED(what);
+    p->req->on_gone = NULL;
+    s2a_http_reply(p->req, 200, "application/json", "{\"slept\":true}", 14);
+    event_free(p->timer);
+    free(p);
+}
+
+static void
+hook_sleep(s2a_req_t *req)
+{
+    int ms = query_int(req, "ms", 1000);
+    struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+    pending_t *p = calloc(1, sizeof(*p));
+
+    p->req = req;
+    p->timer = evtimer_new(s2a_worker.base, sleep_done, p);
+    evtimer_add(p->timer, &tv);
+    req->on_gone = pending_gone;
+    req->gone_arg = p;
+}
+
+static void
+hook_echo(s2a_req_t *req)
+{
+    uint8_t hash[S2A_SHA256_LEN];
+    char hex[2 * S2A_SHA256_LEN + 1];
+    const unsigned char *body;
+    json_t *out;
+    size_t len;
+
+    body = s2a_req_body(req, &len);
+    s2a_sha256(body != NULL ? body : (const unsigned char *) "", len, hash);
+    s2a_hex(hash, sizeof(hash), hex);
+    out = json_pack("{s:I, s:s}", "length", (json_int_t) len, "sha256", hex);
+    s2a_http_reply_json(req, 200, out);
+    json_decref(out);
+}
+
+void
+s2a_testhooks_dispatch(s2a_req_t *req)
+{
+    const char *p = req->path + 8;
+
+    if (strcmp(p, "lease") == 0) {
+        hook_lease(req);
+    } else if (strcmp(p, "shm") == 0) {
+        hook_shm(req);
+    } else if (strcmp(p, "die-locked") == 0) {
+        hook_die_locked(req);
+    } else if (strcmp(p, "worker") == 0) {
+        hook_worker(req);
+    } else if (strcmp(p, "setting") == 0) {
+        hook_setting(req);
+    } else if (strcmp(p, "echo") == 0) {
+        hook_echo(req);
+    } else if (strcmp(p, "sleep") == 0) {
+        hook_sleep(req);
+    } else {
+        s2a_http_reply_error(req, 404, "invalid_request_error", NULL, NULL,
+                             "unknown test hook");
+    }
+}
+
+void
+s2a_testhooks_cleanup(void)
+{
+    int i;
+
+    if (nheld == 0 || s2a_shm_lock(s2a_worker.shm) != S2A_OK) {
+        return;
+    }
+    for (i = 0; i < nheld; i++) {
+        s2a_shm_lease_release_locked(s2a_worker.shm, &held[i]);
+    }
+    s2a_shm_unlock(s2a_worker.shm);
+    nheld = 0;
+}

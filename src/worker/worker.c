@@ -1,0 +1,361 @@
+/*
+ * worker.c: a worker process: its event loop, the channel to the master,
+ * settings refresh, draining and exit.
+ *
+ * Start-up order (after fork, in the child): signals, event base, control
+ * channel, routes, static files, HTTP server, timers; then "ready" to the
+ * master.
+ */
+#include "worker/worker.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "worker/context.h"
+#include "worker/routes.h"
+#include "worker/static.h"
+#include "worker/testhooks.h"
+#include "worker/usage.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#define TICK_MS         200
+#define DRAIN_QUIET_MS  1000
+
+s2a_worker_t s2a_worker;
+
+typedef struct call_s {
+    uint64_t id;
+    s2a_call_done_pt done;
+    void *arg;
+    struct call_s *next;
+} call_t;
+
+static call_t *calls;
+static uint64_t next_call_id = 1;
+static struct event *tick_ev, *usage_ev, *stop_accept_ev, *term_ev;
+static int exit_status;
+
+void
+s2a_worker_refresh_settings(void)
+{
+    s2a_worker_t *w = &s2a_worker;
+    uint32_t seq = s2a_shm_settings_seq(w->shm);
+
+    if (seq == w->settings_seq) {
+        return;
+    }
+    w->settings_seq = s2a_shm_settings_read(w->shm, &w->settings);
+    s2a_log_set_level(w->settings.log_level >= 0 ? w->settings.log_level
+                                                 : w->conf->log_level);
+    w->shm->workers[w->args->shm_row].settings_seen = w->settings_seq;
+}
+
+uint64_t
+s2a_worker_call_master(json_t *msg, s2a_call_done_pt done, void *arg)
+{
+    call_t *c;
+
+    if (s2a_worker.chan == NULL) {
+        return 0;
+    }
+    c = calloc(1, sizeof(*c));
+    if (c == NULL) {
+        return 0;
+    }
+    c->id = next_call_id++;
+    c->done = done;
+    c->arg = arg;
+    json_object_set_new(msg, "id", json_integer((json_int_t) c->id));
+    if (s2a_chan_send(s2a_worker.chan, msg) != S2A_OK) {
+        free(c);
+        return 0;
+    }
+    c->next = calls;
+    calls = c;
+    return c->id;
+}
+
+void
+s2a_worker_call_cancel(uint64_t id)
+{
+    call_t **pp, *c;
+
+    for (pp = &calls; *pp != NULL; pp = &(*pp)->next) {
+        if ((*pp)->id == id) {
+            c = *pp;
+            *pp = c->next;
+            free(c);
+            return;
+        }
+    }
+}
+
+void
+s2a_worker_notify_master(json_t *msg)
+{
+    if (s2a_worker.chan != NULL) {
+        s2a_chan_send(s2a_worker.chan, msg);
+    }
+}
+
+static void
+finish_calls(json_t *reply, uint64_t id)
+{
+    call_t **pp, *c;
+
+    for (pp = &calls; *pp != NULL; pp = &(*pp)->next) {
+        if ((*pp)->id == id || id == 0) {
+            c = *pp;
+            *pp = c->next;
+            c->done(reply, c->arg);
+            free(c);
+            if (id != 0) {
+                return;
+            }
+            pp = &calls;
+            if (*pp == NULL) {
+                return;
+            }
+        }
+    }
+}
+
+static void
+stop_accepting(void)
+{
+    if (stop_accept_ev != NULL) {
+        event_free(stop_accept_ev);
+        stop_accept_ev = NULL;
+    }
+    s2a_http_stop_accepting(s2a_worker.http);
+}
+
+static void
+stop_accept_cb(evutil_socket_t fd, short what, void *arg)
+{
+    S2A_UNUSED(fd);
+    S2A_UNUSED(what);
+    S2A_UNUSED(arg);
+    stop_accepting();
+}
+
+static void
+begin_drain(int stop_accept_ms, int64_t deadline_ms)
+{
+    s2a_worker_t *w = &s2a_worker;
+    struct timeval tv;
+
+    if (w->draining) {
+        return;
+    }
+    w->draining = true;
+    w->drain_deadline_ms = s2a_mono_ms() + stop_accept_ms + deadline_ms;
+    s2a_http_set_draining(w->http);
+    s2a_log(LOG_INFO, 0, "draining: %d requests in flight",
+            s2a_http_inflight(w->http));
+    if (stop_accept_ms <= 0) {
+        stop_accepting();
+        return;
+    }
+    stop_accept_ev = evtimer_new(w->base, stop_accept_cb, NULL);
+    tv.tv_sec = stop_accept_ms / 1000;
+    tv.tv_usec = (stop_accept_ms % 1000) * 1000;
+    evtimer_add(stop_accept_ev, &tv);
+}
+
+static void
+on_master_msg(s2a_chan_t *chan, json_t *msg, void *arg)
+{
+    const char *op = json_string_value(json_object_get(msg, "op"));
+
+    S2A_UNUSED(chan);
+    S2A_UNUSED(arg);
+    if (strcmp(op, "reply") == 0) {
+        json_int_t id = json_integer_value(json_object_get(msg, "re"));
+        if (id > 0) {
+            finish_calls(msg, (uint64_t) id);
+        }
+    } else if (strcmp(op, "drain") == 0) {
+        begin_drain((int) json_integer_value(json_object_get(msg,
+                                                             "stop_accept_ms")),
+                    json_integer_value(json_object_get(msg, "deadline_ms")));
+    } else if (strcmp(op, "reopen_logs") == 0) {
+        if (s2a_log_open(s2a_worker.conf->error_log) != S2A_OK
+            || s2a_http_open_access_log(s2a_worker.http,
+                                        s2a_worker.conf->access_log)
+               != S2A_OK)
+        {
+            s2a_log(LOG_ERR, errno, "reopening log files failed");
+        }
+    } else {
+        s2a_log(LOG_WARNING, 0, "unknown control op \"%s\"", op);
+    }
+}
+
+static void
+on_master_close(s2a_chan_t *chan, void *arg)
+{
+    S2A_UNUSED(chan);
+    S2A_UNUSED(arg);
+    /* Without the master nothing can be persisted: stop at once. */
+    s2a_log(LOG_ERR, 0, "control channel to the master closed; exiting");
+    exit_status = 1;
+    event_base_loopbreak(s2a_worker.base);
+}
+
+static void
+tick_cb(evutil_socket_t fd, short what, void *arg)
+{
+    s2a_worker_t *w = &s2a_worker;
+    int64_t now = s2a_mono_ms();
+
+    S2A_UNUSED(fd);
+    S2A_UNUSED(what);
+    S2A_UNUSED(arg);
+    s2a_worker_refresh_settings();
+    if (!w->draining) {
+        return;
+    }
+    if (now >= w->drain_deadline_ms) {
+        s2a_log(LOG_WARNING, 0, "drain deadline reached with %d requests "
+                "in flight; closing them", s2a_http_inflight(w->http));
+        event_base_loopbreak(w->base);
+        return;
+    }
+    if (stop_accept_ev != NULL) {
+        return;                  /* still accepting (shrinking reload) */
+    }
+    /* Busy connections close after their current answer ("Connection:
+     * close"); idle keep-alive ones get a quiet second first, so a client
+     * that is about to reuse one is not cut off mid-request. */
+    s2a_http_close_idle(w->http, DRAIN_QUIET_MS);
+    if (s2a_http_connections(w->http) == 0) {
+        event_base_loopbreak(w->base);
+    }
+}
+
+static void
+usage_cb(evutil_socket_t fd, short what, void *arg)
+{
+    S2A_UNUSED(fd);
+    S2A_UNUSED(what);
+    S2A_UNUSED(arg);
+    s2a_usage_flush();
+}
+
+static void
+term_cb(evutil_socket_t fd, short what, void *arg)
+{
+    S2A_UNUSED(fd);
+    S2A_UNUSED(what);
+    S2A_UNUSED(arg);
+    /* SIGTERM to a worker means "stop now" (fast stop, master gone). */
+    event_base_loopbreak(s2a_worker.base);
+}
+
+static void
+on_request_done(s2a_req_t *req, void *arg)
+{
+    S2A_UNUSED(arg);
+    s2a_usage_count(req->route, req->status);
+}
+
+static void
+worker_signals(void)
+{
+    struct sigaction sa;
+
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = SIG_IGN;
+    /* Terminal signals reach the whole process group: the master alone
+     * decides what they mean. */
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGQUIT, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
+    sigaction(SIGUSR1, &sa, NULL);
+    sigaction(SIGPIPE, &sa, NULL);
+    sa.sa_handler = SIG_DFL;
+    sigaction(SIGCHLD, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+}
+
+int
+s2a_worker_main(const s2a_worker_args_t *args)
+{
+    s2a_worker_t *w = &s2a_worker;
+    struct timeval tick = { 0, TICK_MS * 1000 }, sec = { 1, 0 };
+    json_t *msg;
+
+    memset(w, 0, sizeof(*w));
+    w->args = args;
+    w->conf = args->conf;
+    w->shm = args->shm;
+    w->test_hooks = args->test_hooks;
+    w->settings_seq = (uint32_t) -1;
+    exit_status = 0;
+    worker_signals();
+
+    w->base = event_base_new();
+    if (w->base == NULL) {
+        s2a_log(LOG_ERR, 0, "event_base_new() failed");
+        return 1;
+    }
+    w->chan = s2a_chan_create(w->base, args->ctl_fd, on_master_msg,
+                              on_master_close, NULL);
+    if (w->chan == NULL) {
+        return 1;
+    }
+    s2a_worker_refresh_settings();
+    if (s2a_routes_init() != S2A_OK) {
+        return 1;
+    }
+    s2a_static_init(w->conf->admin_ui_dir);
+    w->http = s2a_http_create(w->base, w->conf, args->listen_fds,
+                              args->n_listen, args->slot, s2a_routes_dispatch,
+                              NULL);
+    if (w->http == NULL) {
+        return 2;
+    }
+    s2a_http_set_done_cb(w->http, on_request_done, NULL);
+    tick_ev = event_new(w->base, -1, EV_PERSIST, tick_cb, NULL);
+    usage_ev = event_new(w->base, -1, EV_PERSIST, usage_cb, NULL);
+    term_ev = evsignal_new(w->base, SIGTERM, term_cb, NULL);
+    if (tick_ev == NULL || usage_ev == NULL || term_ev == NULL) {
+        return 1;
+    }
+    evtimer_add(tick_ev, &tick);
+    evtimer_add(usage_ev, &sec);
+    evsignal_add(term_ev, NULL);
+
+    msg = json_pack("{s:s}", "op", "ready");
+    s2a_worker_notify_master(msg);
+    json_decref(msg);
+
+    event_base_dispatch(w->base);
+
+    /* Counters and the access log go out before the process does. */
+    s2a_usage_flush();
+    s2a_chan_flush_blocking(w->chan, 1000);
+    s2a_http_flush_access_log(w->http);
+    finish_calls(NULL, 0);
+    s2a_http_destroy(w->http);
+    s2a_testhooks_cleanup();
+    s2a_routes_cleanup();
+    s2a_static_cleanup();
+    s2a_usage_cleanup();
+    event_free(tick_ev);
+    event_free(usage_ev);
+    event_free(term_ev);
+    if (stop_accept_ev != NULL) {
+        event_free(stop_accept_ev);
+    }
+    s2a_chan_destroy(w->chan);
+    w->chan = NULL;
+    event_base_free(w->base);
+    return exit_status;
+}

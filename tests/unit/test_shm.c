@@ -1,0 +1,364 @@
+/*
+ * test_shm.c: shared table, leases, selection policies and repair.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "common/shm.h"
+
+#include <signal.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define NOW_MS 1800000000000LL
+#define NOW    (NOW_MS / 1000)
+
+static s2a_shm_t *shm;
+
+static int
+setup(void **state)
+{
+    (void) state;
+    shm = s2a_shm_create(64, 256);
+    return shm == NULL ? -1 : 0;
+}
+
+static int
+teardown(void **state)
+{
+    (void) state;
+    s2a_shm_destroy(shm);
+    return 0;
+}
+
+static int
+put(int64_t id, uint8_t state, uint8_t flags, int image_limit,
+    int video_limit)
+{
+    s2a_shm_token_t t;
+
+    memset(&t, 0, sizeof(t));
+    t.id = id;
+    t.state = state;
+    t.flags = flags;
+    t.limit[S2A_KIND_IMAGE] = image_limit;
+    t.limit[S2A_KIND_VIDEO] = video_limit;
+    t.quota_left = -1;
+    return s2a_shm_token_put_locked(shm, &t, "at-secret");
+}
+
+#define ALL (S2A_TOKEN_F_IMAGE | S2A_TOKEN_F_VIDEO | S2A_TOKEN_F_SORA2)
+
+static void
+test_skip_reasons(void **state)
+{
+    s2a_shm_token_t t;
+
+    (void) state;
+    memset(&t, 0, sizeof(t));
+    t.id = 1;
+    t.state = S2A_TOKEN_ACTIVE;
+    t.flags = ALL;
+    t.quota_left = -1;
+    assert_int_equal(s2a_shm_token_skip(&t, S2A_KIND_VIDEO, NOW),
+                     S2A_SKIP_NONE);
+    t.state = S2A_TOKEN_DISABLED;
+    assert_int_equal(s2a_shm_token_skip(&t, S2A_KIND_IMAGE, NOW),
+                     S2A_SKIP_DISABLED);
+    t.state = S2A_TOKEN_INVALID;
+    assert_int_equal(s2a_shm_token_skip(&t, S2A_KIND_IMAGE, NOW),
+                     S2A_SKIP_INVALID);
+    t.state = S2A_TOKEN_COOLING;
+    t.cooldown_until = NOW + 10;
+    assert_int_equal(s2a_shm_token_skip(&t, S2A_KIND_IMAGE, NOW),
+                     S2A_SKIP_COOLING);
+    t.cooldown_until = NOW - 1;   /* cooldown over */
+    assert_int_equal(s2a_shm_token_skip(&t, S2A_KIND_IMAGE, NOW),
+                     S2A_SKIP_NONE);
+    t.state = S2A_TOKEN_ACTIVE;
+    t.expires_at = NOW;
+    assert_int_equal(s2a_shm_token_skip(&t, S2A_KIND_IMAGE, NOW),
+                     S2A_SKIP_EXPIRED);
+    t.expires_at = 0;
+    t.flags = S2A_TOKEN_F_IMAGE | S2A_TOKEN_F_VIDEO;
+    assert_int_equal(s2a_shm_token_skip(&t, S2A_KIND_VIDEO, NOW),
+                     S2A_SKIP_NO_SORA2);
+    assert_int_equal(s2a_shm_token_skip(&t, S2A_KIND_IMAGE, NOW),
+                     S2A_SKIP_NONE);
+    t.flags = ALL & ~S2A_TOKEN_F_IMAGE;
+    assert_int_equal(s2a_shm_token_skip(&t, S2A_KIND_IMAGE, NOW),
+                     S2A_SKIP_KIND_DISABLED);
+    t.flags = ALL;
+    t.quota_left = 0;
+    assert_int_equal(s2a_shm_token_skip(&t, S2A_KIND_VIDEO, NOW),
+                     S2A_SKIP_NO_QUOTA);
+    assert_int_equal(s2a_shm_token_skip(&t, S2A_KIND_IMAGE, NOW),
+                     S2A_SKIP_NONE);
+    t.quota_left = 5;
+    t.limit[S2A_KIND_VIDEO] = 2;
+    t.inflight[S2A_KIND_VIDEO] = 2;
+    assert_int_equal(s2a_shm_token_skip(&t, S2A_KIND_VIDEO, NOW),
+                     S2A_SKIP_BUSY);
+    t.limit[S2A_KIND_VIDEO] = -1;   /* unlimited */
+    assert_int_equal(s2a_shm_token_skip(&t, S2A_KIND_VIDEO, NOW),
+                     S2A_SKIP_NONE);
+    assert_string_equal(s2a_skip_name(S2A_SKIP_COOLING), "cooling");
+}
+
+static void
+test_least_busy_and_limits(void **state)
+{
+    s2a_lease_t l[8];
+    s2a_skip_report_t rep;
+    int a, b;
+
+    (void) state;
+    a = put(10, S2A_TOKEN_ACTIVE, ALL, 0, 2);
+    b = put(11, S2A_TOKEN_ACTIVE, ALL, 0, 2);
+    assert_int_equal(a, 0);
+    assert_int_equal(b, 1);
+    /* Alternates between the two, never beyond two each. */
+    assert_int_equal(s2a_shm_select_locked(shm, S2A_KIND_VIDEO,
+                                           S2A_POLICY_LEAST_BUSY, NOW_MS, 100,
+                                           0, &l[0], NULL), S2A_OK);
+    assert_int_equal(s2a_shm_select_locked(shm, S2A_KIND_VIDEO,
+                                           S2A_POLICY_LEAST_BUSY, NOW_MS + 1,
+                                           100, 0, &l[1], NULL), S2A_OK);
+    assert_int_not_equal(l[0].token_slot, l[1].token_slot);
+    assert_int_equal(s2a_shm_select_locked(shm, S2A_KIND_VIDEO,
+                                           S2A_POLICY_LEAST_BUSY, NOW_MS + 2,
+                                           100, 0, &l[2], NULL), S2A_OK);
+    assert_int_equal(s2a_shm_select_locked(shm, S2A_KIND_VIDEO,
+                                           S2A_POLICY_LEAST_BUSY, NOW_MS + 3,
+                                           100, 0, &l[3], NULL), S2A_OK);
+    assert_int_equal(s2a_shm_tokens(shm)[a].inflight[S2A_KIND_VIDEO], 2);
+    assert_int_equal(s2a_shm_tokens(shm)[b].inflight[S2A_KIND_VIDEO], 2);
+    assert_int_equal(s2a_shm_select_locked(shm, S2A_KIND_VIDEO,
+                                           S2A_POLICY_LEAST_BUSY, NOW_MS + 4,
+                                           100, 0, &l[4], &rep),
+                     S2A_DECLINED);
+    assert_int_equal(rep.n_tokens, 2);
+    assert_int_equal(rep.counts[S2A_SKIP_BUSY], 2);
+    /* Images have no limit here. */
+    assert_int_equal(s2a_shm_select_locked(shm, S2A_KIND_IMAGE,
+                                           S2A_POLICY_LEAST_BUSY, NOW_MS + 5,
+                                           100, 0, &l[4], NULL), S2A_OK);
+    /* Release exactly once. */
+    assert_int_equal(s2a_shm_lease_release_locked(shm, &l[0]), S2A_OK);
+    assert_int_equal(s2a_shm_lease_release_locked(shm, &l[0]), S2A_DECLINED);
+    assert_int_equal(s2a_shm_lease_count_locked(shm, 100), 4);
+    assert_int_equal(s2a_shm_release_owner_locked(shm, 100), 4);
+    assert_int_equal(s2a_shm_tokens(shm)[a].inflight[S2A_KIND_VIDEO], 0);
+    assert_int_equal(s2a_shm_tokens(shm)[b].inflight[S2A_KIND_VIDEO], 0);
+    assert_int_equal(s2a_shm_tokens(shm)[a].inflight[S2A_KIND_IMAGE]
+                     + s2a_shm_tokens(shm)[b].inflight[S2A_KIND_IMAGE], 0);
+    /* A lease the master reclaimed cannot be released again. */
+    assert_int_equal(s2a_shm_lease_release_locked(shm, &l[1]), S2A_DECLINED);
+}
+
+static void
+test_lru_tiebreak(void **state)
+{
+    s2a_lease_t l;
+
+    (void) state;
+    put(20, S2A_TOKEN_ACTIVE, ALL, 0, 0);
+    put(21, S2A_TOKEN_ACTIVE, ALL, 0, 0);
+    s2a_shm_tokens(shm)[0].last_used_ms = NOW_MS - 10;
+    s2a_shm_tokens(shm)[1].last_used_ms = NOW_MS - 1000;
+    assert_int_equal(s2a_shm_select_locked(shm, S2A_KIND_IMAGE,
+                                           S2A_POLICY_LEAST_BUSY, NOW_MS, 1,
+                                           0, &l, NULL), S2A_OK);
+    assert_int_equal(l.token_id, 21);
+    assert_int_equal(s2a_shm_lease_release_locked(shm, &l), S2A_OK);
+    /* Now 21 was used last: 20 is picked. */
+    assert_int_equal(s2a_shm_select_locked(shm, S2A_KIND_IMAGE,
+                                           S2A_POLICY_LEAST_BUSY, NOW_MS + 1,
+                                           1, 0, &l, NULL), S2A_OK);
+    assert_int_equal(l.token_id, 20);
+    s2a_shm_lease_release_locked(shm, &l);
+}
+
+static void
+test_round_robin_and_random(void **state)
+{
+    s2a_lease_t l;
+    int64_t seen[3];
+    int i, counts[3] = { 0, 0, 0 };
+
+    (void) state;
+    put(1, S2A_TOKEN_ACTIVE, ALL, 0, 0);
+    put(2, S2A_TOKEN_DISABLED, ALL, 0, 0);
+    put(3, S2A_TOKEN_ACTIVE, ALL, 0, 0);
+    put(4, S2A_TOKEN_ACTIVE, ALL, 0, 0);
+    for (i = 0; i < 3; i++) {
+        assert_int_equal(s2a_shm_select_locked(shm, S2A_KIND_IMAGE,
+                                               S2A_POLICY_ROUND_ROBIN, NOW_MS,
+                                               1, 0, &l, NULL), S2A_OK);
+        seen[i] = l.token_id;
+        s2a_shm_lease_release_locked(shm, &l);
+    }
+    assert_int_equal(seen[0], 1);
+    assert_int_equal(seen[1], 3);
+    assert_int_equal(seen[2], 4);
+    for (i = 0; i < 300; i++) {
+        assert_int_equal(s2a_shm_select_locked(shm, S2A_KIND_IMAGE,
+                                               S2A_POLICY_RANDOM, NOW_MS, 1,
+                                               (uint32_t) i * 2654435761u, &l,
+                                               NULL), S2A_OK);
+        assert_int_not_equal(l.token_id, 2);
+        counts[l.token_id == 1 ? 0 : l.token_id == 3 ? 1 : 2]++;
+        s2a_shm_lease_release_locked(shm, &l);
+    }
+    assert_true(counts[0] > 30 && counts[1] > 30 && counts[2] > 30);
+}
+
+static void
+test_remove_keeps_slot_until_idle(void **state)
+{
+    s2a_lease_t l;
+    int slot;
+
+    (void) state;
+    slot = put(50, S2A_TOKEN_ACTIVE, ALL, 0, 0);
+    assert_int_equal(s2a_shm_lease_acquire_locked(shm, slot, S2A_KIND_VIDEO,
+                                                  NOW_MS, 7, &l), S2A_OK);
+    assert_int_equal(s2a_shm_token_remove_locked(shm, 50), S2A_OK);
+    assert_int_equal(s2a_shm_token_find_locked(shm, 50), -1);
+    assert_string_equal(s2a_shm_secrets(shm)[slot].access_token, "");
+    /* A new token cannot take the slot while the old one is in use. */
+    assert_int_not_equal(put(51, S2A_TOKEN_ACTIVE, ALL, 0, 0), slot);
+    assert_int_equal(s2a_shm_lease_release_locked(shm, &l), S2A_OK);
+    assert_int_equal(s2a_shm_tokens(shm)[slot].id, 0);
+    assert_int_equal(put(52, S2A_TOKEN_ACTIVE, ALL, 0, 0), slot);
+}
+
+static void
+test_update_keeps_inflight(void **state)
+{
+    s2a_lease_t l;
+    int slot;
+
+    (void) state;
+    slot = put(60, S2A_TOKEN_ACTIVE, ALL, 0, 0);
+    s2a_shm_lease_acquire_locked(shm, slot, S2A_KIND_IMAGE, NOW_MS, 7, &l);
+    assert_int_equal(put(60, S2A_TOKEN_DISABLED, ALL, 5, 5), slot);
+    assert_int_equal(s2a_shm_tokens(shm)[slot].inflight[S2A_KIND_IMAGE], 1);
+    assert_int_equal(s2a_shm_tokens(shm)[slot].state, S2A_TOKEN_DISABLED);
+    assert_int_equal(s2a_shm_tokens(shm)[slot].version, 2);
+    assert_string_equal(s2a_shm_secrets(shm)[slot].access_token,
+                        "at-secret");
+}
+
+static void
+test_repair_after_owner_death(void **state)
+{
+    s2a_lease_t l;
+    pid_t child;
+    int st, slot;
+
+    (void) state;
+    slot = put(70, S2A_TOKEN_ACTIVE, ALL, 0, 0);
+    /* A lease of a live process survives the repair. */
+    s2a_shm_lease_acquire_locked(shm, slot, S2A_KIND_VIDEO, NOW_MS,
+                                 getpid(), &l);
+    child = fork();
+    assert_true(child >= 0);
+    if (child == 0) {
+        s2a_lease_t mine;
+        s2a_shm_lock(shm);
+        s2a_shm_lease_acquire_locked(shm, slot, S2A_KIND_VIDEO, NOW_MS,
+                                     getpid(), &mine);
+        s2a_shm_tokens(shm)[slot].inflight[S2A_KIND_VIDEO] = 999;
+        shm->lease_high = 100000;      /* garbage, as a torn update */
+        raise(SIGKILL);
+    }
+    assert_int_equal(waitpid(child, &st, 0), child);
+    assert_true(WIFSIGNALED(st));
+    assert_int_equal(s2a_shm_lock(shm), S2A_OK);   /* EOWNERDEAD inside */
+    assert_int_equal(shm->repairs, 1);
+    assert_int_equal(s2a_shm_tokens(shm)[slot].inflight[S2A_KIND_VIDEO], 1);
+    assert_int_equal(s2a_shm_lease_count_locked(shm, 0), 1);
+    assert_true(shm->lease_high <= shm->max_leases);
+    s2a_shm_unlock(shm);
+    /* The mutex is consistent again: plain lock/trylock work. */
+    assert_int_equal(s2a_shm_trylock(shm), S2A_OK);
+    s2a_shm_unlock(shm);
+    assert_int_equal(s2a_shm_lease_release_locked(shm, &l), S2A_OK);
+}
+
+static void
+test_settings_seqlock(void **state)
+{
+    s2a_shm_settings_t s, out;
+    uint32_t seq0, seq1;
+
+    (void) state;
+    seq0 = s2a_shm_settings_seq(shm);
+    memset(&s, 0, sizeof(s));
+    s.log_level = 7;
+    s.api_key_hash[0] = 0xab;
+    s2a_shm_settings_write(shm, &s);
+    seq1 = s2a_shm_settings_read(shm, &out);
+    assert_int_equal(seq1, seq0 + 2);
+    assert_int_equal(seq1 % 2, 0);
+    assert_int_equal(out.log_level, 7);
+    assert_int_equal(out.api_key_hash[0], 0xab);
+}
+
+static void
+test_full_tables(void **state)
+{
+    s2a_shm_t *small = s2a_shm_create(2, 16);
+    s2a_shm_token_t t;
+    s2a_lease_t l;
+    int i;
+
+    (void) state;
+    assert_non_null(small);
+    memset(&t, 0, sizeof(t));
+    t.state = S2A_TOKEN_ACTIVE;
+    t.flags = ALL;
+    for (i = 1; i <= 2; i++) {
+        t.id = i;
+        assert_int_equal(s2a_shm_token_put_locked(small, &t, "x"), i - 1);
+    }
+    t.id = 3;
+    assert_int_equal(s2a_shm_token_put_locked(small, &t, "x"), -1);
+    for (i = 0; i < 16; i++) {
+        assert_int_equal(s2a_shm_lease_acquire_locked(small, 0, S2A_KIND_IMAGE,
+                                                      NOW_MS, 1, &l), S2A_OK);
+    }
+    assert_int_equal(s2a_shm_select_locked(small, S2A_KIND_IMAGE,
+                                           S2A_POLICY_LEAST_BUSY, NOW_MS, 1,
+                                           0, &l, NULL), S2A_AGAIN);
+    s2a_shm_destroy(small);
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_skip_reasons),
+        cmocka_unit_test_setup_teardown(test_least_busy_and_limits, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_lru_tiebreak, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_round_robin_and_random, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_remove_keeps_slot_until_idle,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_update_keeps_inflight, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_repair_after_owner_death, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_settings_seqlock, setup,
+                                        teardown),
+        cmocka_unit_test(test_full_tables),
+    };
+
+    return cmocka_run_group_tests_name("shm", tests, NULL, NULL);
+}
