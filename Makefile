@@ -110,7 +110,7 @@ $(BUILDDIR)/etc/sora2api.conf: etc/sora2api.conf Makefile config.mk $(BUILDDIR)/
 	    -e 's|^error_log = .*|error_log = $(LOGDIR)/error.log|' \
 	    -e 's|^access_log = .*|access_log = $(LOGDIR)/access.log|' $< > $@
 
-check: all check-unit check-docs check-fake check-integration
+check: all check-unit check-docs format-check check-fake check-integration
 
 check-unit: $(UNIT_BIN)
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done

@@ -56,8 +56,8 @@ chan_dispatch(s2a_chan_t *chan)
         if (n <= S2A_CTL_MAX_FRAME && len < n + 4) {
             return;
         }
-        p = evbuffer_pullup(in, (ev_ssize_t) (n <= S2A_CTL_MAX_FRAME ? n + 4
-                                                                  : 4));
+        p = evbuffer_pullup(in,
+                            (ev_ssize_t) (n <= S2A_CTL_MAX_FRAME ? n + 4 : 4));
         rc = s2a_ctl_decode(p, len, &consumed, &msg, err, sizeof(err));
         if (rc == S2A_AGAIN) {
             return;

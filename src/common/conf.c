@@ -19,8 +19,8 @@
 #include <strings.h>
 #include <unistd.h>
 
-#define OFF(f)  offsetof(s2a_conf_t, f)
-#define SZ(f)   sizeof(((s2a_conf_t *) 0)->f)
+#define OFF(f) offsetof(s2a_conf_t, f)
+#define SZ(f)  sizeof(((s2a_conf_t *) 0)->f)
 
 const s2a_conf_key_t s2a_conf_keys[] = {
     { "server", "listen", S2A_CONF_T_LISTEN, OFF(listen), 0, 0, 0,
@@ -31,15 +31,15 @@ const s2a_conf_key_t s2a_conf_keys[] = {
       "number of worker processes, or auto for one per CPU" },
     { "server", "user", S2A_CONF_T_STRING, OFF(user), SZ(user), 0, 0, 0, "",
       "user to switch to after binding when started as root" },
-    { "server", "pidfile", S2A_CONF_T_PATH, OFF(pidfile), SZ(pidfile), 0, 0,
-      0, "var/sora2apid.pid", "pid file of the master" },
+    { "server", "pidfile", S2A_CONF_T_PATH, OFF(pidfile), SZ(pidfile), 0, 0, 0,
+      "var/sora2apid.pid", "pid file of the master" },
     { "server", "backlog", S2A_CONF_T_INT, OFF(backlog), 0, 16, 65535,
       S2A_CONF_RELOAD, "511", "listen(2) backlog of each socket" },
-    { "server", "shutdown_timeout", S2A_CONF_T_SECONDS,
-      OFF(shutdown_timeout), 0, 0, 86400, S2A_CONF_RELOAD, "30",
+    { "server", "shutdown_timeout", S2A_CONF_T_SECONDS, OFF(shutdown_timeout),
+      0, 0, 86400, S2A_CONF_RELOAD, "30",
       "seconds a graceful stop or reload waits for in-flight requests" },
-    { "server", "client_timeout", S2A_CONF_T_SECONDS, OFF(client_timeout), 0,
-      1, 3600, S2A_CONF_RELOAD, "30",
+    { "server", "client_timeout", S2A_CONF_T_SECONDS, OFF(client_timeout), 0, 1,
+      3600, S2A_CONF_RELOAD, "30",
       "seconds a client may stay silent while sending or keep-alive idle" },
     { "server", "max_body_size", S2A_CONF_T_SIZE, OFF(max_body_size), 0, 1024,
       1L << 30, S2A_CONF_RELOAD, "64m", "largest request body accepted" },
@@ -55,35 +55,35 @@ const s2a_conf_key_t s2a_conf_keys[] = {
       SZ(admin_ui_dir), 0, 0, S2A_CONF_RELOAD, "admin-ui",
       "directory of the admin web UI served at /" },
 
-    { "log", "error_log", S2A_CONF_T_PATH, OFF(error_log), SZ(error_log), 0,
-      0, S2A_CONF_RELOAD, "stderr", "error log file, or stderr" },
-    { "log", "access_log", S2A_CONF_T_PATH, OFF(access_log), SZ(access_log),
-      0, 0, S2A_CONF_RELOAD, "stderr", "access log file, stderr, or off" },
+    { "log", "error_log", S2A_CONF_T_PATH, OFF(error_log), SZ(error_log), 0, 0,
+      S2A_CONF_RELOAD, "stderr", "error log file, or stderr" },
+    { "log", "access_log", S2A_CONF_T_PATH, OFF(access_log), SZ(access_log), 0,
+      0, S2A_CONF_RELOAD, "stderr", "access log file, stderr, or off" },
     { "log", "level", S2A_CONF_T_LOGLEVEL, OFF(log_level), 0, 0, 0,
       S2A_CONF_RELOAD, "info",
       "error, warn, notice, info or debug; a log_level runtime setting "
       "overrides it" },
 
-    { "upstream", "base_url", S2A_CONF_T_URL, OFF(base_url), SZ(base_url), 0,
-      0, S2A_CONF_RELOAD, "https://sora.chatgpt.com/backend",
+    { "upstream", "base_url", S2A_CONF_T_URL, OFF(base_url), SZ(base_url), 0, 0,
+      S2A_CONF_RELOAD, "https://sora.chatgpt.com/backend",
       "Sora backend base URL" },
     { "upstream", "session_url", S2A_CONF_T_URL, OFF(session_url),
       SZ(session_url), 0, 0, S2A_CONF_RELOAD,
       "https://sora.chatgpt.com/api/auth/session",
       "session endpoint exchanging a session token for an access token" },
-    { "upstream", "oauth_url", S2A_CONF_T_URL, OFF(oauth_url), SZ(oauth_url),
-      0, 0, S2A_CONF_RELOAD, "https://auth.openai.com/oauth/token",
+    { "upstream", "oauth_url", S2A_CONF_T_URL, OFF(oauth_url), SZ(oauth_url), 0,
+      0, S2A_CONF_RELOAD, "https://auth.openai.com/oauth/token",
       "OAuth endpoint exchanging a refresh token for an access token" },
     { "upstream", "timeout", S2A_CONF_T_SECONDS, OFF(upstream_timeout), 0, 1,
       3600, S2A_CONF_RELOAD, "120", "seconds one upstream call may take" },
 
-    { "limits", "max_tokens", S2A_CONF_T_INT, OFF(max_tokens), 0, 1, 1000000,
-      0, "4096", "size of the shared-memory account table" },
-    { "limits", "max_leases", S2A_CONF_T_INT, OFF(max_leases), 0, 16,
-      10000000, 0, "65536", "size of the shared-memory lease table" },
+    { "limits", "max_tokens", S2A_CONF_T_INT, OFF(max_tokens), 0, 1, 1000000, 0,
+      "4096", "size of the shared-memory account table" },
+    { "limits", "max_leases", S2A_CONF_T_INT, OFF(max_leases), 0, 16, 10000000,
+      0, "65536", "size of the shared-memory lease table" },
 
-    { "defaults", "api_key", S2A_CONF_T_STRING, OFF(api_key), SZ(api_key), 0,
-      0, S2A_CONF_SEED | S2A_CONF_SECRET, "han1234",
+    { "defaults", "api_key", S2A_CONF_T_STRING, OFF(api_key), SZ(api_key), 0, 0,
+      S2A_CONF_SEED | S2A_CONF_SECRET, "han1234",
       "API key for /v1/* (first start only)" },
     { "defaults", "admin_username", S2A_CONF_T_STRING, OFF(admin_username),
       SZ(admin_username), 0, 0, S2A_CONF_SEED, "admin",
@@ -166,9 +166,18 @@ parse_seconds(const char *s, long *out)
     }
     memcpy(buf, s, len + 1);
     switch (buf[len - 1]) {
-    case 's': mult = 1; buf[len - 1] = '\0'; break;
-    case 'm': mult = 60; buf[len - 1] = '\0'; break;
-    case 'h': mult = 3600; buf[len - 1] = '\0'; break;
+    case 's':
+        mult = 1;
+        buf[len - 1] = '\0';
+        break;
+    case 'm':
+        mult = 60;
+        buf[len - 1] = '\0';
+        break;
+    case 'h':
+        mult = 3600;
+        buf[len - 1] = '\0';
+        break;
     default: break;
     }
     if (parse_long(buf, &v) != S2A_OK || v < 0 || v > 1000000) {
@@ -227,7 +236,8 @@ parse_listen_one(const char *tok, s2a_listen_t *l, char *err, size_t errlen)
     if (inet_pton(l->family, host, addr) != 1) {
         snprintf(err, errlen,
                  "bad listen address \"%s\": host must be a numeric IPv4 "
-                 "address or a bracketed IPv6 address", tok);
+                 "address or a bracketed IPv6 address",
+                 tok);
         return S2A_ERROR;
     }
     if (parse_long(port_s, &port) != S2A_OK || port < 0 || port > 65535) {
@@ -360,8 +370,7 @@ s2a_conf_set(s2a_conf_t *conf, const s2a_conf_key_t *key, const char *value,
 
     case S2A_CONF_T_URL:
         if (strncmp(value, "http://", 7) != 0
-            && strncmp(value, "https://", 8) != 0)
-        {
+            && strncmp(value, "https://", 8) != 0) {
             snprintf(err, errlen, "%s must be an http:// or https:// URL",
                      key->name);
             return S2A_ERROR;
@@ -388,9 +397,9 @@ s2a_conf_set(s2a_conf_t *conf, const s2a_conf_key_t *key, const char *value,
         {
             snprintf(err, errlen, "%s: \"%s\" is not a valid %s", key->name,
                      value,
-                     key->type == S2A_CONF_T_SIZE ? "size"
-                     : key->type == S2A_CONF_T_SECONDS ? "duration"
-                     : "number");
+                     key->type == S2A_CONF_T_SIZE          ? "size"
+                         : key->type == S2A_CONF_T_SECONDS ? "duration"
+                                                           : "number");
             return S2A_ERROR;
         }
         if (v < key->min || v > key->max) {
@@ -415,8 +424,7 @@ s2a_conf_set(s2a_conf_t *conf, const s2a_conf_key_t *key, const char *value,
         *(int *) (void *) field = lvl;
         return S2A_OK;
 
-    case S2A_CONF_T_LISTEN:
-        return parse_listen(conf, value, err, errlen);
+    case S2A_CONF_T_LISTEN: return parse_listen(conf, value, err, errlen);
 
     case S2A_CONF_T_WORKERS:
         if (strcmp(value, "auto") == 0) {
@@ -445,7 +453,8 @@ s2a_conf_defaults(s2a_conf_t *conf, char *err, size_t errlen)
     memset(conf, 0, sizeof(*conf));
     for (i = 0; i < s2a_conf_nkeys; i++) {
         if (s2a_conf_set(conf, &s2a_conf_keys[i], s2a_conf_keys[i].def, err,
-                         errlen) != S2A_OK)
+                         errlen)
+            != S2A_OK)
         {
             return S2A_ERROR;
         }
@@ -564,8 +573,7 @@ s2a_conf_load(s2a_conf_t *conf, const char *path, char *err, size_t errlen)
         name = trim(p);
         value = trim(eq + 1);
         if (section[0] == '\0') {
-            snprintf(msg, sizeof(msg), "key \"%.40s\" outside a section",
-                     name);
+            snprintf(msg, sizeof(msg), "key \"%.40s\" outside a section", name);
             goto bad;
         }
         key = s2a_conf_find(section, name);
@@ -610,9 +618,9 @@ s2a_conf_dump_keys(void *fp)
         k = &s2a_conf_keys[i];
         fprintf((FILE *) fp, "%s.%s = %s\t# %s%s\n", k->section, k->name,
                 k->def,
-                (k->flags & S2A_CONF_SEED) ? "seed, first start only"
-                : (k->flags & S2A_CONF_RELOAD) ? "reloads on SIGHUP"
-                : "restart needed",
+                (k->flags & S2A_CONF_SEED)         ? "seed, first start only"
+                    : (k->flags & S2A_CONF_RELOAD) ? "reloads on SIGHUP"
+                                                   : "restart needed",
                 "");
     }
 }

@@ -19,31 +19,31 @@
 #define S2A_CONF_STR         256
 
 /* Key flags. */
-#define S2A_CONF_RELOAD  0x01   /* SIGHUP applies a changed value */
-#define S2A_CONF_SEED    0x02   /* seeds a runtime setting on first start */
-#define S2A_CONF_SECRET  0x04   /* a secret: never logged */
+#define S2A_CONF_RELOAD 0x01 /* SIGHUP applies a changed value */
+#define S2A_CONF_SEED   0x02 /* seeds a runtime setting on first start */
+#define S2A_CONF_SECRET 0x04 /* a secret: never logged */
 
 typedef struct s2a_listen_s {
-    char host[64];              /* numeric address as written, no brackets */
+    char host[64]; /* numeric address as written, no brackets */
     int port;
-    int family;                 /* AF_INET or AF_INET6 */
+    int family; /* AF_INET or AF_INET6 */
 } s2a_listen_t;
 
 typedef struct s2a_conf_s {
-    char path[PATH_MAX];        /* file loaded, "" for embedded defaults */
+    char path[PATH_MAX]; /* file loaded, "" for embedded defaults */
 
     /* [server] */
     s2a_listen_t listen[S2A_CONF_MAX_LISTEN];
     int n_listen;
-    int workers;                /* resolved: "auto" becomes the CPU count */
+    int workers; /* resolved: "auto" becomes the CPU count */
     int workers_auto;
     char user[64];
     char pidfile[PATH_MAX];
     int backlog;
-    int shutdown_timeout;       /* seconds */
-    int client_timeout;         /* seconds: read, write and keep-alive idle */
-    long max_body_size;         /* bytes */
-    long max_header_size;       /* bytes */
+    int shutdown_timeout; /* seconds */
+    int client_timeout;   /* seconds: read, write and keep-alive idle */
+    long max_body_size;   /* bytes */
+    long max_header_size; /* bytes */
 
     /* [paths] */
     char data_dir[PATH_MAX];
@@ -52,14 +52,14 @@ typedef struct s2a_conf_s {
 
     /* [log] */
     char error_log[PATH_MAX];
-    char access_log[PATH_MAX];  /* "off" disables */
+    char access_log[PATH_MAX]; /* "off" disables */
     int log_level;
 
     /* [upstream] */
     char base_url[S2A_CONF_STR];
     char session_url[S2A_CONF_STR];
     char oauth_url[S2A_CONF_STR];
-    int upstream_timeout;       /* seconds */
+    int upstream_timeout; /* seconds */
 
     /* [limits] */
     int max_tokens;
@@ -88,10 +88,10 @@ typedef struct s2a_conf_key_s {
     const char *name;
     s2a_conf_type_t type;
     size_t offset;
-    size_t size;                /* buffer size for strings */
-    long min, max;              /* numeric bounds */
+    size_t size;   /* buffer size for strings */
+    long min, max; /* numeric bounds */
     unsigned flags;
-    const char *def;            /* default as it would be written */
+    const char *def; /* default as it would be written */
     const char *help;
 } s2a_conf_key_t;
 
@@ -108,8 +108,7 @@ int s2a_conf_defaults(s2a_conf_t *conf, char *err, size_t errlen);
  * Loads `path` over the defaults. On error returns S2A_ERROR and writes
  * "file:line: message" into `err`; `conf` is then unspecified.
  */
-int s2a_conf_load(s2a_conf_t *conf, const char *path, char *err,
-                  size_t errlen);
+int s2a_conf_load(s2a_conf_t *conf, const char *path, char *err, size_t errlen);
 
 /*
  * Remembers the current directory as the base of relative paths. Called
@@ -121,8 +120,8 @@ int s2a_conf_init_base_dir(void);
 int s2a_conf_absolute(const char *path, char *out, size_t outlen);
 
 /* Parses one value of `key` into `conf` (used by the loader and tests). */
-int s2a_conf_set(s2a_conf_t *conf, const s2a_conf_key_t *key,
-                 const char *value, char *err, size_t errlen);
+int s2a_conf_set(s2a_conf_t *conf, const s2a_conf_key_t *key, const char *value,
+                 char *err, size_t errlen);
 
 const s2a_conf_key_t *s2a_conf_find(const char *section, const char *name);
 

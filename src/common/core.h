@@ -8,7 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define S2A_OK        0
+#define S2A_OK       0
 #define S2A_ERROR    -1
 #define S2A_AGAIN    -2
 #define S2A_DECLINED -5

@@ -74,7 +74,7 @@ s2a_password_hash(const char *password, char *out, size_t outlen)
 
     if (s2a_random_bytes(salt, sizeof(salt)) != S2A_OK
         || pbkdf2(password, salt, sizeof(salt), S2A_PBKDF2_ITERATIONS, hash)
-           != S2A_OK)
+            != S2A_OK)
     {
         return S2A_ERROR;
     }
@@ -128,7 +128,7 @@ s2a_password_verify(const char *password, const char *stored)
     if (unhex(salt_hex, sizeof(salt), salt) != S2A_OK
         || unhex(hash_hex, sizeof(want), want) != S2A_OK
         || pbkdf2(password, salt, sizeof(salt), (unsigned) iterations, got)
-           != S2A_OK)
+            != S2A_OK)
     {
         return false;
     }

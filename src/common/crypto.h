@@ -20,7 +20,6 @@ int s2a_random_bytes(void *buf, size_t len);
 /* Lower-case hex of `len` bytes into `out` (2*len+1 bytes). */
 void s2a_hex(const uint8_t *in, size_t len, char *out);
 
-
 #define S2A_PASSWORD_HASH_LEN 160
 #define S2A_PBKDF2_ITERATIONS 210000
 

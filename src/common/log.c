@@ -17,9 +17,8 @@ static int log_fd = STDERR_FILENO;
 static int log_level = LOG_INFO;
 static char log_role[32] = "master";
 
-static const char *const level_names[] = {
-    "emerg", "alert", "crit", "error", "warn", "notice", "info", "debug"
-};
+static const char *const level_names[] = { "emerg", "alert",  "crit", "error",
+                                           "warn",  "notice", "info", "debug" };
 
 int
 s2a_log_level_parse(const char *name)
@@ -120,8 +119,8 @@ s2a_log_va(int level, int err, const char *fmt, va_list ap)
     gmtime_r(&tv.tv_sec, &tm);
     n = strftime(line, sizeof(line), "%Y-%m-%dT%H:%M:%S", &tm);
     r = snprintf(line + n, sizeof(line) - n, ".%03dZ [%s] [%s pid %d] ",
-                 (int) (tv.tv_usec / 1000), s2a_log_level_name(level),
-                 log_role, (int) getpid());
+                 (int) (tv.tv_usec / 1000), s2a_log_level_name(level), log_role,
+                 (int) getpid());
     if (r > 0) {
         n += (size_t) r;
     }

@@ -8,8 +8,8 @@
 const s2a_model_t s2a_models[] = {
     { "sora-image", S2A_KIND_IMAGE, S2A_ORIENT_SQUARE, 360, 360, 0,
       "Image generation - 360x360" },
-    { "sora-image-landscape", S2A_KIND_IMAGE, S2A_ORIENT_LANDSCAPE, 540, 360,
-      0, "Image generation - 540x360" },
+    { "sora-image-landscape", S2A_KIND_IMAGE, S2A_ORIENT_LANDSCAPE, 540, 360, 0,
+      "Image generation - 540x360" },
     { "sora-image-portrait", S2A_KIND_IMAGE, S2A_ORIENT_PORTRAIT, 360, 540, 0,
       "Image generation - 360x540" },
     { "sora-video-10s", S2A_KIND_VIDEO, S2A_ORIENT_SQUARE, 0, 0, 10,
@@ -20,10 +20,10 @@ const s2a_model_t s2a_models[] = {
       10, "Video generation - landscape, 10 seconds" },
     { "sora-video-landscape-15s", S2A_KIND_VIDEO, S2A_ORIENT_LANDSCAPE, 0, 0,
       15, "Video generation - landscape, 15 seconds" },
-    { "sora-video-portrait-10s", S2A_KIND_VIDEO, S2A_ORIENT_PORTRAIT, 0, 0,
-      10, "Video generation - portrait, 10 seconds" },
-    { "sora-video-portrait-15s", S2A_KIND_VIDEO, S2A_ORIENT_PORTRAIT, 0, 0,
-      15, "Video generation - portrait, 15 seconds" },
+    { "sora-video-portrait-10s", S2A_KIND_VIDEO, S2A_ORIENT_PORTRAIT, 0, 0, 10,
+      "Video generation - portrait, 10 seconds" },
+    { "sora-video-portrait-15s", S2A_KIND_VIDEO, S2A_ORIENT_PORTRAIT, 0, 0, 15,
+      "Video generation - portrait, 15 seconds" },
 };
 
 const size_t s2a_nmodels = S2A_NELEMS(s2a_models);

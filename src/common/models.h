@@ -17,8 +17,8 @@ typedef struct s2a_model_s {
     const char *id;
     s2a_kind_t kind;
     s2a_orientation_t orientation;
-    int width, height;          /* images */
-    int seconds;                /* videos */
+    int width, height; /* images */
+    int seconds;       /* videos */
     const char *description;
 } s2a_model_t;
 

@@ -53,10 +53,9 @@ s2a_shm_create(uint32_t max_tokens, uint32_t max_leases)
     /* Lease rows need no initialisation: a row whose owner_pid is 0 is
      * free, and fresh anonymous pages are zero. */
     if ((rc = pthread_mutexattr_init(&attr)) != 0
-        || (rc = pthread_mutexattr_setpshared(&attr,
-                                              PTHREAD_PROCESS_SHARED)) != 0
-        || (rc = pthread_mutexattr_setrobust(&attr,
-                                             PTHREAD_MUTEX_ROBUST)) != 0
+        || (rc = pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED))
+            != 0
+        || (rc = pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST)) != 0
         || (rc = pthread_mutex_init(&shm->lock, &attr)) != 0)
     {
         munmap(shm, size);
@@ -109,7 +108,8 @@ after_lock(s2a_shm_t *shm, int rc)
         pthread_mutex_consistent(&shm->lock);
         s2a_log(LOG_WARNING, 0,
                 "shm lock owner died holding the lock; table repaired "
-                "(%d stale leases dropped)", dropped);
+                "(%d stale leases dropped)",
+                dropped);
         return S2A_OK;
     }
     if (rc == EBUSY) {
@@ -200,11 +200,11 @@ void
 s2a_shm_settings_write(s2a_shm_t *shm, const s2a_shm_settings_t *s)
 {
     atomic_thread_fence(memory_order_seq_cst);
-    shm->settings_seq++;                      /* odd: write in progress */
+    shm->settings_seq++; /* odd: write in progress */
     atomic_thread_fence(memory_order_seq_cst);
     memcpy(&shm->settings, s, sizeof(*s));
     atomic_thread_fence(memory_order_seq_cst);
-    shm->settings_seq++;                      /* even: stable */
+    shm->settings_seq++; /* even: stable */
     atomic_thread_fence(memory_order_seq_cst);
 }
 
@@ -313,8 +313,8 @@ s2a_shm_token_remove_locked(s2a_shm_t *shm, int64_t id)
      * put into the slot starts from zero only once they are gone, so the
      * slot stays reserved while in-flight is non-zero. */
     tokens[slot].state = S2A_TOKEN_FREE;
-    tokens[slot].id = tokens[slot].inflight[0] + tokens[slot].inflight[1] > 0
-                      ? -id : 0;
+    tokens[slot].id =
+        tokens[slot].inflight[0] + tokens[slot].inflight[1] > 0 ? -id : 0;
     tokens[slot].version++;
     secret = &s2a_shm_secrets(shm)[slot];
     explicit_bzero(secret->access_token, secret->len);
@@ -325,24 +325,20 @@ s2a_shm_token_remove_locked(s2a_shm_t *shm, int64_t id)
 s2a_skip_t
 s2a_shm_token_skip(const s2a_shm_token_t *t, s2a_kind_t kind, int64_t now)
 {
-    uint8_t need = kind == S2A_KIND_IMAGE ? S2A_TOKEN_F_IMAGE
-                                          : S2A_TOKEN_F_VIDEO;
+    uint8_t need =
+        kind == S2A_KIND_IMAGE ? S2A_TOKEN_F_IMAGE : S2A_TOKEN_F_VIDEO;
 
     switch ((s2a_token_state_t) t->state) {
-    case S2A_TOKEN_ACTIVE:
-        break;
+    case S2A_TOKEN_ACTIVE: break;
     case S2A_TOKEN_COOLING:
         if (t->cooldown_until > now) {
             return S2A_SKIP_COOLING;
         }
-        break;                   /* cooldown over: usable again */
+        break; /* cooldown over: usable again */
     case S2A_TOKEN_DISABLED:
-    case S2A_TOKEN_FREE:
-        return S2A_SKIP_DISABLED;
-    case S2A_TOKEN_INVALID:
-        return S2A_SKIP_INVALID;
-    case S2A_TOKEN_EXPIRED:
-        return S2A_SKIP_EXPIRED;
+    case S2A_TOKEN_FREE: return S2A_SKIP_DISABLED;
+    case S2A_TOKEN_INVALID: return S2A_SKIP_INVALID;
+    case S2A_TOKEN_EXPIRED: return S2A_SKIP_EXPIRED;
     }
     if (t->expires_at != 0 && t->expires_at <= now) {
         return S2A_SKIP_EXPIRED;
@@ -367,10 +363,11 @@ s2a_shm_token_skip(const s2a_shm_token_t *t, s2a_kind_t kind, int64_t now)
 const char *
 s2a_skip_name(s2a_skip_t why)
 {
-    static const char *const names[] = {
-        "eligible", "disabled", "invalid", "expired", "cooling",
-        "generation kind disabled", "no Sora2", "no quota left", "busy"
-    };
+    static const char *const names[] = { "eligible", "disabled",
+                                         "invalid",  "expired",
+                                         "cooling",  "generation kind disabled",
+                                         "no Sora2", "no quota left",
+                                         "busy" };
 
     if ((size_t) why >= S2A_NELEMS(names)) {
         return "unknown";
@@ -477,8 +474,7 @@ s2a_shm_select_locked(s2a_shm_t *shm, s2a_kind_t kind, s2a_policy_t policy,
             }
             continue;
         }
-        if (best < 0
-            || tokens[idx].inflight[kind] < tokens[best].inflight[kind]
+        if (best < 0 || tokens[idx].inflight[kind] < tokens[best].inflight[kind]
             || (tokens[idx].inflight[kind] == tokens[best].inflight[kind]
                 && tokens[idx].last_used_ms < tokens[best].last_used_ms))
         {

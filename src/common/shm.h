@@ -25,18 +25,18 @@
 #include <pthread.h>
 #include <sys/types.h>
 
-#define S2A_SHM_MAGIC    0x5332414153484d31ULL   /* "S2AASHM1" */
-#define S2A_SHM_VERSION  1
-#define S2A_SHM_AT_MAX   4096    /* longest access token kept */
-#define S2A_SHM_WORKERS  128     /* worker rows (slots x generations) */
+#define S2A_SHM_MAGIC   0x5332414153484d31ULL /* "S2AASHM1" */
+#define S2A_SHM_VERSION 1
+#define S2A_SHM_AT_MAX  4096 /* longest access token kept */
+#define S2A_SHM_WORKERS 128  /* worker rows (slots x generations) */
 
 typedef enum {
-    S2A_TOKEN_FREE = 0,          /* slot unused */
+    S2A_TOKEN_FREE = 0, /* slot unused */
     S2A_TOKEN_ACTIVE,
-    S2A_TOKEN_DISABLED,          /* by the operator */
-    S2A_TOKEN_INVALID,           /* upstream said invalidated / 401 */
+    S2A_TOKEN_DISABLED, /* by the operator */
+    S2A_TOKEN_INVALID,  /* upstream said invalidated / 401 */
     S2A_TOKEN_EXPIRED,
-    S2A_TOKEN_COOLING            /* quota or 429 until cooldown_until */
+    S2A_TOKEN_COOLING /* quota or 429 until cooldown_until */
 } s2a_token_state_t;
 
 typedef enum {
@@ -46,7 +46,7 @@ typedef enum {
 } s2a_kind_t;
 
 typedef enum {
-    S2A_POLICY_LEAST_BUSY = 0,   /* least in-flight, then least recently used */
+    S2A_POLICY_LEAST_BUSY = 0, /* least in-flight, then least recently used */
     S2A_POLICY_ROUND_ROBIN,
     S2A_POLICY_RANDOM
 } s2a_policy_t;
@@ -64,37 +64,37 @@ typedef enum {
     S2A_SKIP_BUSY
 } s2a_skip_t;
 
-#define S2A_TOKEN_F_IMAGE  0x01  /* image generation enabled */
-#define S2A_TOKEN_F_VIDEO  0x02  /* video generation enabled */
-#define S2A_TOKEN_F_SORA2  0x04  /* account supports Sora 2 video */
+#define S2A_TOKEN_F_IMAGE 0x01 /* image generation enabled */
+#define S2A_TOKEN_F_VIDEO 0x02 /* video generation enabled */
+#define S2A_TOKEN_F_SORA2 0x04 /* account supports Sora 2 video */
 
 typedef struct s2a_shm_token_s {
-    int64_t id;                  /* database id; 0 when the slot is free */
-    uint32_t version;            /* bumped on every change by the master */
-    uint8_t state;               /* s2a_token_state_t */
-    uint8_t flags;               /* S2A_TOKEN_F_* */
+    int64_t id;       /* database id; 0 when the slot is free */
+    uint32_t version; /* bumped on every change by the master */
+    uint8_t state;    /* s2a_token_state_t */
+    uint8_t flags;    /* S2A_TOKEN_F_* */
     uint16_t _pad;
-    int32_t limit[S2A_KIND_COUNT];      /* <= 0: unlimited */
-    int32_t inflight[S2A_KIND_COUNT];   /* derived from the lease table */
+    int32_t limit[S2A_KIND_COUNT];    /* <= 0: unlimited */
+    int32_t inflight[S2A_KIND_COUNT]; /* derived from the lease table */
     int32_t consecutive_errors;
-    int32_t quota_left;          /* videos left, -1 when unknown */
-    int64_t cooldown_until;      /* unix seconds */
-    int64_t expires_at;          /* unix seconds, 0 when unknown */
-    int64_t last_used_ms;        /* unix milliseconds */
+    int32_t quota_left;     /* videos left, -1 when unknown */
+    int64_t cooldown_until; /* unix seconds */
+    int64_t expires_at;     /* unix seconds, 0 when unknown */
+    int64_t last_used_ms;   /* unix milliseconds */
 } s2a_shm_token_t;
 
 typedef struct s2a_shm_secret_s {
-    uint32_t version;            /* equals the token's version when current */
+    uint32_t version; /* equals the token's version when current */
     uint32_t len;
     char access_token[S2A_SHM_AT_MAX];
 } s2a_shm_secret_t;
 
 typedef struct s2a_shm_lease_s {
-    int32_t token_slot;          /* -1 when the row is free */
+    int32_t token_slot; /* -1 when the row is free */
     uint8_t kind;
     uint8_t _pad[3];
     int32_t owner_pid;
-    uint32_t serial;             /* guards against releasing a reused row */
+    uint32_t serial; /* guards against releasing a reused row */
     int64_t acquired_ms;
 } s2a_shm_lease_t;
 
@@ -118,19 +118,19 @@ typedef struct s2a_shm_worker_s {
     int32_t pid;
     int32_t slot;
     uint32_t generation;
-    uint8_t state;               /* s2a_worker_state_t */
+    uint8_t state; /* s2a_worker_state_t */
     uint8_t _pad[3];
     int64_t started_ms;
-    uint64_t requests;           /* written by the worker only */
-    uint32_t settings_seen;      /* settings sequence the worker applied */
+    uint64_t requests;      /* written by the worker only */
+    uint32_t settings_seen; /* settings sequence the worker applied */
     uint32_t _pad2;
 } s2a_shm_worker_t;
 
 /* Runtime settings every worker needs on the hot path. */
 typedef struct s2a_shm_settings_s {
-    uint8_t api_key_hash[32];    /* SHA-256 of the API key */
-    int32_t log_level;           /* -1: follow the configuration file */
-    int32_t policy;              /* s2a_policy_t */
+    uint8_t api_key_hash[32]; /* SHA-256 of the API key */
+    int32_t log_level;        /* -1: follow the configuration file */
+    int32_t policy;           /* s2a_policy_t */
     int32_t error_ban_threshold;
     int32_t _pad;
 } s2a_shm_settings_t;
@@ -140,11 +140,11 @@ typedef struct s2a_shm_s {
     uint32_t version;
     uint32_t max_tokens;
     uint32_t max_leases;
-    uint32_t token_high;         /* slots [0, token_high) may be in use */
-    uint32_t lease_high;         /* rows [0, lease_high) may be in use */
-    uint32_t lease_hint;         /* where the next free-row search starts */
-    uint32_t rr_cursor;          /* round-robin position */
-    uint32_t repairs;            /* times a dead lock owner was repaired */
+    uint32_t token_high; /* slots [0, token_high) may be in use */
+    uint32_t lease_high; /* rows [0, lease_high) may be in use */
+    uint32_t lease_hint; /* where the next free-row search starts */
+    uint32_t rr_cursor;  /* round-robin position */
+    uint32_t repairs;    /* times a dead lock owner was repaired */
     uint32_t lease_serial;
     uint32_t _pad;
     int64_t master_pid;
@@ -178,7 +178,7 @@ void s2a_shm_destroy(s2a_shm_t *shm);
  * Returns S2A_OK, or S2A_ERROR when the mutex is unrecoverable.
  */
 int s2a_shm_lock(s2a_shm_t *shm);
-int s2a_shm_trylock(s2a_shm_t *shm);   /* S2A_OK, S2A_AGAIN, S2A_ERROR */
+int s2a_shm_trylock(s2a_shm_t *shm); /* S2A_OK, S2A_AGAIN, S2A_ERROR */
 void s2a_shm_unlock(s2a_shm_t *shm);
 
 /*
@@ -214,9 +214,9 @@ s2a_skip_t s2a_shm_token_skip(const s2a_shm_token_t *t, s2a_kind_t kind,
 const char *s2a_skip_name(s2a_skip_t why);
 
 typedef struct s2a_skip_report_s {
-    int counts[9];               /* per s2a_skip_t */
+    int counts[9]; /* per s2a_skip_t */
     int n_tokens;
-    int64_t earliest_cooldown;   /* 0 when no token is cooling */
+    int64_t earliest_cooldown; /* 0 when no token is cooling */
 } s2a_skip_report_t;
 
 /*
@@ -226,10 +226,9 @@ typedef struct s2a_skip_report_s {
  * lease table is full. Caller holds the lock. `rnd` seeds the random
  * policy.
  */
-int s2a_shm_select_locked(s2a_shm_t *shm, s2a_kind_t kind,
-                          s2a_policy_t policy, int64_t now_ms, pid_t owner_pid,
-                          uint32_t rnd, s2a_lease_t *lease,
-                          s2a_skip_report_t *report);
+int s2a_shm_select_locked(s2a_shm_t *shm, s2a_kind_t kind, s2a_policy_t policy,
+                          int64_t now_ms, pid_t owner_pid, uint32_t rnd,
+                          s2a_lease_t *lease, s2a_skip_report_t *report);
 
 /*
  * Records a lease on a specific slot without checking eligibility (used

@@ -86,7 +86,8 @@ migrate(s2a_db_t *db, char *err, size_t errlen)
     if (v > target) {
         snprintf(err, errlen,
                  "database schema version %d is newer than this program "
-                 "(%d); refusing to touch it", v, target);
+                 "(%d); refusing to touch it",
+                 v, target);
         return S2A_ERROR;
     }
     for (; v < target; v++) {
@@ -107,8 +108,7 @@ migrate(s2a_db_t *db, char *err, size_t errlen)
             snprintf(err, errlen, "migration %d commit: %s", v + 1, msg);
             return S2A_ERROR;
         }
-        s2a_log(LOG_NOTICE, 0, "database migrated to schema version %d",
-                v + 1);
+        s2a_log(LOG_NOTICE, 0, "database migrated to schema version %d", v + 1);
     }
     return S2A_OK;
 }
@@ -131,9 +131,9 @@ s2a_db_open(const char *data_dir, char *err, size_t errlen)
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
-    rc = sqlite3_open_v2(path, &db->conn,
-                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE
-                         | SQLITE_OPEN_NOMUTEX, NULL);
+    rc = sqlite3_open_v2(
+        path, &db->conn,
+        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
     if (rc != SQLITE_OK) {
         snprintf(err, errlen, "sqlite3_open(\"%s\") failed: %s", path,
                  db->conn != NULL ? sqlite3_errmsg(db->conn)
@@ -143,8 +143,11 @@ s2a_db_open(const char *data_dir, char *err, size_t errlen)
     sqlite3_busy_timeout(db->conn, 5000);
     /* WAL keeps readers (sqlite3 CLI, backups) from blocking the writer;
      * synchronous=NORMAL is durable across a process kill in WAL mode. */
-    if (exec_sql(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
-                     "PRAGMA foreign_keys=ON;", msg, sizeof(msg)) != S2A_OK)
+    if (exec_sql(db,
+                 "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
+                 "PRAGMA foreign_keys=ON;",
+                 msg, sizeof(msg))
+        != S2A_OK)
     {
         snprintf(err, errlen, "\"%s\": %s", path, msg);
         goto failed;
@@ -154,20 +157,23 @@ s2a_db_open(const char *data_dir, char *err, size_t errlen)
     }
     if (sqlite3_prepare_v2(db->conn,
                            "SELECT value FROM settings WHERE key = ?1", -1,
-                           &db->get_setting, NULL) != SQLITE_OK
+                           &db->get_setting, NULL)
+            != SQLITE_OK
         || sqlite3_prepare_v2(db->conn,
                               "INSERT INTO settings(key, value, updated_at) "
                               "VALUES (?1, ?2, strftime('%s','now')) "
                               "ON CONFLICT(key) DO UPDATE SET "
                               "value = excluded.value, "
-                              "updated_at = excluded.updated_at", -1,
-                              &db->set_setting, NULL) != SQLITE_OK
+                              "updated_at = excluded.updated_at",
+                              -1, &db->set_setting, NULL)
+            != SQLITE_OK
         || sqlite3_prepare_v2(db->conn,
                               "INSERT INTO usage_daily(day, route, status, "
                               "count) VALUES (?1, ?2, ?3, ?4) "
                               "ON CONFLICT(day, route, status) DO UPDATE "
-                              "SET count = count + excluded.count", -1,
-                              &db->usage_add, NULL) != SQLITE_OK)
+                              "SET count = count + excluded.count",
+                              -1, &db->usage_add, NULL)
+            != SQLITE_OK)
     {
         snprintf(err, errlen, "prepare failed: %s", sqlite3_errmsg(db->conn));
         goto failed;
@@ -318,8 +324,9 @@ s2a_db_seed(s2a_db_t *db, const s2a_conf_t *conf)
             goto done;
         }
         if (s2a_db_setting_set(db, "admin_password_is_default",
-                               strcmp(conf->admin_password, "admin") == 0
-                               ? "1" : "0") != S2A_OK)
+                               strcmp(conf->admin_password, "admin") == 0 ? "1"
+                                                                          : "0")
+            != S2A_OK)
         {
             goto done;
         }
@@ -372,8 +379,7 @@ s2a_db_load_settings(s2a_db_t *db, s2a_shm_settings_t *out)
     {
         out->log_level = s2a_log_level_parse(buf);
     }
-    if (s2a_db_setting_get(db, "selection_policy", buf, sizeof(buf))
-        == S2A_OK)
+    if (s2a_db_setting_get(db, "selection_policy", buf, sizeof(buf)) == S2A_OK)
     {
         if (strcmp(buf, "round_robin") == 0) {
             out->policy = S2A_POLICY_ROUND_ROBIN;
@@ -382,8 +388,7 @@ s2a_db_load_settings(s2a_db_t *db, s2a_shm_settings_t *out)
         }
     }
     if (s2a_db_setting_get(db, "error_ban_threshold", buf, sizeof(buf))
-        == S2A_OK)
-    {
+        == S2A_OK) {
         out->error_ban_threshold = atoi(buf);
     }
     return S2A_OK;
@@ -394,14 +399,14 @@ s2a_db_default_admin_password(s2a_db_t *db)
 {
     char buf[8];
 
-    return s2a_db_setting_get(db, "admin_password_is_default", buf,
-                              sizeof(buf)) == S2A_OK
-           && strcmp(buf, "1") == 0;
+    return s2a_db_setting_get(db, "admin_password_is_default", buf, sizeof(buf))
+        == S2A_OK
+        && strcmp(buf, "1") == 0;
 }
 
 int
-s2a_db_usage_add(s2a_db_t *db, const char *day, const char *route,
-                 int status, int64_t count)
+s2a_db_usage_add(s2a_db_t *db, const char *day, const char *route, int status,
+                 int64_t count)
 {
     sqlite3_stmt *st = db->usage_add;
     int rc;

@@ -94,12 +94,11 @@ s2a_listen_open(const s2a_listen_t *l, int port, int backlog, bool probe,
     }
     return fd;
 
-failed:
-    {
-        int err = errno;
-        close(fd);
-        errno = err;
-    }
+failed : {
+    int err = errno;
+    close(fd);
+    errno = err;
+}
     return -1;
 }
 
@@ -136,7 +135,8 @@ s2a_listen_steer(int fd, int n)
         return S2A_ERROR;
     }
     if (setsockopt(fd, SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, &prog,
-                   sizeof(prog)) == -1)
+                   sizeof(prog))
+        == -1)
     {
         return S2A_ERROR;
     }

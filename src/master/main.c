@@ -39,30 +39,14 @@ main(int argc, char **argv)
 
     while ((c = getopt(argc, argv, "c:fdtkVh")) != -1) {
         switch (c) {
-        case 'c':
-            opts.conf_path = optarg;
-            break;
-        case 'f':
-            opts.daemonize = false;
-            break;
-        case 'd':
-            opts.daemonize = true;
-            break;
-        case 't':
-            test = true;
-            break;
-        case 'k':
-            s2a_conf_dump_keys(stdout);
-            return S2A_EXIT_OK;
-        case 'V':
-            printf("sora2apid %s\n", S2A_VERSION);
-            return S2A_EXIT_OK;
-        case 'h':
-            usage(stdout);
-            return S2A_EXIT_OK;
-        default:
-            usage(stderr);
-            return S2A_EXIT_CONFIG;
+        case 'c': opts.conf_path = optarg; break;
+        case 'f': opts.daemonize = false; break;
+        case 'd': opts.daemonize = true; break;
+        case 't': test = true; break;
+        case 'k': s2a_conf_dump_keys(stdout); return S2A_EXIT_OK;
+        case 'V': printf("sora2apid %s\n", S2A_VERSION); return S2A_EXIT_OK;
+        case 'h': usage(stdout); return S2A_EXIT_OK;
+        default: usage(stderr); return S2A_EXIT_CONFIG;
         }
     }
     if (optind != argc) {
@@ -75,7 +59,7 @@ main(int argc, char **argv)
     }
     if (opts.conf_path != NULL
         && s2a_conf_absolute(opts.conf_path, conf_abs, sizeof(conf_abs))
-           == S2A_OK)
+            == S2A_OK)
     {
         /* Reloads after -d (which changes to "/") find the same file. */
         opts.conf_path = conf_abs;
@@ -86,8 +70,9 @@ main(int argc, char **argv)
         return S2A_EXIT_FAILURE;
     }
     if ((opts.conf_path != NULL
-         ? s2a_conf_load(conf, opts.conf_path, err, sizeof(err))
-         : s2a_conf_defaults(conf, err, sizeof(err))) != S2A_OK)
+             ? s2a_conf_load(conf, opts.conf_path, err, sizeof(err))
+             : s2a_conf_defaults(conf, err, sizeof(err)))
+        != S2A_OK)
     {
         fprintf(stderr, "sora2apid: %s\n", err);
         free(conf);

@@ -34,11 +34,11 @@
 
 #include <event2/event.h>
 
-#define MAX_LISTENERS      32
-#define QUICK_DEATH_MS     5000
-#define MAX_BACKOFF_MS     30000
-#define SHRINK_GRACE_MS    500
-#define KILL_GRACE_MS      5000
+#define MAX_LISTENERS   32
+#define QUICK_DEATH_MS  5000
+#define MAX_BACKOFF_MS  30000
+#define SHRINK_GRACE_MS 500
+#define KILL_GRACE_MS   5000
 
 typedef enum {
     PROC_STARTING = 0,
@@ -48,9 +48,9 @@ typedef enum {
 
 typedef struct listener_s {
     bool used;
-    bool active;                 /* part of the current configuration */
+    bool active; /* part of the current configuration */
     s2a_listen_t addr;
-    int port;                    /* resolved (port 0 picks one) */
+    int port; /* resolved (port 0 picks one) */
     int fds[S2A_CONF_MAX_WORKERS];
 } listener_t;
 
@@ -63,7 +63,7 @@ typedef struct proc_s {
     uint32_t listener_mask;
     s2a_chan_t *chan;
     int64_t started_ms;
-    int64_t kill_at_ms;          /* draining: SIGKILL after this */
+    int64_t kill_at_ms; /* draining: SIGKILL after this */
     struct proc_s *next;
 } proc_t;
 
@@ -88,9 +88,9 @@ static struct {
     proc_t *procs;
     slot_t slots[S2A_CONF_MAX_WORKERS];
     uint32_t generation;
-    int stopping;                /* 0 running, 1 graceful, 2 fast */
+    int stopping; /* 0 running, 1 graceful, 2 fast */
     int exit_status;
-    int status_fd;               /* daemonize: tells the parent we are up */
+    int status_fd; /* daemonize: tells the parent we are up */
     bool ready_announced;
     bool pidfile_written;
     struct event *signals[8];
@@ -99,7 +99,7 @@ static struct {
     struct event *tick_ev;
     pending_reply_t *replies;
     pending_reply_t **replies_tail;
-    bool settings_dirty;         /* a batch changed a runtime setting */
+    bool settings_dirty; /* a batch changed a runtime setting */
 } M = { .status_fd = -1, .exit_status = S2A_EXIT_OK };
 
 static void reap_children(void);
@@ -219,8 +219,7 @@ reply_for(json_t *msg)
 }
 
 static int
-validate_setting(const char *key, const char *value, char *err,
-                 size_t errlen)
+validate_setting(const char *key, const char *value, char *err, size_t errlen)
 {
     char *end;
     long v;
@@ -278,8 +277,7 @@ handle_set_setting(proc_t *proc, json_t *msg)
         goto failed;
     }
     M.settings_dirty = true;
-    s2a_log(LOG_NOTICE, 0, "runtime setting %s changed to \"%s\"", key,
-            value);
+    s2a_log(LOG_NOTICE, 0, "runtime setting %s changed to \"%s\"", key, value);
     queue_reply(proc, reply);
     return;
 
@@ -299,7 +297,8 @@ handle_usage(json_t *msg)
     if (!json_is_array(rows) || db_batch() != S2A_OK) {
         return;
     }
-    json_array_foreach(rows, i, row) {
+    json_array_foreach(rows, i, row)
+    {
         const char *day = json_string_value(json_array_get(row, 0));
         const char *route = json_string_value(json_array_get(row, 1));
         json_t *status = json_array_get(row, 2);
@@ -346,13 +345,12 @@ handle_ready(proc_t *proc)
     proc->state = PROC_READY;
     M.shm->workers[proc->row].state = S2A_WORKER_READY;
     M.slots[proc->slot].quick_deaths = 0;
-    s2a_log(LOG_INFO, 0, "worker %d (pid %d, generation %u) ready",
-            proc->slot, (int) proc->pid, proc->generation);
+    s2a_log(LOG_INFO, 0, "worker %d (pid %d, generation %u) ready", proc->slot,
+            (int) proc->pid, proc->generation);
     /* The replacement serves the slot now: the older worker drains. */
     for (p = M.procs; p != NULL; p = p->next) {
         if (p != proc && p->slot == proc->slot
-            && p->generation < proc->generation)
-        {
+            && p->generation < proc->generation) {
             send_drain(p, 0);
         }
     }
@@ -383,8 +381,8 @@ on_worker_msg(s2a_chan_t *chan, json_t *msg, void *arg)
         s2a_chan_send(proc->chan, reply);
         json_decref(reply);
     } else {
-        s2a_log(LOG_WARNING, 0, "worker %d sent unknown op \"%s\"",
-                proc->slot, op);
+        s2a_log(LOG_WARNING, 0, "worker %d sent unknown op \"%s\"", proc->slot,
+                op);
     }
 }
 
@@ -456,8 +454,8 @@ open_slot_sockets(int n)
                 continue;
             }
             /* Only a new address can be held by someone else. */
-            fd = s2a_listen_open(&l->addr, l->port, M.conf->backlog,
-                                 s == 0, &what);
+            fd = s2a_listen_open(&l->addr, l->port, M.conf->backlog, s == 0,
+                                 &what);
             if (fd < 0) {
                 s2a_log(LOG_ERR, errno, "%s for %s failed", what,
                         s2a_listen_str(&l->addr, name, sizeof(name)));
@@ -486,9 +484,9 @@ relisten_all(int backlog)
     for (i = 0; i < MAX_LISTENERS; i++) {
         for (s = 0; M.listeners[i].used && s < S2A_CONF_MAX_WORKERS; s++) {
             if (M.listeners[i].fds[s] >= 0
-                && listen(M.listeners[i].fds[s], backlog) == -1)
-            {
-                s2a_log(LOG_WARNING, errno, "listen() with the new backlog "
+                && listen(M.listeners[i].fds[s], backlog) == -1) {
+                s2a_log(LOG_WARNING, errno,
+                        "listen() with the new backlog "
                         "failed");
             }
         }
@@ -530,8 +528,7 @@ close_unused_sockets(void)
                 continue;
             }
             needed = !M.stopping && l->active && s < M.conf->workers;
-            for (p = M.procs; !needed && !M.stopping && p != NULL;
-                 p = p->next)
+            for (p = M.procs; !needed && !M.stopping && p != NULL; p = p->next)
             {
                 if (p->slot == s && (p->listener_mask & (1u << i))) {
                     needed = true;
@@ -561,16 +558,15 @@ shm_row_alloc(void)
 
     for (i = 0; i < S2A_SHM_WORKERS; i++) {
         if (M.shm->workers[i].state == S2A_WORKER_EMPTY
-            && M.shm->workers[i].pid == 0)
-        {
+            && M.shm->workers[i].pid == 0) {
             return i;
         }
     }
     return -1;
 }
 
-static void
-child_after_fork(int slot, int row, int ctl_fd) __attribute__((noreturn));
+static void child_after_fork(int slot, int row, int ctl_fd)
+    __attribute__((noreturn));
 
 static void
 child_after_fork(int slot, int row, int ctl_fd)
@@ -584,7 +580,7 @@ child_after_fork(int slot, int row, int ctl_fd)
     prctl(PR_SET_PDEATHSIG, SIGTERM);
 #endif
     if (getppid() != (pid_t) M.shm->master_pid) {
-        _exit(S2A_EXIT_FAILURE);     /* the master died before prctl */
+        _exit(S2A_EXIT_FAILURE); /* the master died before prctl */
     }
     snprintf(role, sizeof(role), "worker %d", slot);
     s2a_log_set_role(role);
@@ -610,8 +606,7 @@ child_after_fork(int slot, int row, int ctl_fd)
             if (l->fds[s] < 0) {
                 continue;
             }
-            if (s == slot && l->active && args.n_listen < S2A_CONF_MAX_LISTEN)
-            {
+            if (s == slot && l->active && args.n_listen < S2A_CONF_MAX_LISTEN) {
                 args.listen_fds[args.n_listen++] = l->fds[s];
             } else {
                 close(l->fds[s]);
@@ -680,8 +675,8 @@ spawn_worker(int slot)
             proc->listener_mask |= 1u << i;
         }
     }
-    proc->chan = s2a_chan_create(M.base, sv[0], on_worker_msg,
-                                 on_worker_close, proc);
+    proc->chan =
+        s2a_chan_create(M.base, sv[0], on_worker_msg, on_worker_close, proc);
     if (proc->chan == NULL) {
         /* Without a channel the worker cannot be managed: stop it. */
         kill(pid, SIGKILL);
@@ -749,11 +744,12 @@ schedule_respawn(int slot, int64_t lived_ms)
         }
         s2a_log(LOG_CRIT, 0,
                 "worker %d keeps dying (%d quick exits); next start in "
-                "%lld ms", slot, s->quick_deaths, (long long) delay);
+                "%lld ms",
+                slot, s->quick_deaths, (long long) delay);
     }
     if (s->respawn_ev == NULL) {
-        s->respawn_ev = evtimer_new(M.base, respawn_cb,
-                                    (void *) (intptr_t) slot);
+        s->respawn_ev =
+            evtimer_new(M.base, respawn_cb, (void *) (intptr_t) slot);
     }
     tv.tv_sec = (time_t) (delay / 1000);
     tv.tv_usec = (suseconds_t) ((delay % 1000) * 1000);
@@ -815,12 +811,14 @@ reap_children(void)
         if (WIFSIGNALED(status)) {
             s2a_log(was_draining || M.stopping ? LOG_NOTICE : LOG_ERR, 0,
                     "worker %d (pid %d) killed by signal %d%s; %d leases "
-                    "released", proc->slot, (int) pid, WTERMSIG(status),
+                    "released",
+                    proc->slot, (int) pid, WTERMSIG(status),
                     was_draining ? " while draining" : "", dropped);
         } else if (code != 0 || dropped > 0) {
-            s2a_log(LOG_ERR, 0, "worker %d (pid %d) exited with status %d; "
-                    "%d leases released", proc->slot, (int) pid, code,
-                    dropped);
+            s2a_log(LOG_ERR, 0,
+                    "worker %d (pid %d) exited with status %d; "
+                    "%d leases released",
+                    proc->slot, (int) pid, code, dropped);
         } else {
             s2a_log(LOG_INFO, 0, "worker %d (pid %d) exited", proc->slot,
                     (int) pid);
@@ -832,8 +830,10 @@ reap_children(void)
             continue;
         }
         if (code == S2A_EXIT_CONFIG) {
-            s2a_log(LOG_CRIT, 0, "worker %d hit a fatal configuration error; "
-                    "not restarting it", slot);
+            s2a_log(LOG_CRIT, 0,
+                    "worker %d hit a fatal configuration error; "
+                    "not restarting it",
+                    slot);
             if (M.procs == NULL) {
                 M.exit_status = S2A_EXIT_FAILURE;
                 M.stopping = 2;
@@ -869,8 +869,8 @@ announce_ready_if_done(void)
     }
     if (!M.ready_announced) {
         M.ready_announced = true;
-        s2a_log(LOG_NOTICE, 0, "sora2apid %s ready: %d workers",
-                S2A_VERSION, M.conf->workers);
+        s2a_log(LOG_NOTICE, 0, "sora2apid %s ready: %d workers", S2A_VERSION,
+                M.conf->workers);
         if (M.status_fd >= 0) {
             if (write(M.status_fd, &c, 1) < 0) {
                 /* the parent is gone; nothing to tell */
@@ -913,8 +913,7 @@ pidfile_check_and_write(const char *path)
     }
     n = snprintf(buf, sizeof(buf), "%d\n", (int) getpid());
     if (write(fd, buf, (size_t) n) != n || close(fd) != 0
-        || rename(tmp, path) != 0)
-    {
+        || rename(tmp, path) != 0) {
         s2a_log(LOG_ERR, errno, "writing pidfile \"%s\" failed", path);
         unlink(tmp);
         return S2A_ERROR;
@@ -941,8 +940,7 @@ begin_stop(int how)
     }
     M.stopping = how;
     s2a_sd_notify("STOPPING=1");
-    s2a_log(LOG_NOTICE, 0, "%s stop requested",
-            how == 1 ? "graceful" : "fast");
+    s2a_log(LOG_NOTICE, 0, "%s stop requested", how == 1 ? "graceful" : "fast");
     close_unused_sockets();
     for (p = M.procs; p != NULL; p = p->next) {
         if (how == 1) {
@@ -971,11 +969,11 @@ keep_restart_only_keys(s2a_conf_t *next)
         if (k->flags & (S2A_CONF_RELOAD | S2A_CONF_SEED)) {
             continue;
         }
-        size = k->size != 0 ? k->size
-               : k->type == S2A_CONF_T_SIZE ? sizeof(long) : sizeof(int);
-        if (memcmp((char *) next + k->offset, (char *) M.conf + k->offset,
-                   size) != 0)
-        {
+        size = k->size != 0              ? k->size
+            : k->type == S2A_CONF_T_SIZE ? sizeof(long)
+                                         : sizeof(int);
+        if (memcmp((char *) next + k->offset, (char *) M.conf + k->offset, size)
+            != 0) {
             s2a_log(LOG_WARNING, 0,
                     "[%s] %s changed: it takes effect after a restart",
                     k->section, k->name);
@@ -999,11 +997,11 @@ reload(void)
         return;
     }
     if (M.opts.conf_path != NULL) {
-        if (s2a_conf_load(next, M.opts.conf_path, err, sizeof(err))
-            != S2A_OK)
-        {
-            s2a_log(LOG_ERR, 0, "reload failed, keeping the running "
-                    "configuration: %s", err);
+        if (s2a_conf_load(next, M.opts.conf_path, err, sizeof(err)) != S2A_OK) {
+            s2a_log(LOG_ERR, 0,
+                    "reload failed, keeping the running "
+                    "configuration: %s",
+                    err);
             free(next);
             s2a_sd_notify("READY=1");
             return;
@@ -1021,8 +1019,10 @@ reload(void)
         int fd = open(next->access_log,
                       O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
         if (fd == -1) {
-            s2a_log(LOG_ERR, errno, "reload failed, keeping the running "
-                    "configuration: open(\"%s\") failed", next->access_log);
+            s2a_log(LOG_ERR, errno,
+                    "reload failed, keeping the running "
+                    "configuration: open(\"%s\") failed",
+                    next->access_log);
             free(next);
             s2a_sd_notify("READY=1");
             return;
@@ -1077,8 +1077,10 @@ reload(void)
     relisten_all(M.conf->backlog);
     M.generation++;
     M.ready_announced = true;
-    s2a_log(LOG_NOTICE, 0, "reloading: generation %u, %d workers "
-            "(was %d)", M.generation, M.conf->workers, old_workers);
+    s2a_log(LOG_NOTICE, 0,
+            "reloading: generation %u, %d workers "
+            "(was %d)",
+            M.generation, M.conf->workers, old_workers);
     for (i = 0; i < M.conf->workers; i++) {
         spawn_worker(i);
     }
@@ -1105,9 +1107,7 @@ signal_cb(evutil_socket_t sig, short what, void *arg)
     S2A_UNUSED(what);
     S2A_UNUSED(arg);
     switch (sig) {
-    case SIGCHLD:
-        reap_children();
-        break;
+    case SIGCHLD: reap_children(); break;
     case SIGHUP:
         if (!M.stopping) {
             s2a_log(LOG_NOTICE, 0, "SIGHUP: reloading configuration");
@@ -1115,12 +1115,8 @@ signal_cb(evutil_socket_t sig, short what, void *arg)
         }
         break;
     case SIGTERM:
-    case SIGINT:
-        begin_stop(1);
-        break;
-    case SIGQUIT:
-        begin_stop(2);
-        break;
+    case SIGINT: begin_stop(1); break;
+    case SIGQUIT: begin_stop(2); break;
     case SIGUSR1:
         if (s2a_log_open(M.conf->error_log) != S2A_OK) {
             s2a_log(LOG_ERR, errno, "reopening \"%s\" failed",
@@ -1133,8 +1129,7 @@ signal_cb(evutil_socket_t sig, short what, void *arg)
             json_decref(msg);
         }
         break;
-    default:
-        break;
+    default: break;
     }
 }
 
@@ -1149,8 +1144,10 @@ tick_cb(evutil_socket_t fd, short what, void *arg)
     S2A_UNUSED(arg);
     for (p = M.procs; p != NULL; p = p->next) {
         if (p->kill_at_ms != 0 && now >= p->kill_at_ms) {
-            s2a_log(LOG_WARNING, 0, "worker %d (pid %d) did not stop in "
-                    "time; killing it", p->slot, (int) p->pid);
+            s2a_log(LOG_WARNING, 0,
+                    "worker %d (pid %d) did not stop in "
+                    "time; killing it",
+                    p->slot, (int) p->pid);
             kill(p->pid, SIGKILL);
             p->kill_at_ms = now + KILL_GRACE_MS;
         }
@@ -1254,8 +1251,10 @@ drop_privileges(const s2a_conf_t *conf)
 
     if (geteuid() != 0 || conf->user[0] == '\0') {
         if (conf->user[0] != '\0') {
-            s2a_log(LOG_WARNING, 0, "not started as root: [server] user "
-                    "\"%s\" ignored", conf->user);
+            s2a_log(LOG_WARNING, 0,
+                    "not started as root: [server] user "
+                    "\"%s\" ignored",
+                    conf->user);
         }
         return S2A_OK;
     }
@@ -1274,6 +1273,11 @@ drop_privileges(const s2a_conf_t *conf)
     if (strcmp(conf->error_log, "stderr") != 0) {
         (void) chown(conf->error_log, pw->pw_uid, pw->pw_gid);
     }
+    /* Its directory may stay root's (/run): owning the file at least lets
+     * the daemon empty it on the way out. */
+    if (M.pidfile_written) {
+        (void) chown(conf->pidfile, pw->pw_uid, pw->pw_gid);
+    }
     if (strcmp(conf->access_log, "stderr") != 0
         && strcmp(conf->access_log, "off") != 0)
     {
@@ -1283,11 +1287,10 @@ drop_privileges(const s2a_conf_t *conf)
             close(fd);
         }
     }
-    if (initgroups(pw->pw_name, pw->pw_gid) == -1
-        || setgid(pw->pw_gid) == -1 || setuid(pw->pw_uid) == -1)
+    if (initgroups(pw->pw_name, pw->pw_gid) == -1 || setgid(pw->pw_gid) == -1
+        || setuid(pw->pw_uid) == -1)
     {
-        s2a_log(LOG_ERR, errno, "switching to user \"%s\" failed",
-                conf->user);
+        s2a_log(LOG_ERR, errno, "switching to user \"%s\" failed", conf->user);
         return S2A_ERROR;
     }
     s2a_log(LOG_NOTICE, 0, "running as user \"%s\"", conf->user);
@@ -1307,8 +1310,8 @@ ignore_default_signals(void)
 int
 s2a_master_run(s2a_conf_t *conf, const s2a_master_opts_t *opts)
 {
-    static const int sigs[] = { SIGCHLD, SIGHUP, SIGTERM, SIGINT, SIGQUIT,
-                                SIGUSR1 };
+    static const int sigs[] = { SIGCHLD, SIGHUP,  SIGTERM,
+                                SIGINT,  SIGQUIT, SIGUSR1 };
     char err[512];
     struct timeval tick = { 1, 0 };
     size_t i;
@@ -1360,7 +1363,8 @@ s2a_master_run(s2a_conf_t *conf, const s2a_master_opts_t *opts)
         goto done;
     }
     if (s2a_db_default_admin_password(M.db)) {
-        s2a_log(LOG_WARNING, 0, "the admin password is still the default "
+        s2a_log(LOG_WARNING, 0,
+                "the admin password is still the default "
                 "\"admin\": change it in the admin UI");
     }
     M.shm = s2a_shm_create((uint32_t) conf->max_tokens,
@@ -1447,8 +1451,13 @@ done:
         event_base_free(M.base);
     }
     s2a_shm_destroy(M.shm);
-    if (M.pidfile_written) {
-        unlink(M.conf->pidfile);
+    if (M.pidfile_written && unlink(M.conf->pidfile) == -1) {
+        /* After a privilege drop the directory may not be ours; an empty
+         * pidfile reads as "not running" to us and the init script. */
+        int fd = open(M.conf->pidfile, O_WRONLY | O_TRUNC | O_CLOEXEC);
+        if (fd >= 0) {
+            close(fd);
+        }
     }
     free(M.conf);
     return rc;

@@ -8,7 +8,7 @@
 #include "common/conf.h"
 
 typedef struct s2a_master_opts_s {
-    const char *conf_path;       /* NULL: embedded defaults */
+    const char *conf_path; /* NULL: embedded defaults */
     bool daemonize;
     bool test_hooks;
 } s2a_master_opts_t;

@@ -37,8 +37,7 @@ void s2a_worker_refresh_settings(void);
  * with the reply, or with NULL if the master goes away. Returns a call
  * handle for s2a_worker_call_cancel, or 0 on failure.
  */
-uint64_t s2a_worker_call_master(json_t *msg, s2a_call_done_pt done,
-                                void *arg);
+uint64_t s2a_worker_call_master(json_t *msg, s2a_call_done_pt done, void *arg);
 /* The caller no longer wants the answer (e.g. its client left). */
 void s2a_worker_call_cancel(uint64_t id);
 

@@ -34,19 +34,21 @@
 #include <event2/bufferevent.h>
 #include <event2/listener.h>
 
-#define MAX_HEADERS        100
-#define ACCESS_BUF_MAX     (64 * 1024)
-#define LINGER_MS          2000
-#define PIPELINE_MAX       (64 * 1024)
+#define MAX_HEADERS    100
+#define ACCESS_BUF_MAX (64 * 1024)
+#define LINGER_MS      2000
+/* Appends a string literal without its NUL. */
+#define ADD_LIT(buf, lit) evbuffer_add((buf), (lit), sizeof(lit) - 1)
+#define PIPELINE_MAX      (64 * 1024)
 
 typedef enum {
-    C_IDLE = 0,                  /* waiting for a request (keep-alive) */
-    C_HEAD,                      /* part of a request head received */
-    C_BODY,                      /* reading the body */
-    C_HANDLING,                  /* the handler has the request */
-    C_WRITING,                   /* answer queued, waiting for it to drain */
-    C_STREAMING,                 /* chunked answer in progress */
-    C_LINGER                     /* closing: discarding input */
+    C_IDLE = 0,  /* waiting for a request (keep-alive) */
+    C_HEAD,      /* part of a request head received */
+    C_BODY,      /* reading the body */
+    C_HANDLING,  /* the handler has the request */
+    C_WRITING,   /* answer queued, waiting for it to drain */
+    C_STREAMING, /* chunked answer in progress */
+    C_LINGER     /* closing: discarding input */
 } conn_state_t;
 
 typedef struct header_s {
@@ -66,21 +68,21 @@ typedef struct conn_s {
     struct bufferevent *bev;
     conn_state_t state;
     char peer[INET6_ADDRSTRLEN];
-    char *head;                  /* copy of the request head, parsed in place */
+    char *head; /* copy of the request head, parsed in place */
     size_t head_cap;
     header_t headers[MAX_HEADERS];
     int nheaders;
     struct evbuffer *body;
-    struct evbuffer *extra;      /* response headers added by the handler */
-    int64_t body_left;           /* Content-Length bytes still to read */
+    struct evbuffer *extra; /* response headers added by the handler */
+    int64_t body_left;      /* Content-Length bytes still to read */
     bool chunked;
     chunk_phase_t chunk_phase;
     int64_t chunk_left;
     bool keep_alive;
     bool close_after;
-    bool req_live;               /* `req` is in use */
+    bool req_live; /* `req` is in use */
     int64_t idle_since;
-    struct event *timer;         /* head deadline and lingering close */
+    struct event *timer; /* head deadline and lingering close */
     s2a_req_t req;
     struct conn_s *prev, *next;
 } conn_t;
@@ -102,14 +104,14 @@ struct s2a_http_s {
     bool draining;
     conn_t *conns;
     struct timeval client_tv;
-    int access_fd;               /* -1: off */
+    int access_fd; /* -1: off */
     struct evbuffer *access_buf;
     struct event *access_timer;
     time_t date_time;
     char date[40];
 };
 
-static s2a_http_t *the_http;    /* one server per worker process */
+static s2a_http_t *the_http; /* one server per worker process */
 
 static void conn_close(conn_t *c);
 static void conn_process(conn_t *c);
@@ -236,8 +238,7 @@ static void
 access_flush(s2a_http_t *http)
 {
     if (http->access_fd < 0) {
-        evbuffer_drain(http->access_buf,
-                       evbuffer_get_length(http->access_buf));
+        evbuffer_drain(http->access_buf, evbuffer_get_length(http->access_buf));
         return;
     }
     while (evbuffer_get_length(http->access_buf) > 0) {
@@ -303,13 +304,12 @@ access_log(s2a_http_t *http, conn_t *c, s2a_req_t *req)
     gmtime_r(&t, &tm);
     strftime(date, sizeof(date), "%Y-%m-%dT%H:%M:%SZ", &tm);
     /* Only the path is logged: query strings may carry secrets. */
-    evbuffer_add_printf(http->access_buf,
-                        "%s %s \"%s %.512s\" %d %zu %.6f %s \"%.200s\"\n",
-                        date, c->peer, req->method_name,
-                        req->raw_path != NULL ? req->raw_path : "-",
-                        req->status, req->bytes_out,
-                        (double) (now_us() - req->start_us) / 1e6, req->rid,
-                        ua != NULL ? ua : "-");
+    evbuffer_add_printf(
+        http->access_buf, "%s %s \"%s %.512s\" %d %zu %.6f %s \"%.200s\"\n",
+        date, c->peer, req->method_name,
+        req->raw_path != NULL ? req->raw_path : "-", req->status,
+        req->bytes_out, (double) (now_us() - req->start_us) / 1e6, req->rid,
+        ua != NULL ? ua : "-");
     if (evbuffer_get_length(http->access_buf) > ACCESS_BUF_MAX) {
         access_flush(http);
     }
@@ -360,7 +360,7 @@ conn_free(conn_t *c)
                 cb(req, req->gone_arg);
             }
             if (req->status == 0) {
-                req->status = 499;   /* client closed request */
+                req->status = 499; /* client closed request */
             }
         }
         req_finish(c);
@@ -458,9 +458,8 @@ answer_sent(conn_t *c)
 
     req_finish(c);
     if (!keep) {
-        if (c->close_after && evbuffer_get_length(bufferevent_get_input(c->bev))
-                              > 0)
-        {
+        if (c->close_after
+            && evbuffer_get_length(bufferevent_get_input(c->bev)) > 0) {
             conn_linger(c);
         } else {
             conn_close(c);
@@ -513,7 +512,7 @@ event_cb(struct bufferevent *bev, short what, void *arg)
             conn_error(c, 408, "request_timeout",
                        "The request was not received in time.");
         } else {
-            conn_close(c);   /* idle keep-alive, or silent client */
+            conn_close(c); /* idle keep-alive, or silent client */
         }
         return;
     }
@@ -535,12 +534,8 @@ read_cb(struct bufferevent *bev, void *arg)
     switch (c->state) {
     case C_IDLE:
     case C_HEAD:
-    case C_BODY:
-        conn_process(c);
-        break;
-    case C_LINGER:
-        evbuffer_drain(in, evbuffer_get_length(in));
-        break;
+    case C_BODY: conn_process(c); break;
+    case C_LINGER: evbuffer_drain(in, evbuffer_get_length(in)); break;
     default:
         /* Pipelined input waits; past a limit, stop reading it. */
         if (evbuffer_get_length(in) > PIPELINE_MAX) {
@@ -551,8 +546,8 @@ read_cb(struct bufferevent *bev, void *arg)
 }
 
 static void
-accept_cb(struct evconnlistener *lev, evutil_socket_t fd,
-          struct sockaddr *sa, int salen, void *arg)
+accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa,
+          int salen, void *arg)
 {
     s2a_http_t *http = arg;
     conn_t *c;
@@ -639,7 +634,7 @@ has_token(const char *list, const char *token)
 static s2a_method_t
 parse_method(const char *m)
 {
-    static const char *const names[] = { "GET", "HEAD", "POST", "PUT",
+    static const char *const names[] = { "GET",    "HEAD",  "POST",   "PUT",
                                          "DELETE", "PATCH", "OPTIONS" };
     size_t i;
 
@@ -679,8 +674,7 @@ parse_head(conn_t *c, size_t len)
     sp1 = strchr(line, ' ');
     sp2 = sp1 != NULL ? strchr(sp1 + 1, ' ') : NULL;
     if (sp1 == NULL || sp2 == NULL || strchr(sp2 + 1, ' ') != NULL
-        || sp1 == line)
-    {
+        || sp1 == line) {
         conn_error(c, 400, "bad_request", "Malformed request line.");
         return S2A_ERROR;
     }
@@ -715,8 +709,8 @@ parse_head(conn_t *c, size_t len)
         q = strchr(strstr(target, "//") + 2, '/');
         target = q != NULL ? q : (char *) "/";
     }
-    if (target[0] != '/' && !(strcmp(target, "*") == 0
-                              && c->req.method == S2A_M_OPTIONS))
+    if (target[0] != '/'
+        && !(strcmp(target, "*") == 0 && c->req.method == S2A_M_OPTIONS))
     {
         conn_error(c, 400, "bad_request", "Malformed request target.");
         return S2A_ERROR;
@@ -742,7 +736,7 @@ parse_head(conn_t *c, size_t len)
         }
         p++;
         if (line[0] == '\0') {
-            break;               /* end of head */
+            break; /* end of head */
         }
         if (line[0] == ' ' || line[0] == '\t') {
             conn_error(c, 400, "bad_request",
@@ -873,8 +867,7 @@ read_chunked(conn_t *c, struct evbuffer *in)
             errno = 0;
             size = strtoll(line, &e, 16);
             if (e == line || (*e != '\0' && *e != ';') || errno != 0
-                || size < 0)
-            {
+                || size < 0) {
                 free(line);
                 conn_error(c, 400, "bad_request", "Malformed chunk size.");
                 return S2A_ERROR;
@@ -923,7 +916,7 @@ read_chunked(conn_t *c, struct evbuffer *in)
             }
             free(line);
             if (n == 0) {
-                return S2A_OK;   /* trailers are ignored */
+                return S2A_OK; /* trailers are ignored */
             }
             break;
         }
@@ -1036,7 +1029,8 @@ conn_process(conn_t *c)
                 return;
             }
             if (evbuffer_get_length(in) == 0) {
-                bufferevent_write(c->bev, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+                ADD_LIT(bufferevent_get_output(c->bev),
+                        "HTTP/1.1 100 Continue\r\n\r\n");
             }
         }
     }
@@ -1106,8 +1100,8 @@ s2a_req_query_param(s2a_req_t *req, const char *name)
     while (p != NULL && *p != '\0') {
         amp = strchr(p, '&');
         eq = strchr(p, '=');
-        if (eq != NULL && (amp == NULL || eq < amp)
-            && (size_t) (eq - p) == nlen && strncmp(p, name, nlen) == 0)
+        if (eq != NULL && (amp == NULL || eq < amp) && (size_t) (eq - p) == nlen
+            && strncmp(p, name, nlen) == 0)
         {
             vlen = amp != NULL ? (size_t) (amp - eq - 1) : strlen(eq + 1);
             raw = strndup(eq + 1, vlen);
@@ -1154,26 +1148,27 @@ write_head(conn_t *c, int status, const char *content_type,
     s2a_http_t *http = c->http;
     bool keep = c->keep_alive && !c->close_after && !http->draining;
 
-    evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\nServer: sora2api\r\n"
-                        "Date: %s\r\n", status, reason_phrase(status),
-                        http_date(http));
+    evbuffer_add_printf(out,
+                        "HTTP/1.1 %d %s\r\nServer: sora2api\r\n"
+                        "Date: %s\r\n",
+                        status, reason_phrase(status), http_date(http));
     if (content_type != NULL) {
         evbuffer_add_printf(out, "Content-Type: %s\r\n", content_type);
     }
     if (chunked) {
-        evbuffer_add(out, "Transfer-Encoding: chunked\r\n", 28);
+        ADD_LIT(out, "Transfer-Encoding: chunked\r\n");
     } else if (content_length >= 0 && status != 204 && status != 304) {
         evbuffer_add_printf(out, "Content-Length: %lld\r\n",
                             (long long) content_length);
     }
     if (!keep) {
-        evbuffer_add(out, "Connection: close\r\n", 19);
+        ADD_LIT(out, "Connection: close\r\n");
     } else if (c->req.version_minor == 0) {
-        evbuffer_add(out, "Connection: keep-alive\r\n", 24);
+        ADD_LIT(out, "Connection: keep-alive\r\n");
     }
     evbuffer_add_printf(out, "X-Request-Id: %s\r\n", c->req.rid);
     evbuffer_add_buffer(out, c->extra);
-    evbuffer_add(out, "\r\n", 2);
+    ADD_LIT(out, "\r\n");
     if (!keep) {
         c->close_after = true;
     }
@@ -1227,7 +1222,8 @@ s2a_http_reply_file(s2a_req_t *req, int status, const char *content_type,
     if (req->method == S2A_M_HEAD || length == 0) {
         close(fd);
     } else if (evbuffer_add_file(bufferevent_get_output(c->bev), fd, offset,
-                                 length) != 0)
+                                 length)
+               != 0)
     {
         /* Headers are out already: the connection cannot be saved. */
         close(fd);
@@ -1268,8 +1264,7 @@ error_body(const char *type, const char *code, const char *param,
 
 void
 s2a_http_reply_error(s2a_req_t *req, int status, const char *type,
-                     const char *code, const char *param, const char *fmt,
-                     ...)
+                     const char *code, const char *param, const char *fmt, ...)
 {
     char msg[1024];
     va_list ap;
@@ -1280,7 +1275,7 @@ s2a_http_reply_error(s2a_req_t *req, int status, const char *type,
     va_end(ap);
     body = error_body(type, code, param, msg);
     if (body == NULL) {
-        s2a_http_reply(req, status, "application/json", "{}", 2);
+        S2A_HTTP_REPLY_LIT(req, status, "application/json", "{}");
         return;
     }
     s2a_http_reply_json(req, status, body);
@@ -1320,8 +1315,7 @@ conn_error(conn_t *c, int status, const char *code, const char *msg)
         }
     }
     evbuffer_drain(c->extra, evbuffer_get_length(c->extra));
-    body = error_body(status >= 500 ? "server_error"
-                                    : "invalid_request_error",
+    body = error_body(status >= 500 ? "server_error" : "invalid_request_error",
                       code, NULL, msg);
     text = body != NULL ? json_dumps(body, JSON_COMPACT) : NULL;
     json_decref(body);
@@ -1375,7 +1369,7 @@ s2a_http_stream_write(s2a_req_t *req, const void *data, size_t len)
     } else {
         evbuffer_add_printf(out, "%zx\r\n", len);
         evbuffer_add(out, data, len);
-        evbuffer_add(out, "\r\n", 2);
+        ADD_LIT(out, "\r\n");
     }
     req->bytes_out += len;
     return S2A_OK;
@@ -1391,7 +1385,7 @@ s2a_http_stream_end(s2a_req_t *req)
     }
     req->streaming = false;
     if (c->req.version_minor != 0) {
-        evbuffer_add(bufferevent_get_output(c->bev), "0\r\n\r\n", 5);
+        ADD_LIT(bufferevent_get_output(c->bev), "0\r\n\r\n");
     }
     start_writing(c);
 }
@@ -1412,9 +1406,8 @@ listener_error_cb(struct evconnlistener *lev, void *arg)
 }
 
 s2a_http_t *
-s2a_http_create(struct event_base *base, const s2a_conf_t *conf,
-                const int *fds, int nfds, int slot,
-                s2a_http_handler_pt handler, void *arg)
+s2a_http_create(struct event_base *base, const s2a_conf_t *conf, const int *fds,
+                int nfds, int slot, s2a_http_handler_pt handler, void *arg)
 {
     s2a_http_t *http;
     struct timeval tv = { 1, 0 };
@@ -1438,10 +1431,9 @@ s2a_http_create(struct event_base *base, const s2a_conf_t *conf,
     }
     for (i = 0; i < nfds; i++) {
         /* Backlog -1: the master already listens on these sockets. */
-        http->listeners[i] = evconnlistener_new(base, accept_cb, http,
-                                                LEV_OPT_CLOSE_ON_FREE
-                                                | LEV_OPT_CLOSE_ON_EXEC, -1,
-                                                fds[i]);
+        http->listeners[i] = evconnlistener_new(
+            base, accept_cb, http,
+            LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, fds[i]);
         if (http->listeners[i] == NULL) {
             s2a_log(LOG_ERR, errno, "evconnlistener_new() failed");
             goto failed;
@@ -1453,8 +1445,7 @@ s2a_http_create(struct event_base *base, const s2a_conf_t *conf,
         s2a_log(LOG_ERR, errno, "open(\"%s\") failed", conf->access_log);
         goto failed;
     }
-    http->access_timer = event_new(base, -1, EV_PERSIST, access_timer_cb,
-                                   http);
+    http->access_timer = event_new(base, -1, EV_PERSIST, access_timer_cb, http);
     if (http->access_timer == NULL) {
         goto failed;
     }

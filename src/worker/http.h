@@ -39,17 +39,17 @@ typedef void (*s2a_req_gone_pt)(s2a_req_t *req, void *arg);
 struct s2a_req_s {
     s2a_method_t method;
     const char *method_name;
-    const char *path;            /* percent-decoded, no query */
-    const char *raw_path;        /* as sent, without the query */
-    const char *query;           /* raw query string or NULL */
-    char rid[24];                /* request id, also sent as X-Request-Id */
-    const char *route;           /* route class for usage counters */
+    const char *path;     /* percent-decoded, no query */
+    const char *raw_path; /* as sent, without the query */
+    const char *query;    /* raw query string or NULL */
+    char rid[24];         /* request id, also sent as X-Request-Id */
+    const char *route;    /* route class for usage counters */
     int status;
     bool answered;
-    bool gone;                   /* the client went away before the answer */
+    bool gone; /* the client went away before the answer */
     s2a_req_gone_pt on_gone;
     void *gone_arg;
-    int version_minor;           /* HTTP/1.x */
+    int version_minor; /* HTTP/1.x */
     /* private to http.c */
     void *conn;
     int64_t start_us;
@@ -115,6 +115,10 @@ void s2a_http_stream_start(s2a_req_t *req, int status,
 int s2a_http_stream_write(s2a_req_t *req, const void *data, size_t len);
 void s2a_http_stream_end(s2a_req_t *req);
 
+/* s2a_http_reply with a string literal body (length from sizeof). */
+#define S2A_HTTP_REPLY_LIT(req, status, ctype, lit) \
+    s2a_http_reply((req), (status), (ctype), (lit), sizeof(lit) - 1)
+
 /* Answers with a file range via sendfile; takes over `fd`. */
 void s2a_http_reply_file(s2a_req_t *req, int status, const char *content_type,
                          int fd, int64_t offset, int64_t length);
@@ -125,8 +129,7 @@ void s2a_http_reply_json(s2a_req_t *req, int status, const json_t *body);
  * `param` and `code` may be NULL (sent as null).
  */
 void s2a_http_reply_error(s2a_req_t *req, int status, const char *type,
-                          const char *code, const char *param,
-                          const char *fmt, ...)
-    __attribute__((format(printf, 6, 7)));
+                          const char *code, const char *param, const char *fmt,
+                          ...) __attribute__((format(printf, 6, 7)));
 
 #endif /* S2A_HTTP_H */

@@ -22,10 +22,10 @@
 typedef void (*route_handler_pt)(s2a_req_t *req, const char *tail);
 
 typedef struct route_s {
-    const char *prefix;          /* path, or prefix when it ends in '/' */
-    unsigned methods;            /* bit per s2a_method_t */
-    bool api_key;                /* needs the API key */
-    const char *name;            /* route class for usage counters */
+    const char *prefix; /* path, or prefix when it ends in '/' */
+    unsigned methods;   /* bit per s2a_method_t */
+    bool api_key;       /* needs the API key */
+    const char *name;   /* route class for usage counters */
     route_handler_pt handler;
 } route_t;
 
@@ -59,9 +59,8 @@ s2a_routes_init(void)
     data = json_array();
     models_by_id = json_object();
     for (i = 0; i < s2a_nmodels; i++) {
-        m = json_pack("{s:s, s:s, s:i, s:s}", "id", s2a_models[i].id,
-                      "object", "model", "created", MODELS_CREATED,
-                      "owned_by", "openai");
+        m = json_pack("{s:s, s:s, s:i, s:s}", "id", s2a_models[i].id, "object",
+                      "model", "created", MODELS_CREATED, "owned_by", "openai");
         json_array_append(data, m);
         json_object_set_new(models_by_id, s2a_models[i].id, m);
     }
@@ -114,8 +113,7 @@ s2a_routes_check_api_key(s2a_req_t *req)
     /* Comparing fixed-size hashes keeps the time independent of where a
      * wrong key differs and of its length. */
     s2a_sha256(h, strlen(h), hash);
-    if (!s2a_ct_equal(hash, s2a_worker.settings.api_key_hash, sizeof(hash)))
-    {
+    if (!s2a_ct_equal(hash, s2a_worker.settings.api_key_hash, sizeof(hash))) {
         s2a_http_reply_error(req, 401, "invalid_request_error",
                              "invalid_api_key", NULL,
                              "Incorrect API key provided.");
@@ -130,12 +128,10 @@ handle_models(s2a_req_t *req, const char *tail)
     json_t *m;
 
     if (tail == NULL || tail[0] == '\0') {
-        s2a_http_reply(req, 200, "application/json", models_body,
-                       models_len);
+        s2a_http_reply(req, 200, "application/json", models_body, models_len);
         return;
     }
-    m = strchr(tail, '/') == NULL ? json_object_get(models_by_id, tail)
-                                  : NULL;
+    m = strchr(tail, '/') == NULL ? json_object_get(models_by_id, tail) : NULL;
     if (m == NULL) {
         s2a_http_reply_error(req, 404, "invalid_request_error",
                              "model_not_found", "model",
@@ -149,7 +145,7 @@ static void
 handle_healthz(s2a_req_t *req, const char *tail)
 {
     S2A_UNUSED(tail);
-    s2a_http_reply(req, 200, "application/json", "{\"status\":\"ok\"}", 15);
+    S2A_HTTP_REPLY_LIT(req, 200, "application/json", "{\"status\":\"ok\"}");
 }
 
 typedef struct readyz_s {
@@ -193,8 +189,8 @@ handle_readyz(s2a_req_t *req, const char *tail)
     S2A_UNUSED(tail);
     /* The table must be lockable: a broken robust mutex means not ready. */
     if (s2a_shm_lock(s2a_worker.shm) != S2A_OK) {
-        s2a_http_reply(req, 503, "application/json",
-                       "{\"status\":\"not_ready\",\"shm\":\"unusable\"}", 39);
+        S2A_HTTP_REPLY_LIT(req, 503, "application/json",
+                           "{\"status\":\"not_ready\",\"shm\":\"unusable\"}");
         return;
     }
     s2a_shm_unlock(s2a_worker.shm);
@@ -212,9 +208,9 @@ handle_readyz(s2a_req_t *req, const char *tail)
     json_decref(msg);
     if (r->call == 0) {
         free(r);
-        s2a_http_reply(req, 503, "application/json",
-                       "{\"status\":\"not_ready\",\"database\":"
-                       "\"unavailable\"}", 46);
+        S2A_HTTP_REPLY_LIT(req, 503, "application/json",
+                           "{\"status\":\"not_ready\",\"database\":"
+                           "\"unavailable\"}");
         return;
     }
     req->on_gone = readyz_gone;
@@ -236,16 +232,17 @@ preflight(s2a_req_t *req)
                         "GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS");
     s2a_http_add_header(req, "Access-Control-Allow-Headers",
                         want != NULL && strlen(want) < 1024
-                        ? want : "Authorization, Content-Type");
+                            ? want
+                            : "Authorization, Content-Type");
     s2a_http_add_header(req, "Access-Control-Max-Age", "86400");
     s2a_http_add_header(req, "Vary", "Origin");
-    s2a_http_reply(req, 204, NULL, "", 0);
+    S2A_HTTP_REPLY_LIT(req, 204, NULL, "");
 }
 
 static void
 allow_header(s2a_req_t *req, unsigned methods)
 {
-    static const char *const names[] = { "GET", "HEAD", "POST", "PUT",
+    static const char *const names[] = { "GET",    "HEAD",  "POST",   "PUT",
                                          "DELETE", "PATCH", "OPTIONS" };
     char buf[128] = "";
     size_t i, n = 0;
@@ -271,9 +268,8 @@ s2a_routes_dispatch(s2a_req_t *req, void *arg)
     if (s2a_worker.shm->workers[s2a_worker.args->shm_row].pid != 0) {
         s2a_worker.shm->workers[s2a_worker.args->shm_row].requests++;
     }
-    is_api = strncmp(req->path, "/v1/", 4) == 0
-             || strcmp(req->path, "/v1") == 0
-             || strncmp(req->path, "/api/", 5) == 0;
+    is_api = strncmp(req->path, "/v1/", 4) == 0 || strcmp(req->path, "/v1") == 0
+        || strncmp(req->path, "/api/", 5) == 0;
     if (is_api) {
         cors_headers(req);
     }
@@ -309,8 +305,7 @@ s2a_routes_dispatch(s2a_req_t *req, void *arg)
         if (is_api) {
             req->route = "unknown";
             if (strncmp(req->path, "/v1", 3) == 0
-                && !s2a_routes_check_api_key(req))
-            {
+                && !s2a_routes_check_api_key(req)) {
                 return;
             }
             s2a_http_reply_error(req, 404, "invalid_request_error",

@@ -24,8 +24,10 @@ s2a_static_init(const char *root)
     root_fd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (root_fd == -1) {
         /* Not fatal: the API works without the UI. */
-        s2a_log(LOG_WARNING, errno, "open(\"%s\") failed; the admin UI is "
-                "not served", root);
+        s2a_log(LOG_WARNING, errno,
+                "open(\"%s\") failed; the admin UI is "
+                "not served",
+                root);
     }
     return S2A_OK;
 }
@@ -42,7 +44,9 @@ s2a_static_cleanup(void)
 const char *
 s2a_static_content_type(const char *name)
 {
-    static const struct { const char *ext, *type; } types[] = {
+    static const struct {
+        const char *ext, *type;
+    } types[] = {
         { "html", "text/html; charset=utf-8" },
         { "htm", "text/html; charset=utf-8" },
         { "css", "text/css; charset=utf-8" },
@@ -124,8 +128,9 @@ open_beneath(const char *path)
     }
     while (seg != NULL) {
         next = strtok_r(NULL, "/", &save);
-        fd = openat(dir, seg, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK
-                              | (next != NULL ? O_DIRECTORY : 0));
+        fd = openat(dir, seg,
+                    O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK
+                        | (next != NULL ? O_DIRECTORY : 0));
         if (dir != root_fd) {
             close(dir);
         }
@@ -141,8 +146,8 @@ open_beneath(const char *path)
 static void
 not_found(s2a_req_t *req)
 {
-    s2a_http_reply_error(req, 404, "invalid_request_error", "not_found",
-                         NULL, "Not found: %.200s", req->raw_path);
+    s2a_http_reply_error(req, 404, "invalid_request_error", "not_found", NULL,
+                         "Not found: %.200s", req->raw_path);
 }
 
 void
@@ -196,7 +201,8 @@ s2a_static_serve(s2a_req_t *req)
     /* HTML is revalidated each time so a new UI shows at once. */
     s2a_http_add_header(req, "Cache-Control",
                         strncmp(type, "text/html", 9) == 0
-                        ? "no-cache" : "public, max-age=3600");
+                            ? "no-cache"
+                            : "public, max-age=3600");
     s2a_http_add_header(req, "X-Content-Type-Options", "nosniff");
     inm = s2a_req_header(req, "If-None-Match");
     ims = s2a_req_header(req, "If-Modified-Since");
@@ -204,7 +210,7 @@ s2a_static_serve(s2a_req_t *req)
         || (inm == NULL && ims != NULL && strcmp(ims, lm) == 0))
     {
         close(fd);
-        s2a_http_reply(req, 304, NULL, "", 0);
+        S2A_HTTP_REPLY_LIT(req, 304, NULL, "");
         return;
     }
     s2a_http_reply_file(req, 200, type, fd, 0, (int64_t) st.st_size);

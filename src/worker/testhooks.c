@@ -68,8 +68,8 @@ hook_lease(s2a_req_t *req)
     slot = test_token_slot_locked();
     for (i = 0; i < n && nheld < (int) S2A_NELEMS(held) && slot >= 0; i++) {
         if (s2a_shm_lease_acquire_locked(s2a_worker.shm, slot, kind,
-                                         s2a_now_ms(), getpid(),
-                                         &held[nheld]) == S2A_OK)
+                                         s2a_now_ms(), getpid(), &held[nheld])
+            == S2A_OK)
         {
             nheld++;
             got++;
@@ -106,17 +106,15 @@ hook_shm(s2a_req_t *req)
         if (w->pid == 0) {
             continue;
         }
-        json_array_append_new(workers,
-                              json_pack("{s:i, s:i, s:i, s:i, s:i}", "pid",
-                                        w->pid, "slot", w->slot, "generation",
-                                        (int) w->generation, "state",
-                                        (int) w->state, "settings_seen",
-                                        (int) w->settings_seen));
+        json_array_append_new(
+            workers,
+            json_pack("{s:i, s:i, s:i, s:i, s:i}", "pid", w->pid, "slot",
+                      w->slot, "generation", (int) w->generation, "state",
+                      (int) w->state, "settings_seen", (int) w->settings_seen));
     }
-    body = json_pack("{s:i, s:o, s:i, s:i, s:o}", "leases", leases,
-                     "inflight", inflight, "repairs", (int) shm->repairs,
-                     "settings_seq", (int) s2a_shm_settings_seq(shm),
-                     "workers", workers);
+    body = json_pack("{s:i, s:o, s:i, s:i, s:o}", "leases", leases, "inflight",
+                     inflight, "repairs", (int) shm->repairs, "settings_seq",
+                     (int) s2a_shm_settings_seq(shm), "workers", workers);
     s2a_shm_unlock(shm);
     s2a_http_reply_json(req, 200, body);
     json_decref(body);
@@ -146,8 +144,8 @@ hook_worker(s2a_req_t *req)
     json_t *body;
 
     s2a_worker_refresh_settings();
-    body = json_pack("{s:i, s:i, s:i, s:s, s:i}", "pid", (int) getpid(),
-                     "slot", s2a_worker.args->slot, "generation",
+    body = json_pack("{s:i, s:i, s:i, s:s, s:i}", "pid", (int) getpid(), "slot",
+                     s2a_worker.args->slot, "generation",
                      (int) s2a_worker.args->generation, "log_level",
                      s2a_log_level_name(s2a_log_get_level()), "settings_seq",
                      (int) s2a_worker.settings_seq);
@@ -186,12 +184,11 @@ setting_done(json_t *reply, void *arg)
         s2a_http_reply_error(p->req, 503, "server_error", NULL, NULL,
                              "master unavailable");
     } else if (!json_is_true(json_object_get(reply, "ok"))) {
-        s2a_http_reply_error(p->req, 400, "invalid_request_error", NULL,
-                             NULL, "%s",
-                             json_string_value(json_object_get(reply,
-                                                               "error")));
+        s2a_http_reply_error(
+            p->req, 400, "invalid_request_error", NULL, NULL, "%s",
+            json_string_value(json_object_get(reply, "error")));
     } else {
-        s2a_http_reply(p->req, 200, "application/json", "{\"ok\":true}", 11);
+        S2A_HTTP_REPLY_LIT(p->req, 200, "application/json", "{\"ok\":true}");
     }
     free(p);
 }
@@ -234,7 +231,7 @@ sleep_done(evutil_socket_t fd, short what, void *arg)
     S2A_UNUSED(fd);
     S2A_UNUSED(what);
     p->req->on_gone = NULL;
-    s2a_http_reply(p->req, 200, "application/json", "{\"slept\":true}", 14);
+    S2A_HTTP_REPLY_LIT(p->req, 200, "application/json", "{\"slept\":true}");
     event_free(p->timer);
     free(p);
 }

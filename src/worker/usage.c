@@ -15,7 +15,7 @@
 
 typedef struct usage_row_s {
     char day[11];
-    const char *route;           /* static strings from the route table */
+    const char *route; /* static strings from the route table */
     int status;
     int64_t count;
 } usage_row_t;
@@ -69,9 +69,10 @@ s2a_usage_flush(void)
     }
     arr = json_array();
     for (i = 0; i < nrows; i++) {
-        json_array_append_new(arr, json_pack("[s, s, i, I]", rows[i].day,
-                                             rows[i].route, rows[i].status,
-                                             (json_int_t) rows[i].count));
+        json_array_append_new(arr,
+                              json_pack("[s, s, i, I]", rows[i].day,
+                                        rows[i].route, rows[i].status,
+                                        (json_int_t) rows[i].count));
     }
     msg = json_pack("{s:s, s:o}", "op", "usage", "rows", arr);
     if (msg != NULL) {

@@ -23,8 +23,8 @@
 
 #include <event2/event.h>
 
-#define TICK_MS         200
-#define DRAIN_QUIET_MS  1000
+#define TICK_MS        200
+#define DRAIN_QUIET_MS 1000
 
 s2a_worker_t s2a_worker;
 
@@ -181,14 +181,14 @@ on_master_msg(s2a_chan_t *chan, json_t *msg, void *arg)
             finish_calls(msg, (uint64_t) id);
         }
     } else if (strcmp(op, "drain") == 0) {
-        begin_drain((int) json_integer_value(json_object_get(msg,
-                                                             "stop_accept_ms")),
-                    json_integer_value(json_object_get(msg, "deadline_ms")));
+        begin_drain(
+            (int) json_integer_value(json_object_get(msg, "stop_accept_ms")),
+            json_integer_value(json_object_get(msg, "deadline_ms")));
     } else if (strcmp(op, "reopen_logs") == 0) {
         if (s2a_log_open(s2a_worker.conf->error_log) != S2A_OK
             || s2a_http_open_access_log(s2a_worker.http,
                                         s2a_worker.conf->access_log)
-               != S2A_OK)
+                != S2A_OK)
         {
             s2a_log(LOG_ERR, errno, "reopening log files failed");
         }
@@ -222,13 +222,15 @@ tick_cb(evutil_socket_t fd, short what, void *arg)
         return;
     }
     if (now >= w->drain_deadline_ms) {
-        s2a_log(LOG_WARNING, 0, "drain deadline reached with %d requests "
-                "in flight; closing them", s2a_http_inflight(w->http));
+        s2a_log(LOG_WARNING, 0,
+                "drain deadline reached with %d requests "
+                "in flight; closing them",
+                s2a_http_inflight(w->http));
         event_base_loopbreak(w->base);
         return;
     }
     if (stop_accept_ev != NULL) {
-        return;                  /* still accepting (shrinking reload) */
+        return; /* still accepting (shrinking reload) */
     }
     /* Busy connections close after their current answer ("Connection:
      * close"); idle keep-alive ones get a quiet second first, so a client
@@ -315,9 +317,9 @@ s2a_worker_main(const s2a_worker_args_t *args)
         return 1;
     }
     s2a_static_init(w->conf->admin_ui_dir);
-    w->http = s2a_http_create(w->base, w->conf, args->listen_fds,
-                              args->n_listen, args->slot, s2a_routes_dispatch,
-                              NULL);
+    w->http =
+        s2a_http_create(w->base, w->conf, args->listen_fds, args->n_listen,
+                        args->slot, s2a_routes_dispatch, NULL);
     if (w->http == NULL) {
         return 2;
     }

@@ -81,7 +81,8 @@ test_full_file(void **state)
                           "base_url = http://127.0.0.1:9/backend///\n"
                           "[log]\n"
                           "level = WARN\n",
-                          &conf, err, sizeof(err)), S2A_OK);
+                          &conf, err, sizeof(err)),
+                     S2A_OK);
     assert_int_equal(conf.n_listen, 3);
     assert_string_equal(conf.listen[1].host, "::1");
     assert_int_equal(conf.listen[1].family, AF_INET6);
@@ -151,14 +152,13 @@ test_key_table(void **state)
     /* Every key is unique, documented and findable. */
     for (i = 0; i < s2a_conf_nkeys; i++) {
         assert_non_null(s2a_conf_keys[i].help);
-        assert_ptr_equal(s2a_conf_find(s2a_conf_keys[i].section,
-                                       s2a_conf_keys[i].name),
-                         &s2a_conf_keys[i]);
+        assert_ptr_equal(
+            s2a_conf_find(s2a_conf_keys[i].section, s2a_conf_keys[i].name),
+            &s2a_conf_keys[i]);
         for (j = i + 1; j < s2a_conf_nkeys; j++) {
-            assert_false(strcmp(s2a_conf_keys[i].section,
-                                s2a_conf_keys[j].section) == 0
-                         && strcmp(s2a_conf_keys[i].name,
-                                   s2a_conf_keys[j].name) == 0);
+            assert_false(
+                strcmp(s2a_conf_keys[i].section, s2a_conf_keys[j].section) == 0
+                && strcmp(s2a_conf_keys[i].name, s2a_conf_keys[j].name) == 0);
         }
     }
     assert_null(s2a_conf_find("server", "nope"));
@@ -182,10 +182,8 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_defaults),
-        cmocka_unit_test(test_full_file),
-        cmocka_unit_test(test_errors),
-        cmocka_unit_test(test_key_table),
+        cmocka_unit_test(test_defaults),     cmocka_unit_test(test_full_file),
+        cmocka_unit_test(test_errors),       cmocka_unit_test(test_key_table),
         cmocka_unit_test(test_listen_equal),
     };
 

@@ -22,8 +22,9 @@ test_sha256_vector(void **state)
     (void) state;
     s2a_sha256("abc", 3, h);
     s2a_hex(h, sizeof(h), hex);
-    assert_string_equal(hex, "ba7816bf8f01cfea414140de5dae2223"
-                             "b00361a396177a9cb410ff61f20015ad");
+    assert_string_equal(hex,
+                        "ba7816bf8f01cfea414140de5dae2223"
+                        "b00361a396177a9cb410ff61f20015ad");
     assert_true(s2a_ct_equal("abcd", "abcd", 4));
     assert_false(s2a_ct_equal("abcd", "abce", 4));
 }
@@ -56,8 +57,9 @@ test_mask(void **state)
     char buf[64];
 
     (void) state;
-    assert_string_equal(s2a_log_mask("eyJhbGciOiJSUzI1NiJ9.payload.sig", buf,
-                                     sizeof(buf)), "eyJh....sig");
+    assert_string_equal(
+        s2a_log_mask("eyJhbGciOiJSUzI1NiJ9.payload.sig", buf, sizeof(buf)),
+        "eyJh....sig");
     assert_string_equal(s2a_log_mask("short", buf, sizeof(buf)), "****");
     assert_string_equal(s2a_log_mask(NULL, buf, sizeof(buf)), "(none)");
 }

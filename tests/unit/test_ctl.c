@@ -24,16 +24,19 @@ test_roundtrip(void **state)
     (void) state;
     assert_int_equal(s2a_ctl_encode(msg, &buf, &len), S2A_OK);
     assert_true(len > 4);
-    assert_int_equal(((size_t) (unsigned char) buf[2] << 8
-                      | (unsigned char) buf[3]), len - 4);
+    assert_int_equal(
+        ((size_t) (unsigned char) buf[2] << 8 | (unsigned char) buf[3]),
+        len - 4);
     /* Every strict prefix is incomplete, never an error. */
     for (size_t i = 0; i < len; i++) {
         assert_int_equal(s2a_ctl_decode((unsigned char *) buf, i, &consumed,
-                                        &out, err, sizeof(err)), S2A_AGAIN);
+                                        &out, err, sizeof(err)),
+                         S2A_AGAIN);
         assert_null(out);
     }
-    assert_int_equal(s2a_ctl_decode((unsigned char *) buf, len, &consumed,
-                                    &out, err, sizeof(err)), S2A_OK);
+    assert_int_equal(s2a_ctl_decode((unsigned char *) buf, len, &consumed, &out,
+                                    err, sizeof(err)),
+                     S2A_OK);
     assert_int_equal(consumed, len);
     assert_true(json_equal(msg, out));
     json_decref(out);
@@ -56,13 +59,15 @@ test_two_frames(void **state)
     assert_int_equal(s2a_ctl_encode(b, &bb, &lb), S2A_OK);
     memcpy(joined, ba, la);
     memcpy(joined + la, bb, lb);
-    assert_int_equal(s2a_ctl_decode(joined, la + lb, &consumed, &out, err,
-                                    sizeof(err)), S2A_OK);
+    assert_int_equal(
+        s2a_ctl_decode(joined, la + lb, &consumed, &out, err, sizeof(err)),
+        S2A_OK);
     assert_int_equal(consumed, la);
     assert_true(json_equal(out, a));
     json_decref(out);
-    assert_int_equal(s2a_ctl_decode(joined + la, lb, &consumed, &out, err,
-                                    sizeof(err)), S2A_OK);
+    assert_int_equal(
+        s2a_ctl_decode(joined + la, lb, &consumed, &out, err, sizeof(err)),
+        S2A_OK);
     assert_true(json_equal(out, b));
     json_decref(out);
     free(ba);
@@ -98,19 +103,20 @@ test_bad_frames(void **state)
     (void) state;
     for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         frame(buf, bad[i], &len);
-        assert_int_equal(s2a_ctl_decode(buf, len, &consumed, &out, err,
-                                        sizeof(err)), S2A_ERROR);
+        assert_int_equal(
+            s2a_ctl_decode(buf, len, &consumed, &out, err, sizeof(err)),
+            S2A_ERROR);
         assert_null(out);
         assert_true(err[0] != '\0');
     }
     /* A length past the limit is rejected from the header alone. */
     buf[0] = 0x7f;
     buf[1] = buf[2] = buf[3] = 0xff;
-    assert_int_equal(s2a_ctl_decode(buf, 4, &consumed, &out, err,
-                                    sizeof(err)), S2A_ERROR);
+    assert_int_equal(s2a_ctl_decode(buf, 4, &consumed, &out, err, sizeof(err)),
+                     S2A_ERROR);
     memset(buf, 0, 4);
-    assert_int_equal(s2a_ctl_decode(buf, 4, &consumed, &out, err,
-                                    sizeof(err)), S2A_ERROR);
+    assert_int_equal(s2a_ctl_decode(buf, 4, &consumed, &out, err, sizeof(err)),
+                     S2A_ERROR);
 }
 
 int

@@ -36,8 +36,7 @@ teardown(void **state)
 }
 
 static int
-put(int64_t id, uint8_t state, uint8_t flags, int image_limit,
-    int video_limit)
+put(int64_t id, uint8_t state, uint8_t flags, int image_limit, int video_limit)
 {
     s2a_shm_token_t t;
 
@@ -76,7 +75,7 @@ test_skip_reasons(void **state)
     t.cooldown_until = NOW + 10;
     assert_int_equal(s2a_shm_token_skip(&t, S2A_KIND_IMAGE, NOW),
                      S2A_SKIP_COOLING);
-    t.cooldown_until = NOW - 1;   /* cooldown over */
+    t.cooldown_until = NOW - 1; /* cooldown over */
     assert_int_equal(s2a_shm_token_skip(&t, S2A_KIND_IMAGE, NOW),
                      S2A_SKIP_NONE);
     t.state = S2A_TOKEN_ACTIVE;
@@ -103,7 +102,7 @@ test_skip_reasons(void **state)
     t.inflight[S2A_KIND_VIDEO] = 2;
     assert_int_equal(s2a_shm_token_skip(&t, S2A_KIND_VIDEO, NOW),
                      S2A_SKIP_BUSY);
-    t.limit[S2A_KIND_VIDEO] = -1;   /* unlimited */
+    t.limit[S2A_KIND_VIDEO] = -1; /* unlimited */
     assert_int_equal(s2a_shm_token_skip(&t, S2A_KIND_VIDEO, NOW),
                      S2A_SKIP_NONE);
     assert_string_equal(s2a_skip_name(S2A_SKIP_COOLING), "cooling");
@@ -124,17 +123,21 @@ test_least_busy_and_limits(void **state)
     /* Alternates between the two, never beyond two each. */
     assert_int_equal(s2a_shm_select_locked(shm, S2A_KIND_VIDEO,
                                            S2A_POLICY_LEAST_BUSY, NOW_MS, 100,
-                                           0, &l[0], NULL), S2A_OK);
+                                           0, &l[0], NULL),
+                     S2A_OK);
     assert_int_equal(s2a_shm_select_locked(shm, S2A_KIND_VIDEO,
                                            S2A_POLICY_LEAST_BUSY, NOW_MS + 1,
-                                           100, 0, &l[1], NULL), S2A_OK);
+                                           100, 0, &l[1], NULL),
+                     S2A_OK);
     assert_int_not_equal(l[0].token_slot, l[1].token_slot);
     assert_int_equal(s2a_shm_select_locked(shm, S2A_KIND_VIDEO,
                                            S2A_POLICY_LEAST_BUSY, NOW_MS + 2,
-                                           100, 0, &l[2], NULL), S2A_OK);
+                                           100, 0, &l[2], NULL),
+                     S2A_OK);
     assert_int_equal(s2a_shm_select_locked(shm, S2A_KIND_VIDEO,
                                            S2A_POLICY_LEAST_BUSY, NOW_MS + 3,
-                                           100, 0, &l[3], NULL), S2A_OK);
+                                           100, 0, &l[3], NULL),
+                     S2A_OK);
     assert_int_equal(s2a_shm_tokens(shm)[a].inflight[S2A_KIND_VIDEO], 2);
     assert_int_equal(s2a_shm_tokens(shm)[b].inflight[S2A_KIND_VIDEO], 2);
     assert_int_equal(s2a_shm_select_locked(shm, S2A_KIND_VIDEO,
@@ -146,7 +149,8 @@ test_least_busy_and_limits(void **state)
     /* Images have no limit here. */
     assert_int_equal(s2a_shm_select_locked(shm, S2A_KIND_IMAGE,
                                            S2A_POLICY_LEAST_BUSY, NOW_MS + 5,
-                                           100, 0, &l[4], NULL), S2A_OK);
+                                           100, 0, &l[4], NULL),
+                     S2A_OK);
     /* Release exactly once. */
     assert_int_equal(s2a_shm_lease_release_locked(shm, &l[0]), S2A_OK);
     assert_int_equal(s2a_shm_lease_release_locked(shm, &l[0]), S2A_DECLINED);
@@ -155,7 +159,8 @@ test_least_busy_and_limits(void **state)
     assert_int_equal(s2a_shm_tokens(shm)[a].inflight[S2A_KIND_VIDEO], 0);
     assert_int_equal(s2a_shm_tokens(shm)[b].inflight[S2A_KIND_VIDEO], 0);
     assert_int_equal(s2a_shm_tokens(shm)[a].inflight[S2A_KIND_IMAGE]
-                     + s2a_shm_tokens(shm)[b].inflight[S2A_KIND_IMAGE], 0);
+                         + s2a_shm_tokens(shm)[b].inflight[S2A_KIND_IMAGE],
+                     0);
     /* A lease the master reclaimed cannot be released again. */
     assert_int_equal(s2a_shm_lease_release_locked(shm, &l[1]), S2A_DECLINED);
 }
@@ -171,14 +176,16 @@ test_lru_tiebreak(void **state)
     s2a_shm_tokens(shm)[0].last_used_ms = NOW_MS - 10;
     s2a_shm_tokens(shm)[1].last_used_ms = NOW_MS - 1000;
     assert_int_equal(s2a_shm_select_locked(shm, S2A_KIND_IMAGE,
-                                           S2A_POLICY_LEAST_BUSY, NOW_MS, 1,
-                                           0, &l, NULL), S2A_OK);
+                                           S2A_POLICY_LEAST_BUSY, NOW_MS, 1, 0,
+                                           &l, NULL),
+                     S2A_OK);
     assert_int_equal(l.token_id, 21);
     assert_int_equal(s2a_shm_lease_release_locked(shm, &l), S2A_OK);
     /* Now 21 was used last: 20 is picked. */
     assert_int_equal(s2a_shm_select_locked(shm, S2A_KIND_IMAGE,
-                                           S2A_POLICY_LEAST_BUSY, NOW_MS + 1,
-                                           1, 0, &l, NULL), S2A_OK);
+                                           S2A_POLICY_LEAST_BUSY, NOW_MS + 1, 1,
+                                           0, &l, NULL),
+                     S2A_OK);
     assert_int_equal(l.token_id, 20);
     s2a_shm_lease_release_locked(shm, &l);
 }
@@ -198,7 +205,8 @@ test_round_robin_and_random(void **state)
     for (i = 0; i < 3; i++) {
         assert_int_equal(s2a_shm_select_locked(shm, S2A_KIND_IMAGE,
                                                S2A_POLICY_ROUND_ROBIN, NOW_MS,
-                                               1, 0, &l, NULL), S2A_OK);
+                                               1, 0, &l, NULL),
+                         S2A_OK);
         seen[i] = l.token_id;
         s2a_shm_lease_release_locked(shm, &l);
     }
@@ -206,10 +214,10 @@ test_round_robin_and_random(void **state)
     assert_int_equal(seen[1], 3);
     assert_int_equal(seen[2], 4);
     for (i = 0; i < 300; i++) {
-        assert_int_equal(s2a_shm_select_locked(shm, S2A_KIND_IMAGE,
-                                               S2A_POLICY_RANDOM, NOW_MS, 1,
-                                               (uint32_t) i * 2654435761u, &l,
-                                               NULL), S2A_OK);
+        assert_int_equal(s2a_shm_select_locked(
+                             shm, S2A_KIND_IMAGE, S2A_POLICY_RANDOM, NOW_MS, 1,
+                             (uint32_t) i * 2654435761u, &l, NULL),
+                         S2A_OK);
         assert_int_not_equal(l.token_id, 2);
         counts[l.token_id == 1 ? 0 : l.token_id == 3 ? 1 : 2]++;
         s2a_shm_lease_release_locked(shm, &l);
@@ -225,8 +233,9 @@ test_remove_keeps_slot_until_idle(void **state)
 
     (void) state;
     slot = put(50, S2A_TOKEN_ACTIVE, ALL, 0, 0);
-    assert_int_equal(s2a_shm_lease_acquire_locked(shm, slot, S2A_KIND_VIDEO,
-                                                  NOW_MS, 7, &l), S2A_OK);
+    assert_int_equal(
+        s2a_shm_lease_acquire_locked(shm, slot, S2A_KIND_VIDEO, NOW_MS, 7, &l),
+        S2A_OK);
     assert_int_equal(s2a_shm_token_remove_locked(shm, 50), S2A_OK);
     assert_int_equal(s2a_shm_token_find_locked(shm, 50), -1);
     assert_string_equal(s2a_shm_secrets(shm)[slot].access_token, "");
@@ -250,8 +259,7 @@ test_update_keeps_inflight(void **state)
     assert_int_equal(s2a_shm_tokens(shm)[slot].inflight[S2A_KIND_IMAGE], 1);
     assert_int_equal(s2a_shm_tokens(shm)[slot].state, S2A_TOKEN_DISABLED);
     assert_int_equal(s2a_shm_tokens(shm)[slot].version, 2);
-    assert_string_equal(s2a_shm_secrets(shm)[slot].access_token,
-                        "at-secret");
+    assert_string_equal(s2a_shm_secrets(shm)[slot].access_token, "at-secret");
 }
 
 static void
@@ -264,8 +272,8 @@ test_repair_after_owner_death(void **state)
     (void) state;
     slot = put(70, S2A_TOKEN_ACTIVE, ALL, 0, 0);
     /* A lease of a live process survives the repair. */
-    s2a_shm_lease_acquire_locked(shm, slot, S2A_KIND_VIDEO, NOW_MS,
-                                 getpid(), &l);
+    s2a_shm_lease_acquire_locked(shm, slot, S2A_KIND_VIDEO, NOW_MS, getpid(),
+                                 &l);
     child = fork();
     assert_true(child >= 0);
     if (child == 0) {
@@ -274,12 +282,12 @@ test_repair_after_owner_death(void **state)
         s2a_shm_lease_acquire_locked(shm, slot, S2A_KIND_VIDEO, NOW_MS,
                                      getpid(), &mine);
         s2a_shm_tokens(shm)[slot].inflight[S2A_KIND_VIDEO] = 999;
-        shm->lease_high = 100000;      /* garbage, as a torn update */
+        shm->lease_high = 100000; /* garbage, as a torn update */
         raise(SIGKILL);
     }
     assert_int_equal(waitpid(child, &st, 0), child);
     assert_true(WIFSIGNALED(st));
-    assert_int_equal(s2a_shm_lock(shm), S2A_OK);   /* EOWNERDEAD inside */
+    assert_int_equal(s2a_shm_lock(shm), S2A_OK); /* EOWNERDEAD inside */
     assert_int_equal(shm->repairs, 1);
     assert_int_equal(s2a_shm_tokens(shm)[slot].inflight[S2A_KIND_VIDEO], 1);
     assert_int_equal(s2a_shm_lease_count_locked(shm, 0), 1);
@@ -331,11 +339,13 @@ test_full_tables(void **state)
     assert_int_equal(s2a_shm_token_put_locked(small, &t, "x"), -1);
     for (i = 0; i < 16; i++) {
         assert_int_equal(s2a_shm_lease_acquire_locked(small, 0, S2A_KIND_IMAGE,
-                                                      NOW_MS, 1, &l), S2A_OK);
+                                                      NOW_MS, 1, &l),
+                         S2A_OK);
     }
     assert_int_equal(s2a_shm_select_locked(small, S2A_KIND_IMAGE,
-                                           S2A_POLICY_LEAST_BUSY, NOW_MS, 1,
-                                           0, &l, NULL), S2A_AGAIN);
+                                           S2A_POLICY_LEAST_BUSY, NOW_MS, 1, 0,
+                                           &l, NULL),
+                     S2A_AGAIN);
     s2a_shm_destroy(small);
 }
 
@@ -355,8 +365,7 @@ main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_repair_after_owner_death, setup,
                                         teardown),
-        cmocka_unit_test_setup_teardown(test_settings_seqlock, setup,
-                                        teardown),
+        cmocka_unit_test_setup_teardown(test_settings_seqlock, setup, teardown),
         cmocka_unit_test(test_full_tables),
     };
 

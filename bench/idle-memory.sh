@@ -1,0 +1,289 @@
+#!/usr/bin/env bash
+# idle-memory.sh: resident memory of an idle sora2apid (master + 2 workers),
+# with a private nginx (master + 2 workers) as a baseline in the same run.
+#
+# For each server: start, stay idle 2 s, measure; then a warm-up of WARMUP
+# (default 5000) "GET /v1/models" requests over a few keep-alive
+# connections, idle 2 s again, measure. For every process it prints VmRSS
+# (/proc/PID/status) and Pss (/proc/PID/smaps_rollup), and the sums. PSS
+# splits shared pages between the processes that map them, so the PSS sum
+# is the memory the whole server really costs; the RSS sum counts shared
+# pages (libc, the binary, shared memory) once per process.
+# Target for sora2apid: PSS sum under 12 MB (12288 kB).
+#
+# Fails (exit 1) when a tool is missing, a server does not start or a
+# warm-up request fails. Everything started here is stopped on exit.
+#
+# Environment: WARMUP (default 5000), SORA2APID (daemon binary),
+# NGINX (default /usr/sbin/nginx), KEEP_TMP=1 (keep the temporary
+# directory), STRICT=1 (also exit 1 when the PSS sum is over the target).
+set -euo pipefail
+
+readonly ME=idle-memory
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(dirname "$HERE")
+DAEMON=${SORA2APID:-$ROOT/build/sora2apid}
+NGINX=${NGINX:-/usr/sbin/nginx}
+WARMUP=${WARMUP:-5000}
+API_KEY=han1234
+TARGET_KB=12288
+PIDS=()     # servers still to be stopped by cleanup
+
+die() {
+    local f
+    echo "$ME: FAIL: $*" >&2
+    for f in "${WORK:-/nonexistent}"/*/error.log; do
+        [[ -s $f ]] || continue
+        echo "--- last lines of $f" >&2
+        tail -n 15 "$f" >&2
+        if grep -q 'graceful stop requested' "$f"; then
+            echo "  (a SIGTERM came from outside this script: something on the" \
+                "machine is killing sora2apid processes)" >&2
+        fi
+    done
+    exit 1
+}
+
+for tool in curl ss awk pgrep; do
+    command -v "$tool" >/dev/null 2>&1 ||
+        die "$tool not found (apt-get install -y curl iproute2 procps)"
+done
+[[ -x $NGINX ]] || die "$NGINX not found (apt-get install -y nginx-light)"
+[[ -x $DAEMON ]] || die "$DAEMON not found (make -C $ROOT build/sora2apid)"
+[[ $WARMUP =~ ^[1-9][0-9]*$ ]] || die "WARMUP must be a positive integer"
+[[ -r /proc/self/smaps_rollup ]] || die "/proc/PID/smaps_rollup not available"
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/sora2api-mem.XXXXXX")
+# nginx drops its workers to "nobody" when started as root: let them in.
+chmod 711 "$WORK"
+# Run a private copy of the daemon, under another name: a "pkill sora2apid"
+# by a concurrent test run cannot stop it mid-measurement, and its text pages
+# are not shared with (and so not discounted by) other instances' PSS.
+mkdir "$WORK/bin"
+cp "$DAEMON" "$WORK/bin/s2abench"
+BIN=$WORK/bin/s2abench
+
+cleanup() {
+    local pid i
+    trap - EXIT INT TERM
+    set +e
+    for pid in "${PIDS[@]}"; do
+        [[ -n $pid ]] && kill -TERM "$pid" 2>/dev/null
+    done
+    for pid in "${PIDS[@]}"; do
+        [[ -n $pid ]] || continue
+        for ((i = 0; i < 100; i++)); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -KILL "$pid" 2>/dev/null
+        wait "$pid" 2>/dev/null
+    done
+    if [[ ${KEEP_TMP:-0} == 1 ]]; then
+        echo "$ME: kept $WORK" >&2
+    else
+        rm -rf "$WORK"
+    fi
+    return 0
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+forget_pid() {
+    local i
+    for i in "${!PIDS[@]}"; do
+        [[ ${PIDS[i]} == "$1" ]] && PIDS[i]=
+    done
+    return 0
+}
+
+# free_port: sets PORT to a TCP port nobody uses, below the ephemeral range.
+TAKEN=()
+free_port() {
+    local i p used
+    used=$(ss -Htan | awk '{ n = split($4, a, ":"); print a[n] }')
+    for ((i = 0; i < 500; i++)); do
+        p=$((20000 + RANDOM % 12000))
+        grep -qx "$p" <<<"$used" && continue
+        [[ " ${TAKEN[*]} " == *" $p "* ]] && continue
+        TAKEN+=("$p")
+        PORT=$p
+        return 0
+    done
+    die "no free port found"
+}
+
+start_daemon() {
+    local dir=$WORK/sora2apid i
+    free_port
+    mkdir -p "$dir/ui"
+    cat >"$dir/sora2api.conf" <<EOF
+[server]
+listen = 127.0.0.1:$PORT
+workers = 2
+pidfile = $dir/sora2apid.pid
+[paths]
+data_dir = $dir/data
+cache_dir = $dir/cache
+admin_ui_dir = $dir/ui
+[log]
+error_log = $dir/error.log
+access_log = off
+level = notice
+EOF
+    "$BIN" -f -c "$dir/sora2api.conf" >"$dir/stdout.log" 2>&1 &
+    SPID=$!
+    PIDS+=("$SPID")
+    for ((i = 0; i < 100; i++)); do
+        grep -q 'ready:' "$dir/error.log" 2>/dev/null && return 0
+        kill -0 "$SPID" 2>/dev/null ||
+            die "sora2apid exited at start: $(cat "$dir/stdout.log" 2>/dev/null)"
+        sleep 0.1
+    done
+    die "sora2apid not ready after 10 s"
+}
+
+start_nginx() {
+    local dir=$WORK/nginx i
+    free_port
+    mkdir -p "$dir/html/v1" "$dir/tmp"
+    cp "$1" "$dir/html/v1/models"
+    chmod -R a+rX "$dir/html"
+    cat >"$dir/nginx.conf" <<EOF
+worker_processes 2;
+pid $dir/nginx.pid;
+error_log $dir/error.log warn;
+events {
+    worker_connections 1024;
+}
+http {
+    access_log off;
+    server_tokens off;
+    types { }
+    default_type application/json;
+    sendfile on;
+    tcp_nopush on;
+    tcp_nodelay on;
+    keepalive_timeout 75s;
+    keepalive_requests 1000000;
+    open_file_cache max=16 inactive=60s;
+    client_body_temp_path $dir/tmp/body;
+    proxy_temp_path $dir/tmp/proxy;
+    fastcgi_temp_path $dir/tmp/fastcgi;
+    uwsgi_temp_path $dir/tmp/uwsgi;
+    scgi_temp_path $dir/tmp/scgi;
+    server {
+        listen 127.0.0.1:$PORT reuseport;
+        root $dir/html;
+        location = /v1/models { }
+        location / { return 404; }
+    }
+}
+EOF
+    "$NGINX" -p "$dir/" -e "$dir/error.log" -c "$dir/nginx.conf" \
+        -g 'daemon off;' >"$dir/stdout.log" 2>&1 &
+    NPID=$!
+    PIDS+=("$NPID")
+    for ((i = 0; i < 100; i++)); do
+        curl -sf -o /dev/null "http://127.0.0.1:$PORT/v1/models" && return 0
+        kill -0 "$NPID" 2>/dev/null ||
+            die "nginx exited at start: $(cat "$dir/error.log" 2>/dev/null)"
+        sleep 0.1
+    done
+    die "nginx not answering after 10 s"
+}
+
+# warm_up PORT: WARMUP requests over 4 parallel keep-alive connections
+# (both workers get some), each must answer 200.
+warm_up() {
+    local bad
+    bad=$(curl -s --parallel --parallel-max 4 \
+        -H "Authorization: Bearer $API_KEY" -o /dev/null -w '%{http_code}\n' \
+        "http://127.0.0.1:$1/v1/models?n=[1-$WARMUP]" 2>/dev/null | grep -cvx 200 || true)
+    [[ $bad == 0 ]] || die "$bad of $WARMUP warm-up requests on port $1 did not answer 200"
+}
+
+kb() { # kb FILE KEY: the kB figure of "KEY: N kB" in FILE
+    awk -v k="$2:" '$1 == k { print $2; exit }' "$1"
+}
+
+SUM_RSS=0 SUM_PSS=0
+# report NAME MASTER_PID: one line per process, then the sums.
+report() {
+    local name=$1 master=$2 pid role rss pss
+    SUM_RSS=0 SUM_PSS=0
+    for pid in "$master" $(pgrep -P "$master" | sort -n); do
+        if [[ $pid == "$master" ]]; then role=master; else role=worker; fi
+        rss=$(kb "/proc/$pid/status" VmRSS)
+        pss=$(kb "/proc/$pid/smaps_rollup" Pss)
+        [[ -n $rss && -n $pss ]] || die "cannot read memory of $name pid $pid"
+        printf '  %-10s %-7s pid %-7s RSS %7d kB   PSS %7d kB\n' \
+            "$name" "$role" "$pid" "$rss" "$pss"
+        SUM_RSS=$((SUM_RSS + rss))
+        SUM_PSS=$((SUM_PSS + pss))
+    done
+    printf '  %-10s %-7s %-11s RSS %7d kB   PSS %7d kB   (%.1f MB RSS, %.1f MB PSS)\n' \
+        "$name" total "" "$SUM_RSS" "$SUM_PSS" \
+        "$(awk -v k="$SUM_RSS" 'BEGIN { print k / 1024 }')" \
+        "$(awk -v k="$SUM_PSS" 'BEGIN { print k / 1024 }')"
+}
+
+declare -A RES=()
+OVER=0
+measure() { # measure NAME MASTER_PID PORT
+    local name=$1 master=$2 port=$3
+    echo "$name: idle 2 s after start"
+    sleep 2
+    report "$name" "$master"
+    RES[$name,cold]="$SUM_RSS $SUM_PSS"
+    warm_up "$port"
+    echo "$name: idle 2 s after $WARMUP requests"
+    sleep 2
+    report "$name" "$master"
+    RES[$name,warm]="$SUM_RSS $SUM_PSS"
+    if [[ $name == sora2apid ]] && ((SUM_PSS >= TARGET_KB)); then
+        OVER=1
+    fi
+    return 0
+}
+
+echo "$ME: $(date -u '+%Y-%m-%dT%H:%M:%SZ') $(uname -r), $(nproc) CPUs"
+start_daemon
+P_DAEMON=$PORT
+curl -sSf -H "Authorization: Bearer $API_KEY" -o "$WORK/models.json" \
+    "http://127.0.0.1:$P_DAEMON/v1/models" || die "GET /v1/models on sora2apid failed"
+start_nginx "$WORK/models.json"
+P_NGX=$PORT
+
+measure sora2apid "$SPID" "$P_DAEMON"
+measure nginx "$NPID" "$P_NGX"
+
+echo
+printf '%-10s | %-24s | %-24s\n' "" "idle after start" "idle after warm-up"
+printf '%-10s | %11s %12s | %11s %12s\n' server "RSS sum kB" "PSS sum kB" "RSS sum kB" "PSS sum kB"
+for name in sora2apid nginx; do
+    read -r cr cp <<<"${RES[$name,cold]}"
+    read -r wr wp <<<"${RES[$name,warm]}"
+    printf '%-10s | %11d %12d | %11d %12d\n' "$name" "$cr" "$cp" "$wr" "$wp"
+done
+if ((OVER)); then
+    echo "sora2apid PSS sum: over the target of $TARGET_KB kB (12 MB)"
+else
+    echo "sora2apid PSS sum: under the target of $TARGET_KB kB (12 MB): ok"
+fi
+
+rc=0
+kill -TERM "$SPID"
+wait "$SPID" || rc=$?
+forget_pid "$SPID"
+[[ $rc == 0 ]] || die "sora2apid exited $rc on SIGTERM"
+odd=$(grep -v -e '\[notice\]' -e 'admin password is still the default' \
+    "$WORK/sora2apid/error.log" || true)
+if [[ -n $odd ]]; then
+    printf '%s\n' "$odd" | head -n 20 >&2
+    die "unexpected lines in the error log of sora2apid"
+fi
+if ((OVER)) && [[ ${STRICT:-0} == 1 ]]; then
+    die "PSS sum over the target"
+fi
+echo "$ME: done"

@@ -1,0 +1,410 @@
+#!/usr/bin/env bash
+# models-vs-nginx.sh: throughput of "GET /v1/models" on sora2apid against a
+# private nginx serving the very same JSON bytes as a static file.
+#
+# Starts, on free 127.0.0.1 ports and under a temporary directory:
+#   - sora2apid, 2 workers, access_log = off
+#   - sora2apid, 2 workers, access_log = a file (the cost of logging)
+#   - nginx, 2 worker_processes, keep-alive, access_log off
+# then runs "wrk -t2 -c64 -d10s --latency" against each, ROUNDS times,
+# rotating the order every round so that machine noise hits all three alike.
+# Prints req/s and p99 per round, the medians, and the ratio
+# sora2apid / nginx of the median req/s (target >= 0.8).
+#
+# Fails (exit 1) when a tool is missing, a server does not start, the bodies
+# differ, wrk reports any non-2xx/3xx response, or sora2apid does not stop
+# cleanly. Everything started here is stopped on exit.
+#
+# Environment: ROUNDS (default 3), DURATION (wrk -d, default 10s),
+# SORA2APID (daemon binary), NGINX (default /usr/sbin/nginx),
+# KEEP_TMP=1 (keep the temporary directory), STRICT=1 (also exit 1 when a
+# ratio is below the 0.8 target).
+set -euo pipefail
+
+readonly ME=models-vs-nginx
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(dirname "$HERE")
+DAEMON=${SORA2APID:-$ROOT/build/sora2apid}
+NGINX=${NGINX:-/usr/sbin/nginx}
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-10s}
+THREADS=2
+CONNS=64
+API_KEY=han1234
+TARGET=0.8
+PIDS=()     # servers still to be stopped by cleanup
+
+die() {
+    local f
+    echo "$ME: FAIL: $*" >&2
+    for f in "${PIDS[@]}"; do
+        [[ -n $f ]] || continue
+        if kill -0 "$f" 2>/dev/null; then
+            echo "  pid $f alive, children: $(pgrep -P "$f" | tr '\n' ' ')" >&2
+        else
+            echo "  pid $f is gone" >&2
+        fi
+    done
+    for f in "${WORK:-/nonexistent}"/*/error.log; do
+        [[ -s $f ]] || continue
+        echo "--- last lines of $f" >&2
+        tail -n 15 "$f" >&2
+        if grep -q 'graceful stop requested' "$f"; then
+            echo "  (a SIGTERM came from outside this script: something on the" \
+                "machine is killing sora2apid processes)" >&2
+        fi
+    done
+    exit 1
+}
+
+for tool in wrk curl ss awk sort cmp pgrep; do
+    command -v "$tool" >/dev/null 2>&1 ||
+        die "$tool not found (apt-get install -y wrk curl iproute2 procps)"
+done
+[[ -x $NGINX ]] || die "$NGINX not found (apt-get install -y nginx-light)"
+[[ -x $DAEMON ]] || die "$DAEMON not found (make -C $ROOT build/sora2apid)"
+[[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || die "ROUNDS must be a positive integer"
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/sora2api-bench.XXXXXX")
+# nginx drops its workers to "nobody" when started as root: let them in.
+chmod 711 "$WORK"
+# Run a private copy of the daemon, under another name: a "pkill sora2apid"
+# by a concurrent test run cannot stop it mid-measurement, and its text pages
+# are not shared with (and so not discounted by) other instances' PSS.
+mkdir "$WORK/bin"
+cp "$DAEMON" "$WORK/bin/s2abench"
+BIN=$WORK/bin/s2abench
+
+cleanup() {
+    local pid i
+    trap - EXIT INT TERM
+    set +e
+    for pid in "${PIDS[@]}"; do
+        [[ -n $pid ]] && kill -TERM "$pid" 2>/dev/null
+    done
+    for pid in "${PIDS[@]}"; do
+        [[ -n $pid ]] || continue
+        for ((i = 0; i < 100; i++)); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -KILL "$pid" 2>/dev/null
+        wait "$pid" 2>/dev/null
+    done
+    if [[ ${KEEP_TMP:-0} == 1 ]]; then
+        echo "$ME: kept $WORK" >&2
+    else
+        rm -rf "$WORK"
+    fi
+    return 0
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+forget_pid() {
+    local i
+    for i in "${!PIDS[@]}"; do
+        [[ ${PIDS[i]} == "$1" ]] && PIDS[i]=
+    done
+    return 0
+}
+
+# free_port: sets PORT to a TCP port nobody uses on this machine, below the
+# ephemeral range so that wrk's own client ports cannot collide with it.
+declare -a TAKEN=()
+free_port() {
+    local i p used
+    used=$(ss -Htan | awk '{ n = split($4, a, ":"); print a[n] }')
+    for ((i = 0; i < 500; i++)); do
+        p=$((20000 + RANDOM % 12000))
+        grep -qx "$p" <<<"$used" && continue
+        [[ " ${TAKEN[*]} " == *" $p "* ]] && continue
+        TAKEN+=("$p")
+        PORT=$p
+        return 0
+    done
+    die "no free port found"
+}
+
+# start_daemon NAME ACCESS_LOG: starts sora2apid in $WORK/NAME, waits for
+# its "ready:" line, sets PORT and DPID.
+start_daemon() {
+    local name=$1 alog=$2 dir=$WORK/$1 i
+    free_port
+    mkdir -p "$dir/ui"
+    cat >"$dir/sora2api.conf" <<EOF
+[server]
+listen = 127.0.0.1:$PORT
+workers = 2
+pidfile = $dir/sora2apid.pid
+[paths]
+data_dir = $dir/data
+cache_dir = $dir/cache
+admin_ui_dir = $dir/ui
+[log]
+error_log = $dir/error.log
+access_log = $alog
+level = notice
+EOF
+    "$BIN" -f -c "$dir/sora2api.conf" >"$dir/stdout.log" 2>&1 &
+    DPID=$!
+    PIDS+=("$DPID")
+    for ((i = 0; i < 100; i++)); do
+        grep -q 'ready:' "$dir/error.log" 2>/dev/null && return 0
+        kill -0 "$DPID" 2>/dev/null ||
+            die "sora2apid ($name) exited at start: $(cat "$dir/error.log" "$dir/stdout.log" 2>/dev/null)"
+        sleep 0.1
+    done
+    die "sora2apid ($name) not ready after 10 s: $(cat "$dir/error.log" 2>/dev/null)"
+}
+
+# start_nginx BODY_FILE: serves BODY_FILE at /v1/models; sets PORT, NPID.
+start_nginx() {
+    local dir=$WORK/nginx i
+    free_port
+    mkdir -p "$dir/html/v1" "$dir/tmp"
+    cp "$1" "$dir/html/v1/models"
+    chmod -R a+rX "$dir/html"
+    cat >"$dir/nginx.conf" <<EOF
+worker_processes 2;
+pid $dir/nginx.pid;
+error_log $dir/error.log warn;
+events {
+    worker_connections 1024;
+}
+http {
+    access_log off;
+    server_tokens off;
+    types { }
+    default_type application/json;
+    sendfile on;
+    tcp_nopush on;
+    tcp_nodelay on;
+    keepalive_timeout 75s;
+    keepalive_requests 1000000;
+    open_file_cache max=16 inactive=60s;
+    client_body_temp_path $dir/tmp/body;
+    proxy_temp_path $dir/tmp/proxy;
+    fastcgi_temp_path $dir/tmp/fastcgi;
+    uwsgi_temp_path $dir/tmp/uwsgi;
+    scgi_temp_path $dir/tmp/scgi;
+    server {
+        listen 127.0.0.1:$PORT reuseport;
+        root $dir/html;
+        location = /v1/models { }
+        location / { return 404; }
+    }
+}
+EOF
+    "$NGINX" -t -q -p "$dir/" -e "$dir/error.log" -c "$dir/nginx.conf" ||
+        die "nginx rejects its config: $(cat "$dir/error.log" 2>/dev/null)"
+    "$NGINX" -p "$dir/" -e "$dir/error.log" -c "$dir/nginx.conf" \
+        -g 'daemon off;' >"$dir/stdout.log" 2>&1 &
+    NPID=$!
+    PIDS+=("$NPID")
+    for ((i = 0; i < 100; i++)); do
+        curl -sf -o /dev/null "http://127.0.0.1:$PORT/v1/models" && return 0
+        kill -0 "$NPID" 2>/dev/null ||
+            die "nginx exited at start: $(cat "$dir/error.log" 2>/dev/null)"
+        sleep 0.1
+    done
+    die "nginx not answering after 10 s"
+}
+
+# stop_daemon NAME PID: SIGTERM, and insist on exit status 0.
+stop_daemon() {
+    local rc=0
+    kill -TERM "$2"
+    wait "$2" || rc=$?
+    forget_pid "$2"
+    [[ $rc == 0 ]] || die "sora2apid ($1) exited $rc on SIGTERM"
+}
+
+workers_of() {
+    pgrep -P "$1" | sort -n | tr '\n' ' '
+}
+
+# --- start the three servers -----------------------------------------------
+start_daemon plain off
+P_PLAIN=$PORT PID_PLAIN=$DPID
+start_daemon logged "$WORK/logged/access.log"
+P_LOG=$PORT PID_LOG=$DPID
+
+curl -sSf -H "Authorization: Bearer $API_KEY" -o "$WORK/models.json" \
+    "http://127.0.0.1:$P_PLAIN/v1/models" || die "GET /v1/models on sora2apid failed"
+[[ -s $WORK/models.json ]] || die "empty /v1/models body"
+BODY_BYTES=$(wc -c <"$WORK/models.json")
+
+start_nginx "$WORK/models.json"
+P_NGX=$PORT PID_NGX=$NPID
+
+# same bytes, same content type, from all three
+for p in "$P_PLAIN" "$P_LOG" "$P_NGX"; do
+    ctype=$(curl -sSf -H "Authorization: Bearer $API_KEY" -o "$WORK/check.json" \
+        -w '%{content_type}' "http://127.0.0.1:$p/v1/models") ||
+        die "GET /v1/models on port $p failed"
+    cmp -s "$WORK/models.json" "$WORK/check.json" || die "port $p serves other bytes"
+    [[ $ctype == application/json* ]] || die "port $p answers Content-Type: $ctype"
+done
+code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$P_PLAIN/v1/models")
+[[ $code == 401 ]] || echo "$ME: note: /v1/models without a key answered $code, not 401"
+
+W_PLAIN=$(workers_of "$PID_PLAIN")
+W_LOG=$(workers_of "$PID_LOG")
+W_NGX=$(workers_of "$PID_NGX")
+
+LABELS=(sora2apid sora2apid+log nginx)
+declare -A URL=(
+    [sora2apid]="http://127.0.0.1:$P_PLAIN/v1/models"
+    [sora2apid+log]="http://127.0.0.1:$P_LOG/v1/models"
+    [nginx]="http://127.0.0.1:$P_NGX/v1/models"
+)
+declare -A RPS=() P99=() REQS=()
+NON2XX=0
+
+echo "$ME: $(date -u '+%Y-%m-%dT%H:%M:%SZ') $(nproc) CPUs, body $BODY_BYTES bytes," \
+    "wrk -t$THREADS -c$CONNS -d$DURATION --latency, $ROUNDS rounds"
+echo "$ME: sora2apid :$P_PLAIN (access_log off, pid $PID_PLAIN)," \
+    "sora2apid+log :$P_LOG (pid $PID_LOG), nginx :$P_NGX (pid $PID_NGX)"
+
+# run_wrk LABEL ROUND: one wrk run; records req/s, p99 (ms), requests.
+run_wrk() {
+    local label=$1 round=$2 out n2 serr
+    local -a hdr=()
+    out="$WORK/wrk-${label//+/-}-$round.txt"
+    [[ $label == sora2apid* ]] && hdr=(-H "Authorization: Bearer $API_KEY")
+    wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency "${hdr[@]}" \
+        "${URL[$label]}" >"$out" 2>&1 || die "wrk against $label failed: $(cat "$out")"
+    RPS[$label,$round]=$(awk '$1 == "Requests/sec:" { print $2 }' "$out")
+    P99[$label,$round]=$(awk '$1 == "99%" {
+            v = $2 + 0; u = $2; sub(/^[0-9.]+/, "", u)
+            if (u == "us") v /= 1000; else if (u == "s") v *= 1000
+            else if (u == "m") v *= 60000
+            printf "%.2f", v }' "$out")
+    REQS[$label,$round]=$(awk '$2 == "requests" && $3 == "in" { print $1 }' "$out")
+    [[ -n ${RPS[$label,$round]} && -n ${P99[$label,$round]} ]] ||
+        die "cannot parse wrk output: $(cat "$out")"
+    n2=$(awk -F: '/Non-2xx or 3xx responses/ { gsub(/ /, "", $2); print $2 }' "$out")
+    if [[ -n $n2 && $n2 != 0 ]]; then
+        echo "$ME: !!! $label round $round: $n2 non-2xx/3xx responses" >&2
+        NON2XX=$((NON2XX + n2))
+    fi
+    serr=$(grep 'Socket errors' "$out" || true)
+    [[ -z $serr ]] || echo "$ME: warning: $label round $round:$serr" >&2
+    printf '  round %d  %-14s %10.0f req/s  p99 %7.2f ms\n' "$round" "$label" \
+        "${RPS[$label,$round]}" "${P99[$label,$round]}"
+}
+
+# warm-up: 2 s each, not counted
+for label in "${LABELS[@]}"; do
+    hdr=()
+    [[ $label == sora2apid* ]] && hdr=(-H "Authorization: Bearer $API_KEY")
+    wrk -t"$THREADS" -c"$CONNS" -d2s "${hdr[@]}" "${URL[$label]}" >/dev/null 2>&1 ||
+        die "warm-up wrk against $label failed"
+done
+
+for ((r = 1; r <= ROUNDS; r++)); do
+    for ((k = 0; k < ${#LABELS[@]}; k++)); do
+        label=${LABELS[(k + r - 1) % ${#LABELS[@]}]}
+        sleep 1
+        run_wrk "$label" "$r"
+    done
+done
+
+median() {
+    printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 }
+        END { if (NR % 2) printf "%.2f", v[(NR + 1) / 2]
+              else printf "%.2f", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+
+declare -A MED_RPS=() MED_P99=()
+for label in "${LABELS[@]}"; do
+    rps=() p99=()
+    for ((r = 1; r <= ROUNDS; r++)); do
+        rps+=("${RPS[$label,$r]}")
+        p99+=("${P99[$label,$r]}")
+    done
+    MED_RPS[$label]=$(median "${rps[@]}")
+    MED_P99[$label]=$(median "${p99[@]}")
+done
+
+echo
+printf '%-7s' ''
+for label in "${LABELS[@]}"; do printf ' | %-20s' "$label"; done
+echo
+printf '%-7s' round
+for label in "${LABELS[@]}"; do printf ' | %10s %9s' req/s "p99 ms"; done
+echo
+for ((r = 1; r <= ROUNDS; r++)); do
+    printf '%-7s' "$r"
+    for label in "${LABELS[@]}"; do
+        printf ' | %10.0f %9.2f' "${RPS[$label,$r]}" "${P99[$label,$r]}"
+    done
+    echo
+done
+printf '%-7s' median
+for label in "${LABELS[@]}"; do
+    printf ' | %10.0f %9.2f' "${MED_RPS[$label]}" "${MED_P99[$label]}"
+done
+echo
+echo
+
+BELOW=0
+for label in sora2apid sora2apid+log; do
+    ratio=$(awk -v a="${MED_RPS[$label]}" -v b="${MED_RPS[nginx]}" \
+        'BEGIN { printf "%.3f", a / b }')
+    verdict=ok
+    if awk -v r="$ratio" -v t="$TARGET" 'BEGIN { exit !(r < t) }'; then
+        verdict="BELOW TARGET"
+        BELOW=1
+    fi
+    printf 'ratio %-14s / nginx (median req/s): %s  (target >= %s: %s)\n' \
+        "$label" "$ratio" "$TARGET" "$verdict"
+done
+
+# --- sanity checks on the daemon --------------------------------------------
+FAIL=0
+check_workers() {
+    local now
+    now=$(workers_of "$2")
+    if [[ $now != "$3" ]]; then
+        echo "$ME: !!! $1: workers changed during the run ($3-> $now): a crash?" >&2
+        FAIL=1
+    fi
+}
+check_workers sora2apid "$PID_PLAIN" "$W_PLAIN"
+check_workers sora2apid+log "$PID_LOG" "$W_LOG"
+check_workers nginx "$PID_NGX" "$W_NGX"
+
+logged_reqs=0
+for ((r = 1; r <= ROUNDS; r++)); do
+    logged_reqs=$((logged_reqs + ${REQS[sora2apid+log,$r]}))
+done
+
+stop_daemon sora2apid "$PID_PLAIN"
+stop_daemon sora2apid+log "$PID_LOG"
+kill -TERM "$PID_NGX"
+wait "$PID_NGX" || true
+forget_pid "$PID_NGX"
+
+lines=$(wc -l <"$WORK/logged/access.log")
+echo "access log: $lines lines, $(du -h "$WORK/logged/access.log" | cut -f1);" \
+    "wrk counted $logged_reqs requests in the measured runs (plus warm-up and checks)"
+echo "  sample: $(tail -n 1 "$WORK/logged/access.log")"
+
+for name in plain logged; do
+    odd=$(grep -v -e '\[notice\]' -e 'admin password is still the default' \
+        "$WORK/$name/error.log" || true)
+    if [[ -n $odd ]]; then
+        echo "$ME: !!! unexpected lines in the error log of sora2apid ($name):" >&2
+        printf '%s\n' "$odd" | head -n 20 >&2
+        FAIL=1
+    fi
+done
+
+((NON2XX == 0)) || die "wrk saw $NON2XX non-2xx/3xx responses"
+((FAIL == 0)) || die "see the messages above"
+if ((BELOW)) && [[ ${STRICT:-0} == 1 ]]; then
+    die "req/s ratio below $TARGET"
+fi
+echo "$ME: done"

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# run-all.sh: runs every benchmark of this directory, one after the other,
+# and exits non-zero when any of them failed. Takes about two minutes.
+# The environment variables of each script (ROUNDS, DURATION, WARMUP,
+# SORA2APID, NGINX, KEEP_TMP, STRICT) pass through.
+set -uo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+failed=()
+
+for bench in models-vs-nginx idle-memory; do
+    echo "===== $bench ====="
+    if ! "$HERE/$bench.sh"; then
+        failed+=("$bench")
+    fi
+    echo
+done
+
+if ((${#failed[@]})); then
+    echo "run-all: FAILED: ${failed[*]}" >&2
+    exit 1
+fi
+echo "run-all: all benchmarks ran"
