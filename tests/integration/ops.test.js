@@ -145,3 +145,22 @@ test('started as root with [server] user, master and workers run as that user', 
     d.cleanup();
   }
 });
+
+test('SIGQUIT stops at once, even with a request in flight', async () => {
+  const d = await new Daemon().start();
+  try {
+    const workers = d.workers();
+    const slow = request(d.base, 'GET', '/__test/sleep?ms=5000').then(() => 'answered', (e) => e.code || 'failed');
+    await sleep(200);
+    const t0 = Date.now();
+    process.kill(d.pid, 'SIGQUIT');
+    const res = await d.exited;
+    assert.ok(Date.now() - t0 < 3000, 'fast stop took too long');
+    assert.equal(res.code, 0);
+    assert.notEqual(await slow, 'answered');
+    assert.ok(workers.every((p) => !pidAlive(p)));
+    assert.equal(fs.existsSync(d.pidFile), false);
+  } finally {
+    d.cleanup();
+  }
+});

@@ -93,10 +93,16 @@ test('a worker dying inside the shm lock leaves the table usable (EOWNERDEAD rep
     // table while holding the lock.
     const l = await request(d.base, 'POST', '/__test/lease?n=2');
     assert.equal(l.json.acquired, 2);
+    const before = d.workers();
     await assert.rejects(request(d.base, 'POST', '/__test/die-locked'));
+    // Settled: one original worker is gone and reaped, two ready rows are
+    // live processes.
     const shm = await waitFor(async () => {
       const s = (await request(d.base, 'GET', '/__test/shm', { timeout: 2000 })).json;
-      return workerRows(s).length === 2 && s.repairs >= 1 ? s : null;
+      const rows = workerRows(s);
+      const dead = before.find((p) => !pidAlive(p));   // reaped, not a zombie
+      return dead !== undefined && rows.length === 2 && s.repairs >= 1
+        && rows.every((w) => w.pid !== dead && pidAlive(w.pid)) ? s : null;
     }, { what: 'repaired table with two workers' });
     const holderAlive = pidAlive(l.json.pid);
     assert.equal(shm.leases, holderAlive ? 2 : 0);
