@@ -7,6 +7,7 @@
 #include "common/log.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <string.h>
@@ -566,4 +567,116 @@ s2a_shm_lease_count_locked(s2a_shm_t *shm, pid_t pid)
         }
     }
     return n;
+}
+
+#define THROTTLE_FREE_FAILS 5
+#define THROTTLE_WINDOW     (15 * 60)
+#define THROTTLE_MAX_LOCK   3600
+
+static s2a_shm_throttle_t *
+throttle_find(s2a_shm_t *shm, const uint8_t key[16], bool create, int64_t now)
+{
+    s2a_shm_throttle_t *t, *victim = NULL;
+    int i;
+
+    for (i = 0; i < S2A_SHM_THROTTLE; i++) {
+        t = &shm->throttle[i];
+        if (memcmp(t->key, key, 16) == 0 && t->window_start != 0) {
+            return t;
+        }
+        /* Reuse the stalest row: an expired window, else the oldest. */
+        if (victim == NULL
+            || (t->window_start + THROTTLE_WINDOW < now && t->locked_until < now
+                && victim->window_start > t->window_start))
+        {
+            victim = t;
+        }
+    }
+    if (!create) {
+        return NULL;
+    }
+    memset(victim, 0, sizeof(*victim));
+    memcpy(victim->key, key, 16);
+    victim->window_start = now;
+    return victim;
+}
+
+int64_t
+s2a_shm_throttle_check_locked(s2a_shm_t *shm, const uint8_t key[16],
+                              int64_t now)
+{
+    s2a_shm_throttle_t *t = throttle_find(shm, key, false, now);
+
+    if (t == NULL || t->locked_until <= now) {
+        return 0;
+    }
+    return t->locked_until - now;
+}
+
+int64_t
+s2a_shm_throttle_fail_locked(s2a_shm_t *shm, const uint8_t key[16], int64_t now)
+{
+    s2a_shm_throttle_t *t = throttle_find(shm, key, true, now);
+    int64_t lock;
+    int over;
+
+    if (t->window_start + THROTTLE_WINDOW < now && t->locked_until <= now) {
+        t->fails = 0;
+        t->window_start = now;
+    }
+    t->fails++;
+    if (t->fails < THROTTLE_FREE_FAILS) {
+        return 0;
+    }
+    over = t->fails - THROTTLE_FREE_FAILS;
+    lock = 60LL << (over > 6 ? 6 : over);
+    if (lock > THROTTLE_MAX_LOCK) {
+        lock = THROTTLE_MAX_LOCK;
+    }
+    t->locked_until = now + lock;
+    /* The window follows the lock so a locked address stays counted. */
+    t->window_start = now;
+    return lock;
+}
+
+void
+s2a_shm_throttle_reset_locked(s2a_shm_t *shm, const uint8_t key[16])
+{
+    s2a_shm_throttle_t *t = throttle_find(shm, key, false, 0);
+
+    if (t != NULL) {
+        memset(t, 0, sizeof(*t));
+    }
+}
+
+bool
+s2a_shm_revoked_has_locked(s2a_shm_t *shm, const char *nonce, int64_t now)
+{
+    int i;
+
+    for (i = 0; i < S2A_SHM_REVOKED; i++) {
+        if (shm->revoked[i].nonce[0] != '\0' && shm->revoked[i].expires > now
+            && strcmp(shm->revoked[i].nonce, nonce) == 0)
+        {
+            return true;
+        }
+    }
+    return false;
+}
+
+int
+s2a_shm_revoked_add_locked(s2a_shm_t *shm, const char *nonce, int64_t expires,
+                           int64_t now)
+{
+    int i;
+
+    for (i = 0; i < S2A_SHM_REVOKED; i++) {
+        s2a_shm_revoked_t *r = &shm->revoked[i];
+        if (r->nonce[0] == '\0' || r->expires <= now) {
+            snprintf(r->nonce, sizeof(r->nonce), "%s", nonce);
+            r->expires = expires;
+            return S2A_OK;
+        }
+    }
+    return S2A_DECLINED;
 }

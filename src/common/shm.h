@@ -132,8 +132,30 @@ typedef struct s2a_shm_settings_s {
     int32_t log_level;        /* -1: follow the configuration file */
     int32_t policy;           /* s2a_policy_t */
     int32_t error_ban_threshold;
-    int32_t _pad;
+    int32_t session_ttl;    /* seconds an admin session lasts */
+    uint32_t session_epoch; /* sessions of older epochs are invalid */
+    int32_t admin_password_is_default;
+    uint8_t session_secret[32]; /* HMAC key of admin session tokens */
+    char admin_username[64];
+    char admin_password_hash[160];
 } s2a_shm_settings_t;
+
+/* Failed admin logins per client address (see s2a_shm_throttle_*). */
+#define S2A_SHM_THROTTLE 256
+typedef struct s2a_shm_throttle_s {
+    uint8_t key[16]; /* truncated hash of the client address */
+    int32_t fails;
+    int32_t _pad;
+    int64_t window_start; /* unix seconds */
+    int64_t locked_until; /* unix seconds */
+} s2a_shm_throttle_t;
+
+/* Admin sessions ended by logout before their expiry. */
+#define S2A_SHM_REVOKED 1024
+typedef struct s2a_shm_revoked_s {
+    char nonce[33];  /* hex; "" when free */
+    int64_t expires; /* unix seconds */
+} s2a_shm_revoked_t;
 
 typedef struct s2a_shm_s {
     uint64_t magic;
@@ -157,6 +179,9 @@ typedef struct s2a_shm_s {
     s2a_shm_settings_t settings;
 
     s2a_shm_worker_t workers[S2A_SHM_WORKERS];
+
+    s2a_shm_throttle_t throttle[S2A_SHM_THROTTLE];
+    s2a_shm_revoked_t revoked[S2A_SHM_REVOKED];
 
     /* Offsets from the start of the region. */
     size_t tokens_off;
@@ -250,5 +275,26 @@ int s2a_shm_release_owner_locked(s2a_shm_t *shm, pid_t pid);
 
 /* Leases currently held (by `pid`, or by anyone when pid is 0). */
 int s2a_shm_lease_count_locked(s2a_shm_t *shm, pid_t pid);
+
+/*
+ * Login throttling (lock held). `_check` returns the seconds the address
+ * `key` must still wait (0: may try). `_fail` records a failed attempt
+ * and returns the wait it now imposes; `_reset` forgets the address.
+ * Policy: 5 failures within 15 minutes lock the address for 1 minute,
+ * doubling with every further failure up to 1 hour.
+ */
+int64_t s2a_shm_throttle_check_locked(s2a_shm_t *shm, const uint8_t key[16],
+                                      int64_t now);
+int64_t s2a_shm_throttle_fail_locked(s2a_shm_t *shm, const uint8_t key[16],
+                                     int64_t now);
+void s2a_shm_throttle_reset_locked(s2a_shm_t *shm, const uint8_t key[16]);
+
+/*
+ * Revoked admin sessions (lock held). `_add` returns S2A_OK, or
+ * S2A_DECLINED when the table is full of unexpired entries.
+ */
+bool s2a_shm_revoked_has_locked(s2a_shm_t *shm, const char *nonce, int64_t now);
+int s2a_shm_revoked_add_locked(s2a_shm_t *shm, const char *nonce,
+                               int64_t expires, int64_t now);
 
 #endif /* S2A_SHM_H */

@@ -38,6 +38,12 @@ static const char *const migrations[] = {
     "  count INTEGER NOT NULL DEFAULT 0,"
     "  PRIMARY KEY (day, route, status)"
     ") WITHOUT ROWID;",
+
+    /* 2: admin sessions ended by logout before they expire */
+    "CREATE TABLE revoked_sessions ("
+    "  nonce TEXT PRIMARY KEY,"
+    "  expires_at INTEGER NOT NULL"
+    ") WITHOUT ROWID;",
 };
 
 static int
@@ -310,9 +316,23 @@ s2a_db_seed(s2a_db_t *db, const s2a_conf_t *conf)
         || seed_one(db, "admin_username", conf->admin_username) != S2A_OK
         || seed_one(db, "log_level", "") != S2A_OK
         || seed_one(db, "selection_policy", "least_busy") != S2A_OK
-        || seed_one(db, "error_ban_threshold", "3") != S2A_OK)
+        || seed_one(db, "error_ban_threshold", "3") != S2A_OK
+        || seed_one(db, "session_epoch", "1") != S2A_OK
+        || seed_one(db, "session_ttl", "86400") != S2A_OK)
     {
         goto done;
+    }
+    /* The key that signs admin sessions: random, made once, kept so that
+     * sessions survive restarts. */
+    if (s2a_db_setting_get(db, "session_secret", buf, sizeof(buf))
+        == S2A_DECLINED) {
+        if (s2a_random_bytes(hash, sizeof(hash)) != S2A_OK) {
+            goto done;
+        }
+        s2a_hex(hash, sizeof(hash), hex);
+        if (s2a_db_setting_set(db, "session_secret", hex) != S2A_OK) {
+            goto done;
+        }
     }
     if (s2a_db_setting_get(db, "admin_password_hash", buf, sizeof(buf))
         == S2A_DECLINED)
@@ -391,6 +411,31 @@ s2a_db_load_settings(s2a_db_t *db, s2a_shm_settings_t *out)
         == S2A_OK) {
         out->error_ban_threshold = atoi(buf);
     }
+    out->session_ttl = 86400;
+    if (s2a_db_setting_get(db, "session_ttl", buf, sizeof(buf)) == S2A_OK) {
+        out->session_ttl = atoi(buf);
+    }
+    if (s2a_db_setting_get(db, "session_epoch", buf, sizeof(buf)) == S2A_OK) {
+        out->session_epoch = (uint32_t) strtoul(buf, NULL, 10);
+    }
+    if (s2a_db_setting_get(db, "session_secret", buf, sizeof(buf)) != S2A_OK
+        || unhex32(buf, out->session_secret) != S2A_OK)
+    {
+        s2a_log(LOG_ERR, 0, "setting session_secret is missing or corrupt");
+        return S2A_ERROR;
+    }
+    if (s2a_db_setting_get(db, "admin_username", out->admin_username,
+                           sizeof(out->admin_username))
+            != S2A_OK
+        || s2a_db_setting_get(db, "admin_password_hash",
+                              out->admin_password_hash,
+                              sizeof(out->admin_password_hash))
+            != S2A_OK)
+    {
+        s2a_log(LOG_ERR, 0, "admin credentials missing from the database");
+        return S2A_ERROR;
+    }
+    out->admin_password_is_default = s2a_db_default_admin_password(db);
     return S2A_OK;
 }
 
@@ -430,4 +475,57 @@ int
 s2a_db_ping(s2a_db_t *db)
 {
     return s2a_db_schema_version(db) > 0 ? S2A_OK : S2A_ERROR;
+}
+
+int
+s2a_db_revoked_add(s2a_db_t *db, const char *nonce, int64_t expires)
+{
+    sqlite3_stmt *st;
+    int rc;
+
+    if (sqlite3_prepare_v2(db->conn,
+                           "INSERT OR REPLACE INTO revoked_sessions"
+                           "(nonce, expires_at) VALUES (?1, ?2)",
+                           -1, &st, NULL)
+        != SQLITE_OK)
+    {
+        return S2A_ERROR;
+    }
+    sqlite3_bind_text(st, 1, nonce, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, expires);
+    rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? S2A_OK : S2A_ERROR;
+}
+
+int
+s2a_db_revoked_load(s2a_db_t *db, int64_t now, s2a_db_revoked_pt cb, void *arg)
+{
+    sqlite3_stmt *st;
+    int rc;
+
+    /* Expired entries are useless: drop them on the way. */
+    if (sqlite3_prepare_v2(
+            db->conn, "DELETE FROM revoked_sessions WHERE expires_at <= ?1", -1,
+            &st, NULL)
+        != SQLITE_OK)
+    {
+        return S2A_ERROR;
+    }
+    sqlite3_bind_int64(st, 1, now);
+    sqlite3_step(st);
+    sqlite3_finalize(st);
+    if (sqlite3_prepare_v2(db->conn,
+                           "SELECT nonce, expires_at FROM revoked_sessions", -1,
+                           &st, NULL)
+        != SQLITE_OK)
+    {
+        return S2A_ERROR;
+    }
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        cb((const char *) sqlite3_column_text(st, 0),
+           sqlite3_column_int64(st, 1), arg);
+    }
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? S2A_OK : S2A_ERROR;
 }

@@ -51,6 +51,15 @@ bool s2a_db_default_admin_password(s2a_db_t *db);
 int s2a_db_usage_add(s2a_db_t *db, const char *day, const char *route,
                      int status, int64_t count);
 
+/* Records a logged-out admin session until `expires`. */
+int s2a_db_revoked_add(s2a_db_t *db, const char *nonce, int64_t expires);
+
+/* Calls `cb` for every unexpired revoked session (expired ones deleted). */
+typedef void (*s2a_db_revoked_pt)(const char *nonce, int64_t expires,
+                                  void *arg);
+int s2a_db_revoked_load(s2a_db_t *db, int64_t now, s2a_db_revoked_pt cb,
+                        void *arg);
+
 /* A trivial read proving the database answers (for /readyz). */
 int s2a_db_ping(s2a_db_t *db);
 

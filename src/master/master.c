@@ -218,11 +218,40 @@ reply_for(json_t *msg)
                      id != NULL ? id : json_null(), "ok", 1);
 }
 
+static bool
+is_hex(const char *s, size_t len)
+{
+    size_t i;
+
+    if (strlen(s) != len) {
+        return false;
+    }
+    for (i = 0; i < len; i++) {
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f'))) {
+            return false;
+        }
+    }
+    return true;
+}
+
+static bool
+is_int_in(const char *value, long lo, long hi)
+{
+    char *end;
+    long v = strtol(value, &end, 10);
+
+    return end != value && *end == '\0' && v >= lo && v <= hi;
+}
+
+/*
+ * The runtime settings a worker may change, with their rules. Secrets
+ * arrive already hashed: the master never sees a password or an API key.
+ */
 static int
 validate_setting(const char *key, const char *value, char *err, size_t errlen)
 {
-    char *end;
-    long v;
+    const char *p;
+    size_t len;
 
     if (strcmp(key, "log_level") == 0) {
         if (value[0] == '\0' || s2a_log_level_parse(value) >= LOG_ERR) {
@@ -245,47 +274,197 @@ validate_setting(const char *key, const char *value, char *err, size_t errlen)
         return S2A_ERROR;
     }
     if (strcmp(key, "error_ban_threshold") == 0) {
-        v = strtol(value, &end, 10);
-        if (end != value && *end == '\0' && v >= 0 && v <= 1000) {
+        if (is_int_in(value, 0, 1000)) {
             return S2A_OK;
         }
         snprintf(err, errlen, "error_ban_threshold must be 0..1000");
+        return S2A_ERROR;
+    }
+    if (strcmp(key, "session_ttl") == 0) {
+        if (is_int_in(value, 300, 30L * 86400)) {
+            return S2A_OK;
+        }
+        snprintf(err, errlen, "session_ttl must be 300..2592000 seconds");
+        return S2A_ERROR;
+    }
+    if (strcmp(key, "api_key_sha256") == 0) {
+        if (is_hex(value, 64)) {
+            return S2A_OK;
+        }
+        snprintf(err, errlen, "api_key_sha256 must be 64 hex digits");
+        return S2A_ERROR;
+    }
+    if (strcmp(key, "admin_username") == 0) {
+        len = strlen(value);
+        for (p = value; *p != '\0'; p++) {
+            if ((unsigned char) *p < 0x20 || *p == 0x7f) {
+                break;
+            }
+        }
+        if (len >= 1 && len <= 63 && *p == '\0') {
+            return S2A_OK;
+        }
+        snprintf(err, errlen,
+                 "admin_username must be 1..63 printable characters");
+        return S2A_ERROR;
+    }
+    if (strcmp(key, "admin_password_hash") == 0) {
+        if (strncmp(value, "pbkdf2-sha256$", 14) == 0
+            && strlen(value) < S2A_PASSWORD_HASH_LEN)
+        {
+            return S2A_OK;
+        }
+        snprintf(err, errlen, "admin_password_hash is not a password hash");
+        return S2A_ERROR;
+    }
+    if (strcmp(key, "admin_password_is_default") == 0) {
+        if (strcmp(value, "0") == 0 || strcmp(value, "1") == 0) {
+            return S2A_OK;
+        }
+        snprintf(err, errlen, "admin_password_is_default must be 0 or 1");
+        return S2A_ERROR;
+    }
+    if (strcmp(key, "session_epoch") == 0) {
+        if (strcmp(value, "bump") == 0) {
+            return S2A_OK;
+        }
+        snprintf(err, errlen, "session_epoch can only be bumped");
         return S2A_ERROR;
     }
     snprintf(err, errlen, "unknown setting \"%s\"", key);
     return S2A_ERROR;
 }
 
-static void
-handle_set_setting(proc_t *proc, json_t *msg)
+static int
+write_setting(const char *key, const char *value)
 {
-    const char *key = json_string_value(json_object_get(msg, "key"));
-    const char *value = json_string_value(json_object_get(msg, "value"));
-    json_t *reply = reply_for(msg);
-    char err[256];
+    char buf[32];
+    unsigned long epoch = 0;
 
-    if (key == NULL || value == NULL) {
-        snprintf(err, sizeof(err), "set_setting needs string key and value");
-        goto failed;
+    if (strcmp(key, "session_epoch") == 0) {
+        /* Every session signed under the old epoch stops being valid. */
+        if (s2a_db_setting_get(M.db, "session_epoch", buf, sizeof(buf))
+            == S2A_OK) {
+            epoch = strtoul(buf, NULL, 10);
+        }
+        snprintf(buf, sizeof(buf), "%lu", epoch + 1);
+        value = buf;
     }
-    if (validate_setting(key, value, err, sizeof(err)) != S2A_OK) {
-        goto failed;
-    }
-    if (db_batch() != S2A_OK || s2a_db_setting_set(M.db, key, value) != S2A_OK)
-    {
-        snprintf(err, sizeof(err), "database write failed");
-        goto failed;
+    if (s2a_db_setting_set(M.db, key, value) != S2A_OK) {
+        return S2A_ERROR;
     }
     M.settings_dirty = true;
-    s2a_log(LOG_NOTICE, 0, "runtime setting %s changed to \"%s\"", key, value);
-    queue_reply(proc, reply);
-    return;
+    /* Secrets and their hashes never reach the log. */
+    if (strstr(key, "hash") != NULL || strstr(key, "sha256") != NULL) {
+        s2a_log(LOG_NOTICE, 0, "runtime setting %s changed", key);
+    } else {
+        s2a_log(LOG_NOTICE, 0, "runtime setting %s changed to \"%s\"", key,
+                value);
+    }
+    return S2A_OK;
+}
 
-failed:
+static void
+fail_reply(proc_t *proc, json_t *reply, const char *err)
+{
     json_object_set_new(reply, "ok", json_false());
     json_object_set_new(reply, "error", json_string(err));
     s2a_chan_send(proc->chan, reply);
     json_decref(reply);
+}
+
+/*
+ * "set_setting" {key, value} or "set_settings" {values: {key: value}}:
+ * all keys are validated first, then written in the current batch, so a
+ * bad key changes nothing.
+ */
+static void
+handle_set_settings(proc_t *proc, json_t *msg)
+{
+    json_t *values = json_object_get(msg, "values"), *v, *single = NULL;
+    json_t *reply = reply_for(msg);
+    const char *key;
+    char err[256];
+
+    if (values == NULL) {
+        key = json_string_value(json_object_get(msg, "key"));
+        v = json_object_get(msg, "value");
+        if (key == NULL || !json_is_string(v)) {
+            fail_reply(proc, reply, "set_setting needs string key and value");
+            return;
+        }
+        single = json_object();
+        json_object_set(single, key, v);
+        values = single;
+    }
+    if (!json_is_object(values) || json_object_size(values) == 0) {
+        json_decref(single);
+        fail_reply(proc, reply, "set_settings needs an object of values");
+        return;
+    }
+    json_object_foreach(values, key, v)
+    {
+        if (!json_is_string(v)) {
+            snprintf(err, sizeof(err), "%s must be a string", key);
+            goto failed;
+        }
+        if (validate_setting(key, json_string_value(v), err, sizeof(err))
+            != S2A_OK) {
+            goto failed;
+        }
+    }
+    if (db_batch() != S2A_OK) {
+        snprintf(err, sizeof(err), "database unavailable");
+        goto failed;
+    }
+    json_object_foreach(values, key, v)
+    {
+        if (write_setting(key, json_string_value(v)) != S2A_OK) {
+            snprintf(err, sizeof(err), "database write failed");
+            goto failed;
+        }
+    }
+    json_decref(single);
+    queue_reply(proc, reply);
+    return;
+
+failed:
+    json_decref(single);
+    fail_reply(proc, reply, err);
+}
+
+static void
+revoked_to_shm(const char *nonce, int64_t expires, void *arg)
+{
+    S2A_UNUSED(arg);
+    if (s2a_shm_revoked_add_locked(M.shm, nonce, expires, s2a_now()) != S2A_OK)
+    {
+        /* Cannot remember every logout: end every session instead. */
+        write_setting("session_epoch", "bump");
+    }
+}
+
+static void
+handle_revoke_session(proc_t *proc, json_t *msg)
+{
+    const char *nonce = json_string_value(json_object_get(msg, "nonce"));
+    json_int_t expires = json_integer_value(json_object_get(msg, "expires"));
+    json_t *reply = reply_for(msg);
+
+    if (nonce == NULL || !is_hex(nonce, 32) || expires <= 0) {
+        fail_reply(proc, reply, "revoke_session needs nonce and expires");
+        return;
+    }
+    if (db_batch() != S2A_OK
+        || s2a_db_revoked_add(M.db, nonce, expires) != S2A_OK) {
+        fail_reply(proc, reply, "database write failed");
+        return;
+    }
+    if (s2a_shm_lock(M.shm) == S2A_OK) {
+        revoked_to_shm(nonce, expires, NULL);
+        s2a_shm_unlock(M.shm);
+    }
+    queue_reply(proc, reply);
 }
 
 static void
@@ -369,8 +548,11 @@ on_worker_msg(s2a_chan_t *chan, json_t *msg, void *arg)
         handle_ready(proc);
     } else if (strcmp(op, "usage") == 0) {
         handle_usage(msg);
-    } else if (strcmp(op, "set_setting") == 0) {
-        handle_set_setting(proc, msg);
+    } else if (strcmp(op, "set_setting") == 0
+               || strcmp(op, "set_settings") == 0) {
+        handle_set_settings(proc, msg);
+    } else if (strcmp(op, "revoke_session") == 0) {
+        handle_revoke_session(proc, msg);
     } else if (strcmp(op, "ping") == 0) {
         reply = reply_for(msg);
         if (s2a_db_ping(M.db) != S2A_OK) {
@@ -1376,6 +1558,10 @@ s2a_master_run(s2a_conf_t *conf, const s2a_master_opts_t *opts)
     M.shm->master_pid = getpid();
     if (publish_settings() != S2A_OK) {
         goto done;
+    }
+    if (s2a_shm_lock(M.shm) == S2A_OK) {
+        s2a_db_revoked_load(M.db, s2a_now(), revoked_to_shm, NULL);
+        s2a_shm_unlock(M.shm);
     }
     for (i = 0; i < S2A_NELEMS(sigs); i++) {
         if (add_signal(sigs[i]) != S2A_OK) {

@@ -935,6 +935,7 @@ dispatch(conn_t *c)
      * client that goes away is still noticed through EOF. */
     set_read_timeout(c, false);
     req->conn = c;
+    req->peer = c->peer;
     req->start_us = req->start_us != 0 ? req->start_us : now_us();
     req->route = "other";
     http->seq++;
@@ -1280,6 +1281,54 @@ s2a_http_reply_error(s2a_req_t *req, int status, const char *type,
     }
     s2a_http_reply_json(req, status, body);
     json_decref(body);
+}
+
+void
+s2a_http_reply_detail(s2a_req_t *req, int status, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    json_t *body;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    body = json_pack("{s:s}", "detail", msg);
+    s2a_http_reply_json(req, status, body);
+    json_decref(body);
+}
+
+json_t *
+s2a_req_json_object(s2a_req_t *req, bool detail_errors)
+{
+    const unsigned char *body;
+    json_error_t jerr;
+    json_t *obj;
+    size_t len;
+
+    body = s2a_req_body(req, &len);
+    obj = len > 0
+        ? json_loadb((const char *) body, len, JSON_REJECT_DUPLICATES, &jerr)
+        : NULL;
+    if (obj != NULL && json_is_object(obj)) {
+        return obj;
+    }
+    json_decref(obj);
+    if (len == 0) {
+        snprintf(jerr.text, sizeof(jerr.text), "the body is empty");
+    } else if (obj != NULL) {
+        snprintf(jerr.text, sizeof(jerr.text), "the body is not an object");
+    }
+    if (detail_errors) {
+        s2a_http_reply_detail(req, 400, "Invalid JSON body: %s", jerr.text);
+    } else {
+        s2a_http_reply_error(req, 400, "invalid_request_error", "invalid_json",
+                             NULL,
+                             "We could not parse the JSON body of your "
+                             "request: %s",
+                             jerr.text);
+    }
+    return NULL;
 }
 
 /* An error the server itself detected while reading a request. */

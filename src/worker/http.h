@@ -50,6 +50,7 @@ struct s2a_req_s {
     s2a_req_gone_pt on_gone;
     void *gone_arg;
     int version_minor; /* HTTP/1.x */
+    const char *peer;  /* client address as text */
     /* private to http.c */
     void *conn;
     int64_t start_us;
@@ -131,5 +132,16 @@ void s2a_http_reply_json(s2a_req_t *req, int status, const json_t *body);
 void s2a_http_reply_error(s2a_req_t *req, int status, const char *type,
                           const char *code, const char *param, const char *fmt,
                           ...) __attribute__((format(printf, 6, 7)));
+
+/* Admin-API error: {"detail": "..."} (the shape of the reference). */
+void s2a_http_reply_detail(s2a_req_t *req, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/*
+ * Parses the body as a JSON object. Returns a new reference, or NULL
+ * after answering 400 (as `detail` when `detail_errors`, else in the
+ * OpenAI envelope).
+ */
+json_t *s2a_req_json_object(s2a_req_t *req, bool detail_errors);
 
 #endif /* S2A_HTTP_H */

@@ -7,6 +7,7 @@
 #include "common/crypto.h"
 #include "common/log.h"
 #include "common/models.h"
+#include "worker/admin.h"
 #include "worker/context.h"
 #include "worker/static.h"
 #include "worker/testhooks.h"
@@ -284,6 +285,9 @@ s2a_routes_dispatch(s2a_req_t *req, void *arg)
     if (s2a_worker.test_hooks && strncmp(req->path, "/__test/", 8) == 0) {
         req->route = "test";
         s2a_testhooks_dispatch(req);
+        return;
+    }
+    if (strncmp(req->path, "/api/", 5) == 0 && s2a_admin_dispatch(req)) {
         return;
     }
     for (i = 0; i < S2A_NELEMS(routes); i++) {

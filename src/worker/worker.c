@@ -10,6 +10,8 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "worker/context.h"
+#include "worker/kdf.h"
+#include "worker/upstream.h"
 #include "worker/routes.h"
 #include "worker/static.h"
 #include "worker/testhooks.h"
@@ -317,6 +319,12 @@ s2a_worker_main(const s2a_worker_args_t *args)
         return 1;
     }
     s2a_static_init(w->conf->admin_ui_dir);
+    if (s2a_kdf_init(w->base) != S2A_OK
+        || s2a_upstream_init(w->base, (long) w->conf->upstream_timeout * 1000)
+            != S2A_OK)
+    {
+        return 1;
+    }
     w->http =
         s2a_http_create(w->base, w->conf, args->listen_fds, args->n_listen,
                         args->slot, s2a_routes_dispatch, NULL);
@@ -347,6 +355,8 @@ s2a_worker_main(const s2a_worker_args_t *args)
     finish_calls(NULL, 0);
     s2a_http_destroy(w->http);
     s2a_testhooks_cleanup();
+    s2a_upstream_cleanup();
+    s2a_kdf_cleanup();
     s2a_routes_cleanup();
     s2a_static_cleanup();
     s2a_usage_cleanup();

@@ -73,8 +73,8 @@ test('unknown routes answer 404 JSON, wrong methods 405 JSON with Allow', async 
   assert.equal(a.json.error.code, 'unknown_url');
   assert.equal(a.json.error.type, 'invalid_request_error');
   const b = await request(d.base, 'GET', '/api/nope');
-  assert.equal(b.status, 404);
-  assert.equal(b.json.error.code, 'unknown_url');
+  assert.equal(b.status, 401);
+  assert.deepEqual(b.json, { detail: 'Missing authorization header' });
   const c = await request(d.base, 'DELETE', '/v1/models', { headers: AUTH });
   assert.equal(c.status, 405);
   assert.equal(c.headers.allow, 'GET, HEAD');

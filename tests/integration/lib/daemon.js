@@ -109,10 +109,11 @@ class Daemon {
   }
 
   async start() {
-    this.port = this.opts.port || (await freePort());
+    this.port = this.opts.port || this.port || (await freePort());
     fs.mkdirSync(path.join(this.dir, 'ui'), { recursive: true });
     this.writeConf();
     const env = Object.assign({}, process.env, { SORA2API_TEST_HOOKS: '1' }, this.opts.env || {});
+    const logStart = this.log().length;   // a restart appends to the same log
     this.proc = spawn(BIN, ['-f', '-c', this.confFile], { env, stdio: ['ignore', 'pipe', 'pipe'] });
     this.output = '';
     this.proc.stdout.on('data', (d) => { this.output += d; });
@@ -121,7 +122,7 @@ class Daemon {
       this.proc.on('exit', (code, signal) => resolve({ code, signal }));
     });
     this.pid = this.proc.pid;
-    await waitFor(() => this.log().includes('ready:'), { what: `daemon ready\n${this.output}` });
+    await waitFor(() => this.log().slice(logStart).includes('ready:'), { what: `daemon ready\n${this.output}` });
     this.base = `http://127.0.0.1:${this.port}`;
     return this;
   }

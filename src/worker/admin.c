@@ -1,0 +1,671 @@
+/*
+ * admin.c: admin sessions and settings.
+ *
+ * Passwords are checked and hashed on the KDF thread (kdf.c); sessions
+ * are HMAC-signed tokens (session.c) checked against the settings
+ * snapshot; every change goes to the master, which writes SQLite and
+ * republishes the snapshot to all workers.
+ */
+#include "worker/admin.h"
+#include "common/crypto.h"
+#include "common/log.h"
+#include "common/session.h"
+#include "common/util.h"
+#include "worker/context.h"
+#include "worker/kdf.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define PASSWORD_MIN 8
+#define FIELD_MAX    256
+
+/* One pending admin operation: a request waiting on the KDF thread and/or
+ * the master. */
+typedef struct op_s {
+    s2a_req_t *req;
+    uint64_t kdf_job;
+    uint64_t call;
+    int kind;
+    bool user_ok;
+    uint8_t throttle_key[16];
+    char *new_password;
+    char *username;
+} op_t;
+
+enum {
+    OP_LOGIN = 0,
+    OP_PASSWORD
+};
+
+static void
+op_free(op_t *op)
+{
+    if (op->new_password != NULL) {
+        explicit_bzero(op->new_password, strlen(op->new_password));
+        free(op->new_password);
+    }
+    free(op->username);
+    free(op);
+}
+
+static void
+op_gone(s2a_req_t *req, void *arg)
+{
+    op_t *op = arg;
+
+    S2A_UNUSED(req);
+    if (op->kdf_job != 0) {
+        s2a_kdf_cancel(op->kdf_job);
+    }
+    if (op->call != 0) {
+        s2a_worker_call_cancel(op->call);
+    }
+    op_free(op);
+}
+
+static op_t *
+op_new(s2a_req_t *req, int kind)
+{
+    op_t *op = calloc(1, sizeof(*op));
+
+    if (op == NULL) {
+        s2a_http_reply_detail(req, 503, "Out of memory");
+        return NULL;
+    }
+    op->req = req;
+    op->kind = kind;
+    req->on_gone = op_gone;
+    req->gone_arg = op;
+    return op;
+}
+
+/* The request is answered by the caller right after this. */
+static void
+op_finish(op_t *op)
+{
+    op->req->on_gone = NULL;
+    op_free(op);
+}
+
+static void
+throttle_key(s2a_req_t *req, uint8_t key[16])
+{
+    uint8_t h[S2A_SHA256_LEN];
+    const char *peer = req->peer != NULL ? req->peer : "-";
+
+    s2a_sha256(peer, strlen(peer), h);
+    memcpy(key, h, 16);
+}
+
+static int64_t
+throttle(const uint8_t key[16], bool fail)
+{
+    int64_t wait = 0;
+
+    if (s2a_shm_lock(s2a_worker.shm) != S2A_OK) {
+        return 0;
+    }
+    if (fail) {
+        wait = s2a_shm_throttle_fail_locked(s2a_worker.shm, key, s2a_now());
+    } else {
+        wait = s2a_shm_throttle_check_locked(s2a_worker.shm, key, s2a_now());
+    }
+    s2a_shm_unlock(s2a_worker.shm);
+    return wait;
+}
+
+static void
+reply_throttled(s2a_req_t *req, int64_t wait)
+{
+    char buf[24];
+
+    snprintf(buf, sizeof(buf), "%lld", (long long) wait);
+    s2a_http_add_header(req, "Retry-After", buf);
+    s2a_http_reply_detail(req, 429,
+                          "Too many failed logins; try again in %lld "
+                          "seconds",
+                          (long long) wait);
+}
+
+/* A string field of at most FIELD_MAX bytes, or NULL. */
+static const char *
+field(json_t *obj, const char *name)
+{
+    const char *v = json_string_value(json_object_get(obj, name));
+
+    return v != NULL && strlen(v) <= FIELD_MAX ? v : NULL;
+}
+
+bool
+s2a_admin_check(s2a_req_t *req)
+{
+    const char *h = s2a_req_header(req, "Authorization");
+    char nonce[S2A_SESSION_NONCE];
+    int64_t expires, now = s2a_now();
+    bool revoked = false;
+    int rc;
+
+    if (h == NULL || h[0] == '\0') {
+        s2a_http_reply_detail(req, 401, "Missing authorization header");
+        return false;
+    }
+    if (strncasecmp(h, "Bearer ", 7) == 0) {
+        h += 7;
+    }
+    s2a_worker_refresh_settings();
+    rc = s2a_session_verify(s2a_worker.settings.session_secret, h,
+                            s2a_worker.settings.session_epoch, now, nonce,
+                            &expires);
+    if (rc == S2A_OK && s2a_shm_lock(s2a_worker.shm) == S2A_OK) {
+        revoked = s2a_shm_revoked_has_locked(s2a_worker.shm, nonce, now);
+        s2a_shm_unlock(s2a_worker.shm);
+    }
+    if (rc != S2A_OK || revoked) {
+        s2a_http_reply_detail(req, 401, "Invalid or expired token");
+        return false;
+    }
+    return true;
+}
+
+/* ---------------------------------------------------------------------
+ * Login and logout
+ */
+
+static void
+login_checked(bool ok, const char *hash, void *arg)
+{
+    op_t *op = arg;
+    s2a_req_t *req = op->req;
+    char token[S2A_SESSION_MAX];
+    int64_t expires;
+    json_t *body;
+
+    S2A_UNUSED(hash);
+    op->kdf_job = 0;
+    if (!ok || !op->user_ok) {
+        int64_t wait = throttle(op->throttle_key, true);
+        op_finish(op);
+        s2a_log(LOG_WARNING, 0, "admin login failed from %s%s", req->peer,
+                wait > 0 ? "; address locked" : "");
+        body =
+            json_pack("{s:b, s:n, s:s, s:s}", "success", 0, "token", "message",
+                      "Invalid credentials", "detail", "Invalid credentials");
+        s2a_http_reply_json(req, 401, body);
+        json_decref(body);
+        return;
+    }
+    if (s2a_shm_lock(s2a_worker.shm) == S2A_OK) {
+        s2a_shm_throttle_reset_locked(s2a_worker.shm, op->throttle_key);
+        s2a_shm_unlock(s2a_worker.shm);
+    }
+    op_finish(op);
+    s2a_worker_refresh_settings();
+    expires = s2a_now() + s2a_worker.settings.session_ttl;
+    if (s2a_session_issue(s2a_worker.settings.session_secret, expires,
+                          s2a_worker.settings.session_epoch, token,
+                          sizeof(token))
+        != S2A_OK)
+    {
+        s2a_http_reply_detail(req, 500, "Cannot issue a session");
+        return;
+    }
+    body = json_pack("{s:b, s:s, s:I, s:s, s:b}", "success", 1, "token", token,
+                     "expires_at", (json_int_t) expires, "message",
+                     "Login successful", "default_password",
+                     s2a_worker.settings.admin_password_is_default);
+    s2a_http_reply_json(req, 200, body);
+    json_decref(body);
+}
+
+static void
+handle_login(s2a_req_t *req)
+{
+    uint8_t a[S2A_SHA256_LEN], b[S2A_SHA256_LEN];
+    const char *user, *pass;
+    json_t *in;
+    int64_t wait;
+    op_t *op;
+
+    in = s2a_req_json_object(req, true);
+    if (in == NULL) {
+        return;
+    }
+    user = field(in, "username");
+    pass = field(in, "password");
+    if (user == NULL || pass == NULL) {
+        json_decref(in);
+        s2a_http_reply_detail(req, 400,
+                              "username and password are required "
+                              "strings of at most 256 bytes");
+        return;
+    }
+    op = op_new(req, OP_LOGIN);
+    if (op == NULL) {
+        json_decref(in);
+        return;
+    }
+    throttle_key(req, op->throttle_key);
+    wait = throttle(op->throttle_key, false);
+    if (wait > 0) {
+        op_finish(op);
+        json_decref(in);
+        reply_throttled(req, wait);
+        return;
+    }
+    s2a_worker_refresh_settings();
+    s2a_sha256(user, strlen(user), a);
+    s2a_sha256(s2a_worker.settings.admin_username,
+               strlen(s2a_worker.settings.admin_username), b);
+    op->user_ok = s2a_ct_equal(a, b, sizeof(a));
+    /* The password is checked even for a wrong user name, so the answer
+     * takes as long either way. */
+    op->kdf_job = s2a_kdf_verify(pass, s2a_worker.settings.admin_password_hash,
+                                 login_checked, op);
+    json_decref(in);
+    if (op->kdf_job == 0) {
+        op_finish(op);
+        s2a_http_reply_detail(req, 503, "Too many logins at once; retry");
+    }
+}
+
+static void
+logout_done(json_t *reply, void *arg)
+{
+    op_t *op = arg;
+    s2a_req_t *req = op->req;
+    bool ok = reply != NULL && json_is_true(json_object_get(reply, "ok"));
+
+    op->call = 0;
+    op_finish(op);
+    if (!ok) {
+        s2a_http_reply_detail(req, 503, "Logout could not be recorded");
+        return;
+    }
+    S2A_HTTP_REPLY_LIT(req, 200, "application/json",
+                       "{\"success\":true,\"message\":\"Logged out "
+                       "successfully\"}");
+}
+
+static void
+handle_logout(s2a_req_t *req)
+{
+    const char *h = s2a_req_header(req, "Authorization");
+    char nonce[S2A_SESSION_NONCE];
+    int64_t expires;
+    json_t *msg;
+    op_t *op;
+
+    if (strncasecmp(h, "Bearer ", 7) == 0) {
+        h += 7;
+    }
+    if (s2a_session_verify(s2a_worker.settings.session_secret, h,
+                           s2a_worker.settings.session_epoch, s2a_now(), nonce,
+                           &expires)
+        != S2A_OK)
+    {
+        s2a_http_reply_detail(req, 401, "Invalid or expired token");
+        return;
+    }
+    op = op_new(req, OP_LOGIN);
+    if (op == NULL) {
+        return;
+    }
+    msg = json_pack("{s:s, s:s, s:I}", "op", "revoke_session", "nonce", nonce,
+                    "expires", (json_int_t) expires);
+    op->call = s2a_worker_call_master(msg, logout_done, op);
+    json_decref(msg);
+    if (op->call == 0) {
+        op_finish(op);
+        s2a_http_reply_detail(req, 503, "Master unavailable");
+    }
+}
+
+static void
+handle_session(s2a_req_t *req)
+{
+    json_t *body;
+
+    s2a_worker_refresh_settings();
+    body = json_pack("{s:b, s:s, s:b}", "success", 1, "username",
+                     s2a_worker.settings.admin_username, "default_password",
+                     s2a_worker.settings.admin_password_is_default);
+    s2a_http_reply_json(req, 200, body);
+    json_decref(body);
+}
+
+/* ---------------------------------------------------------------------
+ * Settings through the master
+ */
+
+typedef struct settings_op_s {
+    s2a_req_t *req;
+    uint64_t call;
+    const char *message;
+} settings_op_t;
+
+static void
+settings_gone(s2a_req_t *req, void *arg)
+{
+    settings_op_t *so = arg;
+
+    S2A_UNUSED(req);
+    s2a_worker_call_cancel(so->call);
+    free(so);
+}
+
+static void
+settings_done(json_t *reply, void *arg)
+{
+    settings_op_t *so = arg;
+    s2a_req_t *req = so->req;
+    const char *err;
+    json_t *body;
+
+    req->on_gone = NULL;
+    if (reply == NULL) {
+        free(so);
+        s2a_http_reply_detail(req, 503, "Master unavailable");
+        return;
+    }
+    if (!json_is_true(json_object_get(reply, "ok"))) {
+        err = json_string_value(json_object_get(reply, "error"));
+        s2a_http_reply_detail(req, 400, "%s", err != NULL ? err : "rejected");
+        free(so);
+        return;
+    }
+    body = json_pack("{s:b, s:s}", "success", 1, "message", so->message);
+    free(so);
+    s2a_http_reply_json(req, 200, body);
+    json_decref(body);
+}
+
+/* Sends `values` (taken over) to the master; answers `message` when done. */
+static void
+apply_settings(s2a_req_t *req, json_t *values, const char *message)
+{
+    settings_op_t *so = calloc(1, sizeof(*so));
+    json_t *msg;
+
+    if (so == NULL) {
+        json_decref(values);
+        s2a_http_reply_detail(req, 503, "Out of memory");
+        return;
+    }
+    so->req = req;
+    so->message = message;
+    msg = json_pack("{s:s, s:o}", "op", "set_settings", "values", values);
+    so->call = s2a_worker_call_master(msg, settings_done, so);
+    json_decref(msg);
+    if (so->call == 0) {
+        free(so);
+        s2a_http_reply_detail(req, 503, "Master unavailable");
+        return;
+    }
+    req->on_gone = settings_gone;
+    req->gone_arg = so;
+}
+
+static void
+password_hashed(bool ok, const char *hash, void *arg)
+{
+    op_t *op = arg;
+    s2a_req_t *req = op->req;
+    json_t *values;
+
+    op->kdf_job = 0;
+    if (!ok || hash == NULL) {
+        op_finish(op);
+        s2a_http_reply_detail(req, 500, "Cannot hash the new password");
+        return;
+    }
+    values =
+        json_pack("{s:s, s:s, s:s}", "admin_password_hash", hash,
+                  "admin_password_is_default", "0", "session_epoch", "bump");
+    if (op->username != NULL) {
+        json_object_set_new(values, "admin_username",
+                            json_string(op->username));
+    }
+    op_finish(op);
+    s2a_log(LOG_NOTICE, 0, "admin password changed; every session ends");
+    apply_settings(req, values,
+                   "Password updated successfully. Please login again.");
+}
+
+static void
+old_password_checked(bool ok, const char *hash, void *arg)
+{
+    op_t *op = arg;
+    s2a_req_t *req = op->req;
+
+    S2A_UNUSED(hash);
+    op->kdf_job = 0;
+    if (!ok) {
+        throttle(op->throttle_key, true);
+        op_finish(op);
+        s2a_http_reply_detail(req, 400, "Old password is incorrect");
+        return;
+    }
+    op->kdf_job = s2a_kdf_hash(op->new_password, password_hashed, op);
+    if (op->kdf_job == 0) {
+        op_finish(op);
+        s2a_http_reply_detail(req, 503, "Busy; retry");
+    }
+}
+
+static void
+handle_password(s2a_req_t *req)
+{
+    const char *old_pw, *new_pw, *user;
+    json_t *in;
+    int64_t wait;
+    op_t *op;
+
+    in = s2a_req_json_object(req, true);
+    if (in == NULL) {
+        return;
+    }
+    old_pw = field(in, "old_password");
+    new_pw = field(in, "new_password");
+    user = field(in, "username");
+    if (old_pw == NULL || new_pw == NULL) {
+        json_decref(in);
+        s2a_http_reply_detail(req, 400,
+                              "old_password and new_password are "
+                              "required strings of at most 256 bytes");
+        return;
+    }
+    if (strlen(new_pw) < PASSWORD_MIN) {
+        json_decref(in);
+        s2a_http_reply_detail(req, 400,
+                              "The new password needs at least %d "
+                              "characters",
+                              PASSWORD_MIN);
+        return;
+    }
+    if (user != NULL && (user[0] == '\0' || strlen(user) > 63)) {
+        json_decref(in);
+        s2a_http_reply_detail(req, 400, "username must be 1..63 characters");
+        return;
+    }
+    op = op_new(req, OP_PASSWORD);
+    if (op == NULL) {
+        json_decref(in);
+        return;
+    }
+    throttle_key(req, op->throttle_key);
+    wait = throttle(op->throttle_key, false);
+    if (wait > 0) {
+        op_finish(op);
+        json_decref(in);
+        reply_throttled(req, wait);
+        return;
+    }
+    op->new_password = strdup(new_pw);
+    op->username = user != NULL ? strdup(user) : NULL;
+    s2a_worker_refresh_settings();
+    op->kdf_job =
+        s2a_kdf_verify(old_pw, s2a_worker.settings.admin_password_hash,
+                       old_password_checked, op);
+    json_decref(in);
+    if (op->new_password == NULL || op->kdf_job == 0) {
+        op_finish(op);
+        s2a_http_reply_detail(req, 503, "Busy; retry");
+    }
+}
+
+static void
+handle_apikey(s2a_req_t *req)
+{
+    uint8_t hash[S2A_SHA256_LEN];
+    char hex[2 * S2A_SHA256_LEN + 1];
+    const char *key, *p;
+    json_t *in;
+
+    in = s2a_req_json_object(req, true);
+    if (in == NULL) {
+        return;
+    }
+    key = field(in, "new_api_key");
+    for (p = key; p != NULL && *p != '\0'; p++) {
+        if ((unsigned char) *p <= 0x20 || *p == 0x7f) {
+            break;
+        }
+    }
+    if (key == NULL || strlen(key) < 8 || *p != '\0') {
+        json_decref(in);
+        s2a_http_reply_detail(req, 400,
+                              "new_api_key must be 8..256 printable "
+                              "characters without spaces");
+        return;
+    }
+    /* Only the hash is stored: the key cannot be shown again. */
+    s2a_sha256(key, strlen(key), hash);
+    s2a_hex(hash, sizeof(hash), hex);
+    json_decref(in);
+    apply_settings(req, json_pack("{s:s}", "api_key_sha256", hex),
+                   "API key updated");
+}
+
+static void
+handle_config_get(s2a_req_t *req)
+{
+    s2a_shm_settings_t *s = &s2a_worker.settings;
+    static const char *const policies[] = { "least_busy", "round_robin",
+                                            "random" };
+    json_t *body;
+
+    s2a_worker_refresh_settings();
+    body = json_pack(
+        "{s:i, s:s, s:s, s:b, s:s, s:i, s:b, s:b}", "error_ban_threshold",
+        s->error_ban_threshold, "admin_username", s->admin_username,
+        "log_level", s->log_level >= 0 ? s2a_log_level_name(s->log_level) : "",
+        "debug_enabled", s->log_level == LOG_DEBUG, "selection_policy",
+        s->policy >= 0 && s->policy < 3 ? policies[s->policy] : "least_busy",
+        "session_ttl", s->session_ttl, "api_key_set", 1, "default_password",
+        s->admin_password_is_default);
+    s2a_http_reply_json(req, 200, body);
+    json_decref(body);
+}
+
+static void
+handle_config_post(s2a_req_t *req)
+{
+    json_t *in, *values, *v;
+    const char *key;
+    char buf[32];
+
+    in = s2a_req_json_object(req, true);
+    if (in == NULL) {
+        return;
+    }
+    values = json_object();
+    json_object_foreach(in, key, v)
+    {
+        if (strcmp(key, "error_ban_threshold") == 0
+            || strcmp(key, "session_ttl") == 0) {
+            if (!json_is_integer(v)) {
+                s2a_http_reply_detail(req, 400, "%s must be an integer", key);
+                goto done;
+            }
+            snprintf(buf, sizeof(buf), "%lld",
+                     (long long) json_integer_value(v));
+            json_object_set_new(values, key, json_string(buf));
+        } else if (strcmp(key, "log_level") == 0
+                   || strcmp(key, "selection_policy") == 0)
+        {
+            if (!json_is_string(v)) {
+                s2a_http_reply_detail(req, 400, "%s must be a string", key);
+                goto done;
+            }
+            json_object_set(values, key, v);
+        } else if (strcmp(key, "debug_enabled") == 0) {
+            if (!json_is_boolean(v)) {
+                s2a_http_reply_detail(req, 400, "%s must be a boolean", key);
+                goto done;
+            }
+            json_object_set_new(values, "log_level",
+                                json_string(json_is_true(v) ? "debug" : ""));
+        } else {
+            s2a_http_reply_detail(req, 400, "Unknown setting \"%.64s\"", key);
+            goto done;
+        }
+    }
+    if (json_object_size(values) == 0) {
+        s2a_http_reply_detail(req, 400, "No setting given");
+        goto done;
+    }
+    json_decref(in);
+    apply_settings(req, values, "Configuration updated");
+    return;
+
+done:
+    json_decref(values);
+    json_decref(in);
+}
+
+bool
+s2a_admin_dispatch(s2a_req_t *req)
+{
+    const char *p = req->path;
+    bool get = req->method == S2A_M_GET || req->method == S2A_M_HEAD;
+    bool post = req->method == S2A_M_POST;
+
+    if (strcmp(p, "/api/login") == 0) {
+        req->route = "admin";
+        if (!post) {
+            s2a_http_add_header(req, "Allow", "POST");
+            s2a_http_reply_detail(req, 405, "Method not allowed");
+            return true;
+        }
+        handle_login(req);
+        return true;
+    }
+    req->route = "admin";
+    if (!s2a_admin_check(req)) {
+        return true;
+    }
+    if (strcmp(p, "/api/logout") == 0 && post) {
+        handle_logout(req);
+    } else if (strcmp(p, "/api/session") == 0 && get) {
+        handle_session(req);
+    } else if (strcmp(p, "/api/admin/password") == 0 && post) {
+        handle_password(req);
+    } else if (strcmp(p, "/api/admin/apikey") == 0 && post) {
+        handle_apikey(req);
+    } else if (strcmp(p, "/api/admin/config") == 0 && get) {
+        handle_config_get(req);
+    } else if (strcmp(p, "/api/admin/config") == 0 && post) {
+        handle_config_post(req);
+    } else if (strcmp(p, "/api/logout") == 0 || strcmp(p, "/api/session") == 0
+               || strcmp(p, "/api/admin/password") == 0
+               || strcmp(p, "/api/admin/apikey") == 0
+               || strcmp(p, "/api/admin/config") == 0)
+    {
+        s2a_http_reply_detail(req, 405, "Method not allowed");
+    } else {
+        s2a_http_reply_detail(req, 404, "Not found");
+    }
+    return true;
+}

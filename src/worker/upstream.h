@@ -1,0 +1,62 @@
+/*
+ * upstream.h: the worker's HTTP client for every upstream call (Sora
+ * backend, auth endpoints, media). One libcurl multi handle per worker,
+ * driven by the worker's event base; nothing here blocks.
+ */
+#ifndef S2A_UPSTREAM_H
+#define S2A_UPSTREAM_H
+
+#include "common/core.h"
+
+#include <event2/event.h>
+
+#define S2A_UPSTREAM_MAX_HEADERS 16
+
+typedef struct s2a_upstream_resp_s {
+    long status;       /* HTTP status, 0 when no answer came */
+    int curl_code;     /* CURLE_OK or the transport error */
+    const char *error; /* transport error text, or "" */
+    char *body;        /* NUL-terminated; owned by the client */
+    size_t body_len;
+    const char *content_type; /* may be NULL */
+    bool truncated;           /* body exceeded the size limit */
+} s2a_upstream_resp_t;
+
+/* Called once per request, from the event loop, unless cancelled. */
+typedef void (*s2a_upstream_done_pt)(const s2a_upstream_resp_t *resp,
+                                     void *arg);
+
+typedef struct s2a_upstream_req_s {
+    const char *method; /* "GET", "POST", "DELETE", ... */
+    const char *url;
+    const char *bearer; /* Authorization: Bearer <bearer>, or NULL */
+    const char *body;   /* request body or NULL */
+    size_t body_len;
+    const char *content_type;                      /* of the body */
+    const char *headers[S2A_UPSTREAM_MAX_HEADERS]; /* "Name: value" */
+    const char *proxy;                             /* proxy URL or NULL */
+    long timeout_ms;     /* whole call; 0: the [upstream] timeout */
+    size_t max_response; /* 0: 8 MiB */
+} s2a_upstream_req_t;
+
+/* Creates the multi handle on `base`. Returns S2A_OK or S2A_ERROR. */
+int s2a_upstream_init(struct event_base *base, long default_timeout_ms);
+
+/* Cancels everything in flight (no callbacks) and frees the handle. */
+void s2a_upstream_cleanup(void);
+
+/*
+ * Starts `req` (copied; the caller's strings may go away). Returns a call
+ * id for s2a_upstream_cancel, or 0 when it could not start (then `done` is
+ * not called).
+ */
+uint64_t s2a_upstream_start(const s2a_upstream_req_t *req,
+                            s2a_upstream_done_pt done, void *arg);
+
+/* Stops call `id`; its callback will not run. Unknown ids are ignored. */
+void s2a_upstream_cancel(uint64_t id);
+
+/* Calls in flight (tests and /readyz). */
+int s2a_upstream_inflight(void);
+
+#endif /* S2A_UPSTREAM_H */
