@@ -7,6 +7,10 @@
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 
+#include <errno.h>
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -135,4 +139,148 @@ s2a_password_verify(const char *password, const char *stored)
     ok = s2a_ct_equal(got, want, sizeof(got));
     OPENSSL_cleanse(got, sizeof(got));
     return ok;
+}
+
+#define GCM_NONCE 12
+#define GCM_TAG   16
+
+char *
+s2a_seal(const uint8_t key[32], const char *plaintext)
+{
+    EVP_CIPHER_CTX *ctx = NULL;
+    unsigned char *buf = NULL;
+    char *out = NULL;
+    size_t plen, blen;
+    int n, fin;
+
+    if (plaintext == NULL) {
+        return NULL;
+    }
+    plen = strlen(plaintext);
+    blen = GCM_NONCE + plen + GCM_TAG;
+    buf = malloc(blen);
+    out = malloc(3 + 4 * ((blen + 2) / 3) + 1);
+    ctx = EVP_CIPHER_CTX_new();
+    if (buf == NULL || out == NULL || ctx == NULL
+        || s2a_random_bytes(buf, GCM_NONCE) != S2A_OK
+        || EVP_EncryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, key, buf) != 1
+        || EVP_EncryptUpdate(ctx, buf + GCM_NONCE, &n,
+                             (const unsigned char *) plaintext, (int) plen)
+            != 1
+        || EVP_EncryptFinal_ex(ctx, buf + GCM_NONCE + n, &fin) != 1
+        || EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, GCM_TAG,
+                               buf + GCM_NONCE + plen)
+            != 1)
+    {
+        free(out);
+        out = NULL;
+        goto done;
+    }
+    memcpy(out, "v1:", 3);
+    EVP_EncodeBlock((unsigned char *) out + 3, buf, (int) blen);
+done:
+    EVP_CIPHER_CTX_free(ctx);
+    if (buf != NULL) {
+        OPENSSL_cleanse(buf, blen);
+        free(buf);
+    }
+    return out;
+}
+
+char *
+s2a_open(const uint8_t key[32], const char *sealed)
+{
+    EVP_CIPHER_CTX *ctx = NULL;
+    unsigned char *buf = NULL;
+    char *out = NULL;
+    size_t slen, blen, clen;
+    int n, fin, dec;
+
+    if (sealed == NULL || strncmp(sealed, "v1:", 3) != 0) {
+        return NULL;
+    }
+    slen = strlen(sealed + 3);
+    if (slen % 4 != 0 || slen < 4) {
+        return NULL;
+    }
+    buf = malloc(slen / 4 * 3 + 1);
+    if (buf == NULL) {
+        return NULL;
+    }
+    dec = EVP_DecodeBlock(buf, (const unsigned char *) sealed + 3, (int) slen);
+    if (dec < 0) {
+        goto done;
+    }
+    blen = (size_t) dec;
+    if (sealed[3 + slen - 1] == '=') {
+        blen--;
+    }
+    if (sealed[3 + slen - 2] == '=') {
+        blen--;
+    }
+    if (blen < GCM_NONCE + GCM_TAG) {
+        goto done;
+    }
+    clen = blen - GCM_NONCE - GCM_TAG;
+    out = malloc(clen + 1);
+    ctx = EVP_CIPHER_CTX_new();
+    if (out == NULL || ctx == NULL
+        || EVP_DecryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, key, buf) != 1
+        || EVP_DecryptUpdate(ctx, (unsigned char *) out, &n, buf + GCM_NONCE,
+                             (int) clen)
+            != 1
+        || EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, GCM_TAG,
+                               buf + GCM_NONCE + clen)
+            != 1
+        || EVP_DecryptFinal_ex(ctx, (unsigned char *) out + n, &fin) != 1)
+    {
+        if (out != NULL) {
+            OPENSSL_cleanse(out, clen);
+            free(out);
+        }
+        out = NULL;
+        goto done;
+    }
+    out[clen] = '\0';
+done:
+    EVP_CIPHER_CTX_free(ctx);
+    free(buf);
+    return out;
+}
+
+int
+s2a_key_file_load(const char *path, uint8_t key[32])
+{
+    uint8_t fresh[32];
+    ssize_t n;
+    int fd;
+
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        n = read(fd, key, 32);
+        close(fd);
+        if (n != 32) {
+            errno = EINVAL;
+            return S2A_ERROR;
+        }
+        return S2A_OK;
+    }
+    if (errno != ENOENT || s2a_random_bytes(fresh, sizeof(fresh)) != S2A_OK) {
+        return S2A_ERROR;
+    }
+    fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        return S2A_ERROR;
+    }
+    n = write(fd, fresh, sizeof(fresh));
+    if (n != (ssize_t) sizeof(fresh) || fsync(fd) != 0) {
+        close(fd);
+        unlink(path);
+        errno = EIO;
+        return S2A_ERROR;
+    }
+    close(fd);
+    memcpy(key, fresh, 32);
+    OPENSSL_cleanse(fresh, sizeof(fresh));
+    return S2A_OK;
 }

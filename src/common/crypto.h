@@ -33,4 +33,19 @@ int s2a_password_hash(const char *password, char *out, size_t outlen);
 /* True when `password` matches `stored` (constant-time comparison). */
 bool s2a_password_verify(const char *password, const char *stored);
 
+/*
+ * Secrets at rest: AES-256-GCM under a 32-byte key. `s2a_seal` writes
+ * "v1:" + base64(nonce | ciphertext | tag) into a new string (caller
+ * frees); `s2a_open` reverses it (NULL when the key is wrong or the data
+ * was altered). NULL input gives NULL output.
+ */
+char *s2a_seal(const uint8_t key[32], const char *plaintext);
+char *s2a_open(const uint8_t key[32], const char *sealed);
+
+/*
+ * Loads the key from `path`, creating it (mode 0600, random) on first
+ * use. Returns S2A_OK or S2A_ERROR with errno set.
+ */
+int s2a_key_file_load(const char *path, uint8_t key[32]);
+
 #endif /* S2A_CRYPTO_H */

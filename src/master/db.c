@@ -9,6 +9,9 @@
 #include <errno.h>
 #include <limits.h>
 #include <sqlite3.h>
+#include <time.h>
+
+#include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,6 +47,51 @@ static const char *const migrations[] = {
     "  nonce TEXT PRIMARY KEY,"
     "  expires_at INTEGER NOT NULL"
     ") WITHOUT ROWID;",
+
+    /* 3: the account pool; token, st and rt are sealed (AES-256-GCM) */
+    "CREATE TABLE tokens ("
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  token_sha256 TEXT NOT NULL UNIQUE,"
+    "  token TEXT NOT NULL,"
+    "  st TEXT,"
+    "  rt TEXT,"
+    "  client_id TEXT,"
+    "  email TEXT NOT NULL DEFAULT '',"
+    "  name TEXT,"
+    "  username TEXT,"
+    "  remark TEXT,"
+    "  proxy_url TEXT,"
+    "  expiry_time INTEGER,"
+    "  state TEXT NOT NULL DEFAULT 'active',"
+    "  state_reason TEXT,"
+    "  state_changed_at INTEGER,"
+    "  cooled_until INTEGER,"
+    "  plan_type TEXT,"
+    "  plan_title TEXT,"
+    "  subscription_end TEXT,"
+    "  sora2_supported INTEGER,"
+    "  sora2_invite_code TEXT,"
+    "  sora2_redeemed_count INTEGER,"
+    "  sora2_total_count INTEGER,"
+    "  sora2_remaining_count INTEGER,"
+    "  sora2_cooldown_until INTEGER,"
+    "  image_enabled INTEGER NOT NULL DEFAULT 1,"
+    "  video_enabled INTEGER NOT NULL DEFAULT 1,"
+    "  image_concurrency INTEGER NOT NULL DEFAULT -1,"
+    "  video_concurrency INTEGER NOT NULL DEFAULT -1,"
+    "  created_at INTEGER NOT NULL,"
+    "  last_used_at INTEGER,"
+    "  use_count INTEGER NOT NULL DEFAULT 0,"
+    "  image_count INTEGER NOT NULL DEFAULT 0,"
+    "  video_count INTEGER NOT NULL DEFAULT 0,"
+    "  error_count INTEGER NOT NULL DEFAULT 0,"
+    "  consecutive_errors INTEGER NOT NULL DEFAULT 0,"
+    "  today_date TEXT,"
+    "  today_image_count INTEGER NOT NULL DEFAULT 0,"
+    "  today_video_count INTEGER NOT NULL DEFAULT 0,"
+    "  today_error_count INTEGER NOT NULL DEFAULT 0"
+    ");"
+    "CREATE INDEX tokens_email ON tokens(email);",
 };
 
 static int
@@ -525,6 +573,490 @@ s2a_db_revoked_load(s2a_db_t *db, int64_t now, s2a_db_revoked_pt cb, void *arg)
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         cb((const char *) sqlite3_column_text(st, 0),
            sqlite3_column_int64(st, 1), arg);
+    }
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? S2A_OK : S2A_ERROR;
+}
+
+/* ---------------------------------------------------------------------
+ * The account pool
+ */
+
+/* Columns a worker may set when adding or updating a token. */
+static const struct {
+    const char *name;
+    char type; /* s string, i integer, b boolean, x sealed */
+} token_columns[] = {
+    { "token", 'x' },
+    { "st", 'x' },
+    { "rt", 'x' },
+    { "client_id", 's' },
+    { "email", 's' },
+    { "name", 's' },
+    { "username", 's' },
+    { "remark", 's' },
+    { "proxy_url", 's' },
+    { "expiry_time", 'i' },
+    { "plan_type", 's' },
+    { "plan_title", 's' },
+    { "subscription_end", 's' },
+    { "sora2_supported", 'b' },
+    { "sora2_invite_code", 's' },
+    { "sora2_redeemed_count", 'i' },
+    { "sora2_total_count", 'i' },
+    { "sora2_remaining_count", 'i' },
+    { "sora2_cooldown_until", 'i' },
+    { "image_enabled", 'b' },
+    { "video_enabled", 'b' },
+    { "image_concurrency", 'i' },
+    { "video_concurrency", 'i' },
+    { "cooled_until", 'i' },
+};
+
+static int
+token_column(const char *name)
+{
+    size_t i;
+
+    for (i = 0; i < S2A_NELEMS(token_columns); i++) {
+        if (strcmp(token_columns[i].name, name) == 0) {
+            return (int) i;
+        }
+    }
+    return -1;
+}
+
+/* Binds `v` as the value of column `col` (sealing secrets). */
+static int
+bind_value(sqlite3_stmt *st, int idx, int col, json_t *v, const uint8_t *key)
+{
+    char *sealed;
+
+    if (json_is_null(v)) {
+        return sqlite3_bind_null(st, idx);
+    }
+    switch (token_columns[col].type) {
+    case 'x':
+        if (!json_is_string(v)) {
+            return SQLITE_MISMATCH;
+        }
+        sealed = s2a_seal(key, json_string_value(v));
+        if (sealed == NULL) {
+            return SQLITE_ERROR;
+        }
+        return sqlite3_bind_text(st, idx, sealed, -1, free);
+    case 's':
+        if (!json_is_string(v)) {
+            return SQLITE_MISMATCH;
+        }
+        return sqlite3_bind_text(st, idx, json_string_value(v), -1,
+                                 SQLITE_TRANSIENT);
+    case 'b':
+        if (!json_is_boolean(v) && !json_is_integer(v)) {
+            return SQLITE_MISMATCH;
+        }
+        return sqlite3_bind_int(st, idx,
+                                json_is_true(v) || json_integer_value(v) != 0);
+    default:
+        if (!json_is_integer(v)) {
+            return SQLITE_MISMATCH;
+        }
+        return sqlite3_bind_int64(st, idx, json_integer_value(v));
+    }
+}
+
+int
+s2a_db_token_insert(s2a_db_t *db, const uint8_t *key, const char *sha256,
+                    json_t *fields, int64_t now, int64_t *id, char *err,
+                    size_t errlen)
+{
+    char sql[4096], vals[1024];
+    size_t n, m;
+    const char *name;
+    sqlite3_stmt *st = NULL;
+    json_t *v;
+    int idx = 3, col, rc;
+
+    n = (size_t) snprintf(sql, sizeof(sql),
+                          "INSERT INTO tokens(token_sha256, created_at");
+    m = (size_t) snprintf(vals, sizeof(vals), "VALUES (?1, ?2");
+    json_object_foreach(fields, name, v)
+    {
+        if (token_column(name) < 0) {
+            snprintf(err, errlen, "unknown token field \"%.40s\"", name);
+            return S2A_ERROR;
+        }
+        n += (size_t) snprintf(sql + n, sizeof(sql) - n, ", %s", name);
+        m += (size_t) snprintf(vals + m, sizeof(vals) - m, ", ?%d", idx++);
+    }
+    snprintf(sql + n, sizeof(sql) - n, ") %s)", vals);
+    if (sqlite3_prepare_v2(db->conn, sql, -1, &st, NULL) != SQLITE_OK) {
+        snprintf(err, errlen, "prepare: %s", sqlite3_errmsg(db->conn));
+        return S2A_ERROR;
+    }
+    sqlite3_bind_text(st, 1, sha256, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, now);
+    idx = 3;
+    json_object_foreach(fields, name, v)
+    {
+        col = token_column(name);
+        if (bind_value(st, idx++, col, v, key) != SQLITE_OK) {
+            snprintf(err, errlen, "bad value for %s", name);
+            sqlite3_finalize(st);
+            return S2A_ERROR;
+        }
+    }
+    rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    if (rc == SQLITE_CONSTRAINT) {
+        snprintf(err, errlen, "duplicate");
+        return S2A_DECLINED;
+    }
+    if (rc != SQLITE_DONE) {
+        snprintf(err, errlen, "insert: %s", sqlite3_errmsg(db->conn));
+        return S2A_ERROR;
+    }
+    *id = sqlite3_last_insert_rowid(db->conn);
+    return S2A_OK;
+}
+
+int
+s2a_db_token_update(s2a_db_t *db, const uint8_t *key, int64_t id,
+                    json_t *fields, const char *new_sha256, char *err,
+                    size_t errlen)
+{
+    char sql[4096];
+    size_t n;
+    const char *name;
+    sqlite3_stmt *st = NULL;
+    json_t *v;
+    int idx = 2, rc;
+
+    n = (size_t) snprintf(sql, sizeof(sql), "UPDATE tokens SET id = id");
+    if (new_sha256 != NULL) {
+        n += (size_t) snprintf(sql + n, sizeof(sql) - n, ", token_sha256 = ?%d",
+                               idx++);
+    }
+    json_object_foreach(fields, name, v)
+    {
+        if (token_column(name) < 0) {
+            snprintf(err, errlen, "unknown token field \"%.40s\"", name);
+            return S2A_ERROR;
+        }
+        n += (size_t) snprintf(sql + n, sizeof(sql) - n, ", %s = ?%d", name,
+                               idx++);
+    }
+    snprintf(sql + n, sizeof(sql) - n, " WHERE id = ?1");
+    if (sqlite3_prepare_v2(db->conn, sql, -1, &st, NULL) != SQLITE_OK) {
+        snprintf(err, errlen, "prepare: %s", sqlite3_errmsg(db->conn));
+        return S2A_ERROR;
+    }
+    sqlite3_bind_int64(st, 1, id);
+    idx = 2;
+    if (new_sha256 != NULL) {
+        sqlite3_bind_text(st, idx++, new_sha256, -1, SQLITE_STATIC);
+    }
+    json_object_foreach(fields, name, v)
+    {
+        if (bind_value(st, idx++, token_column(name), v, key) != SQLITE_OK) {
+            snprintf(err, errlen, "bad value for %s", name);
+            sqlite3_finalize(st);
+            return S2A_ERROR;
+        }
+    }
+    rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    if (rc == SQLITE_CONSTRAINT) {
+        snprintf(err, errlen, "duplicate");
+        return S2A_DECLINED;
+    }
+    if (rc != SQLITE_DONE) {
+        snprintf(err, errlen, "update: %s", sqlite3_errmsg(db->conn));
+        return S2A_ERROR;
+    }
+    if (sqlite3_changes(db->conn) == 0) {
+        snprintf(err, errlen, "not found");
+        return S2A_DECLINED;
+    }
+    return S2A_OK;
+}
+
+int
+s2a_db_token_set_state(s2a_db_t *db, int64_t id, const char *state,
+                       const char *reason, int64_t cooled_until, int64_t now)
+{
+    sqlite3_stmt *st;
+    int rc;
+
+    /* Enabling forgets the run of errors that may have disabled it. */
+    if (sqlite3_prepare_v2(db->conn,
+                           "UPDATE tokens SET state = ?2, state_reason = ?3, "
+                           "state_changed_at = ?4, cooled_until = ?5, "
+                           "consecutive_errors = CASE WHEN ?2 = 'active' "
+                           "THEN 0 ELSE consecutive_errors END "
+                           "WHERE id = ?1",
+                           -1, &st, NULL)
+        != SQLITE_OK)
+    {
+        return S2A_ERROR;
+    }
+    sqlite3_bind_int64(st, 1, id);
+    sqlite3_bind_text(st, 2, state, -1, SQLITE_STATIC);
+    if (reason != NULL) {
+        sqlite3_bind_text(st, 3, reason, -1, SQLITE_STATIC);
+    }
+    sqlite3_bind_int64(st, 4, now);
+    if (cooled_until > 0) {
+        sqlite3_bind_int64(st, 5, cooled_until);
+    }
+    rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE) {
+        return S2A_ERROR;
+    }
+    return sqlite3_changes(db->conn) > 0 ? S2A_OK : S2A_DECLINED;
+}
+
+int
+s2a_db_token_delete(s2a_db_t *db, int64_t id)
+{
+    sqlite3_stmt *st;
+    int rc;
+
+    if (sqlite3_prepare_v2(db->conn, "DELETE FROM tokens WHERE id = ?1", -1,
+                           &st, NULL)
+        != SQLITE_OK)
+    {
+        return S2A_ERROR;
+    }
+    sqlite3_bind_int64(st, 1, id);
+    rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE) {
+        return S2A_ERROR;
+    }
+    return sqlite3_changes(db->conn) > 0 ? S2A_OK : S2A_DECLINED;
+}
+
+static bool
+is_time_column(const char *name)
+{
+    size_t len = strlen(name);
+
+    return (len > 3 && strcmp(name + len - 3, "_at") == 0)
+        || (len > 6 && strcmp(name + len - 6, "_until") == 0)
+        || strcmp(name, "expiry_time") == 0;
+}
+
+static bool
+is_bool_column(const char *name)
+{
+    size_t len = strlen(name);
+
+    return (len > 8 && strcmp(name + len - 8, "_enabled") == 0)
+        || strcmp(name, "sora2_supported") == 0;
+}
+
+static json_t *
+iso_time(int64_t t)
+{
+    char buf[32];
+    time_t tt = (time_t) t;
+    struct tm tm;
+
+    gmtime_r(&tt, &tm);
+    strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    return json_string(buf);
+}
+
+static void
+mask_secret(const char *s, char *out, size_t outlen)
+{
+    size_t len = strlen(s);
+
+    if (len <= 12) {
+        snprintf(out, outlen, "****");
+    } else {
+        snprintf(out, outlen, "%.6s...%s", s, s + len - 6);
+    }
+}
+
+/* One row as JSON: times in ISO-8601 UTC, flags as booleans, secrets
+ * opened and, unless `reveal`, masked. */
+static json_t *
+token_row_json(sqlite3_stmt *st, const uint8_t *key, bool reveal)
+{
+    json_t *o = json_object();
+    int i, ncol = sqlite3_column_count(st);
+    const char *name, *state = "active";
+    char masked[64], *plain;
+
+    for (i = 0; i < ncol; i++) {
+        name = sqlite3_column_name(st, i);
+        if (strcmp(name, "token_sha256") == 0) {
+            continue;
+        }
+        if (sqlite3_column_type(st, i) == SQLITE_NULL) {
+            json_object_set_new(o, name, json_null());
+            continue;
+        }
+        if (strcmp(name, "token") == 0 || strcmp(name, "st") == 0
+            || strcmp(name, "rt") == 0)
+        {
+            plain = s2a_open(key, (const char *) sqlite3_column_text(st, i));
+            if (plain == NULL) {
+                json_object_set_new(o, name, json_null());
+                continue;
+            }
+            if (reveal) {
+                json_object_set_new(o, name, json_string(plain));
+            } else {
+                mask_secret(plain, masked, sizeof(masked));
+                json_object_set_new(o, name, json_string(masked));
+            }
+            OPENSSL_cleanse(plain, strlen(plain));
+            free(plain);
+        } else if (is_time_column(name)) {
+            json_object_set_new(o, name, iso_time(sqlite3_column_int64(st, i)));
+        } else if (is_bool_column(name)) {
+            json_object_set_new(o, name,
+                                json_boolean(sqlite3_column_int(st, i) != 0));
+        } else if (sqlite3_column_type(st, i) == SQLITE_INTEGER) {
+            json_object_set_new(o, name,
+                                json_integer(sqlite3_column_int64(st, i)));
+        } else {
+            json_object_set_new(
+                o, name,
+                json_string((const char *) sqlite3_column_text(st, i)));
+        }
+        if (strcmp(name, "state") == 0) {
+            state = (const char *) sqlite3_column_text(st, i);
+            json_object_set_new(o, "is_active",
+                                json_boolean(strcmp(state, "active") == 0));
+        }
+    }
+    return o;
+}
+
+json_t *
+s2a_db_tokens_list(s2a_db_t *db, const uint8_t *key, int64_t id, bool reveal)
+{
+    sqlite3_stmt *st;
+    json_t *arr;
+    int rc;
+
+    if (sqlite3_prepare_v2(db->conn,
+                           id > 0 ? "SELECT * FROM tokens WHERE id = ?1"
+                                  : "SELECT * FROM tokens ORDER BY id DESC",
+                           -1, &st, NULL)
+        != SQLITE_OK)
+    {
+        return NULL;
+    }
+    if (id > 0) {
+        sqlite3_bind_int64(st, 1, id);
+    }
+    arr = json_array();
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        json_array_append_new(arr, token_row_json(st, key, reveal));
+    }
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE) {
+        json_decref(arr);
+        return NULL;
+    }
+    return arr;
+}
+
+int
+s2a_db_token_find(s2a_db_t *db, const char *sha256, const char *email,
+                  int64_t *id, char *found_email, size_t emlen)
+{
+    sqlite3_stmt *st;
+    int rc;
+
+    if (sqlite3_prepare_v2(db->conn,
+                           sha256 != NULL
+                               ? "SELECT id, email FROM tokens WHERE "
+                                 "token_sha256 = ?1"
+                               : "SELECT id, email FROM tokens WHERE "
+                                 "email = ?1 ORDER BY id LIMIT 1",
+                           -1, &st, NULL)
+        != SQLITE_OK)
+    {
+        return S2A_ERROR;
+    }
+    sqlite3_bind_text(st, 1, sha256 != NULL ? sha256 : email, -1,
+                      SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        *id = sqlite3_column_int64(st, 0);
+        if (found_email != NULL) {
+            snprintf(found_email, emlen, "%s",
+                     (const char *) sqlite3_column_text(st, 1));
+        }
+    }
+    sqlite3_finalize(st);
+    return rc == SQLITE_ROW ? S2A_OK
+        : rc == SQLITE_DONE ? S2A_DECLINED
+                            : S2A_ERROR;
+}
+
+int
+s2a_db_tokens_load(s2a_db_t *db, const uint8_t *key, int64_t id,
+                   s2a_db_token_pt cb, void *arg)
+{
+    sqlite3_stmt *st;
+    s2a_shm_token_t t;
+    const char *state;
+    char *at;
+    int rc;
+
+    if (sqlite3_prepare_v2(db->conn,
+                           "SELECT id, token, state, image_enabled, "
+                           "video_enabled, sora2_supported, image_concurrency, "
+                           "video_concurrency, cooled_until, expiry_time, "
+                           "sora2_remaining_count, consecutive_errors, "
+                           "last_used_at FROM tokens WHERE ?1 = 0 OR id = ?1",
+                           -1, &st, NULL)
+        != SQLITE_OK)
+    {
+        return S2A_ERROR;
+    }
+    sqlite3_bind_int64(st, 1, id);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        memset(&t, 0, sizeof(t));
+        t.id = sqlite3_column_int64(st, 0);
+        state = (const char *) sqlite3_column_text(st, 2);
+        t.state = strcmp(state, "active") == 0 ? S2A_TOKEN_ACTIVE
+            : strcmp(state, "disabled") == 0   ? S2A_TOKEN_DISABLED
+            : strcmp(state, "invalid") == 0    ? S2A_TOKEN_INVALID
+            : strcmp(state, "expired") == 0    ? S2A_TOKEN_EXPIRED
+                                               : S2A_TOKEN_COOLING;
+        t.flags =
+            (uint8_t) ((sqlite3_column_int(st, 3) ? S2A_TOKEN_F_IMAGE : 0)
+                       | (sqlite3_column_int(st, 4) ? S2A_TOKEN_F_VIDEO : 0)
+                       | (sqlite3_column_int(st, 5) ? S2A_TOKEN_F_SORA2 : 0));
+        t.limit[S2A_KIND_IMAGE] = sqlite3_column_int(st, 6);
+        t.limit[S2A_KIND_VIDEO] = sqlite3_column_int(st, 7);
+        t.cooldown_until = sqlite3_column_int64(st, 8);
+        t.expires_at = sqlite3_column_int64(st, 9);
+        t.quota_left = sqlite3_column_type(st, 10) == SQLITE_NULL
+            ? -1
+            : sqlite3_column_int(st, 10);
+        t.consecutive_errors = sqlite3_column_int(st, 11);
+        t.last_used_ms = sqlite3_column_int64(st, 12) * 1000;
+        at = s2a_open(key, (const char *) sqlite3_column_text(st, 1));
+        if (at == NULL) {
+            s2a_log(LOG_ERR, 0,
+                    "token %lld cannot be decrypted (wrong "
+                    "secret.key?); skipped",
+                    (long long) t.id);
+            continue;
+        }
+        cb(&t, at, arg);
+        OPENSSL_cleanse(at, strlen(at));
+        free(at);
     }
     sqlite3_finalize(st);
     return rc == SQLITE_DONE ? S2A_OK : S2A_ERROR;

@@ -8,6 +8,8 @@
 #include "common/conf.h"
 #include "common/shm.h"
 
+#include <jansson.h>
+
 typedef struct s2a_db_s s2a_db_t;
 
 #define S2A_DB_FILE "sora2api.db"
@@ -59,6 +61,38 @@ typedef void (*s2a_db_revoked_pt)(const char *nonce, int64_t expires,
                                   void *arg);
 int s2a_db_revoked_load(s2a_db_t *db, int64_t now, s2a_db_revoked_pt cb,
                         void *arg);
+
+/*
+ * The account pool. `fields` maps column names (see token_columns in
+ * db.c) to JSON values; token, st and rt are sealed with `key`.
+ * Insert/update return S2A_DECLINED for a duplicate token (or, update, an
+ * unknown id) and write a reason into `err`.
+ */
+int s2a_db_token_insert(s2a_db_t *db, const uint8_t *key, const char *sha256,
+                        json_t *fields, int64_t now, int64_t *id, char *err,
+                        size_t errlen);
+int s2a_db_token_update(s2a_db_t *db, const uint8_t *key, int64_t id,
+                        json_t *fields, const char *new_sha256, char *err,
+                        size_t errlen);
+int s2a_db_token_set_state(s2a_db_t *db, int64_t id, const char *state,
+                           const char *reason, int64_t cooled_until,
+                           int64_t now);
+int s2a_db_token_delete(s2a_db_t *db, int64_t id);
+
+/* Finds a token by the SHA-256 of its AT, or (sha256 NULL) by e-mail. */
+int s2a_db_token_find(s2a_db_t *db, const char *sha256, const char *email,
+                      int64_t *id, char *found_email, size_t emlen);
+
+/* All tokens (or token `id` when > 0), newest first, as a JSON array. */
+json_t *s2a_db_tokens_list(s2a_db_t *db, const uint8_t *key, int64_t id,
+                           bool reveal);
+
+/* Calls `cb` with the shm view and the opened AT of each token (or of
+ * token `id` when > 0). */
+typedef void (*s2a_db_token_pt)(const s2a_shm_token_t *t, const char *at,
+                                void *arg);
+int s2a_db_tokens_load(s2a_db_t *db, const uint8_t *key, int64_t id,
+                       s2a_db_token_pt cb, void *arg);
 
 /* A trivial read proving the database answers (for /readyz). */
 int s2a_db_ping(s2a_db_t *db);

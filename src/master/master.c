@@ -33,6 +33,7 @@
 #include <unistd.h>
 
 #include <event2/event.h>
+#include <openssl/crypto.h>
 
 #define MAX_LISTENERS   32
 #define QUICK_DEATH_MS  5000
@@ -100,9 +101,14 @@ static struct {
     pending_reply_t *replies;
     pending_reply_t **replies_tail;
     bool settings_dirty; /* a batch changed a runtime setting */
+    uint8_t key[32];     /* seals secrets at rest (secret.key) */
+    int64_t *touched;    /* tokens changed in the current batch */
+    size_t n_touched, cap_touched;
 } M = { .status_fd = -1, .exit_status = S2A_EXIT_OK };
 
 static void reap_children(void);
+static void flush_cb(evutil_socket_t fd, short what, void *arg);
+static void tokens_publish_touched(bool committed);
 static void maybe_finish_stop(void);
 
 /* ---------------------------------------------------------------------
@@ -202,6 +208,7 @@ flush_cb(evutil_socket_t fd, short what, void *arg)
         publish_settings();
     }
     M.settings_dirty = false;
+    tokens_publish_touched(ok);
     send_replies(ok);
 }
 
@@ -467,6 +474,239 @@ handle_revoke_session(proc_t *proc, json_t *msg)
     queue_reply(proc, reply);
 }
 
+/* ---------------------------------------------------------------------
+ * The account pool (the master writes SQLite, then refreshes shm)
+ */
+
+static void
+token_to_shm(const s2a_shm_token_t *t, const char *at, void *arg)
+{
+    S2A_UNUSED(arg);
+    if (s2a_shm_token_put_locked(M.shm, t, at) < 0) {
+        s2a_log(LOG_ERR, 0,
+                "shared table full: token %lld not schedulable; "
+                "raise [limits] max_tokens",
+                (long long) t->id);
+    }
+}
+
+/* Tokens changed in this batch get their shm rows rebuilt after the
+ * commit; a negative id means removed. */
+static void
+token_touched(int64_t id)
+{
+    int64_t *grown;
+
+    if (M.n_touched == M.cap_touched) {
+        size_t cap = M.cap_touched == 0 ? 16 : M.cap_touched * 2;
+        grown = realloc(M.touched, cap * sizeof(*grown));
+        if (grown == NULL) {
+            return;
+        }
+        M.touched = grown;
+        M.cap_touched = cap;
+    }
+    M.touched[M.n_touched++] = id;
+}
+
+static void
+tokens_publish_touched(bool committed)
+{
+    size_t i;
+
+    if (committed && M.n_touched > 0 && s2a_shm_lock(M.shm) == S2A_OK) {
+        for (i = 0; i < M.n_touched; i++) {
+            if (M.touched[i] < 0) {
+                s2a_shm_token_remove_locked(M.shm, -M.touched[i]);
+            } else {
+                s2a_db_tokens_load(M.db, M.key, M.touched[i], token_to_shm,
+                                   NULL);
+            }
+        }
+        s2a_shm_unlock(M.shm);
+    }
+    M.n_touched = 0;
+}
+
+static void
+handle_token_exists(proc_t *proc, json_t *msg)
+{
+    const char *sha = json_string_value(json_object_get(msg, "sha256"));
+    json_t *reply = reply_for(msg);
+    char email[256] = "";
+    int64_t id = 0;
+    int rc;
+
+    if (sha == NULL || !is_hex(sha, 64)) {
+        fail_reply(proc, reply, "token_exists needs sha256");
+        return;
+    }
+    rc = s2a_db_token_find(M.db, sha, NULL, &id, email, sizeof(email));
+    json_object_set_new(reply, "exists", json_boolean(rc == S2A_OK));
+    if (rc == S2A_OK) {
+        json_object_set_new(reply, "token_id", json_integer(id));
+        json_object_set_new(reply, "email", json_string(email));
+    }
+    s2a_chan_send(proc->chan, reply);
+    json_decref(reply);
+}
+
+static void
+handle_token_add(proc_t *proc, json_t *msg)
+{
+    const char *sha = json_string_value(json_object_get(msg, "sha256"));
+    json_t *fields = json_object_get(msg, "fields");
+    json_t *reply = reply_for(msg);
+    char err[256], email[256] = "";
+    int64_t id = 0, existing = 0;
+    int rc;
+
+    if (sha == NULL || !is_hex(sha, 64) || !json_is_object(fields)
+        || !json_is_string(json_object_get(fields, "token")))
+    {
+        fail_reply(proc, reply, "token_add needs sha256 and fields.token");
+        return;
+    }
+    if (db_batch() != S2A_OK) {
+        fail_reply(proc, reply, "database unavailable");
+        return;
+    }
+    rc = s2a_db_token_insert(M.db, M.key, sha, fields, s2a_now(), &id, err,
+                             sizeof(err));
+    if (rc == S2A_DECLINED) {
+        s2a_db_token_find(M.db, sha, NULL, &existing, email, sizeof(email));
+        json_object_set_new(reply, "code", json_string("duplicate"));
+        json_object_set_new(reply, "email", json_string(email));
+        json_object_set_new(reply, "token_id", json_integer(existing));
+        fail_reply(proc, reply, "token already exists");
+        return;
+    }
+    if (rc != S2A_OK) {
+        fail_reply(proc, reply, err);
+        return;
+    }
+    token_touched(id);
+    s2a_log(LOG_NOTICE, 0, "token %lld added (%s)", (long long) id,
+            json_string_value(json_object_get(fields, "email")) != NULL
+                ? json_string_value(json_object_get(fields, "email"))
+                : "-");
+    json_object_set_new(reply, "token_id", json_integer(id));
+    queue_reply(proc, reply);
+}
+
+static void
+handle_token_update(proc_t *proc, json_t *msg)
+{
+    json_int_t id = json_integer_value(json_object_get(msg, "token_id"));
+    const char *sha = json_string_value(json_object_get(msg, "sha256"));
+    json_t *fields = json_object_get(msg, "fields");
+    json_t *reply = reply_for(msg);
+    char err[256];
+    int rc;
+
+    if (id <= 0 || !json_is_object(fields) || (sha != NULL && !is_hex(sha, 64)))
+    {
+        fail_reply(proc, reply, "token_update needs id and fields");
+        return;
+    }
+    if (db_batch() != S2A_OK) {
+        fail_reply(proc, reply, "database unavailable");
+        return;
+    }
+    rc = s2a_db_token_update(M.db, M.key, id, fields, sha, err, sizeof(err));
+    if (rc != S2A_OK) {
+        json_object_set_new(reply, "code",
+                            json_string(strcmp(err, "duplicate") == 0
+                                            ? "duplicate"
+                                            : rc == S2A_DECLINED ? "not_found"
+                                                                 : "error"));
+        fail_reply(proc, reply, err);
+        return;
+    }
+    token_touched(id);
+    queue_reply(proc, reply);
+}
+
+static void
+handle_token_state(proc_t *proc, json_t *msg)
+{
+    json_int_t id = json_integer_value(json_object_get(msg, "token_id"));
+    const char *state = json_string_value(json_object_get(msg, "state"));
+    const char *reason = json_string_value(json_object_get(msg, "reason"));
+    json_int_t until = json_integer_value(json_object_get(msg, "until"));
+    json_t *reply = reply_for(msg);
+    int rc;
+
+    if (id <= 0 || state == NULL
+        || (strcmp(state, "active") != 0 && strcmp(state, "disabled") != 0
+            && strcmp(state, "invalid") != 0 && strcmp(state, "expired") != 0
+            && strcmp(state, "cooling") != 0))
+    {
+        fail_reply(proc, reply, "token_state needs id and a valid state");
+        return;
+    }
+    if (db_batch() != S2A_OK) {
+        fail_reply(proc, reply, "database unavailable");
+        return;
+    }
+    rc = s2a_db_token_set_state(M.db, id, state, reason, until, s2a_now());
+    if (rc != S2A_OK) {
+        json_object_set_new(reply, "code", json_string("not_found"));
+        fail_reply(proc, reply,
+                   rc == S2A_DECLINED ? "not found" : "database write failed");
+        return;
+    }
+    token_touched(id);
+    s2a_log(LOG_NOTICE, 0, "token %lld is now %s%s%s", (long long) id, state,
+            reason != NULL ? ": " : "", reason != NULL ? reason : "");
+    queue_reply(proc, reply);
+}
+
+static void
+handle_token_delete(proc_t *proc, json_t *msg)
+{
+    json_int_t id = json_integer_value(json_object_get(msg, "token_id"));
+    json_t *reply = reply_for(msg);
+    int rc;
+
+    if (id <= 0 || db_batch() != S2A_OK) {
+        fail_reply(proc, reply, "token_delete needs id");
+        return;
+    }
+    rc = s2a_db_token_delete(M.db, id);
+    if (rc != S2A_OK) {
+        json_object_set_new(reply, "code", json_string("not_found"));
+        fail_reply(proc, reply,
+                   rc == S2A_DECLINED ? "not found" : "database write failed");
+        return;
+    }
+    token_touched(-id);
+    s2a_log(LOG_NOTICE, 0, "token %lld deleted", (long long) id);
+    queue_reply(proc, reply);
+}
+
+static void
+handle_tokens_list(proc_t *proc, json_t *msg)
+{
+    json_int_t id = json_integer_value(json_object_get(msg, "token_id"));
+    bool reveal = json_is_true(json_object_get(msg, "reveal"));
+    json_t *reply = reply_for(msg), *list;
+
+    /* Reads see the batch's own uncommitted writes; commit first so a
+     * list reflects only durable state. */
+    if (s2a_db_in_transaction(M.db)) {
+        flush_cb(-1, 0, NULL);
+    }
+    list = s2a_db_tokens_list(M.db, M.key, id, reveal);
+    if (list == NULL) {
+        fail_reply(proc, reply, "database read failed");
+        return;
+    }
+    json_object_set_new(reply, "tokens", list);
+    s2a_chan_send(proc->chan, reply);
+    json_decref(reply);
+}
+
 static void
 handle_usage(json_t *msg)
 {
@@ -553,6 +793,18 @@ on_worker_msg(s2a_chan_t *chan, json_t *msg, void *arg)
         handle_set_settings(proc, msg);
     } else if (strcmp(op, "revoke_session") == 0) {
         handle_revoke_session(proc, msg);
+    } else if (strcmp(op, "token_exists") == 0) {
+        handle_token_exists(proc, msg);
+    } else if (strcmp(op, "token_add") == 0) {
+        handle_token_add(proc, msg);
+    } else if (strcmp(op, "token_update") == 0) {
+        handle_token_update(proc, msg);
+    } else if (strcmp(op, "token_state") == 0) {
+        handle_token_state(proc, msg);
+    } else if (strcmp(op, "token_delete") == 0) {
+        handle_token_delete(proc, msg);
+    } else if (strcmp(op, "tokens_list") == 0) {
+        handle_tokens_list(proc, msg);
     } else if (strcmp(op, "ping") == 0) {
         reply = reply_for(msg);
         if (s2a_db_ping(M.db) != S2A_OK) {
@@ -1544,6 +1796,14 @@ s2a_master_run(s2a_conf_t *conf, const s2a_master_opts_t *opts)
     if (s2a_db_seed(M.db, conf) != S2A_OK) {
         goto done;
     }
+    {
+        char keypath[PATH_MAX + 16];
+        snprintf(keypath, sizeof(keypath), "%s/secret.key", conf->data_dir);
+        if (s2a_key_file_load(keypath, M.key) != S2A_OK) {
+            s2a_log(LOG_ERR, errno, "cannot read or create \"%s\"", keypath);
+            goto done;
+        }
+    }
     if (s2a_db_default_admin_password(M.db)) {
         s2a_log(LOG_WARNING, 0,
                 "the admin password is still the default "
@@ -1561,6 +1821,7 @@ s2a_master_run(s2a_conf_t *conf, const s2a_master_opts_t *opts)
     }
     if (s2a_shm_lock(M.shm) == S2A_OK) {
         s2a_db_revoked_load(M.db, s2a_now(), revoked_to_shm, NULL);
+        s2a_db_tokens_load(M.db, M.key, 0, token_to_shm, NULL);
         s2a_shm_unlock(M.shm);
     }
     for (i = 0; i < S2A_NELEMS(sigs); i++) {
@@ -1637,6 +1898,8 @@ done:
         event_base_free(M.base);
     }
     s2a_shm_destroy(M.shm);
+    free(M.touched);
+    OPENSSL_cleanse(M.key, sizeof(M.key));
     if (M.pidfile_written && unlink(M.conf->pidfile) == -1) {
         /* After a privilege drop the directory may not be ours; an empty
          * pidfile reads as "not running" to us and the init script. */

@@ -13,6 +13,7 @@
 #include "common/util.h"
 #include "worker/context.h"
 #include "worker/kdf.h"
+#include "worker/tokens.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -644,6 +645,10 @@ s2a_admin_dispatch(s2a_req_t *req)
     }
     req->route = "admin";
     if (!s2a_admin_check(req)) {
+        return true;
+    }
+    if (s2a_tokens_dispatch(req)) {
+        req->route = "tokens";
         return true;
     }
     if (strcmp(p, "/api/logout") == 0 && post) {

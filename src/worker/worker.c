@@ -11,6 +11,7 @@
 #include "common/util.h"
 #include "worker/context.h"
 #include "worker/kdf.h"
+#include "worker/sora.h"
 #include "worker/upstream.h"
 #include "worker/routes.h"
 #include "worker/static.h"
@@ -355,6 +356,7 @@ s2a_worker_main(const s2a_worker_args_t *args)
     finish_calls(NULL, 0);
     s2a_http_destroy(w->http);
     s2a_testhooks_cleanup();
+    s2a_sora_cleanup();
     s2a_upstream_cleanup();
     s2a_kdf_cleanup();
     s2a_routes_cleanup();

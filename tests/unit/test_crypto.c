@@ -8,9 +8,11 @@
 #include <cmocka.h>
 
 #include "common/crypto.h"
+#include "common/jwt.h"
 #include "common/log.h"
 #include "worker/static.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 static void
@@ -92,6 +94,67 @@ test_static_paths(void **state)
                         "application/octet-stream");
 }
 
+static void
+test_seal(void **state)
+{
+    uint8_t key[32], wrong[32];
+    char *sealed, *opened;
+
+    (void) state;
+    memset(key, 7, sizeof(key));
+    memset(wrong, 8, sizeof(wrong));
+    sealed = s2a_seal(key, "eyJhbGciOi.secret.token");
+    assert_non_null(sealed);
+    assert_int_equal(strncmp(sealed, "v1:", 3), 0);
+    assert_null(strstr(sealed, "secret"));
+    opened = s2a_open(key, sealed);
+    assert_string_equal(opened, "eyJhbGciOi.secret.token");
+    free(opened);
+    assert_null(s2a_open(wrong, sealed));
+    sealed[10] = sealed[10] == 'A' ? 'B' : 'A';
+    assert_null(s2a_open(key, sealed));
+    free(sealed);
+    /* Same input, new nonce: different output. */
+    sealed = s2a_seal(key, "");
+    opened = s2a_open(key, sealed);
+    assert_string_equal(opened, "");
+    free(opened);
+    free(sealed);
+    assert_null(s2a_seal(key, NULL));
+    assert_null(s2a_open(key, "plain"));
+    assert_null(s2a_open(key, "v1:!!!!"));
+}
+
+static void
+test_jwt(void **state)
+{
+    s2a_jwt_claims_t c;
+    /* {"alg":"none"} . {"exp":1800000000,"https://api.openai.com/profile":
+       {"email":"a@b.c"},"client_id":"app_x"} */
+    const char *tok =
+        "eyJhbGciOiJub25lIn0."
+        "eyJleHAiOjE4MDAwMDAwMDAsImh0dHBzOi8vYXBpLm9wZW5haS5jb20vcHJvZmls"
+        "ZSI6eyJlbWFpbCI6ImFAYi5jIn0sImNsaWVudF9pZCI6ImFwcF94In0.sig";
+    size_t len;
+    char *raw;
+
+    (void) state;
+    assert_int_equal(s2a_jwt_decode(tok, &c), S2A_OK);
+    assert_int_equal(c.exp, 1800000000);
+    assert_string_equal(c.email, "a@b.c");
+    assert_string_equal(c.client_id, "app_x");
+    assert_int_equal(s2a_jwt_decode("abc", &c), S2A_ERROR);
+    assert_int_equal(s2a_jwt_decode("a.b.c.d", &c), S2A_ERROR);
+    assert_int_equal(s2a_jwt_decode("a..c", &c), S2A_ERROR);
+    assert_int_equal(s2a_jwt_decode("eyJ.W10.x", &c), S2A_ERROR); /* [] */
+    assert_int_equal(s2a_jwt_decode("x.$$$.y", &c), S2A_ERROR);
+    raw = s2a_base64url_decode("aGk_-w", 6, &len);
+    assert_non_null(raw);
+    assert_int_equal(len, 4);
+    assert_memory_equal(raw, "hi?\xfb", 4);
+    free(raw);
+}
+
 int
 main(void)
 {
@@ -100,6 +163,8 @@ main(void)
         cmocka_unit_test(test_password),
         cmocka_unit_test(test_mask),
         cmocka_unit_test(test_static_paths),
+        cmocka_unit_test(test_seal),
+        cmocka_unit_test(test_jwt),
     };
 
     return cmocka_run_group_tests_name("crypto", tests, NULL, NULL);

@@ -1,0 +1,166 @@
+/*
+ * sora.c: Sora protocol framing over the upstream client.
+ */
+#include "worker/sora.h"
+#include "worker/context.h"
+#include "worker/upstream.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SORA_ORIGIN "https://sora.chatgpt.com"
+#define SORA_UA \
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 " \
+    "(KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36"
+
+typedef struct pending_s {
+    uint64_t id;
+    s2a_sora_done_pt done;
+    void *arg;
+    struct pending_s *next;
+} pending_t;
+
+static pending_t *pendings; /* calls in flight, for cancelling */
+
+static void
+pending_unlink(pending_t *p)
+{
+    pending_t **pp;
+
+    for (pp = &pendings; *pp != NULL; pp = &(*pp)->next) {
+        if (*pp == p) {
+            *pp = p->next;
+            return;
+        }
+    }
+}
+
+static void
+on_done(const s2a_upstream_resp_t *resp, void *arg)
+{
+    pending_t p = *(pending_t *) arg;
+    s2a_sora_result_t r;
+    json_t *err;
+    char msg[256];
+
+    pending_unlink(arg);
+    free(arg);
+    memset(&r, 0, sizeof(r));
+    r.status = resp->curl_code == 0 ? resp->status : 0;
+    r.body = resp->body;
+    if (resp->body_len > 0) {
+        r.json = json_loadb(resp->body, resp->body_len, 0, NULL);
+    }
+    err = json_object_get(r.json, "error");
+    if (json_is_object(err)) {
+        r.error_code = json_string_value(json_object_get(err, "code"));
+        r.error_message = json_string_value(json_object_get(err, "message"));
+    } else if (json_is_string(err)) {
+        r.error_message = json_string_value(err);
+    }
+    if (r.status == 0) {
+        r.error_message = resp->error;
+    } else if (r.error_message == NULL && (r.status < 200 || r.status > 299)) {
+        snprintf(msg, sizeof(msg), "upstream answered HTTP %ld", r.status);
+        r.error_message = msg;
+    }
+    p.done(&r, p.arg);
+    json_decref(r.json);
+}
+
+uint64_t
+s2a_sora_start(const s2a_sora_call_t *call, s2a_sora_done_pt done, void *arg)
+{
+    const s2a_conf_t *conf = s2a_worker.conf;
+    s2a_upstream_req_t req;
+    char url[1024], cookie[4096];
+    char *body = NULL;
+    pending_t *p;
+    uint64_t id;
+    int h = 0;
+
+    switch (call->host) {
+    case S2A_SORA_SESSION:
+        snprintf(url, sizeof(url), "%s", conf->session_url);
+        break;
+    case S2A_SORA_OAUTH:
+        snprintf(url, sizeof(url), "%s", conf->oauth_url);
+        break;
+    default:
+        snprintf(url, sizeof(url), "%s%s", conf->base_url, call->path);
+        break;
+    }
+    memset(&req, 0, sizeof(req));
+    req.method = call->method;
+    req.url = url;
+    req.bearer = call->at;
+    req.proxy = call->proxy;
+    req.timeout_ms = call->timeout_ms;
+    req.headers[h++] = "Accept: application/json";
+    req.headers[h++] = "User-Agent: " SORA_UA;
+    req.headers[h++] = "Origin: " SORA_ORIGIN;
+    req.headers[h++] = "Referer: " SORA_ORIGIN "/";
+    if (call->cookie != NULL) {
+        snprintf(cookie, sizeof(cookie), "Cookie: %s", call->cookie);
+        req.headers[h++] = cookie;
+    }
+    if (call->body != NULL) {
+        body = json_dumps(call->body, JSON_COMPACT);
+        if (body == NULL) {
+            return 0;
+        }
+        req.body = body;
+        req.body_len = strlen(body);
+        req.content_type = "application/json";
+    }
+    p = malloc(sizeof(*p));
+    if (p == NULL) {
+        free(body);
+        return 0;
+    }
+    p->done = done;
+    p->arg = arg;
+    id = s2a_upstream_start(&req, on_done, p);
+    free(body);
+    if (id == 0) {
+        free(p);
+        return 0;
+    }
+    p->id = id;
+    p->next = pendings;
+    pendings = p;
+    return id;
+}
+
+void
+s2a_sora_cancel(uint64_t id)
+{
+    pending_t *p;
+
+    for (p = pendings; p != NULL; p = p->next) {
+        if (p->id == id) {
+            pending_unlink(p);
+            s2a_upstream_cancel(id);
+            free(p);
+            return;
+        }
+    }
+}
+
+bool
+s2a_sora_ok(const s2a_sora_result_t *r)
+{
+    return r->status >= 200 && r->status <= 299 && r->json != NULL;
+}
+
+void
+s2a_sora_cleanup(void)
+{
+    pending_t *p;
+
+    while ((p = pendings) != NULL) {
+        pendings = p->next;
+        free(p);
+    }
+}

@@ -1,0 +1,57 @@
+/*
+ * sora.h: calls to the Sora backend and its auth endpoints, on top of
+ * upstream.c: the header set of the protocol, URL building from the
+ * configured bases, JSON decoding and the upstream error fields.
+ */
+#ifndef S2A_SORA_H
+#define S2A_SORA_H
+
+#include "common/core.h"
+
+#include <jansson.h>
+
+typedef struct s2a_sora_result_s {
+    long status;               /* 0: no answer (transport error) */
+    json_t *json;              /* decoded body or NULL (borrowed) */
+    const char *body;          /* raw body (borrowed) */
+    const char *error_code;    /* error.code or NULL */
+    const char *error_message; /* error.message, transport error, or a
+                                    description of the status */
+} s2a_sora_result_t;
+
+typedef void (*s2a_sora_done_pt)(const s2a_sora_result_t *r, void *arg);
+
+typedef enum {
+    S2A_SORA_BACKEND = 0, /* [upstream] base_url + path */
+    S2A_SORA_SESSION,     /* [upstream] session_url (path ignored) */
+    S2A_SORA_OAUTH        /* [upstream] oauth_url (path ignored) */
+} s2a_sora_host_t;
+
+typedef struct s2a_sora_call_s {
+    s2a_sora_host_t host;
+    const char *method;
+    const char *path;   /* "/me", ... for the backend */
+    const char *at;     /* bearer access token or NULL */
+    const char *cookie; /* Cookie header value or NULL */
+    json_t *body;       /* JSON body (borrowed) or NULL */
+    const char *proxy;  /* proxy URL or NULL */
+    long timeout_ms;    /* 0: the configured default */
+} s2a_sora_call_t;
+
+/*
+ * Starts `call`. Returns a call id (for s2a_sora_cancel), 0 when it
+ * could not start (then `done` is not called).
+ */
+uint64_t s2a_sora_start(const s2a_sora_call_t *call, s2a_sora_done_pt done,
+                        void *arg);
+
+/* Stops a call; its callback will not run. */
+void s2a_sora_cancel(uint64_t id);
+
+/* Forgets calls still in flight (at exit, before s2a_upstream_cleanup). */
+void s2a_sora_cleanup(void);
+
+/* True when the result is an HTTP 2xx with a JSON body. */
+bool s2a_sora_ok(const s2a_sora_result_t *r);
+
+#endif /* S2A_SORA_H */

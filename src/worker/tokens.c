@@ -1,0 +1,850 @@
+/*
+ * tokens.c: /api/tokens routes. Reads and writes go to the master (the
+ * single SQLite writer, which also republishes the shm table); calls to
+ * Sora run on the worker's upstream client.
+ */
+#include "worker/tokens.h"
+#include "common/crypto.h"
+#include "common/jwt.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "worker/context.h"
+#include "worker/onboard.h"
+#include "worker/sora.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define DEFAULT_CLIENT_ID "app_LlGpXReQgckcGGUo2JrYvtJK"
+#define RT_REDIRECT \
+    "com.openai.chat://auth0.openai.com/ios/com.openai.chat/callback"
+
+/* One token request in progress; freed when answered or abandoned. */
+typedef struct job_s {
+    s2a_req_t *req;
+    uint64_t call; /* master call in flight */
+    uint64_t sora; /* upstream call in flight */
+    s2a_onboard_t *ob;
+    int64_t id;
+    char sha256[65];
+    json_t *fields; /* token columns to store */
+    json_t *extra;  /* request-specific data */
+} job_t;
+
+static void
+job_free(job_t *job)
+{
+    json_decref(job->fields);
+    json_decref(job->extra);
+    free(job);
+}
+
+static void
+job_gone(s2a_req_t *req, void *arg)
+{
+    job_t *job = arg;
+
+    S2A_UNUSED(req);
+    if (job->call != 0) {
+        s2a_worker_call_cancel(job->call);
+    }
+    if (job->sora != 0) {
+        s2a_sora_cancel(job->sora);
+    }
+    if (job->ob != NULL) {
+        s2a_onboard_cancel(job->ob);
+    }
+    job_free(job);
+}
+
+static job_t *
+job_new(s2a_req_t *req)
+{
+    job_t *job = calloc(1, sizeof(*job));
+
+    if (job == NULL) {
+        s2a_http_reply_detail(req, 503, "Out of memory");
+        return NULL;
+    }
+    job->req = req;
+    req->on_gone = job_gone;
+    req->gone_arg = job;
+    return job;
+}
+
+/* Detaches the job from its request; the caller answers right after. */
+static s2a_req_t *
+job_end(job_t *job)
+{
+    s2a_req_t *req = job->req;
+
+    req->on_gone = NULL;
+    job_free(job);
+    return req;
+}
+
+static void fail(job_t *job, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void
+fail(job_t *job, int status, const char *fmt, ...)
+{
+    char msg[768];
+    va_list ap;
+    s2a_req_t *req;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    req = job_end(job);
+    s2a_http_reply_detail(req, status, "%s", msg);
+}
+
+static bool
+ask_master(job_t *job, json_t *msg, s2a_call_done_pt done)
+{
+    job->call = s2a_worker_call_master(msg, done, job);
+    json_decref(msg);
+    if (job->call == 0) {
+        fail(job, 503, "Master unavailable");
+        return false;
+    }
+    return true;
+}
+
+static bool
+reply_ok(json_t *reply)
+{
+    return reply != NULL && json_is_true(json_object_get(reply, "ok"));
+}
+
+static const char *
+reply_code(json_t *reply)
+{
+    const char *c = json_string_value(json_object_get(reply, "code"));
+
+    return c != NULL ? c : "";
+}
+
+static void
+sha256_hex(const char *s, char out[65])
+{
+    uint8_t h[S2A_SHA256_LEN];
+
+    s2a_sha256(s, strlen(s), h);
+    s2a_hex(h, sizeof(h), out);
+}
+
+/* ---------------------------------------------------------------------
+ * Request validation: the fields a client may set
+ */
+
+typedef struct field_rule_s {
+    const char *name;
+    char type; /* s string, b boolean, i integer */
+} field_rule_t;
+
+static const field_rule_t settable[] = {
+    { "st", 's' },
+    { "rt", 's' },
+    { "client_id", 's' },
+    { "remark", 's' },
+    { "proxy_url", 's' },
+    { "image_enabled", 'b' },
+    { "video_enabled", 'b' },
+    { "image_concurrency", 'i' },
+    { "video_concurrency", 'i' },
+};
+
+/*
+ * Copies the settable fields of `in` into `out`, checking types. Unknown
+ * fields are ignored (clients send UI state along); null means unchanged
+ * for updates. Returns false after answering 400.
+ */
+static bool
+take_fields(job_t *job, json_t *in, json_t *out)
+{
+    size_t i;
+    json_t *v;
+    const char *s;
+
+    for (i = 0; i < S2A_NELEMS(settable); i++) {
+        v = json_object_get(in, settable[i].name);
+        if (v == NULL || json_is_null(v)) {
+            continue;
+        }
+        switch (settable[i].type) {
+        case 's':
+            if (!json_is_string(v) || strlen(json_string_value(v)) > 8192) {
+                fail(job, 400, "%s must be a string", settable[i].name);
+                return false;
+            }
+            s = json_string_value(v);
+            if (strcmp(settable[i].name, "proxy_url") == 0 && s[0] != '\0'
+                && strncmp(s, "http://", 7) != 0
+                && strncmp(s, "https://", 8) != 0
+                && strncmp(s, "socks5://", 9) != 0
+                && strncmp(s, "socks5h://", 10) != 0)
+            {
+                fail(job, 400,
+                     "proxy_url must be an http, https, socks5 or "
+                     "socks5h URL");
+                return false;
+            }
+            /* An empty string clears the field. */
+            json_object_set_new(out, settable[i].name,
+                                s[0] == '\0' ? json_null() : json_string(s));
+            break;
+        case 'b':
+            if (!json_is_boolean(v)) {
+                fail(job, 400, "%s must be a boolean", settable[i].name);
+                return false;
+            }
+            json_object_set(out, settable[i].name, v);
+            break;
+        default:
+            if (!json_is_integer(v) || json_integer_value(v) < -1
+                || json_integer_value(v) > 10000)
+            {
+                fail(job, 400,
+                     "%s must be an integer from -1 to 10000 (-1 "
+                     "or 0: unlimited)",
+                     settable[i].name);
+                return false;
+            }
+            json_object_set(out, settable[i].name, v);
+            break;
+        }
+    }
+    return true;
+}
+
+/* Decodes an AT into fields; answers 400 and returns false if it is not
+ * a usable access token. */
+static bool
+take_access_token(job_t *job, const char *at, json_t *out)
+{
+    s2a_jwt_claims_t claims;
+    const char *p;
+
+    for (p = at; *p != '\0'; p++) {
+        if ((unsigned char) *p <= 0x20 || *p == 0x7f) {
+            fail(job, 400,
+                 "The access token contains blanks or control "
+                 "characters");
+            return false;
+        }
+    }
+    if (strlen(at) >= S2A_SHM_AT_MAX || s2a_jwt_decode(at, &claims) != S2A_OK) {
+        fail(job, 400, "Invalid token: not a JWT access token");
+        return false;
+    }
+    if (claims.exp != 0 && claims.exp <= s2a_now()) {
+        fail(job, 400, "Token expired: the access token's exp has passed");
+        return false;
+    }
+    json_object_set_new(out, "token", json_string(at));
+    json_object_set_new(out, "expiry_time",
+                        claims.exp != 0 ? json_integer(claims.exp)
+                                        : json_null());
+    if (claims.email[0] != '\0') {
+        json_object_set_new(out, "email", json_string(claims.email));
+    }
+    if (claims.client_id[0] != '\0'
+        && json_object_get(out, "client_id") == NULL) {
+        json_object_set_new(out, "client_id", json_string(claims.client_id));
+    }
+    sha256_hex(at, job->sha256);
+    return true;
+}
+
+/* ---------------------------------------------------------------------
+ * GET /api/tokens
+ */
+
+static void
+list_done(json_t *reply, void *arg)
+{
+    job_t *job = arg;
+    json_t *tokens = json_object_get(reply, "tokens");
+    s2a_req_t *req;
+
+    job->call = 0;
+    if (!reply_ok(reply) || !json_is_array(tokens)) {
+        fail(job, 503, "Token list unavailable");
+        return;
+    }
+    req = job_end(job);
+    s2a_http_reply_json(req, 200, tokens);
+}
+
+static void
+handle_list(s2a_req_t *req)
+{
+    char *reveal = s2a_req_query_param(req, "reveal");
+    job_t *job = job_new(req);
+    bool rev = reveal != NULL
+        && (strcmp(reveal, "1") == 0 || strcmp(reveal, "true") == 0);
+
+    free(reveal);
+    if (job == NULL) {
+        return;
+    }
+    ask_master(job, json_pack("{s:s, s:b}", "op", "tokens_list", "reveal", rev),
+               list_done);
+}
+
+/* ---------------------------------------------------------------------
+ * POST /api/tokens
+ */
+
+static void
+add_stored(json_t *reply, void *arg)
+{
+    job_t *job = arg;
+    s2a_req_t *req;
+    json_t *body;
+
+    job->call = 0;
+    if (!reply_ok(reply)) {
+        if (strcmp(reply_code(reply), "duplicate") == 0) {
+            fail(job, 409, "Token already exists (email: %s, id %lld)",
+                 json_string_value(json_object_get(reply, "email")),
+                 (long long) json_integer_value(
+                     json_object_get(reply, "token_id")));
+        } else {
+            fail(job, 500, "Cannot store the token: %s",
+                 json_string_value(json_object_get(reply, "error")));
+        }
+        return;
+    }
+    body = json_pack("{s:b, s:s, s:I}", "success", 1, "message", "Token added",
+                     "token_id",
+                     json_integer_value(json_object_get(reply, "token_id")));
+    req = job_end(job);
+    s2a_http_reply_json(req, 200, body);
+    json_decref(body);
+}
+
+static void
+add_onboarded(const s2a_onboard_result_t *r, void *arg)
+{
+    job_t *job = arg;
+    json_t *msg;
+    const char *email;
+
+    job->ob = NULL;
+    if (!r->ok) {
+        fail(job, r->status, "Adding the token failed: %s", r->detail);
+        return;
+    }
+    json_object_update(job->fields, r->fields);
+    email = json_string_value(json_object_get(job->fields, "email"));
+    if (json_object_get(job->fields, "name") == NULL && email != NULL) {
+        /* The local part stands in for a name Sora did not give. */
+        json_object_set_new(job->fields, "name",
+                            json_stringn(email, strcspn(email, "@")));
+    }
+    msg = json_pack("{s:s, s:s, s:O}", "op", "token_add", "sha256", job->sha256,
+                    "fields", job->fields);
+    ask_master(job, msg, add_stored);
+}
+
+static void
+add_checked_duplicate(json_t *reply, void *arg)
+{
+    job_t *job = arg;
+    const char *at;
+
+    job->call = 0;
+    if (reply == NULL) {
+        fail(job, 503, "Master unavailable");
+        return;
+    }
+    if (json_is_true(json_object_get(reply, "exists"))) {
+        fail(
+            job, 409, "Token already exists (email: %s, id %lld)",
+            json_string_value(json_object_get(reply, "email")),
+            (long long) json_integer_value(json_object_get(reply, "token_id")));
+        return;
+    }
+    at = json_string_value(json_object_get(job->fields, "token"));
+    job->ob = s2a_onboard_start(
+        S2A_ONBOARD_ADD, at,
+        json_string_value(json_object_get(job->fields, "proxy_url")), NULL,
+        add_onboarded, job);
+    if (job->ob == NULL) {
+        fail(job, 503, "Cannot reach Sora");
+    }
+}
+
+static void
+handle_add(s2a_req_t *req)
+{
+    json_t *in = s2a_req_json_object(req, true);
+    const char *at;
+    job_t *job;
+
+    if (in == NULL) {
+        return;
+    }
+    job = job_new(req);
+    if (job == NULL) {
+        json_decref(in);
+        return;
+    }
+    job->fields = json_object();
+    at = json_string_value(json_object_get(in, "token"));
+    if (at == NULL || at[0] == '\0') {
+        json_decref(in);
+        fail(job, 400, "token (the access token) is required");
+        return;
+    }
+    if (!take_fields(job, in, job->fields)
+        || !take_access_token(job, at, job->fields))
+    {
+        json_decref(in);
+        return;
+    }
+    json_decref(in);
+    ask_master(
+        job,
+        json_pack("{s:s, s:s}", "op", "token_exists", "sha256", job->sha256),
+        add_checked_duplicate);
+}
+
+/* ---------------------------------------------------------------------
+ * Updates, state changes, deletion
+ */
+
+static void
+simple_done(json_t *reply, void *arg)
+{
+    job_t *job = arg;
+    const char *message =
+        json_string_value(json_object_get(job->extra, "message"));
+    json_t *body = json_object_get(job->extra, "body");
+    s2a_req_t *req;
+
+    job->call = 0;
+    if (!reply_ok(reply)) {
+        if (strcmp(reply_code(reply), "not_found") == 0) {
+            fail(job, 404, "Token not found");
+        } else if (strcmp(reply_code(reply), "duplicate") == 0) {
+            fail(job, 409, "Another token already uses this access token");
+        } else {
+            fail(job, reply == NULL ? 503 : 400, "%s",
+                 reply == NULL
+                     ? "Master unavailable"
+                     : json_string_value(json_object_get(reply, "error")));
+        }
+        return;
+    }
+    body = body != NULL
+        ? json_incref(body)
+        : json_pack("{s:b, s:s}", "success", 1, "message", message);
+    req = job_end(job);
+    s2a_http_reply_json(req, 200, body);
+    json_decref(body);
+}
+
+static void
+set_state(s2a_req_t *req, int64_t id, bool active, json_t *body,
+          const char *message)
+{
+    job_t *job = job_new(req);
+
+    if (job == NULL) {
+        json_decref(body);
+        return;
+    }
+    job->extra = json_pack("{s:s}", "message", message);
+    if (body != NULL) {
+        json_object_set_new(job->extra, "body", body);
+    }
+    ask_master(job,
+               json_pack("{s:s, s:I, s:s, s:s}", "op", "token_state",
+                         "token_id", (json_int_t) id, "state",
+                         active ? "active" : "disabled", "reason",
+                         active ? "enabled by the operator"
+                                : "disabled by the operator"),
+               simple_done);
+}
+
+static void
+handle_status(s2a_req_t *req, int64_t id)
+{
+    json_t *in = s2a_req_json_object(req, true);
+    json_t *v;
+
+    if (in == NULL) {
+        return;
+    }
+    v = json_object_get(in, "is_active");
+    if (!json_is_boolean(v)) {
+        json_decref(in);
+        s2a_http_reply_detail(req, 400, "is_active must be a boolean");
+        return;
+    }
+    set_state(req, id, json_is_true(v), NULL, "Token status updated");
+    json_decref(in);
+}
+
+static void
+handle_update(s2a_req_t *req, int64_t id)
+{
+    json_t *in = s2a_req_json_object(req, true), *msg;
+    const char *at;
+    job_t *job;
+
+    if (in == NULL) {
+        return;
+    }
+    job = job_new(req);
+    if (job == NULL) {
+        json_decref(in);
+        return;
+    }
+    job->fields = json_object();
+    job->extra = json_pack("{s:s}", "message", "Token updated");
+    if (!take_fields(job, in, job->fields)) {
+        json_decref(in);
+        return;
+    }
+    at = json_string_value(json_object_get(in, "token"));
+    if (at != NULL && at[0] != '\0' && !take_access_token(job, at, job->fields))
+    {
+        json_decref(in);
+        return;
+    }
+    json_decref(in);
+    if (json_object_size(job->fields) == 0) {
+        fail(job, 400, "Nothing to update");
+        return;
+    }
+    msg = json_pack("{s:s, s:I, s:O}", "op", "token_update", "token_id",
+                    (json_int_t) id, "fields", job->fields);
+    if (job->sha256[0] != '\0') {
+        json_object_set_new(msg, "sha256", json_string(job->sha256));
+    }
+    ask_master(job, msg, simple_done);
+}
+
+static void
+handle_delete(s2a_req_t *req, int64_t id)
+{
+    job_t *job = job_new(req);
+
+    if (job == NULL) {
+        return;
+    }
+    job->extra = json_pack("{s:s}", "message", "Token deleted");
+    ask_master(job,
+               json_pack("{s:s, s:I}", "op", "token_delete", "token_id",
+                         (json_int_t) id),
+               simple_done);
+}
+
+/* ---------------------------------------------------------------------
+ * POST /api/tokens/{id}/test
+ */
+
+static void
+test_stored(json_t *reply, void *arg)
+{
+    job_t *job = arg;
+    json_t *body = json_incref(json_object_get(job->extra, "body"));
+    s2a_req_t *req;
+
+    S2A_UNUSED(reply);
+    job->call = 0;
+    req = job_end(job);
+    s2a_http_reply_json(req, 200, body);
+    json_decref(body);
+}
+
+static void
+test_onboarded(const s2a_onboard_result_t *r, void *arg)
+{
+    job_t *job = arg;
+    json_t *body, *msg;
+    const char *keys[] = { "sora2_supported", "sora2_invite_code",
+                           "sora2_redeemed_count", "sora2_total_count",
+                           "sora2_remaining_count" };
+    size_t i;
+
+    job->ob = NULL;
+    body = json_pack("{s:b, s:s, s:s}", "success", 1, "status",
+                     r->ok ? "success" : "failed", "message",
+                     r->ok ? "Token is valid" : r->detail);
+    json_object_set(body, "email", json_object_get(r->fields, "email"));
+    json_object_set(body, "username", json_object_get(r->fields, "username"));
+    if (r->ok) {
+        for (i = 0; i < S2A_NELEMS(keys); i++) {
+            json_t *v = json_object_get(r->fields, keys[i]);
+            json_object_set(body, keys[i], v != NULL ? v : json_null());
+        }
+    }
+    job->extra = json_pack("{s:o}", "body", body);
+    if (r->ok) {
+        /* What Sora said about quota and entitlement is kept. */
+        json_t *fields = json_object();
+        for (i = 0; i < S2A_NELEMS(keys); i++) {
+            json_t *v = json_object_get(r->fields, keys[i]);
+            if (v != NULL) {
+                json_object_set(fields, keys[i], v);
+            }
+        }
+        if (json_object_get(r->fields, "sora2_cooldown_until") != NULL) {
+            json_object_set(fields, "sora2_cooldown_until",
+                            json_object_get(r->fields, "sora2_cooldown_until"));
+        }
+        msg = json_pack("{s:s, s:I, s:o}", "op", "token_update", "token_id",
+                        (json_int_t) job->id, "fields", fields);
+    } else if (r->token_invalid) {
+        msg = json_pack("{s:s, s:I, s:s, s:s}", "op", "token_state", "token_id",
+                        (json_int_t) job->id, "state", "invalid", "reason",
+                        r->detail);
+    } else {
+        test_stored(NULL, job);
+        return;
+    }
+    ask_master(job, msg, test_stored);
+}
+
+static void
+handle_test(s2a_req_t *req, int64_t id)
+{
+    s2a_shm_t *shm = s2a_worker.shm;
+    char at[S2A_SHM_AT_MAX];
+    job_t *job;
+    int slot;
+
+    at[0] = '\0';
+    if (s2a_shm_lock(shm) == S2A_OK) {
+        slot = s2a_shm_token_find_locked(shm, id);
+        if (slot >= 0) {
+            memcpy(at, s2a_shm_secrets(shm)[slot].access_token,
+                   s2a_shm_secrets(shm)[slot].len + 1);
+        }
+        s2a_shm_unlock(shm);
+    }
+    if (at[0] == '\0') {
+        json_t *body = json_pack("{s:b, s:s, s:s}", "success", 1, "status",
+                                 "failed", "message", "Token not found");
+        s2a_http_reply_json(req, 404, body);
+        json_decref(body);
+        return;
+    }
+    job = job_new(req);
+    if (job == NULL) {
+        return;
+    }
+    job->id = id;
+    job->ob = s2a_onboard_start(S2A_ONBOARD_TEST, at, NULL, NULL,
+                                test_onboarded, job);
+    explicit_bzero(at, sizeof(at));
+    if (job->ob == NULL) {
+        fail(job, 503, "Cannot reach Sora");
+    }
+}
+
+/* ---------------------------------------------------------------------
+ * ST -> AT, RT -> AT
+ */
+
+static void
+st_done(const s2a_sora_result_t *r, void *arg)
+{
+    job_t *job = arg;
+    const char *at = json_string_value(json_object_get(r->json, "accessToken"));
+    json_t *body;
+    s2a_req_t *req;
+
+    job->sora = 0;
+    if (!s2a_sora_ok(r) || at == NULL) {
+        fail(job, 400, "Failed to convert ST to AT: %s",
+             r->status == 200 ? "the session token is invalid or expired"
+                              : r->error_message);
+        return;
+    }
+    body = json_pack(
+        "{s:b, s:s, s:s, s:O, s:O}", "success", 1, "message",
+        "ST converted to AT successfully", "access_token", at, "email",
+        json_object_get(json_object_get(r->json, "user"), "email") != NULL
+            ? json_object_get(json_object_get(r->json, "user"), "email")
+            : json_null(),
+        "expires",
+        json_object_get(r->json, "expires") != NULL
+            ? json_object_get(r->json, "expires")
+            : json_null());
+    req = job_end(job);
+    s2a_http_reply_json(req, 200, body);
+    json_decref(body);
+}
+
+static void
+rt_done(const s2a_sora_result_t *r, void *arg)
+{
+    job_t *job = arg;
+    const char *at =
+        json_string_value(json_object_get(r->json, "access_token"));
+    json_t *rt = json_object_get(r->json, "refresh_token");
+    json_t *body;
+    s2a_req_t *req;
+
+    job->sora = 0;
+    if (!s2a_sora_ok(r) || at == NULL) {
+        fail(job, 400, "Failed to convert RT to AT: %s",
+             r->status == 200 ? "the refresh token is invalid or expired"
+                              : r->error_message);
+        return;
+    }
+    body =
+        json_pack("{s:b, s:s, s:s, s:O, s:O}", "success", 1, "message",
+                  "RT converted to AT successfully", "access_token", at,
+                  "refresh_token", rt != NULL ? rt : json_null(), "expires_in",
+                  json_object_get(r->json, "expires_in") != NULL
+                      ? json_object_get(r->json, "expires_in")
+                      : json_null());
+    req = job_end(job);
+    s2a_http_reply_json(req, 200, body);
+    json_decref(body);
+}
+
+static void
+handle_convert(s2a_req_t *req, bool session)
+{
+    json_t *in = s2a_req_json_object(req, true), *body = NULL;
+    const char *secret, *cid;
+    char cookie[8192];
+    s2a_sora_call_t c;
+    job_t *job;
+
+    if (in == NULL) {
+        return;
+    }
+    secret = json_string_value(json_object_get(in, session ? "st" : "rt"));
+    cid = json_string_value(json_object_get(in, "client_id"));
+    if (secret == NULL || secret[0] == '\0' || strlen(secret) > 8000) {
+        json_decref(in);
+        s2a_http_reply_detail(req, 400, "%s is required",
+                              session ? "st" : "rt");
+        return;
+    }
+    job = job_new(req);
+    if (job == NULL) {
+        json_decref(in);
+        return;
+    }
+    memset(&c, 0, sizeof(c));
+    if (session) {
+        snprintf(cookie, sizeof(cookie), "__Secure-next-auth.session-token=%s",
+                 secret);
+        c.host = S2A_SORA_SESSION;
+        c.method = "GET";
+        c.cookie = cookie;
+    } else {
+        body =
+            json_pack("{s:s, s:s, s:s, s:s}", "client_id",
+                      cid != NULL && cid[0] != '\0' ? cid : DEFAULT_CLIENT_ID,
+                      "grant_type", "refresh_token", "redirect_uri",
+                      RT_REDIRECT, "refresh_token", secret);
+        c.host = S2A_SORA_OAUTH;
+        c.method = "POST";
+        c.body = body;
+    }
+    c.timeout_ms = 30000;
+    job->sora = s2a_sora_start(&c, session ? st_done : rt_done, job);
+    json_decref(body);
+    json_decref(in);
+    explicit_bzero(cookie, sizeof(cookie));
+    if (job->sora == 0) {
+        fail(job, 503, "Cannot reach the auth service");
+    }
+}
+
+/* ---------------------------------------------------------------------
+ * Dispatch
+ */
+
+static int64_t
+parse_id(const char *s, const char **rest)
+{
+    char *end;
+    long long v;
+
+    if (*s < '1' || *s > '9') {
+        return -1;
+    }
+    v = strtoll(s, &end, 10);
+    if (v <= 0 || (*end != '\0' && *end != '/')) {
+        return -1;
+    }
+    *rest = end;
+    return v;
+}
+
+bool
+s2a_tokens_dispatch(s2a_req_t *req)
+{
+    const char *p = req->path, *rest = "";
+    s2a_method_t m = req->method;
+    int64_t id;
+
+    if (strcmp(p, "/api/tokens") == 0) {
+        if (m == S2A_M_GET || m == S2A_M_HEAD) {
+            handle_list(req);
+        } else if (m == S2A_M_POST) {
+            handle_add(req);
+        } else {
+            s2a_http_reply_detail(req, 405, "Method not allowed");
+        }
+        return true;
+    }
+    if (strncmp(p, "/api/tokens/", 12) != 0) {
+        return false;
+    }
+    p += 12;
+    if (strcmp(p, "st2at") == 0 || strcmp(p, "rt2at") == 0) {
+        if (m != S2A_M_POST) {
+            s2a_http_reply_detail(req, 405, "Method not allowed");
+        } else {
+            handle_convert(req, p[0] == 's');
+        }
+        return true;
+    }
+    id = parse_id(p, &rest);
+    if (id < 0) {
+        s2a_http_reply_detail(req, 404, "Not found");
+        return true;
+    }
+    if (rest[0] == '\0') {
+        if (m == S2A_M_PUT) {
+            handle_update(req, id);
+        } else if (m == S2A_M_DELETE) {
+            handle_delete(req, id);
+        } else {
+            s2a_http_reply_detail(req, 405, "Method not allowed");
+        }
+    } else if (strcmp(rest, "/enable") == 0 && m == S2A_M_POST) {
+        set_state(req, id, true,
+                  json_pack("{s:b, s:s, s:i, s:i}", "success", 1, "message",
+                            "Token enabled", "is_active", 1, "error_count", 0),
+                  "Token enabled");
+    } else if (strcmp(rest, "/disable") == 0 && m == S2A_M_POST) {
+        set_state(req, id, false,
+                  json_pack("{s:b, s:s, s:i}", "success", 1, "message",
+                            "Token disabled", "is_active", 0),
+                  "Token disabled");
+    } else if (strcmp(rest, "/status") == 0 && m == S2A_M_PUT) {
+        handle_status(req, id);
+    } else if (strcmp(rest, "/test") == 0 && m == S2A_M_POST) {
+        handle_test(req, id);
+    } else {
+        s2a_http_reply_detail(req, 404, "Not found");
+    }
+    return true;
+}
