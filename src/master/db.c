@@ -1061,3 +1061,66 @@ s2a_db_tokens_load(s2a_db_t *db, const uint8_t *key, int64_t id,
     sqlite3_finalize(st);
     return rc == SQLITE_DONE ? S2A_OK : S2A_ERROR;
 }
+
+json_t *
+s2a_db_stats(s2a_db_t *db, int64_t now)
+{
+    sqlite3_stmt *st;
+    char today[16];
+    time_t t = (time_t) now;
+    struct tm tm;
+    json_t *out = NULL, *states;
+    int rc;
+
+    gmtime_r(&t, &tm);
+    strftime(today, sizeof(today), "%Y-%m-%d", &tm);
+    /* "Today" counters count only when their day is today, so an idle
+     * token's yesterday never leaks into today's totals. */
+    if (sqlite3_prepare_v2(
+            db->conn,
+            "SELECT COUNT(*),"
+            " SUM(state = 'active' AND (expiry_time IS NULL OR expiry_time > "
+            "?1)"
+            "     AND (cooled_until IS NULL OR cooled_until <= ?1)),"
+            " COALESCE(SUM(image_count), 0), COALESCE(SUM(video_count), 0),"
+            " COALESCE(SUM(error_count), 0),"
+            " COALESCE(SUM(CASE WHEN today_date = ?2 THEN today_image_count "
+            "END), 0),"
+            " COALESCE(SUM(CASE WHEN today_date = ?2 THEN today_video_count "
+            "END), 0),"
+            " COALESCE(SUM(CASE WHEN today_date = ?2 THEN today_error_count "
+            "END), 0),"
+            " SUM(state = 'active'), SUM(state = 'disabled'),"
+            " SUM(state = 'invalid'), SUM(state = 'expired'),"
+            " SUM(state = 'cooling')"
+            " FROM tokens",
+            -1, &st, NULL)
+        != SQLITE_OK)
+    {
+        return NULL;
+    }
+    sqlite3_bind_int64(st, 1, now);
+    sqlite3_bind_text(st, 2, today, -1, SQLITE_TRANSIENT);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        states = json_pack("{s:I, s:I, s:I, s:I, s:I}", "active",
+                           (json_int_t) sqlite3_column_int64(st, 8), "disabled",
+                           (json_int_t) sqlite3_column_int64(st, 9), "invalid",
+                           (json_int_t) sqlite3_column_int64(st, 10), "expired",
+                           (json_int_t) sqlite3_column_int64(st, 11), "cooling",
+                           (json_int_t) sqlite3_column_int64(st, 12));
+        out =
+            json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:s, s:o}",
+                      "total_tokens", (json_int_t) sqlite3_column_int64(st, 0),
+                      "active_tokens", (json_int_t) sqlite3_column_int64(st, 1),
+                      "total_images", (json_int_t) sqlite3_column_int64(st, 2),
+                      "total_videos", (json_int_t) sqlite3_column_int64(st, 3),
+                      "total_errors", (json_int_t) sqlite3_column_int64(st, 4),
+                      "today_images", (json_int_t) sqlite3_column_int64(st, 5),
+                      "today_videos", (json_int_t) sqlite3_column_int64(st, 6),
+                      "today_errors", (json_int_t) sqlite3_column_int64(st, 7),
+                      "today", today, "states", states);
+    }
+    sqlite3_finalize(st);
+    return out;
+}

@@ -94,6 +94,9 @@ typedef void (*s2a_db_token_pt)(const s2a_shm_token_t *t, const char *at,
 int s2a_db_tokens_load(s2a_db_t *db, const uint8_t *key, int64_t id,
                        s2a_db_token_pt cb, void *arg);
 
+/* Pool totals for GET /api/stats (today = the UTC day of `now`). */
+json_t *s2a_db_stats(s2a_db_t *db, int64_t now);
+
 /* A trivial read proving the database answers (for /readyz). */
 int s2a_db_ping(s2a_db_t *db);
 

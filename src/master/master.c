@@ -528,20 +528,40 @@ tokens_publish_touched(bool committed)
     M.n_touched = 0;
 }
 
+/* An import may ask for an operator state along with the fields. */
+static void
+apply_requested_state(json_t *msg, int64_t id)
+{
+    const char *state = json_string_value(json_object_get(msg, "state"));
+
+    if (state != NULL
+        && (strcmp(state, "active") == 0 || strcmp(state, "disabled") == 0))
+    {
+        s2a_db_token_set_state(M.db, id, state, "set by an import", 0,
+                               s2a_now());
+    }
+}
+
 static void
 handle_token_exists(proc_t *proc, json_t *msg)
 {
     const char *sha = json_string_value(json_object_get(msg, "sha256"));
+    const char *by_email = json_string_value(json_object_get(msg, "email"));
     json_t *reply = reply_for(msg);
     char email[256] = "";
     int64_t id = 0;
     int rc;
 
-    if (sha == NULL || !is_hex(sha, 64)) {
-        fail_reply(proc, reply, "token_exists needs sha256");
+    /* By the AT's hash, or (import) by the account's e-mail. */
+    if ((sha == NULL || !is_hex(sha, 64)) && by_email == NULL) {
+        fail_reply(proc, reply, "token_exists needs sha256 or email");
         return;
     }
-    rc = s2a_db_token_find(M.db, sha, NULL, &id, email, sizeof(email));
+    if (s2a_db_in_transaction(M.db)) {
+        flush_cb(-1, 0, NULL);
+    }
+    rc = s2a_db_token_find(M.db, by_email == NULL ? sha : NULL, by_email, &id,
+                           email, sizeof(email));
     json_object_set_new(reply, "exists", json_boolean(rc == S2A_OK));
     if (rc == S2A_OK) {
         json_object_set_new(reply, "token_id", json_integer(id));
@@ -585,6 +605,7 @@ handle_token_add(proc_t *proc, json_t *msg)
         fail_reply(proc, reply, err);
         return;
     }
+    apply_requested_state(msg, id);
     token_touched(id);
     s2a_log(LOG_NOTICE, 0, "token %lld added (%s)", (long long) id,
             json_string_value(json_object_get(fields, "email")) != NULL
@@ -623,6 +644,7 @@ handle_token_update(proc_t *proc, json_t *msg)
         fail_reply(proc, reply, err);
         return;
     }
+    apply_requested_state(msg, id);
     token_touched(id);
     queue_reply(proc, reply);
 }
@@ -683,6 +705,24 @@ handle_token_delete(proc_t *proc, json_t *msg)
     token_touched(-id);
     s2a_log(LOG_NOTICE, 0, "token %lld deleted", (long long) id);
     queue_reply(proc, reply);
+}
+
+static void
+handle_stats(proc_t *proc, json_t *msg)
+{
+    json_t *reply = reply_for(msg), *stats;
+
+    if (s2a_db_in_transaction(M.db)) {
+        flush_cb(-1, 0, NULL);
+    }
+    stats = s2a_db_stats(M.db, s2a_now());
+    if (stats == NULL) {
+        fail_reply(proc, reply, "database read failed");
+        return;
+    }
+    json_object_set_new(reply, "stats", stats);
+    s2a_chan_send(proc->chan, reply);
+    json_decref(reply);
 }
 
 static void
@@ -805,6 +845,8 @@ on_worker_msg(s2a_chan_t *chan, json_t *msg, void *arg)
         handle_token_delete(proc, msg);
     } else if (strcmp(op, "tokens_list") == 0) {
         handle_tokens_list(proc, msg);
+    } else if (strcmp(op, "stats") == 0) {
+        handle_stats(proc, msg);
     } else if (strcmp(op, "ping") == 0) {
         reply = reply_for(msg);
         if (s2a_db_ping(M.db) != S2A_OK) {

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define DEFAULT_CLIENT_ID "app_LlGpXReQgckcGGUo2JrYvtJK"
 #define RT_REDIRECT \
@@ -767,6 +768,572 @@ handle_convert(s2a_req_t *req, bool session)
 }
 
 /* ---------------------------------------------------------------------
+ * GET /api/stats, GET /api/tokens/export
+ */
+
+static void
+stats_done(json_t *reply, void *arg)
+{
+    job_t *job = arg;
+    json_t *stats = json_object_get(reply, "stats");
+    s2a_req_t *req;
+
+    job->call = 0;
+    if (!reply_ok(reply) || stats == NULL) {
+        fail(job, 503, "Statistics unavailable");
+        return;
+    }
+    req = job_end(job);
+    s2a_http_reply_json(req, 200, stats);
+}
+
+static void
+handle_stats(s2a_req_t *req)
+{
+    job_t *job = job_new(req);
+
+    if (job != NULL) {
+        ask_master(job, json_pack("{s:s}", "op", "stats"), stats_done);
+    }
+}
+
+static void
+export_done(json_t *reply, void *arg)
+{
+    job_t *job = arg;
+    json_t *tokens = json_object_get(reply, "tokens"), *t, *out;
+    char cd[96], day[16];
+    time_t now = time(NULL);
+    struct tm tm;
+    s2a_req_t *req;
+    size_t i;
+
+    job->call = 0;
+    if (!reply_ok(reply) || !json_is_array(tokens)) {
+        fail(job, 503, "Token list unavailable");
+        return;
+    }
+    /* The file format of the reference's export, so either side imports
+     * the other's files. */
+    out = json_array();
+    json_array_foreach(tokens, i, t)
+    {
+        json_array_append_new(
+            out,
+            json_pack("{s:O, s:O, s:O, s:O, s:O, s:O, s:O, s:O, s:O}", "email",
+                      json_object_get(t, "email"), "access_token",
+                      json_object_get(t, "token"), "session_token",
+                      json_object_get(t, "st"), "refresh_token",
+                      json_object_get(t, "rt"), "is_active",
+                      json_object_get(t, "is_active"), "image_enabled",
+                      json_object_get(t, "image_enabled"), "video_enabled",
+                      json_object_get(t, "video_enabled"), "image_concurrency",
+                      json_object_get(t, "image_concurrency"),
+                      "video_concurrency",
+                      json_object_get(t, "video_concurrency")));
+    }
+    gmtime_r(&now, &tm);
+    strftime(day, sizeof(day), "%Y-%m-%d", &tm);
+    snprintf(cd, sizeof(cd), "attachment; filename=\"tokens_%s.json\"", day);
+    req = job_end(job);
+    s2a_http_add_header(req, "Content-Disposition", cd);
+    s2a_http_add_header(req, "Cache-Control", "no-store");
+    s2a_http_reply_json(req, 200, out);
+    json_decref(out);
+}
+
+static void
+handle_export(s2a_req_t *req)
+{
+    job_t *job = job_new(req);
+
+    if (job != NULL) {
+        ask_master(job,
+                   json_pack("{s:s, s:b}", "op", "tokens_list", "reveal", 1),
+                   export_done);
+    }
+}
+
+/* ---------------------------------------------------------------------
+ * POST /api/tokens/import
+ *
+ * Items are matched to stored tokens by e-mail: a match gets the new
+ * secrets, flags and limits; anything else goes through the full add
+ * sequence. A few items run at once; each item's outcome is reported.
+ */
+
+#define IMPORT_MAX      10000
+#define IMPORT_PARALLEL 16
+
+typedef struct import_s import_t;
+
+typedef struct item_s {
+    import_t *imp;
+    size_t index;
+    uint64_t call;
+    s2a_onboard_t *ob;
+    json_t *fields;
+    char sha256[65];
+    bool active;
+    int64_t id;
+    struct item_s *next;
+} item_t;
+
+struct import_s {
+    s2a_req_t *req;
+    json_t *items;
+    size_t next_index;
+    bool pumping; /* import_pump is on the stack */
+    int running;
+    int added, updated, failed;
+    json_t *errors;
+    item_t *live;
+};
+
+static void import_pump(import_t *imp);
+
+static void
+item_free(item_t *it)
+{
+    item_t **pp;
+
+    for (pp = &it->imp->live; *pp != NULL; pp = &(*pp)->next) {
+        if (*pp == it) {
+            *pp = it->next;
+            break;
+        }
+    }
+    json_decref(it->fields);
+    free(it);
+}
+
+static void
+import_gone(s2a_req_t *req, void *arg)
+{
+    import_t *imp = arg;
+    item_t *it;
+
+    S2A_UNUSED(req);
+    while ((it = imp->live) != NULL) {
+        if (it->call != 0) {
+            s2a_worker_call_cancel(it->call);
+        }
+        if (it->ob != NULL) {
+            s2a_onboard_cancel(it->ob);
+        }
+        item_free(it);
+    }
+    json_decref(imp->items);
+    json_decref(imp->errors);
+    free(imp);
+}
+
+static void
+item_done(item_t *it, const char *error, bool added)
+{
+    import_t *imp = it->imp;
+    json_t *email = json_object_get(it->fields, "email");
+
+    if (error != NULL) {
+        imp->failed++;
+        json_array_append_new(imp->errors,
+                              json_pack("{s:I, s:O, s:s}", "index",
+                                        (json_int_t) it->index, "email",
+                                        email != NULL ? email : json_null(),
+                                        "detail", error));
+    } else if (added) {
+        imp->added++;
+    } else {
+        imp->updated++;
+    }
+    imp->running--;
+    item_free(it);
+    import_pump(imp);
+}
+
+static void
+item_stored(json_t *reply, void *arg)
+{
+    item_t *it = arg;
+    const char *err = json_string_value(json_object_get(reply, "error"));
+    bool added = it->id == 0;
+
+    it->call = 0;
+    if (!reply_ok(reply)) {
+        item_done(it,
+                  strcmp(reply_code(reply), "duplicate") == 0
+                      ? "the access token belongs to another stored token"
+                      : err != NULL ? err
+                                    : "not stored",
+                  false);
+        return;
+    }
+    item_done(it, NULL, added);
+}
+
+static void
+item_onboarded(const s2a_onboard_result_t *r, void *arg)
+{
+    item_t *it = arg;
+    json_t *msg;
+    char detail[600];
+
+    it->ob = NULL;
+    if (!r->ok) {
+        snprintf(detail, sizeof(detail), "%s", r->detail);
+        item_done(it, detail, false);
+        return;
+    }
+    json_object_update(r->fields, it->fields);
+    json_decref(it->fields);
+    it->fields = json_incref(r->fields);
+    msg = json_pack("{s:s, s:s, s:O}", "op", "token_add", "sha256", it->sha256,
+                    "fields", it->fields);
+    if (!it->active) {
+        json_object_set_new(msg, "state", json_string("disabled"));
+    }
+    it->call = s2a_worker_call_master(msg, item_stored, it);
+    json_decref(msg);
+    if (it->call == 0) {
+        item_done(it, "master unavailable", false);
+    }
+}
+
+static void
+item_found(json_t *reply, void *arg)
+{
+    item_t *it = arg;
+    json_t *msg;
+
+    it->call = 0;
+    if (reply == NULL) {
+        item_done(it, "master unavailable", false);
+        return;
+    }
+    if (json_is_true(json_object_get(reply, "exists"))) {
+        it->id = json_integer_value(json_object_get(reply, "token_id"));
+        msg = json_pack("{s:s, s:I, s:O, s:s, s:s}", "op", "token_update",
+                        "token_id", (json_int_t) it->id, "fields", it->fields,
+                        "sha256", it->sha256, "state",
+                        it->active ? "active" : "disabled");
+        it->call = s2a_worker_call_master(msg, item_stored, it);
+        json_decref(msg);
+        if (it->call == 0) {
+            item_done(it, "master unavailable", false);
+        }
+        return;
+    }
+    it->ob = s2a_onboard_start(
+        S2A_ONBOARD_ADD,
+        json_string_value(json_object_get(it->fields, "token")), NULL, NULL,
+        item_onboarded, it);
+    if (it->ob == NULL) {
+        item_done(it, "cannot reach Sora", false);
+    }
+}
+
+/* Validates item `index`; returns NULL after recording why it is bad. */
+static item_t *
+item_new(import_t *imp, size_t index)
+{
+    json_t *in = json_array_get(imp->items, index), *v;
+    s2a_jwt_claims_t claims;
+    const char *email, *at;
+    item_t *it = calloc(1, sizeof(*it));
+    const char *why = NULL;
+
+    if (it == NULL) {
+        imp->failed++;
+        json_array_append_new(imp->errors,
+                              json_pack("{s:I, s:n, s:s}", "index",
+                                        (json_int_t) index, "email", "detail",
+                                        "out of memory"));
+        return NULL;
+    }
+    it->imp = imp;
+    it->index = index;
+    it->fields = json_object();
+    it->active = true;
+    it->next = imp->live;
+    imp->live = it;
+    imp->running++;
+    email = json_string_value(json_object_get(in, "email"));
+    at = json_string_value(json_object_get(in, "access_token"));
+    if (!json_is_object(in)) {
+        why = "not an object";
+    } else if (email == NULL || email[0] == '\0') {
+        why = "email is required";
+    } else if (at == NULL || s2a_jwt_decode(at, &claims) != S2A_OK
+               || strlen(at) >= S2A_SHM_AT_MAX)
+    {
+        why = "access_token is not a JWT access token";
+    } else if (claims.exp != 0 && claims.exp <= s2a_now()) {
+        why = "access_token has expired";
+    }
+    if (email != NULL) {
+        json_object_set_new(it->fields, "email", json_string(email));
+    }
+    if (why != NULL) {
+        item_done(it, why, false);
+        return NULL;
+    }
+    json_object_set_new(it->fields, "token", json_string(at));
+    json_object_set_new(it->fields, "expiry_time",
+                        claims.exp != 0 ? json_integer(claims.exp)
+                                        : json_null());
+    v = json_object_get(in, "session_token");
+    if (json_is_string(v) && json_string_length(v) > 0) {
+        json_object_set(it->fields, "st", v);
+    }
+    v = json_object_get(in, "refresh_token");
+    if (json_is_string(v) && json_string_length(v) > 0) {
+        json_object_set(it->fields, "rt", v);
+    }
+    v = json_object_get(in, "image_enabled");
+    if (json_is_boolean(v)) {
+        json_object_set(it->fields, "image_enabled", v);
+    }
+    v = json_object_get(in, "video_enabled");
+    if (json_is_boolean(v)) {
+        json_object_set(it->fields, "video_enabled", v);
+    }
+    v = json_object_get(in, "image_concurrency");
+    if (json_is_integer(v)) {
+        json_object_set(it->fields, "image_concurrency", v);
+    }
+    v = json_object_get(in, "video_concurrency");
+    if (json_is_integer(v)) {
+        json_object_set(it->fields, "video_concurrency", v);
+    }
+    it->active = !json_is_false(json_object_get(in, "is_active"));
+    sha256_hex(at, it->sha256);
+    return it;
+}
+
+static void
+import_finish(import_t *imp)
+{
+    s2a_req_t *req = imp->req;
+    json_t *body;
+    char msg[128];
+
+    snprintf(msg, sizeof(msg),
+             "Import completed: %d added, %d updated, %d "
+             "failed",
+             imp->added, imp->updated, imp->failed);
+    body =
+        json_pack("{s:b, s:s, s:i, s:i, s:i, s:O}", "success", imp->failed == 0,
+                  "message", msg, "added", imp->added, "updated", imp->updated,
+                  "failed", imp->failed, "errors", imp->errors);
+    req->on_gone = NULL;
+    json_decref(imp->items);
+    json_decref(imp->errors);
+    free(imp);
+    s2a_http_reply_json(req, 200, body);
+    json_decref(body);
+}
+
+static void
+import_pump(import_t *imp)
+{
+    item_t *it;
+    json_t *msg;
+
+    /* Items that fail at once end inside this loop: they must not start
+     * a nested pump (or finish the import under it). */
+    if (imp->pumping) {
+        return;
+    }
+    imp->pumping = true;
+    while (imp->running < IMPORT_PARALLEL
+           && imp->next_index < json_array_size(imp->items))
+    {
+        it = item_new(imp, imp->next_index++);
+        if (it == NULL) {
+            continue;
+        }
+        msg = json_pack("{s:s, s:O}", "op", "token_exists", "email",
+                        json_object_get(it->fields, "email"));
+        it->call = s2a_worker_call_master(msg, item_found, it);
+        json_decref(msg);
+        if (it->call == 0) {
+            item_done(it, "master unavailable", false);
+        }
+    }
+    imp->pumping = false;
+    if (imp->running == 0 && imp->next_index >= json_array_size(imp->items)) {
+        import_finish(imp);
+    }
+}
+
+static void
+handle_import(s2a_req_t *req)
+{
+    json_t *in = s2a_req_json_object(req, true), *items;
+    import_t *imp;
+
+    if (in == NULL) {
+        return;
+    }
+    items = json_object_get(in, "tokens");
+    if (!json_is_array(items) || json_array_size(items) == 0
+        || json_array_size(items) > IMPORT_MAX)
+    {
+        json_decref(in);
+        s2a_http_reply_detail(req, 400,
+                              "tokens must be an array of 1 to %d "
+                              "items",
+                              IMPORT_MAX);
+        return;
+    }
+    imp = calloc(1, sizeof(*imp));
+    if (imp == NULL) {
+        json_decref(in);
+        s2a_http_reply_detail(req, 503, "Out of memory");
+        return;
+    }
+    imp->req = req;
+    imp->items = json_incref(items);
+    imp->errors = json_array();
+    json_decref(in);
+    req->on_gone = import_gone;
+    req->gone_arg = imp;
+    import_pump(imp);
+}
+
+/* ---------------------------------------------------------------------
+ * POST /api/tokens/{id}/sora2/activate?invite_code=...
+ */
+
+static void
+activate_refreshed(const s2a_onboard_result_t *r, void *arg)
+{
+    job_t *job = arg;
+    json_t *fields, *body, *msg;
+    const char *keys[] = { "sora2_supported",       "sora2_invite_code",
+                           "sora2_redeemed_count",  "sora2_total_count",
+                           "sora2_remaining_count", "sora2_cooldown_until" };
+    size_t i;
+
+    job->ob = NULL;
+    fields = json_object();
+    for (i = 0; i < S2A_NELEMS(keys); i++) {
+        json_t *v = json_object_get(r->fields, keys[i]);
+        if (v != NULL) {
+            json_object_set(fields, keys[i], v);
+        }
+    }
+    body = json_pack(
+        "{s:b, s:s, s:O, s:O, s:O, s:O, s:O}", "success", 1, "message",
+        "Sora2 activated successfully", "already_accepted",
+        json_object_get(job->extra, "already_accepted"), "invite_code",
+        json_object_get(fields, "sora2_invite_code") != NULL
+            ? json_object_get(fields, "sora2_invite_code")
+            : json_null(),
+        "redeemed_count",
+        json_object_get(fields, "sora2_redeemed_count") != NULL
+            ? json_object_get(fields, "sora2_redeemed_count")
+            : json_null(),
+        "total_count",
+        json_object_get(fields, "sora2_total_count") != NULL
+            ? json_object_get(fields, "sora2_total_count")
+            : json_null(),
+        "sora2_remaining_count",
+        json_object_get(fields, "sora2_remaining_count") != NULL
+            ? json_object_get(fields, "sora2_remaining_count")
+            : json_null());
+    json_object_set_new(job->extra, "body", body);
+    msg = json_pack("{s:s, s:I, s:o}", "op", "token_update", "token_id",
+                    (json_int_t) job->id, "fields", fields);
+    ask_master(job, msg, test_stored);
+}
+
+static void
+activate_accepted(const s2a_sora_result_t *r, void *arg)
+{
+    job_t *job = arg;
+    const char *at = json_string_value(json_object_get(job->extra, "at"));
+
+    job->sora = 0;
+    if (!s2a_sora_ok(r) || !json_is_true(json_object_get(r->json, "success"))) {
+        fail(job, 400, "Failed to activate Sora2: %s",
+             r->error_message != NULL ? r->error_message
+                                      : "the invite code was not accepted");
+        return;
+    }
+    json_object_set_new(job->extra, "already_accepted",
+                        json_boolean(json_is_true(
+                            json_object_get(r->json, "already_accepted"))));
+    job->ob = s2a_onboard_start(S2A_ONBOARD_TEST, at, NULL, NULL,
+                                activate_refreshed, job);
+    json_object_del(job->extra, "at");
+    if (job->ob == NULL) {
+        fail(job, 503, "Cannot reach Sora");
+    }
+}
+
+static void
+handle_activate(s2a_req_t *req, int64_t id)
+{
+    char *code = s2a_req_query_param(req, "invite_code");
+    char at[S2A_SHM_AT_MAX], cookie[80];
+    uint8_t r[16];
+    s2a_sora_call_t c;
+    json_t *body;
+    job_t *job;
+    int slot;
+
+    if (code == NULL || code[0] == '\0' || strlen(code) > 64) {
+        free(code);
+        s2a_http_reply_detail(req, 400, "invite_code is required");
+        return;
+    }
+    at[0] = '\0';
+    if (s2a_shm_lock(s2a_worker.shm) == S2A_OK) {
+        slot = s2a_shm_token_find_locked(s2a_worker.shm, id);
+        if (slot >= 0) {
+            memcpy(at, s2a_shm_secrets(s2a_worker.shm)[slot].access_token,
+                   s2a_shm_secrets(s2a_worker.shm)[slot].len + 1);
+        }
+        s2a_shm_unlock(s2a_worker.shm);
+    }
+    job = at[0] != '\0' ? job_new(req) : NULL;
+    if (job == NULL) {
+        free(code);
+        if (at[0] == '\0') {
+            s2a_http_reply_detail(req, 404, "Token not found");
+        }
+        return;
+    }
+    job->id = id;
+    job->extra = json_pack("{s:s}", "at", at);
+    /* A fresh device id per call, as the apps send. */
+    s2a_random_bytes(r, sizeof(r));
+    r[6] = (uint8_t) ((r[6] & 0x0f) | 0x40);
+    r[8] = (uint8_t) ((r[8] & 0x3f) | 0x80);
+    snprintf(cookie, sizeof(cookie),
+             "oai-did=%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-"
+             "%02x%02x%02x%02x%02x%02x",
+             r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10],
+             r[11], r[12], r[13], r[14], r[15]);
+    body = json_pack("{s:s}", "invite_code", code);
+    memset(&c, 0, sizeof(c));
+    c.host = S2A_SORA_BACKEND;
+    c.method = "POST";
+    c.path = "/project_y/invite/accept";
+    c.at = at;
+    c.cookie = cookie;
+    c.body = body;
+    job->sora = s2a_sora_start(&c, activate_accepted, job);
+    json_decref(body);
+    free(code);
+    explicit_bzero(at, sizeof(at));
+    if (job->sora == 0) {
+        fail(job, 503, "Cannot reach Sora");
+    }
+}
+
+/* ---------------------------------------------------------------------
  * Dispatch
  */
 
@@ -794,6 +1361,14 @@ s2a_tokens_dispatch(s2a_req_t *req)
     s2a_method_t m = req->method;
     int64_t id;
 
+    if (strcmp(p, "/api/stats") == 0) {
+        if (m == S2A_M_GET || m == S2A_M_HEAD) {
+            handle_stats(req);
+        } else {
+            s2a_http_reply_detail(req, 405, "Method not allowed");
+        }
+        return true;
+    }
     if (strcmp(p, "/api/tokens") == 0) {
         if (m == S2A_M_GET || m == S2A_M_HEAD) {
             handle_list(req);
@@ -808,6 +1383,16 @@ s2a_tokens_dispatch(s2a_req_t *req)
         return false;
     }
     p += 12;
+    if (strcmp(p, "export") == 0 || strcmp(p, "import") == 0) {
+        if (p[0] == 'e' && (m == S2A_M_GET || m == S2A_M_HEAD)) {
+            handle_export(req);
+        } else if (p[0] == 'i' && m == S2A_M_POST) {
+            handle_import(req);
+        } else {
+            s2a_http_reply_detail(req, 405, "Method not allowed");
+        }
+        return true;
+    }
     if (strcmp(p, "st2at") == 0 || strcmp(p, "rt2at") == 0) {
         if (m != S2A_M_POST) {
             s2a_http_reply_detail(req, 405, "Method not allowed");
@@ -843,6 +1428,8 @@ s2a_tokens_dispatch(s2a_req_t *req)
         handle_status(req, id);
     } else if (strcmp(rest, "/test") == 0 && m == S2A_M_POST) {
         handle_test(req, id);
+    } else if (strcmp(rest, "/sora2/activate") == 0 && m == S2A_M_POST) {
+        handle_activate(req, id);
     } else {
         s2a_http_reply_detail(req, 404, "Not found");
     }
