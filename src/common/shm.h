@@ -135,6 +135,9 @@ typedef struct s2a_shm_settings_s {
     int32_t session_ttl;    /* seconds an admin session lasts */
     uint32_t session_epoch; /* sessions of older epochs are invalid */
     int32_t admin_password_is_default;
+    int32_t at_refresh_enabled; /* master refreshes expiring ATs */
+    int32_t at_refresh_window;  /* seconds before expiry */
+    int32_t quota_interval;     /* seconds between quota checks, 0 off */
     uint8_t session_secret[32]; /* HMAC key of admin session tokens */
     char admin_username[64];
     char admin_password_hash[160];

@@ -92,6 +92,10 @@ static const char *const migrations[] = {
     "  today_error_count INTEGER NOT NULL DEFAULT 0"
     ");"
     "CREATE INDEX tokens_email ON tokens(email);",
+
+    /* 4: when the master last had a token refreshed / its quota checked */
+    "ALTER TABLE tokens ADD COLUMN refresh_attempted_at INTEGER;"
+    "ALTER TABLE tokens ADD COLUMN quota_checked_at INTEGER;",
 };
 
 static int
@@ -366,7 +370,10 @@ s2a_db_seed(s2a_db_t *db, const s2a_conf_t *conf)
         || seed_one(db, "selection_policy", "least_busy") != S2A_OK
         || seed_one(db, "error_ban_threshold", "3") != S2A_OK
         || seed_one(db, "session_epoch", "1") != S2A_OK
-        || seed_one(db, "session_ttl", "86400") != S2A_OK)
+        || seed_one(db, "session_ttl", "86400") != S2A_OK
+        || seed_one(db, "at_auto_refresh_enabled", "1") != S2A_OK
+        || seed_one(db, "at_refresh_window", "86400") != S2A_OK
+        || seed_one(db, "quota_refresh_interval", "3600") != S2A_OK)
     {
         goto done;
     }
@@ -484,6 +491,23 @@ s2a_db_load_settings(s2a_db_t *db, s2a_shm_settings_t *out)
         return S2A_ERROR;
     }
     out->admin_password_is_default = s2a_db_default_admin_password(db);
+    out->at_refresh_enabled = 1;
+    out->at_refresh_window = 86400;
+    out->quota_interval = 3600;
+    if (s2a_db_setting_get(db, "at_auto_refresh_enabled", buf, sizeof(buf))
+        == S2A_OK)
+    {
+        out->at_refresh_enabled = strcmp(buf, "1") == 0;
+    }
+    if (s2a_db_setting_get(db, "at_refresh_window", buf, sizeof(buf)) == S2A_OK)
+    {
+        out->at_refresh_window = atoi(buf);
+    }
+    if (s2a_db_setting_get(db, "quota_refresh_interval", buf, sizeof(buf))
+        == S2A_OK)
+    {
+        out->quota_interval = atoi(buf);
+    }
     return S2A_OK;
 }
 
@@ -680,8 +704,7 @@ s2a_db_token_insert(s2a_db_t *db, const uint8_t *key, const char *sha256,
     n = (size_t) snprintf(sql, sizeof(sql),
                           "INSERT INTO tokens(token_sha256, created_at");
     m = (size_t) snprintf(vals, sizeof(vals), "VALUES (?1, ?2");
-    json_object_foreach(fields, name, v)
-    {
+    json_object_foreach (fields, name, v) {
         if (token_column(name) < 0) {
             snprintf(err, errlen, "unknown token field \"%.40s\"", name);
             return S2A_ERROR;
@@ -697,8 +720,7 @@ s2a_db_token_insert(s2a_db_t *db, const uint8_t *key, const char *sha256,
     sqlite3_bind_text(st, 1, sha256, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 2, now);
     idx = 3;
-    json_object_foreach(fields, name, v)
-    {
+    json_object_foreach (fields, name, v) {
         col = token_column(name);
         if (bind_value(st, idx++, col, v, key) != SQLITE_OK) {
             snprintf(err, errlen, "bad value for %s", name);
@@ -737,8 +759,7 @@ s2a_db_token_update(s2a_db_t *db, const uint8_t *key, int64_t id,
         n += (size_t) snprintf(sql + n, sizeof(sql) - n, ", token_sha256 = ?%d",
                                idx++);
     }
-    json_object_foreach(fields, name, v)
-    {
+    json_object_foreach (fields, name, v) {
         if (token_column(name) < 0) {
             snprintf(err, errlen, "unknown token field \"%.40s\"", name);
             return S2A_ERROR;
@@ -756,8 +777,7 @@ s2a_db_token_update(s2a_db_t *db, const uint8_t *key, int64_t id,
     if (new_sha256 != NULL) {
         sqlite3_bind_text(st, idx++, new_sha256, -1, SQLITE_STATIC);
     }
-    json_object_foreach(fields, name, v)
-    {
+    json_object_foreach (fields, name, v) {
         if (bind_value(st, idx++, token_column(name), v, key) != SQLITE_OK) {
             snprintf(err, errlen, "bad value for %s", name);
             sqlite3_finalize(st);
@@ -1123,4 +1143,88 @@ s2a_db_stats(s2a_db_t *db, int64_t now)
     }
     sqlite3_finalize(st);
     return out;
+}
+
+int
+s2a_db_tokens_due(s2a_db_t *db, const uint8_t *key, int64_t now,
+                  int64_t refresh_window, int64_t quota_interval, int limit,
+                  s2a_db_due_pt cb, void *arg)
+{
+    sqlite3_stmt *st;
+    char *sec[2];
+    int rc, n = 0, i;
+
+    /* Due for a refresh: active or expired, with an ST or RT, expiring
+     * within the window, not tried in the last 10 minutes. Due for a
+     * quota check: active Sora 2 tokens not checked for an interval. */
+    if (sqlite3_prepare_v2(
+            db->conn,
+            "SELECT id, st, rt, client_id, proxy_url,"
+            " (expiry_time IS NOT NULL AND expiry_time < ?1 + ?2"
+            "  AND (st IS NOT NULL OR rt IS NOT NULL)"
+            "  AND state IN ('active', 'cooling', 'expired')"
+            "  AND (refresh_attempted_at IS NULL"
+            "       OR refresh_attempted_at < ?1 - 600)) AS refresh"
+            " FROM tokens WHERE"
+            " (?2 > 0 AND expiry_time IS NOT NULL AND expiry_time < ?1 + ?2"
+            "  AND (st IS NOT NULL OR rt IS NOT NULL)"
+            "  AND state IN ('active', 'cooling', 'expired')"
+            "  AND (refresh_attempted_at IS NULL"
+            "       OR refresh_attempted_at < ?1 - 600))"
+            " OR (?3 > 0 AND state = 'active' AND sora2_supported = 1"
+            "  AND (quota_checked_at IS NULL OR quota_checked_at < ?1 - ?3))"
+            " ORDER BY expiry_time LIMIT ?4",
+            -1, &st, NULL)
+        != SQLITE_OK)
+    {
+        s2a_log(LOG_ERR, 0, "due tokens query: %s", sqlite3_errmsg(db->conn));
+        return -1;
+    }
+    sqlite3_bind_int64(st, 1, now);
+    sqlite3_bind_int64(st, 2, refresh_window);
+    sqlite3_bind_int64(st, 3, quota_interval);
+    sqlite3_bind_int(st, 4, limit);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        for (i = 0; i < 2; i++) {
+            sec[i] = sqlite3_column_type(st, 1 + i) == SQLITE_NULL
+                ? NULL
+                : s2a_open(key, (const char *) sqlite3_column_text(st, 1 + i));
+        }
+        cb(sqlite3_column_int64(st, 0), sqlite3_column_int(st, 5) != 0, sec[0],
+           sec[1], (const char *) sqlite3_column_text(st, 3),
+           (const char *) sqlite3_column_text(st, 4), arg);
+        for (i = 0; i < 2; i++) {
+            if (sec[i] != NULL) {
+                OPENSSL_cleanse(sec[i], strlen(sec[i]));
+                free(sec[i]);
+            }
+        }
+        n++;
+    }
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? n : -1;
+}
+
+int
+s2a_db_token_mark(s2a_db_t *db, int64_t id, const char *column, int64_t now)
+{
+    sqlite3_stmt *st;
+    char sql[128];
+    int rc;
+
+    if (strcmp(column, "refresh_attempted_at") != 0
+        && strcmp(column, "quota_checked_at") != 0)
+    {
+        return S2A_ERROR;
+    }
+    snprintf(sql, sizeof(sql), "UPDATE tokens SET %s = ?2 WHERE id = ?1",
+             column);
+    if (sqlite3_prepare_v2(db->conn, sql, -1, &st, NULL) != SQLITE_OK) {
+        return S2A_ERROR;
+    }
+    sqlite3_bind_int64(st, 1, id);
+    sqlite3_bind_int64(st, 2, now);
+    rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? S2A_OK : S2A_ERROR;
 }

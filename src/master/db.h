@@ -94,6 +94,23 @@ typedef void (*s2a_db_token_pt)(const s2a_shm_token_t *t, const char *at,
 int s2a_db_tokens_load(s2a_db_t *db, const uint8_t *key, int64_t id,
                        s2a_db_token_pt cb, void *arg);
 
+/*
+ * Tokens the master should have a worker look at: `refresh` when the AT
+ * expires within `refresh_window` seconds (and an ST or RT exists), else
+ * a quota check is due. `st`/`rt` are opened (NULL when absent). Returns
+ * how many rows were handed to `cb`, or -1.
+ */
+typedef void (*s2a_db_due_pt)(int64_t id, bool refresh, const char *st,
+                              const char *rt, const char *client_id,
+                              const char *proxy, void *arg);
+int s2a_db_tokens_due(s2a_db_t *db, const uint8_t *key, int64_t now,
+                      int64_t refresh_window, int64_t quota_interval, int limit,
+                      s2a_db_due_pt cb, void *arg);
+
+/* Stamps refresh_attempted_at or quota_checked_at. */
+int s2a_db_token_mark(s2a_db_t *db, int64_t id, const char *column,
+                      int64_t now);
+
 /* Pool totals for GET /api/stats (today = the UTC day of `now`). */
 json_t *s2a_db_stats(s2a_db_t *db, int64_t now);
 

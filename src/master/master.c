@@ -104,9 +104,12 @@ static struct {
     uint8_t key[32];     /* seals secrets at rest (secret.key) */
     int64_t *touched;    /* tokens changed in the current batch */
     size_t n_touched, cap_touched;
+    uint32_t sweep_rr;   /* round-robin over workers for upkeep */
+    int sweep_countdown; /* ticks until the next upkeep sweep */
 } M = { .status_fd = -1, .exit_status = S2A_EXIT_OK };
 
 static void reap_children(void);
+static void sweep_tokens(void);
 static void flush_cb(evutil_socket_t fd, short what, void *arg);
 static void tokens_publish_touched(bool committed);
 static void maybe_finish_stop(void);
@@ -331,6 +334,29 @@ validate_setting(const char *key, const char *value, char *err, size_t errlen)
         snprintf(err, errlen, "admin_password_is_default must be 0 or 1");
         return S2A_ERROR;
     }
+    if (strcmp(key, "at_auto_refresh_enabled") == 0) {
+        if (strcmp(value, "0") == 0 || strcmp(value, "1") == 0) {
+            return S2A_OK;
+        }
+        snprintf(err, errlen, "at_auto_refresh_enabled must be 0 or 1");
+        return S2A_ERROR;
+    }
+    if (strcmp(key, "at_refresh_window") == 0) {
+        if (is_int_in(value, 300, 30L * 86400)) {
+            return S2A_OK;
+        }
+        snprintf(err, errlen, "at_refresh_window must be 300..2592000 seconds");
+        return S2A_ERROR;
+    }
+    if (strcmp(key, "quota_refresh_interval") == 0) {
+        if (is_int_in(value, 0, 7L * 86400)) {
+            return S2A_OK;
+        }
+        snprintf(err, errlen,
+                 "quota_refresh_interval must be 0 (off) or up to 604800 "
+                 "seconds");
+        return S2A_ERROR;
+    }
     if (strcmp(key, "session_epoch") == 0) {
         if (strcmp(value, "bump") == 0) {
             return S2A_OK;
@@ -409,8 +435,7 @@ handle_set_settings(proc_t *proc, json_t *msg)
         fail_reply(proc, reply, "set_settings needs an object of values");
         return;
     }
-    json_object_foreach(values, key, v)
-    {
+    json_object_foreach (values, key, v) {
         if (!json_is_string(v)) {
             snprintf(err, sizeof(err), "%s must be a string", key);
             goto failed;
@@ -424,8 +449,7 @@ handle_set_settings(proc_t *proc, json_t *msg)
         snprintf(err, sizeof(err), "database unavailable");
         goto failed;
     }
-    json_object_foreach(values, key, v)
-    {
+    json_object_foreach (values, key, v) {
         if (write_setting(key, json_string_value(v)) != S2A_OK) {
             snprintf(err, sizeof(err), "database write failed");
             goto failed;
@@ -747,6 +771,152 @@ handle_tokens_list(proc_t *proc, json_t *msg)
     json_decref(reply);
 }
 
+/* ---------------------------------------------------------------------
+ * Background account upkeep: AT refresh and quota checks. The master
+ * decides what is due; a worker (round-robin) makes the calls and sends
+ * the outcome back as ordinary token mutations.
+ */
+
+#define SWEEP_EVERY_S 60
+#define SWEEP_BATCH   64
+
+static proc_t *
+next_ready_worker(void)
+{
+    proc_t *p, *pick = NULL;
+    int n = 0, want;
+
+    for (p = M.procs; p != NULL; p = p->next) {
+        if (p->state == PROC_READY) {
+            n++;
+        }
+    }
+    if (n == 0) {
+        return NULL;
+    }
+    want = (int) (M.sweep_rr++ % (uint32_t) n);
+    for (p = M.procs; p != NULL; p = p->next) {
+        if (p->state == PROC_READY && want-- == 0) {
+            pick = p;
+            break;
+        }
+    }
+    return pick;
+}
+
+static void
+due_token(int64_t id, bool refresh, const char *st, const char *rt,
+          const char *client_id, const char *proxy, void *arg)
+{
+    proc_t *w = next_ready_worker();
+    s2a_shm_settings_t *s = arg;
+    json_t *msg;
+
+    if (w == NULL) {
+        return;
+    }
+    if (refresh && s->at_refresh_enabled) {
+        msg = json_pack("{s:s, s:I}", "op", "refresh_token", "token_id",
+                        (json_int_t) id);
+        if (st != NULL) {
+            json_object_set_new(msg, "st", json_string(st));
+        }
+        if (rt != NULL) {
+            json_object_set_new(msg, "rt", json_string(rt));
+        }
+        if (client_id != NULL) {
+            json_object_set_new(msg, "client_id", json_string(client_id));
+        }
+        s2a_db_token_mark(M.db, id, "refresh_attempted_at", s2a_now());
+    } else {
+        msg = json_pack("{s:s, s:I}", "op", "quota_check", "token_id",
+                        (json_int_t) id);
+        s2a_db_token_mark(M.db, id, "quota_checked_at", s2a_now());
+    }
+    if (proxy != NULL) {
+        json_object_set_new(msg, "proxy", json_string(proxy));
+    }
+    s2a_chan_send(w->chan, msg);
+    /* The message carried secrets: wipe them from our copy. */
+    json_decref(msg);
+}
+
+static void
+sweep_tokens(void)
+{
+    s2a_shm_settings_t s;
+    int n;
+
+    if (M.stopping || M.db == NULL) {
+        return;
+    }
+    s2a_shm_settings_read(M.shm, &s);
+    if (!s.at_refresh_enabled && s.quota_interval <= 0) {
+        return;
+    }
+    if (db_batch() != S2A_OK) {
+        return;
+    }
+    n = s2a_db_tokens_due(M.db, M.key, s2a_now(),
+                          s.at_refresh_enabled ? s.at_refresh_window : 0,
+                          s.quota_interval, SWEEP_BATCH, due_token, &s);
+    if (n > 0) {
+        s2a_log(LOG_INFO, 0, "upkeep: %d tokens handed to workers", n);
+    }
+}
+
+/* "token_refreshed" {token_id, token, sha256, expiry_time, rt?} or
+ * "token_refresh_failed" {token_id, reason}. */
+static void
+handle_refresh_result(proc_t *proc, json_t *msg, bool ok)
+{
+    json_int_t id = json_integer_value(json_object_get(msg, "token_id"));
+    const char *reason = json_string_value(json_object_get(msg, "reason"));
+    const char *sha = json_string_value(json_object_get(msg, "sha256"));
+    json_t *fields;
+    char err[256];
+
+    S2A_UNUSED(proc);
+    if (id <= 0 || db_batch() != S2A_OK) {
+        return;
+    }
+    if (!ok) {
+        s2a_db_token_set_state(M.db, id, "expired",
+                               reason != NULL ? reason : "refresh failed", 0,
+                               s2a_now());
+        s2a_log(LOG_WARNING, 0, "token %lld could not be refreshed: %s",
+                (long long) id, reason != NULL ? reason : "?");
+        token_touched(id);
+        return;
+    }
+    if (sha == NULL || !is_hex(sha, 64)
+        || !json_is_string(json_object_get(msg, "token")))
+    {
+        return;
+    }
+    fields = json_pack("{s:O, s:O}", "token", json_object_get(msg, "token"),
+                       "expiry_time", json_object_get(msg, "expiry_time"));
+    if (json_is_string(json_object_get(msg, "rt"))) {
+        json_object_set(fields, "rt", json_object_get(msg, "rt"));
+    }
+    if (s2a_db_token_update(M.db, M.key, id, fields, sha, err, sizeof(err))
+        == S2A_OK)
+    {
+        /* A fresh AT revives a token that had expired. */
+        s2a_db_token_set_state(M.db, id, "active", "access token refreshed", 0,
+                               s2a_now());
+        s2a_log(LOG_NOTICE, 0, "token %lld refreshed (%s)", (long long) id,
+                json_string_value(json_object_get(msg, "via")) != NULL
+                    ? json_string_value(json_object_get(msg, "via"))
+                    : "?");
+        token_touched(id);
+    } else {
+        s2a_log(LOG_ERR, 0, "token %lld: storing the refreshed AT failed: %s",
+                (long long) id, err);
+    }
+    json_decref(fields);
+}
+
 static void
 handle_usage(json_t *msg)
 {
@@ -756,8 +926,7 @@ handle_usage(json_t *msg)
     if (!json_is_array(rows) || db_batch() != S2A_OK) {
         return;
     }
-    json_array_foreach(rows, i, row)
-    {
+    json_array_foreach (rows, i, row) {
         const char *day = json_string_value(json_array_get(row, 0));
         const char *route = json_string_value(json_array_get(row, 1));
         json_t *status = json_array_get(row, 2);
@@ -847,6 +1016,12 @@ on_worker_msg(s2a_chan_t *chan, json_t *msg, void *arg)
         handle_tokens_list(proc, msg);
     } else if (strcmp(op, "stats") == 0) {
         handle_stats(proc, msg);
+    } else if (strcmp(op, "token_refreshed") == 0) {
+        handle_refresh_result(proc, msg, true);
+    } else if (strcmp(op, "token_refresh_failed") == 0) {
+        handle_refresh_result(proc, msg, false);
+    } else if (strcmp(op, "sweep_now") == 0) {
+        sweep_tokens();
     } else if (strcmp(op, "ping") == 0) {
         reply = reply_for(msg);
         if (s2a_db_ping(M.db) != S2A_OK) {
@@ -1630,6 +1805,10 @@ tick_cb(evutil_socket_t fd, short what, void *arg)
     }
     /* A missed SIGCHLD (coalesced signals) is caught here. */
     reap_children();
+    if (--M.sweep_countdown <= 0) {
+        M.sweep_countdown = SWEEP_EVERY_S;
+        sweep_tokens();
+    }
 }
 
 static int
@@ -1879,6 +2058,7 @@ s2a_master_run(s2a_conf_t *conf, const s2a_master_opts_t *opts)
     }
     evtimer_add(M.tick_ev, &tick);
     M.generation = 1;
+    M.sweep_countdown = 5;
     for (i = 0; i < (size_t) conf->workers; i++) {
         if (spawn_worker((int) i) != S2A_OK) {
             goto done;

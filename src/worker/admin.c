@@ -559,15 +559,55 @@ handle_config_get(s2a_req_t *req)
 
     s2a_worker_refresh_settings();
     body = json_pack(
-        "{s:i, s:s, s:s, s:b, s:s, s:i, s:b, s:b}", "error_ban_threshold",
-        s->error_ban_threshold, "admin_username", s->admin_username,
-        "log_level", s->log_level >= 0 ? s2a_log_level_name(s->log_level) : "",
+        "{s:i, s:s, s:s, s:b, s:s, s:i, s:b, s:b, s:b, s:i, s:i}",
+        "error_ban_threshold", s->error_ban_threshold, "admin_username",
+        s->admin_username, "log_level",
+        s->log_level >= 0 ? s2a_log_level_name(s->log_level) : "",
         "debug_enabled", s->log_level == LOG_DEBUG, "selection_policy",
         s->policy >= 0 && s->policy < 3 ? policies[s->policy] : "least_busy",
         "session_ttl", s->session_ttl, "api_key_set", 1, "default_password",
-        s->admin_password_is_default);
+        s->admin_password_is_default, "at_auto_refresh_enabled",
+        s->at_refresh_enabled, "at_refresh_window", s->at_refresh_window,
+        "quota_refresh_interval", s->quota_interval);
     s2a_http_reply_json(req, 200, body);
     json_decref(body);
+}
+
+static void
+handle_refresh_config(s2a_req_t *req)
+{
+    json_t *body;
+
+    s2a_worker_refresh_settings();
+    body = json_pack(
+        "{s:b, s:{s:b, s:i, s:i}}", "success", 1, "config",
+        "at_auto_refresh_enabled", s2a_worker.settings.at_refresh_enabled,
+        "at_refresh_window", s2a_worker.settings.at_refresh_window,
+        "quota_refresh_interval", s2a_worker.settings.quota_interval);
+    s2a_http_reply_json(req, 200, body);
+    json_decref(body);
+}
+
+static void
+handle_refresh_enabled(s2a_req_t *req)
+{
+    json_t *in = s2a_req_json_object(req, true), *v;
+
+    if (in == NULL) {
+        return;
+    }
+    v = json_object_get(in, "enabled");
+    if (!json_is_boolean(v)) {
+        json_decref(in);
+        s2a_http_reply_detail(req, 400, "enabled must be a boolean");
+        return;
+    }
+    apply_settings(req,
+                   json_pack("{s:s}", "at_auto_refresh_enabled",
+                             json_is_true(v) ? "1" : "0"),
+                   json_is_true(v) ? "AT auto-refresh enabled"
+                                   : "AT auto-refresh disabled");
+    json_decref(in);
 }
 
 static void
@@ -582,10 +622,12 @@ handle_config_post(s2a_req_t *req)
         return;
     }
     values = json_object();
-    json_object_foreach(in, key, v)
-    {
+    json_object_foreach (in, key, v) {
         if (strcmp(key, "error_ban_threshold") == 0
-            || strcmp(key, "session_ttl") == 0) {
+            || strcmp(key, "session_ttl") == 0
+            || strcmp(key, "at_refresh_window") == 0
+            || strcmp(key, "quota_refresh_interval") == 0)
+        {
             if (!json_is_integer(v)) {
                 s2a_http_reply_detail(req, 400, "%s must be an integer", key);
                 goto done;
@@ -601,6 +643,13 @@ handle_config_post(s2a_req_t *req)
                 goto done;
             }
             json_object_set(values, key, v);
+        } else if (strcmp(key, "at_auto_refresh_enabled") == 0) {
+            if (!json_is_boolean(v)) {
+                s2a_http_reply_detail(req, 400, "%s must be a boolean", key);
+                goto done;
+            }
+            json_object_set_new(values, key,
+                                json_string(json_is_true(v) ? "1" : "0"));
         } else if (strcmp(key, "debug_enabled") == 0) {
             if (!json_is_boolean(v)) {
                 s2a_http_reply_detail(req, 400, "%s must be a boolean", key);
@@ -659,6 +708,10 @@ s2a_admin_dispatch(s2a_req_t *req)
         handle_password(req);
     } else if (strcmp(p, "/api/admin/apikey") == 0 && post) {
         handle_apikey(req);
+    } else if (strcmp(p, "/api/token-refresh/config") == 0 && get) {
+        handle_refresh_config(req);
+    } else if (strcmp(p, "/api/token-refresh/enabled") == 0 && post) {
+        handle_refresh_enabled(req);
     } else if (strcmp(p, "/api/admin/config") == 0 && get) {
         handle_config_get(req);
     } else if (strcmp(p, "/api/admin/config") == 0 && post) {

@@ -282,6 +282,11 @@ s2a_testhooks_dispatch(s2a_req_t *req)
         hook_worker(req);
     } else if (strcmp(p, "setting") == 0) {
         hook_setting(req);
+    } else if (strcmp(p, "sweep") == 0) {
+        json_t *msg = json_pack("{s:s}", "op", "sweep_now");
+        s2a_worker_notify_master(msg);
+        json_decref(msg);
+        S2A_HTTP_REPLY_LIT(req, 202, "application/json", "{\"queued\":true}");
     } else if (strcmp(p, "echo") == 0) {
         hook_echo(req);
     } else if (strcmp(p, "sleep") == 0) {

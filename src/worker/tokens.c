@@ -816,8 +816,7 @@ export_done(json_t *reply, void *arg)
     /* The file format of the reference's export, so either side imports
      * the other's files. */
     out = json_array();
-    json_array_foreach(tokens, i, t)
-    {
+    json_array_foreach (tokens, i, t) {
         json_array_append_new(
             out,
             json_pack("{s:O, s:O, s:O, s:O, s:O, s:O, s:O, s:O, s:O}", "email",

@@ -12,6 +12,7 @@
 #include "worker/context.h"
 #include "worker/kdf.h"
 #include "worker/sora.h"
+#include "worker/upkeep.h"
 #include "worker/upstream.h"
 #include "worker/routes.h"
 #include "worker/static.h"
@@ -187,6 +188,10 @@ on_master_msg(s2a_chan_t *chan, json_t *msg, void *arg)
         begin_drain(
             (int) json_integer_value(json_object_get(msg, "stop_accept_ms")),
             json_integer_value(json_object_get(msg, "deadline_ms")));
+    } else if (strcmp(op, "refresh_token") == 0) {
+        s2a_upkeep_refresh(msg);
+    } else if (strcmp(op, "quota_check") == 0) {
+        s2a_upkeep_quota(msg);
     } else if (strcmp(op, "reopen_logs") == 0) {
         if (s2a_log_open(s2a_worker.conf->error_log) != S2A_OK
             || s2a_http_open_access_log(s2a_worker.http,
@@ -356,6 +361,7 @@ s2a_worker_main(const s2a_worker_args_t *args)
     finish_calls(NULL, 0);
     s2a_http_destroy(w->http);
     s2a_testhooks_cleanup();
+    s2a_upkeep_cleanup();
     s2a_sora_cleanup();
     s2a_upstream_cleanup();
     s2a_kdf_cleanup();
