@@ -1173,6 +1173,11 @@ s2a_db_tokens_due(s2a_db_t *db, const uint8_t *key, int64_t now,
             "       OR refresh_attempted_at < ?1 - 600))"
             " OR (?3 > 0 AND state = 'active' AND sora2_supported = 1"
             "  AND (quota_checked_at IS NULL OR quota_checked_at < ?1 - ?3))"
+            /* A quota that has just reset is worth reading at once. */
+            " OR (state = 'active' AND sora2_cooldown_until IS NOT NULL"
+            "  AND sora2_cooldown_until <= ?1"
+            "  AND (quota_checked_at IS NULL"
+            "       OR quota_checked_at < sora2_cooldown_until))"
             " ORDER BY expiry_time LIMIT ?4",
             -1, &st, NULL)
         != SQLITE_OK)

@@ -6,6 +6,7 @@
 #include "worker/testhooks.h"
 #include "common/crypto.h"
 #include "common/log.h"
+#include "common/session.h"
 #include "common/util.h"
 #include "worker/context.h"
 
@@ -267,6 +268,27 @@ hook_echo(s2a_req_t *req)
     json_decref(out);
 }
 
+/* An admin session that lasts `ttl` seconds (expiry tests). */
+static void
+hook_session(s2a_req_t *req)
+{
+    char tok[S2A_SESSION_MAX];
+    json_t *body;
+
+    s2a_worker_refresh_settings();
+    if (s2a_session_issue(s2a_worker.settings.session_secret,
+                          s2a_now() + query_int(req, "ttl", 1),
+                          s2a_worker.settings.session_epoch, tok, sizeof(tok))
+        != S2A_OK)
+    {
+        s2a_http_reply_error(req, 500, "server_error", NULL, NULL, "issue");
+        return;
+    }
+    body = json_pack("{s:s}", "token", tok);
+    s2a_http_reply_json(req, 200, body);
+    json_decref(body);
+}
+
 void
 s2a_testhooks_dispatch(s2a_req_t *req)
 {
@@ -282,6 +304,8 @@ s2a_testhooks_dispatch(s2a_req_t *req)
         hook_worker(req);
     } else if (strcmp(p, "setting") == 0) {
         hook_setting(req);
+    } else if (strcmp(p, "session") == 0) {
+        hook_session(req);
     } else if (strcmp(p, "sweep") == 0) {
         json_t *msg = json_pack("{s:s}", "op", "sweep_now");
         s2a_worker_notify_master(msg);

@@ -21,6 +21,7 @@
 typedef struct job_s {
     int64_t id;
     char *st, *rt, *client_id, *proxy;
+    char *at; /* quota checks: the token's AT */
     char st_error[256];
     uint64_t call;
     struct job_s *next;
@@ -58,6 +59,7 @@ job_free(job_t *job)
     }
     wipe(job->st);
     wipe(job->rt);
+    wipe(job->at);
     free(job->client_id);
     free(job->proxy);
     free(job);
@@ -230,11 +232,44 @@ s2a_upkeep_refresh(json_t *msg)
 }
 
 static void
+plan_done(const s2a_sora_result_t *r, void *arg)
+{
+    job_t *job = arg;
+    json_t *first, *plan, *fields, *msg;
+
+    job->call = 0;
+    if (s2a_sora_ok(r)) {
+        first = json_array_get(json_object_get(r->json, "data"), 0);
+        plan = json_object_get(first, "plan");
+        fields = json_object();
+        /* An empty list means no paid plan any more. */
+        json_object_set(fields, "plan_type",
+                        json_is_string(json_object_get(plan, "id"))
+                            ? json_object_get(plan, "id")
+                            : json_null());
+        json_object_set(fields, "plan_title",
+                        json_is_string(json_object_get(plan, "title"))
+                            ? json_object_get(plan, "title")
+                            : json_null());
+        json_object_set(fields, "subscription_end",
+                        json_is_string(json_object_get(first, "end_ts"))
+                            ? json_object_get(first, "end_ts")
+                            : json_null());
+        msg = json_pack("{s:s, s:I, s:o}", "op", "token_update", "token_id",
+                        (json_int_t) job->id, "fields", fields);
+        s2a_worker_notify_master(msg);
+        json_decref(msg);
+    }
+    job_free(job);
+}
+
+static void
 quota_done(const s2a_sora_result_t *r, void *arg)
 {
     job_t *job = arg;
     json_t *rl, *fields, *msg, *v;
     json_int_t resets;
+    s2a_sora_call_t c;
 
     job->call = 0;
     rl = json_object_get(r->json, "rate_limit_and_credit_balance");
@@ -258,8 +293,20 @@ quota_done(const s2a_sora_result_t *r, void *arg)
                                                  : "rejected by Sora");
         s2a_worker_notify_master(msg);
         json_decref(msg);
+        job_free(job);
+        return;
     }
-    job_free(job);
+    /* The plan can change too (renewal, downgrade): read it as well. */
+    memset(&c, 0, sizeof(c));
+    c.host = S2A_SORA_BACKEND;
+    c.method = "GET";
+    c.path = "/billing/subscriptions";
+    c.at = job->at;
+    c.proxy = job->proxy;
+    job->call = s2a_sora_start(&c, plan_done, job);
+    if (job->call == 0) {
+        job_free(job);
+    }
 }
 
 void
@@ -289,11 +336,16 @@ s2a_upkeep_quota(json_t *msg)
     memset(&c, 0, sizeof(c));
     c.host = S2A_SORA_BACKEND;
     c.method = "GET";
+    job->at = strdup(at);
+    explicit_bzero(at, sizeof(at));
+    if (job->at == NULL) {
+        job_free(job);
+        return;
+    }
     c.path = "/nf/check";
-    c.at = at;
+    c.at = job->at;
     c.proxy = job->proxy;
     job->call = s2a_sora_start(&c, quota_done, job);
-    explicit_bzero(at, sizeof(at));
     if (job->call == 0) {
         job_free(job);
     }

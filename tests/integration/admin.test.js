@@ -208,3 +208,15 @@ test('API key and config changes are persisted and reach every worker', async ()
     assert.doesNotMatch(d.log(), /sk-test-rotated-0001/);
   });
 });
+
+test('a session stops working when it expires', async () => {
+  await withDaemon(async (d) => {
+    // Whole seconds: a 2 s session is valid for at least 1 s.
+    const t = (await request(d.base, 'POST', '/__test/session?ttl=2')).json.token;
+    assert.equal((await request(d.base, 'GET', '/api/session', { headers: bearer(t) })).status, 200);
+    await new Promise((r) => setTimeout(r, 3100));
+    const r = await request(d.base, 'GET', '/api/session', { headers: bearer(t) });
+    assert.equal(r.status, 401);
+    assert.deepEqual(r.json, { detail: 'Invalid or expired token' });
+  });
+});

@@ -122,6 +122,22 @@ test('tokens far from expiry or without ST/RT are left alone; quota is re-read',
   assert.ok(paths.includes('/backend/nf/check'));
 });
 
+test('the plan is re-read with the quota; a reset quota is read at once', async () => {
+  const { acc, id } = await addToken({ plan: 'chatgpt_plus', remaining: 0, resets_in: 1 });
+  let t = await get(id);
+  assert.equal(t.plan_type, 'chatgpt_plus');
+  assert.equal(t.sora2_remaining_count, 0);
+  assert.ok(t.sora2_cooldown_until !== null);
+  await fake.updateAccount({ access_token: acc.access_token, plan: 'chatgpt_pro', remaining: 7 });
+  await new Promise((r) => setTimeout(r, 1100));   // past the cooldown
+  await sweep();
+  t = await waitFor(async () => {
+    const x = await get(id);
+    return x.sora2_remaining_count === 7 && x.plan_type === 'chatgpt_pro' ? x : null;
+  }, { what: 'quota and plan re-read' });
+  assert.equal(t.sora2_cooldown_until, null);
+});
+
 test('with auto-refresh off nothing is refreshed', async () => {
   const r = await request(d.base, 'POST', '/api/token-refresh/enabled', { headers: H, body: json({ enabled: false }) });
   assert.deepEqual(r.json, { success: true, message: 'AT auto-refresh disabled' });
