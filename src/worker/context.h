@@ -41,6 +41,12 @@ uint64_t s2a_worker_call_master(json_t *msg, s2a_call_done_pt done, void *arg);
 /* The caller no longer wants the answer (e.g. its client left). */
 void s2a_worker_call_cancel(uint64_t id);
 
+/*
+ * Copies the access token of token `id` from the shared table into `out`
+ * (S2A_SHM_AT_MAX bytes). Returns false when the token is unknown.
+ */
+bool s2a_worker_token_at(int64_t id, char *out);
+
 /* Sends a message that expects no answer. */
 void s2a_worker_notify_master(json_t *msg);
 

@@ -618,21 +618,10 @@ test_onboarded(const s2a_onboard_result_t *r, void *arg)
 static void
 handle_test(s2a_req_t *req, int64_t id)
 {
-    s2a_shm_t *shm = s2a_worker.shm;
     char at[S2A_SHM_AT_MAX];
     job_t *job;
-    int slot;
 
-    at[0] = '\0';
-    if (s2a_shm_lock(shm) == S2A_OK) {
-        slot = s2a_shm_token_find_locked(shm, id);
-        if (slot >= 0) {
-            memcpy(at, s2a_shm_secrets(shm)[slot].access_token,
-                   s2a_shm_secrets(shm)[slot].len + 1);
-        }
-        s2a_shm_unlock(shm);
-    }
-    if (at[0] == '\0') {
+    if (!s2a_worker_token_at(id, at)) {
         json_t *body = json_pack("{s:b, s:s, s:s}", "success", 1, "status",
                                  "failed", "message", "Token not found");
         s2a_http_reply_json(req, 404, body);
@@ -1280,22 +1269,13 @@ handle_activate(s2a_req_t *req, int64_t id)
     s2a_sora_call_t c;
     json_t *body;
     job_t *job;
-    int slot;
 
     if (code == NULL || code[0] == '\0' || strlen(code) > 64) {
         free(code);
         s2a_http_reply_detail(req, 400, "invite_code is required");
         return;
     }
-    at[0] = '\0';
-    if (s2a_shm_lock(s2a_worker.shm) == S2A_OK) {
-        slot = s2a_shm_token_find_locked(s2a_worker.shm, id);
-        if (slot >= 0) {
-            memcpy(at, s2a_shm_secrets(s2a_worker.shm)[slot].access_token,
-                   s2a_shm_secrets(s2a_worker.shm)[slot].len + 1);
-        }
-        s2a_shm_unlock(s2a_worker.shm);
-    }
+    s2a_worker_token_at(id, at);
     job = at[0] != '\0' ? job_new(req) : NULL;
     if (job == NULL) {
         free(code);

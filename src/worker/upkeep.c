@@ -315,21 +315,11 @@ s2a_upkeep_quota(json_t *msg)
     char at[S2A_SHM_AT_MAX];
     s2a_sora_call_t c;
     job_t *job = job_new(msg);
-    int slot;
 
     if (job == NULL) {
         return;
     }
-    at[0] = '\0';
-    if (s2a_shm_lock(s2a_worker.shm) == S2A_OK) {
-        slot = s2a_shm_token_find_locked(s2a_worker.shm, job->id);
-        if (slot >= 0) {
-            memcpy(at, s2a_shm_secrets(s2a_worker.shm)[slot].access_token,
-                   s2a_shm_secrets(s2a_worker.shm)[slot].len + 1);
-        }
-        s2a_shm_unlock(s2a_worker.shm);
-    }
-    if (at[0] == '\0') {
+    if (!s2a_worker_token_at(job->id, at)) {
         job_free(job);
         return;
     }

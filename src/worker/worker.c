@@ -99,6 +99,25 @@ s2a_worker_call_cancel(uint64_t id)
     }
 }
 
+bool
+s2a_worker_token_at(int64_t id, char *out)
+{
+    s2a_shm_t *shm = s2a_worker.shm;
+    int slot;
+
+    out[0] = '\0';
+    if (s2a_shm_lock(shm) != S2A_OK) {
+        return false;
+    }
+    slot = s2a_shm_token_find_locked(shm, id);
+    if (slot >= 0) {
+        memcpy(out, s2a_shm_secrets(shm)[slot].access_token,
+               s2a_shm_secrets(shm)[slot].len + 1);
+    }
+    s2a_shm_unlock(shm);
+    return out[0] != '\0';
+}
+
 void
 s2a_worker_notify_master(json_t *msg)
 {
