@@ -138,6 +138,9 @@ typedef struct s2a_shm_settings_s {
     int32_t at_refresh_enabled; /* master refreshes expiring ATs */
     int32_t at_refresh_window;  /* seconds before expiry */
     int32_t quota_interval;     /* seconds between quota checks, 0 off */
+    int32_t cache_enabled;      /* results are downloaded and served */
+    int32_t cache_timeout;      /* seconds a cached file is kept */
+    char cache_base_url[256];   /* public base of /tmp/ URLs, "" = Host */
     uint8_t session_secret[32]; /* HMAC key of admin session tokens */
     char admin_username[64];
     char admin_password_hash[160];

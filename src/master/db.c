@@ -373,7 +373,10 @@ s2a_db_seed(s2a_db_t *db, const s2a_conf_t *conf)
         || seed_one(db, "session_ttl", "86400") != S2A_OK
         || seed_one(db, "at_auto_refresh_enabled", "1") != S2A_OK
         || seed_one(db, "at_refresh_window", "86400") != S2A_OK
-        || seed_one(db, "quota_refresh_interval", "3600") != S2A_OK)
+        || seed_one(db, "quota_refresh_interval", "3600") != S2A_OK
+        || seed_one(db, "cache_enabled", "0") != S2A_OK
+        || seed_one(db, "cache_timeout", "600") != S2A_OK
+        || seed_one(db, "cache_base_url", "") != S2A_OK)
     {
         goto done;
     }
@@ -491,6 +494,15 @@ s2a_db_load_settings(s2a_db_t *db, s2a_shm_settings_t *out)
         return S2A_ERROR;
     }
     out->admin_password_is_default = s2a_db_default_admin_password(db);
+    out->cache_timeout = 600;
+    if (s2a_db_setting_get(db, "cache_enabled", buf, sizeof(buf)) == S2A_OK) {
+        out->cache_enabled = strcmp(buf, "1") == 0;
+    }
+    if (s2a_db_setting_get(db, "cache_timeout", buf, sizeof(buf)) == S2A_OK) {
+        out->cache_timeout = atoi(buf);
+    }
+    s2a_db_setting_get(db, "cache_base_url", out->cache_base_url,
+                       sizeof(out->cache_base_url));
     out->at_refresh_enabled = 1;
     out->at_refresh_window = 86400;
     out->quota_interval = 3600;

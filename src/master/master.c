@@ -16,6 +16,7 @@
 #include "master/sdnotify.h"
 #include "worker/worker.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -110,6 +111,7 @@ static struct {
 
 static void reap_children(void);
 static void sweep_tokens(void);
+static void sweep_cache(void);
 static void flush_cb(evutil_socket_t fd, short what, void *arg);
 static void tokens_publish_touched(bool committed);
 static void maybe_finish_stop(void);
@@ -332,6 +334,35 @@ validate_setting(const char *key, const char *value, char *err, size_t errlen)
             return S2A_OK;
         }
         snprintf(err, errlen, "admin_password_is_default must be 0 or 1");
+        return S2A_ERROR;
+    }
+    if (strcmp(key, "cache_enabled") == 0) {
+        if (strcmp(value, "0") == 0 || strcmp(value, "1") == 0) {
+            return S2A_OK;
+        }
+        snprintf(err, errlen, "cache_enabled must be 0 or 1");
+        return S2A_ERROR;
+    }
+    if (strcmp(key, "cache_timeout") == 0) {
+        if (is_int_in(value, 60, 86400)) {
+            return S2A_OK;
+        }
+        snprintf(err, errlen,
+                 "Cache timeout must be between 60 seconds and "
+                 "24 hours (86400 seconds)");
+        return S2A_ERROR;
+    }
+    if (strcmp(key, "cache_base_url") == 0) {
+        if (value[0] == '\0'
+            || ((strncmp(value, "http://", 7) == 0
+                 || strncmp(value, "https://", 8) == 0)
+                && strlen(value) < 256 && strpbrk(value, " \t\r\n") == NULL))
+        {
+            return S2A_OK;
+        }
+        snprintf(err, errlen,
+                 "Base URL must start with http:// or https:// "
+                 "(or be empty to use the request's host)");
         return S2A_ERROR;
     }
     if (strcmp(key, "at_auto_refresh_enabled") == 0) {
@@ -841,6 +872,50 @@ due_token(int64_t id, bool refresh, const char *st, const char *rt,
     json_decref(msg);
 }
 
+/*
+ * Deletes cached media older than cache_timeout (and leftovers of
+ * downloads that never finished, after a day). Runs in the master: a
+ * directory scan must not stall a worker's requests.
+ */
+static void
+sweep_cache(void)
+{
+    s2a_shm_settings_t set;
+    struct dirent *de;
+    struct stat st;
+    int64_t now = s2a_now(), limit;
+    int dfd, removed = 0;
+    DIR *dir;
+
+    s2a_shm_settings_read(M.shm, &set);
+    dfd = open(M.conf->cache_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd == -1) {
+        return;
+    }
+    dir = fdopendir(dfd);
+    if (dir == NULL) {
+        close(dfd);
+        return;
+    }
+    while ((de = readdir(dir)) != NULL) {
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0
+            || fstatat(dfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) == -1
+            || !S_ISREG(st.st_mode))
+        {
+            continue;
+        }
+        limit = de->d_name[0] == '.' ? 86400 : set.cache_timeout;
+        if (st.st_mtim.tv_sec + limit <= now
+            && unlinkat(dfd, de->d_name, 0) == 0) {
+            removed++;
+        }
+    }
+    closedir(dir);
+    if (removed > 0) {
+        s2a_log(LOG_INFO, 0, "cache: %d expired files removed", removed);
+    }
+}
+
 static void
 sweep_tokens(void)
 {
@@ -1022,6 +1097,7 @@ on_worker_msg(s2a_chan_t *chan, json_t *msg, void *arg)
         handle_refresh_result(proc, msg, false);
     } else if (strcmp(op, "sweep_now") == 0) {
         sweep_tokens();
+        sweep_cache();
     } else if (strcmp(op, "ping") == 0) {
         reply = reply_for(msg);
         if (s2a_db_ping(M.db) != S2A_OK) {
@@ -1808,6 +1884,7 @@ tick_cb(evutil_socket_t fd, short what, void *arg)
     if (--M.sweep_countdown <= 0) {
         M.sweep_countdown = SWEEP_EVERY_S;
         sweep_tokens();
+        sweep_cache();
     }
 }
 

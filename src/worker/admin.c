@@ -344,6 +344,7 @@ typedef struct settings_op_s {
     s2a_req_t *req;
     uint64_t call;
     const char *message;
+    json_t *extra; /* merged into the success answer */
 } settings_op_t;
 
 static void
@@ -353,6 +354,7 @@ settings_gone(s2a_req_t *req, void *arg)
 
     S2A_UNUSED(req);
     s2a_worker_call_cancel(so->call);
+    json_decref(so->extra);
     free(so);
 }
 
@@ -366,6 +368,7 @@ settings_done(json_t *reply, void *arg)
 
     req->on_gone = NULL;
     if (reply == NULL) {
+        json_decref(so->extra);
         free(so);
         s2a_http_reply_detail(req, 503, "Master unavailable");
         return;
@@ -373,39 +376,147 @@ settings_done(json_t *reply, void *arg)
     if (!json_is_true(json_object_get(reply, "ok"))) {
         err = json_string_value(json_object_get(reply, "error"));
         s2a_http_reply_detail(req, 400, "%s", err != NULL ? err : "rejected");
+        json_decref(so->extra);
         free(so);
         return;
     }
     body = json_pack("{s:b, s:s}", "success", 1, "message", so->message);
+    if (so->extra != NULL) {
+        json_object_update(body, so->extra);
+        json_decref(so->extra);
+    }
     free(so);
     s2a_http_reply_json(req, 200, body);
     json_decref(body);
 }
 
-/* Sends `values` (taken over) to the master; answers `message` when done. */
+/*
+ * Sends `values` (taken over) to the master; answers `message` and the
+ * fields of `extra` (taken over, may be NULL) when done.
+ */
 static void
-apply_settings(s2a_req_t *req, json_t *values, const char *message)
+apply_settings_extra(s2a_req_t *req, json_t *values, const char *message,
+                     json_t *extra)
 {
     settings_op_t *so = calloc(1, sizeof(*so));
     json_t *msg;
 
     if (so == NULL) {
         json_decref(values);
+        json_decref(extra);
         s2a_http_reply_detail(req, 503, "Out of memory");
         return;
     }
     so->req = req;
     so->message = message;
+    so->extra = extra;
     msg = json_pack("{s:s, s:o}", "op", "set_settings", "values", values);
     so->call = s2a_worker_call_master(msg, settings_done, so);
     json_decref(msg);
     if (so->call == 0) {
+        json_decref(so->extra);
         free(so);
         s2a_http_reply_detail(req, 503, "Master unavailable");
         return;
     }
     req->on_gone = settings_gone;
     req->gone_arg = so;
+}
+
+static void
+apply_settings(s2a_req_t *req, json_t *values, const char *message)
+{
+    apply_settings_extra(req, values, message, NULL);
+}
+
+/* ---------------------------------------------------------------------
+ * Media cache settings
+ */
+
+static void
+handle_cache_config_get(s2a_req_t *req)
+{
+    const char *host = s2a_req_header(req, "Host");
+    char effective[320];
+    json_t *body;
+
+    s2a_worker_refresh_settings();
+    if (s2a_worker.settings.cache_base_url[0] != '\0') {
+        snprintf(effective, sizeof(effective), "%s",
+                 s2a_worker.settings.cache_base_url);
+    } else {
+        snprintf(effective, sizeof(effective), "http://%.256s",
+                 host != NULL ? host : "localhost");
+    }
+    body = json_pack("{s:b, s:{s:b, s:i, s:s, s:s}}", "success", 1, "config",
+                     "enabled", s2a_worker.settings.cache_enabled, "timeout",
+                     s2a_worker.settings.cache_timeout, "base_url",
+                     s2a_worker.settings.cache_base_url, "effective_base_url",
+                     effective);
+    s2a_http_reply_json(req, 200, body);
+    json_decref(body);
+}
+
+static void
+handle_cache_post(s2a_req_t *req, const char *what)
+{
+    json_t *in = s2a_req_json_object(req, true), *v;
+    char buf[300], *end;
+    const char *u;
+    size_t len;
+
+    if (in == NULL) {
+        return;
+    }
+    if (strcmp(what, "config") == 0) {
+        v = json_object_get(in, "timeout");
+        if (!json_is_integer(v)) {
+            s2a_http_reply_detail(req, 400, "timeout must be an integer");
+        } else {
+            snprintf(buf, sizeof(buf), "%lld",
+                     (long long) json_integer_value(v));
+            apply_settings_extra(req, json_pack("{s:s}", "cache_timeout", buf),
+                                 "Cache timeout updated",
+                                 json_pack("{s:O}", "timeout", v));
+        }
+    } else if (strcmp(what, "enabled") == 0) {
+        v = json_object_get(in, "enabled");
+        if (!json_is_boolean(v)) {
+            s2a_http_reply_detail(req, 400, "enabled must be a boolean");
+        } else {
+            apply_settings_extra(req,
+                                 json_pack("{s:s}", "cache_enabled",
+                                           json_is_true(v) ? "1" : "0"),
+                                 json_is_true(v) ? "Cache enabled"
+                                                 : "Cache disabled",
+                                 json_pack("{s:O}", "enabled", v));
+        }
+    } else {
+        u = json_string_value(json_object_get(in, "base_url"));
+        if (u == NULL) {
+            s2a_http_reply_detail(req, 400, "base_url must be a string");
+        } else {
+            /* Trimmed, and without a trailing slash so paths append. */
+            while (*u == ' ' || *u == '\t') {
+                u++;
+            }
+            len = strlen(u);
+            if (len >= sizeof(buf)) {
+                len = sizeof(buf) - 1;
+            }
+            memcpy(buf, u, len);
+            buf[len] = '\0';
+            end = buf + len;
+            while (end > buf
+                   && (end[-1] == ' ' || end[-1] == '\t' || end[-1] == '/')) {
+                *--end = '\0';
+            }
+            apply_settings_extra(req, json_pack("{s:s}", "cache_base_url", buf),
+                                 "Cache base URL updated",
+                                 json_pack("{s:s}", "base_url", buf));
+        }
+    }
+    json_decref(in);
 }
 
 static void
@@ -708,6 +819,14 @@ s2a_admin_dispatch(s2a_req_t *req)
         handle_password(req);
     } else if (strcmp(p, "/api/admin/apikey") == 0 && post) {
         handle_apikey(req);
+    } else if (strcmp(p, "/api/cache/config") == 0 && get) {
+        handle_cache_config_get(req);
+    } else if (strcmp(p, "/api/cache/config") == 0 && post) {
+        handle_cache_post(req, "config");
+    } else if (strcmp(p, "/api/cache/enabled") == 0 && post) {
+        handle_cache_post(req, "enabled");
+    } else if (strcmp(p, "/api/cache/base-url") == 0 && post) {
+        handle_cache_post(req, "base-url");
     } else if (strcmp(p, "/api/token-refresh/config") == 0 && get) {
         handle_refresh_config(req);
     } else if (strcmp(p, "/api/token-refresh/enabled") == 0 && post) {

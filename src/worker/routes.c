@@ -9,6 +9,7 @@
 #include "common/models.h"
 #include "worker/admin.h"
 #include "worker/context.h"
+#include "worker/media.h"
 #include "worker/static.h"
 #include "worker/testhooks.h"
 
@@ -285,6 +286,11 @@ s2a_routes_dispatch(s2a_req_t *req, void *arg)
     if (s2a_worker.test_hooks && strncmp(req->path, "/__test/", 8) == 0) {
         req->route = "test";
         s2a_testhooks_dispatch(req);
+        return;
+    }
+    if (strncmp(req->path, "/tmp/", 5) == 0) {
+        req->route = "media";
+        s2a_media_serve(req, req->path + 5);
         return;
     }
     if (strncmp(req->path, "/api/", 5) == 0 && s2a_admin_dispatch(req)) {

@@ -11,6 +11,7 @@
 #include "common/util.h"
 #include "worker/context.h"
 #include "worker/kdf.h"
+#include "worker/media.h"
 #include "worker/sora.h"
 #include "worker/upkeep.h"
 #include "worker/upstream.h"
@@ -344,6 +345,7 @@ s2a_worker_main(const s2a_worker_args_t *args)
         return 1;
     }
     s2a_static_init(w->conf->admin_ui_dir);
+    s2a_media_init(w->conf->cache_dir);
     if (s2a_kdf_init(w->base) != S2A_OK
         || s2a_upstream_init(w->base, (long) w->conf->upstream_timeout * 1000)
             != S2A_OK)
@@ -386,6 +388,7 @@ s2a_worker_main(const s2a_worker_args_t *args)
     s2a_kdf_cleanup();
     s2a_routes_cleanup();
     s2a_static_cleanup();
+    s2a_media_cleanup();
     s2a_usage_cleanup();
     event_free(tick_ev);
     event_free(usage_ev);

@@ -10,6 +10,7 @@
 #include "common/crypto.h"
 #include "common/jwt.h"
 #include "common/log.h"
+#include "worker/media.h"
 #include "worker/static.h"
 
 #include <stdlib.h>
@@ -155,6 +156,39 @@ test_jwt(void **state)
     free(raw);
 }
 
+static void
+test_media_names_and_ranges(void **state)
+{
+    int64_t a = -1, n = -1;
+
+    (void) state;
+    assert_true(s2a_media_name_ok("abc_DEF-123.mp4"));
+    assert_true(s2a_media_name_ok("x.webp"));
+    assert_false(s2a_media_name_ok(".x.mp4"));
+    assert_false(s2a_media_name_ok("x.mp4.mp4"));
+    assert_false(s2a_media_name_ok("x.txt"));
+    assert_false(s2a_media_name_ok("a/b.mp4"));
+    assert_false(s2a_media_name_ok("a b.mp4"));
+    assert_false(s2a_media_name_ok("noext"));
+    assert_string_equal(s2a_media_type("v.mp4"), "video/mp4");
+    assert_int_equal(s2a_media_range(NULL, 100, &a, &n), 0);
+    assert_int_equal(s2a_media_range("bytes=0-9", 100, &a, &n), 1);
+    assert_int_equal(a, 0);
+    assert_int_equal(n, 10);
+    assert_int_equal(s2a_media_range("bytes=90-", 100, &a, &n), 1);
+    assert_int_equal(n, 10);
+    assert_int_equal(s2a_media_range("bytes=-5", 100, &a, &n), 1);
+    assert_int_equal(a, 95);
+    assert_int_equal(s2a_media_range("bytes=-500", 100, &a, &n), 1);
+    assert_int_equal(a, 0);
+    assert_int_equal(n, 100);
+    assert_int_equal(s2a_media_range("bytes=50-20", 100, &a, &n), 0);
+    assert_int_equal(s2a_media_range("bytes=100-", 100, &a, &n), -1);
+    assert_int_equal(s2a_media_range("bytes=-0", 100, &a, &n), -1);
+    assert_int_equal(s2a_media_range("bytes=0-1,3-4", 100, &a, &n), 0);
+    assert_int_equal(s2a_media_range("bytes=x-1", 100, &a, &n), 0);
+}
+
 int
 main(void)
 {
@@ -164,6 +198,7 @@ main(void)
         cmocka_unit_test(test_mask),
         cmocka_unit_test(test_static_paths),
         cmocka_unit_test(test_seal),
+        cmocka_unit_test(test_media_names_and_ranges),
         cmocka_unit_test(test_jwt),
     };
 
