@@ -141,7 +141,16 @@ typedef struct s2a_shm_settings_s {
     int32_t cache_enabled;      /* results are downloaded and served */
     int32_t cache_timeout;      /* seconds a cached file is kept */
     char cache_base_url[256];   /* public base of /tmp/ URLs, "" = Host */
-    uint8_t session_secret[32]; /* HMAC key of admin session tokens */
+    int32_t proxy_enabled;      /* route upstream calls through proxy_url */
+    int32_t image_timeout;      /* seconds an image generation may take */
+    int32_t video_timeout;      /* seconds a video generation may take */
+    int32_t wm_enabled;         /* watermark-free results */
+    int32_t wm_custom;          /* 1: custom parse server, 0: third party */
+    char proxy_url[256];
+    char wm_custom_url[256];      /* custom parse server base URL */
+    char wm_custom_token[256];    /* its token (sent in the request body) */
+    char wm_third_party_url[256]; /* template with {post_id} */
+    uint8_t session_secret[32];   /* HMAC key of admin session tokens */
     char admin_username[64];
     char admin_password_hash[160];
 } s2a_shm_settings_t;

@@ -376,7 +376,18 @@ s2a_db_seed(s2a_db_t *db, const s2a_conf_t *conf)
         || seed_one(db, "quota_refresh_interval", "3600") != S2A_OK
         || seed_one(db, "cache_enabled", "0") != S2A_OK
         || seed_one(db, "cache_timeout", "600") != S2A_OK
-        || seed_one(db, "cache_base_url", "") != S2A_OK)
+        || seed_one(db, "cache_base_url", "") != S2A_OK
+        || seed_one(db, "proxy_enabled", "0") != S2A_OK
+        || seed_one(db, "proxy_url", "") != S2A_OK
+        || seed_one(db, "image_timeout", "300") != S2A_OK
+        || seed_one(db, "video_timeout", "1500") != S2A_OK
+        || seed_one(db, "watermark_free_enabled", "0") != S2A_OK
+        || seed_one(db, "watermark_parse_method", "third_party") != S2A_OK
+        || seed_one(db, "watermark_custom_parse_url", "") != S2A_OK
+        || seed_one(db, "watermark_custom_parse_token", "") != S2A_OK
+        || seed_one(db, "watermark_third_party_url",
+                    "https://oscdn2.dyysy.com/MP4/{post_id}.mp4")
+            != S2A_OK)
     {
         goto done;
     }
@@ -503,6 +514,34 @@ s2a_db_load_settings(s2a_db_t *db, s2a_shm_settings_t *out)
     }
     s2a_db_setting_get(db, "cache_base_url", out->cache_base_url,
                        sizeof(out->cache_base_url));
+    out->image_timeout = 300;
+    out->video_timeout = 1500;
+    if (s2a_db_setting_get(db, "proxy_enabled", buf, sizeof(buf)) == S2A_OK) {
+        out->proxy_enabled = strcmp(buf, "1") == 0;
+    }
+    s2a_db_setting_get(db, "proxy_url", out->proxy_url, sizeof(out->proxy_url));
+    if (s2a_db_setting_get(db, "image_timeout", buf, sizeof(buf)) == S2A_OK) {
+        out->image_timeout = atoi(buf);
+    }
+    if (s2a_db_setting_get(db, "video_timeout", buf, sizeof(buf)) == S2A_OK) {
+        out->video_timeout = atoi(buf);
+    }
+    if (s2a_db_setting_get(db, "watermark_free_enabled", buf, sizeof(buf))
+        == S2A_OK)
+    {
+        out->wm_enabled = strcmp(buf, "1") == 0;
+    }
+    if (s2a_db_setting_get(db, "watermark_parse_method", buf, sizeof(buf))
+        == S2A_OK)
+    {
+        out->wm_custom = strcmp(buf, "custom") == 0;
+    }
+    s2a_db_setting_get(db, "watermark_custom_parse_url", out->wm_custom_url,
+                       sizeof(out->wm_custom_url));
+    s2a_db_setting_get(db, "watermark_custom_parse_token", out->wm_custom_token,
+                       sizeof(out->wm_custom_token));
+    s2a_db_setting_get(db, "watermark_third_party_url", out->wm_third_party_url,
+                       sizeof(out->wm_third_party_url));
     out->at_refresh_enabled = 1;
     out->at_refresh_window = 86400;
     out->quota_interval = 3600;

@@ -336,6 +336,81 @@ validate_setting(const char *key, const char *value, char *err, size_t errlen)
         snprintf(err, errlen, "admin_password_is_default must be 0 or 1");
         return S2A_ERROR;
     }
+    if (strcmp(key, "proxy_enabled") == 0
+        || strcmp(key, "watermark_free_enabled") == 0)
+    {
+        if (strcmp(value, "0") == 0 || strcmp(value, "1") == 0) {
+            return S2A_OK;
+        }
+        snprintf(err, errlen, "%s must be 0 or 1", key);
+        return S2A_ERROR;
+    }
+    if (strcmp(key, "proxy_url") == 0) {
+        if (value[0] == '\0'
+            || ((strncmp(value, "http://", 7) == 0
+                 || strncmp(value, "https://", 8) == 0
+                 || strncmp(value, "socks5://", 9) == 0
+                 || strncmp(value, "socks5h://", 10) == 0)
+                && strlen(value) < 256 && strpbrk(value, " \t\r\n") == NULL))
+        {
+            return S2A_OK;
+        }
+        snprintf(err, errlen,
+                 "proxy_url must be an http, https, socks5 or "
+                 "socks5h URL");
+        return S2A_ERROR;
+    }
+    if (strcmp(key, "image_timeout") == 0) {
+        if (is_int_in(value, 60, 3600)) {
+            return S2A_OK;
+        }
+        snprintf(err, errlen, "image_timeout must be 60..3600 seconds");
+        return S2A_ERROR;
+    }
+    if (strcmp(key, "video_timeout") == 0) {
+        if (is_int_in(value, 60, 7200)) {
+            return S2A_OK;
+        }
+        snprintf(err, errlen, "video_timeout must be 60..7200 seconds");
+        return S2A_ERROR;
+    }
+    if (strcmp(key, "watermark_parse_method") == 0) {
+        if (strcmp(value, "third_party") == 0 || strcmp(value, "custom") == 0) {
+            return S2A_OK;
+        }
+        snprintf(err, errlen, "parse_method must be third_party or custom");
+        return S2A_ERROR;
+    }
+    if (strcmp(key, "watermark_custom_parse_url") == 0) {
+        if (value[0] == '\0'
+            || ((strncmp(value, "http://", 7) == 0
+                 || strncmp(value, "https://", 8) == 0)
+                && strlen(value) < 256 && strpbrk(value, " \t\r\n") == NULL))
+        {
+            return S2A_OK;
+        }
+        snprintf(err, errlen, "custom_parse_url must be an http(s) URL");
+        return S2A_ERROR;
+    }
+    if (strcmp(key, "watermark_custom_parse_token") == 0) {
+        if (strlen(value) < 256 && strpbrk(value, "\r\n") == NULL) {
+            return S2A_OK;
+        }
+        snprintf(err, errlen, "custom_parse_token is too long");
+        return S2A_ERROR;
+    }
+    if (strcmp(key, "watermark_third_party_url") == 0) {
+        if ((strncmp(value, "http://", 7) == 0
+             || strncmp(value, "https://", 8) == 0)
+            && strstr(value, "{post_id}") != NULL && strlen(value) < 256)
+        {
+            return S2A_OK;
+        }
+        snprintf(err, errlen,
+                 "third_party_url must be an http(s) URL "
+                 "containing {post_id}");
+        return S2A_ERROR;
+    }
     if (strcmp(key, "cache_enabled") == 0) {
         if (strcmp(value, "0") == 0 || strcmp(value, "1") == 0) {
             return S2A_OK;
@@ -419,7 +494,9 @@ write_setting(const char *key, const char *value)
     }
     M.settings_dirty = true;
     /* Secrets and their hashes never reach the log. */
-    if (strstr(key, "hash") != NULL || strstr(key, "sha256") != NULL) {
+    if (strstr(key, "hash") != NULL || strstr(key, "sha256") != NULL
+        || strstr(key, "token") != NULL || strstr(key, "proxy_url") != NULL)
+    {
         s2a_log(LOG_NOTICE, 0, "runtime setting %s changed", key);
     } else {
         s2a_log(LOG_NOTICE, 0, "runtime setting %s changed to \"%s\"", key,

@@ -13,6 +13,7 @@
 #include "common/util.h"
 #include "worker/context.h"
 #include "worker/kdf.h"
+#include "worker/sora.h"
 #include "worker/tokens.h"
 
 #include <stdio.h>
@@ -786,6 +787,254 @@ done:
     json_decref(in);
 }
 
+/* ---------------------------------------------------------------------
+ * Proxy, watermark-free and generation timeout settings
+ */
+
+static void
+handle_proxy_get(s2a_req_t *req)
+{
+    json_t *body;
+
+    s2a_worker_refresh_settings();
+    body = json_pack("{s:b, s:s}", "proxy_enabled",
+                     s2a_worker.settings.proxy_enabled, "proxy_url",
+                     s2a_worker.settings.proxy_url);
+    s2a_http_reply_json(req, 200, body);
+    json_decref(body);
+}
+
+static void
+handle_proxy_post(s2a_req_t *req)
+{
+    json_t *in = s2a_req_json_object(req, true), *en, *url, *values;
+
+    if (in == NULL) {
+        return;
+    }
+    en = json_object_get(in, "proxy_enabled");
+    url = json_object_get(in, "proxy_url");
+    if (!json_is_boolean(en)
+        || (url != NULL && !json_is_null(url) && !json_is_string(url)))
+    {
+        json_decref(in);
+        s2a_http_reply_detail(req, 400,
+                              "proxy_enabled must be a boolean and "
+                              "proxy_url a string");
+        return;
+    }
+    values = json_pack("{s:s}", "proxy_enabled", json_is_true(en) ? "1" : "0");
+    if (json_is_string(url)) {
+        json_object_set(values, "proxy_url", url);
+    }
+    json_decref(in);
+    apply_settings(req, values, "Proxy configuration updated");
+}
+
+typedef struct probe_s {
+    s2a_req_t *req;
+    uint64_t call;
+    int64_t started;
+} probe_t;
+
+static void
+probe_gone(s2a_req_t *req, void *arg)
+{
+    probe_t *p = arg;
+
+    S2A_UNUSED(req);
+    s2a_sora_cancel(p->call);
+    free(p);
+}
+
+static void
+probe_done(const s2a_sora_result_t *r, void *arg)
+{
+    probe_t *p = arg;
+    s2a_req_t *req = p->req;
+    json_t *body;
+    char msg[320];
+
+    req->on_gone = NULL;
+    if (r->status > 0) {
+        snprintf(msg, sizeof(msg), "Sora answered HTTP %ld through the proxy",
+                 r->status);
+    } else {
+        snprintf(msg, sizeof(msg), "No answer: %s",
+                 r->error_message != NULL ? r->error_message : "unknown");
+    }
+    body = json_pack("{s:b, s:i, s:I, s:s}", "success", r->status > 0, "status",
+                     (int) r->status, "elapsed_ms",
+                     (json_int_t) (s2a_mono_ms() - p->started), "message", msg);
+    free(p);
+    s2a_http_reply_json(req, 200, body);
+    json_decref(body);
+}
+
+/* POST /api/proxy/test {"proxy_url"?}: one call to the backend through the
+ * given (or the configured) proxy, to see it works before enabling it. */
+static void
+handle_proxy_test(s2a_req_t *req)
+{
+    json_t *in = s2a_req_json_object(req, true);
+    const char *url;
+    s2a_sora_call_t c;
+    probe_t *p;
+
+    if (in == NULL) {
+        return;
+    }
+    s2a_worker_refresh_settings();
+    url = json_string_value(json_object_get(in, "proxy_url"));
+    if (url == NULL || url[0] == '\0') {
+        url = s2a_worker.settings.proxy_url;
+    }
+    if (url[0] == '\0') {
+        json_decref(in);
+        s2a_http_reply_detail(req, 400, "No proxy URL given or configured");
+        return;
+    }
+    p = calloc(1, sizeof(*p));
+    if (p == NULL) {
+        json_decref(in);
+        s2a_http_reply_detail(req, 503, "Out of memory");
+        return;
+    }
+    memset(&c, 0, sizeof(c));
+    c.host = S2A_SORA_BACKEND;
+    c.method = "GET";
+    c.path = "/me";
+    c.proxy = url;
+    c.timeout_ms = 15000;
+    p->req = req;
+    p->started = s2a_mono_ms();
+    p->call = s2a_sora_start(&c, probe_done, p);
+    json_decref(in);
+    if (p->call == 0) {
+        free(p);
+        s2a_http_reply_detail(req, 400, "The proxy URL was not accepted");
+        return;
+    }
+    req->on_gone = probe_gone;
+    req->gone_arg = p;
+}
+
+static void
+handle_watermark_get(s2a_req_t *req)
+{
+    s2a_shm_settings_t *s = &s2a_worker.settings;
+    json_t *body;
+
+    s2a_worker_refresh_settings();
+    body = json_pack(
+        "{s:b, s:s, s:s, s:s, s:s}", "watermark_free_enabled", s->wm_enabled,
+        "parse_method", s->wm_custom ? "custom" : "third_party",
+        "custom_parse_url", s->wm_custom_url, "custom_parse_token",
+        s->wm_custom_token, "third_party_url", s->wm_third_party_url);
+    s2a_http_reply_json(req, 200, body);
+    json_decref(body);
+}
+
+static void
+handle_watermark_post(s2a_req_t *req)
+{
+    static const struct {
+        const char *field, *setting;
+    } map[] = {
+        { "parse_method", "watermark_parse_method" },
+        { "custom_parse_url", "watermark_custom_parse_url" },
+        { "custom_parse_token", "watermark_custom_parse_token" },
+        { "third_party_url", "watermark_third_party_url" },
+    };
+    json_t *in = s2a_req_json_object(req, true), *en, *v, *values;
+    size_t i;
+
+    if (in == NULL) {
+        return;
+    }
+    en = json_object_get(in, "watermark_free_enabled");
+    if (!json_is_boolean(en)) {
+        json_decref(in);
+        s2a_http_reply_detail(req, 400,
+                              "watermark_free_enabled must be a boolean");
+        return;
+    }
+    values = json_pack("{s:s}", "watermark_free_enabled",
+                       json_is_true(en) ? "1" : "0");
+    for (i = 0; i < S2A_NELEMS(map); i++) {
+        v = json_object_get(in, map[i].field);
+        if (v == NULL || json_is_null(v)) {
+            continue;
+        }
+        if (!json_is_string(v)) {
+            json_decref(values);
+            json_decref(in);
+            s2a_http_reply_detail(req, 400, "%s must be a string",
+                                  map[i].field);
+            return;
+        }
+        json_object_set(values, map[i].setting, v);
+    }
+    json_decref(in);
+    apply_settings(req, values, "Watermark-free mode configuration updated");
+}
+
+static void
+handle_timeout_get(s2a_req_t *req)
+{
+    json_t *body;
+
+    s2a_worker_refresh_settings();
+    body = json_pack("{s:b, s:{s:i, s:i}}", "success", 1, "config",
+                     "image_timeout", s2a_worker.settings.image_timeout,
+                     "video_timeout", s2a_worker.settings.video_timeout);
+    s2a_http_reply_json(req, 200, body);
+    json_decref(body);
+}
+
+static void
+handle_timeout_post(s2a_req_t *req)
+{
+    json_t *in = s2a_req_json_object(req, true), *img, *vid, *values;
+    char buf[24];
+
+    if (in == NULL) {
+        return;
+    }
+    img = json_object_get(in, "image_timeout");
+    vid = json_object_get(in, "video_timeout");
+    if ((img != NULL && !json_is_integer(img))
+        || (vid != NULL && !json_is_integer(vid))
+        || (img == NULL && vid == NULL))
+    {
+        json_decref(in);
+        s2a_http_reply_detail(req, 400,
+                              "image_timeout and/or video_timeout "
+                              "must be integers (seconds)");
+        return;
+    }
+    s2a_worker_refresh_settings();
+    values = json_object();
+    if (img != NULL) {
+        snprintf(buf, sizeof(buf), "%lld", (long long) json_integer_value(img));
+        json_object_set_new(values, "image_timeout", json_string(buf));
+    }
+    if (vid != NULL) {
+        snprintf(buf, sizeof(buf), "%lld", (long long) json_integer_value(vid));
+        json_object_set_new(values, "video_timeout", json_string(buf));
+    }
+    apply_settings_extra(
+        req, values, "Generation timeout updated",
+        json_pack("{s:{s:I, s:I}}", "config", "image_timeout",
+                  img != NULL ? json_integer_value(img)
+                              : (json_int_t) s2a_worker.settings.image_timeout,
+                  "video_timeout",
+                  vid != NULL
+                      ? json_integer_value(vid)
+                      : (json_int_t) s2a_worker.settings.video_timeout));
+    json_decref(in);
+}
+
 bool
 s2a_admin_dispatch(s2a_req_t *req)
 {
@@ -819,6 +1068,20 @@ s2a_admin_dispatch(s2a_req_t *req)
         handle_password(req);
     } else if (strcmp(p, "/api/admin/apikey") == 0 && post) {
         handle_apikey(req);
+    } else if (strcmp(p, "/api/proxy/config") == 0 && get) {
+        handle_proxy_get(req);
+    } else if (strcmp(p, "/api/proxy/config") == 0 && post) {
+        handle_proxy_post(req);
+    } else if (strcmp(p, "/api/proxy/test") == 0 && post) {
+        handle_proxy_test(req);
+    } else if (strcmp(p, "/api/watermark-free/config") == 0 && get) {
+        handle_watermark_get(req);
+    } else if (strcmp(p, "/api/watermark-free/config") == 0 && post) {
+        handle_watermark_post(req);
+    } else if (strcmp(p, "/api/generation/timeout") == 0 && get) {
+        handle_timeout_get(req);
+    } else if (strcmp(p, "/api/generation/timeout") == 0 && post) {
+        handle_timeout_post(req);
     } else if (strcmp(p, "/api/cache/config") == 0 && get) {
         handle_cache_config_get(req);
     } else if (strcmp(p, "/api/cache/config") == 0 && post) {

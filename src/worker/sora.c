@@ -96,6 +96,15 @@ s2a_sora_start(const s2a_sora_call_t *call, s2a_sora_done_pt done, void *arg)
     req.url = url;
     req.bearer = call->at;
     req.proxy = call->proxy;
+    /* No per-token proxy: the global one, when it is switched on. */
+    if (req.proxy == NULL) {
+        s2a_worker_refresh_settings();
+        if (s2a_worker.settings.proxy_enabled
+            && s2a_worker.settings.proxy_url[0] != '\0')
+        {
+            req.proxy = s2a_worker.settings.proxy_url;
+        }
+    }
     req.timeout_ms = call->timeout_ms;
     req.headers[h++] = "Accept: application/json";
     req.headers[h++] = "User-Agent: " SORA_UA;
