@@ -424,15 +424,18 @@ s2a_shm_lease_acquire_locked(s2a_shm_t *shm, int slot, s2a_kind_t kind,
 }
 
 int
-s2a_shm_select_locked(s2a_shm_t *shm, s2a_kind_t kind, s2a_policy_t policy,
-                      int64_t now_ms, pid_t owner_pid, uint32_t rnd,
-                      s2a_lease_t *lease, s2a_skip_report_t *report)
+s2a_shm_select_avoid_locked(s2a_shm_t *shm, s2a_kind_t kind,
+                            s2a_policy_t policy, int64_t now_ms,
+                            pid_t owner_pid, uint32_t rnd, const int64_t *avoid,
+                            int navoid, s2a_lease_t *lease,
+                            s2a_skip_report_t *report)
 {
     s2a_shm_token_t *tokens = s2a_shm_tokens(shm);
     uint32_t i, n = shm->token_high, start, idx;
     int64_t now = now_ms / 1000;
     int best = -1;
     s2a_skip_t why;
+    int a;
 
     if (report != NULL) {
         memset(report, 0, sizeof(*report));
@@ -449,6 +452,12 @@ s2a_shm_select_locked(s2a_shm_t *shm, s2a_kind_t kind, s2a_policy_t policy,
     for (i = 0; i < n; i++) {
         idx = (start + i) % n;
         if (tokens[idx].id <= 0) {
+            continue;
+        }
+        /* Tokens this job already failed on are not offered again. */
+        for (a = 0; a < navoid && avoid[a] != tokens[idx].id; a++) {
+        }
+        if (a < navoid) {
             continue;
         }
         why = s2a_shm_token_skip(&tokens[idx], kind, now);
@@ -679,4 +688,13 @@ s2a_shm_revoked_add_locked(s2a_shm_t *shm, const char *nonce, int64_t expires,
         }
     }
     return S2A_DECLINED;
+}
+
+int
+s2a_shm_select_locked(s2a_shm_t *shm, s2a_kind_t kind, s2a_policy_t policy,
+                      int64_t now_ms, pid_t owner_pid, uint32_t rnd,
+                      s2a_lease_t *lease, s2a_skip_report_t *report)
+{
+    return s2a_shm_select_avoid_locked(shm, kind, policy, now_ms, owner_pid,
+                                       rnd, NULL, 0, lease, report);
 }

@@ -142,6 +142,7 @@ typedef struct s2a_shm_settings_s {
     int32_t cache_timeout;      /* seconds a cached file is kept */
     char cache_base_url[256];   /* public base of /tmp/ URLs, "" = Host */
     int32_t proxy_enabled;      /* route upstream calls through proxy_url */
+    int32_t queue_timeout;      /* seconds a job waits for a free token */
     int32_t image_timeout;      /* seconds an image generation may take */
     int32_t video_timeout;      /* seconds a video generation may take */
     int32_t wm_enabled;         /* watermark-free results */
@@ -269,6 +270,13 @@ typedef struct s2a_skip_report_s {
 int s2a_shm_select_locked(s2a_shm_t *shm, s2a_kind_t kind, s2a_policy_t policy,
                           int64_t now_ms, pid_t owner_pid, uint32_t rnd,
                           s2a_lease_t *lease, s2a_skip_report_t *report);
+
+/* The same, never choosing a token whose id is in `avoid[0..navoid)`. */
+int s2a_shm_select_avoid_locked(s2a_shm_t *shm, s2a_kind_t kind,
+                                s2a_policy_t policy, int64_t now_ms,
+                                pid_t owner_pid, uint32_t rnd,
+                                const int64_t *avoid, int navoid,
+                                s2a_lease_t *lease, s2a_skip_report_t *report);
 
 /*
  * Records a lease on a specific slot without checking eligibility (used

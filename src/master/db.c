@@ -377,6 +377,7 @@ s2a_db_seed(s2a_db_t *db, const s2a_conf_t *conf)
         || seed_one(db, "cache_enabled", "0") != S2A_OK
         || seed_one(db, "cache_timeout", "600") != S2A_OK
         || seed_one(db, "cache_base_url", "") != S2A_OK
+        || seed_one(db, "queue_timeout", "60") != S2A_OK
         || seed_one(db, "proxy_enabled", "0") != S2A_OK
         || seed_one(db, "proxy_url", "") != S2A_OK
         || seed_one(db, "image_timeout", "300") != S2A_OK
@@ -514,6 +515,10 @@ s2a_db_load_settings(s2a_db_t *db, s2a_shm_settings_t *out)
     }
     s2a_db_setting_get(db, "cache_base_url", out->cache_base_url,
                        sizeof(out->cache_base_url));
+    out->queue_timeout = 60;
+    if (s2a_db_setting_get(db, "queue_timeout", buf, sizeof(buf)) == S2A_OK) {
+        out->queue_timeout = atoi(buf);
+    }
     out->image_timeout = 300;
     out->video_timeout = 1500;
     if (s2a_db_setting_get(db, "proxy_enabled", buf, sizeof(buf)) == S2A_OK) {

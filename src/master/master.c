@@ -360,6 +360,13 @@ validate_setting(const char *key, const char *value, char *err, size_t errlen)
                  "socks5h URL");
         return S2A_ERROR;
     }
+    if (strcmp(key, "queue_timeout") == 0) {
+        if (is_int_in(value, 0, 600)) {
+            return S2A_OK;
+        }
+        snprintf(err, errlen, "queue_timeout must be 0..600 seconds");
+        return S2A_ERROR;
+    }
     if (strcmp(key, "image_timeout") == 0) {
         if (is_int_in(value, 60, 3600)) {
             return S2A_OK;

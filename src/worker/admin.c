@@ -671,7 +671,7 @@ handle_config_get(s2a_req_t *req)
 
     s2a_worker_refresh_settings();
     body = json_pack(
-        "{s:i, s:s, s:s, s:b, s:s, s:i, s:b, s:b, s:b, s:i, s:i}",
+        "{s:i, s:s, s:s, s:b, s:s, s:i, s:b, s:b, s:b, s:i, s:i, s:i}",
         "error_ban_threshold", s->error_ban_threshold, "admin_username",
         s->admin_username, "log_level",
         s->log_level >= 0 ? s2a_log_level_name(s->log_level) : "",
@@ -680,7 +680,8 @@ handle_config_get(s2a_req_t *req)
         "session_ttl", s->session_ttl, "api_key_set", 1, "default_password",
         s->admin_password_is_default, "at_auto_refresh_enabled",
         s->at_refresh_enabled, "at_refresh_window", s->at_refresh_window,
-        "quota_refresh_interval", s->quota_interval);
+        "quota_refresh_interval", s->quota_interval, "queue_timeout",
+        s->queue_timeout);
     s2a_http_reply_json(req, 200, body);
     json_decref(body);
 }
@@ -738,7 +739,8 @@ handle_config_post(s2a_req_t *req)
         if (strcmp(key, "error_ban_threshold") == 0
             || strcmp(key, "session_ttl") == 0
             || strcmp(key, "at_refresh_window") == 0
-            || strcmp(key, "quota_refresh_interval") == 0)
+            || strcmp(key, "quota_refresh_interval") == 0
+            || strcmp(key, "queue_timeout") == 0)
         {
             if (!json_is_integer(v)) {
                 s2a_http_reply_detail(req, 400, "%s must be an integer", key);

@@ -9,6 +9,7 @@
 #include "common/session.h"
 #include "common/util.h"
 #include "worker/context.h"
+#include "worker/sched.h"
 
 #include <signal.h>
 #include <stdlib.h>
@@ -289,6 +290,101 @@ hook_session(s2a_req_t *req)
     json_decref(body);
 }
 
+/* Takes a token through the scheduler (waiting if need be), holds it
+ * for hold_ms, then gives it back: the queue seen from outside. */
+typedef struct acq_s {
+    s2a_req_t *req;
+    uint64_t wait;
+    s2a_lease_t lease;
+    struct event *timer;
+    int64_t started;
+    int64_t waited;
+    int hold_ms;
+} acq_t;
+
+static void
+acq_free(acq_t *a)
+{
+    if (a->timer != NULL) {
+        event_free(a->timer);
+    }
+    if (a->lease.row >= 0) {
+        s2a_sched_release(&a->lease);
+    }
+    free(a);
+}
+
+static void
+acq_gone(s2a_req_t *req, void *arg)
+{
+    acq_t *a = arg;
+
+    S2A_UNUSED(req);
+    if (a->wait != 0) {
+        s2a_sched_cancel(a->wait);
+    }
+    acq_free(a);
+}
+
+static void
+acq_held(evutil_socket_t fd, short what, void *arg)
+{
+    acq_t *a = arg;
+    s2a_req_t *req = a->req;
+    json_t *body;
+
+    S2A_UNUSED(fd);
+    S2A_UNUSED(what);
+    body = json_pack("{s:I, s:I}", "token_id", (json_int_t) a->lease.token_id,
+                     "waited_ms", (json_int_t) a->waited);
+    req->on_gone = NULL;
+    acq_free(a);
+    s2a_http_reply_json(req, 200, body);
+    json_decref(body);
+}
+
+static void
+acq_granted(const s2a_lease_t *lease, const char *why, void *arg)
+{
+    acq_t *a = arg;
+    struct timeval tv;
+
+    a->wait = 0;
+    if (lease == NULL) {
+        s2a_req_t *req = a->req;
+        req->on_gone = NULL;
+        acq_free(a);
+        s2a_http_reply_error(req, 503, "server_error", "no_token_available",
+                             NULL, "%s", why);
+        return;
+    }
+    a->lease = *lease;
+    a->waited = s2a_mono_ms() - a->started;
+    tv.tv_sec = a->hold_ms / 1000;
+    tv.tv_usec = (a->hold_ms % 1000) * 1000;
+    a->timer = evtimer_new(s2a_worker.base, acq_held, a);
+    evtimer_add(a->timer, &tv);
+}
+
+static void
+hook_acquire(s2a_req_t *req)
+{
+    char *k = s2a_req_query_param(req, "kind");
+    acq_t *a = calloc(1, sizeof(*a));
+    int64_t avoid = query_int(req, "avoid", 0);
+
+    a->req = req;
+    a->lease.row = -1;
+    a->hold_ms = query_int(req, "hold_ms", 0);
+    a->started = s2a_mono_ms();
+    a->wait = s2a_sched_acquire(
+        k != NULL && strcmp(k, "image") == 0 ? S2A_KIND_IMAGE : S2A_KIND_VIDEO,
+        &avoid, avoid > 0 ? 1 : 0, acq_granted, a);
+    free(k);
+    req->on_gone = acq_gone;
+    req->gone_arg = a;
+}
+
 void
 s2a_testhooks_dispatch(s2a_req_t *req)
 {
@@ -304,6 +400,8 @@ s2a_testhooks_dispatch(s2a_req_t *req)
         hook_worker(req);
     } else if (strcmp(p, "setting") == 0) {
         hook_setting(req);
+    } else if (strcmp(p, "acquire") == 0) {
+        hook_acquire(req);
     } else if (strcmp(p, "session") == 0) {
         hook_session(req);
     } else if (strcmp(p, "sweep") == 0) {

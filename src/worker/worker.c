@@ -16,6 +16,7 @@
 #include "worker/upkeep.h"
 #include "worker/upstream.h"
 #include "worker/routes.h"
+#include "worker/sched.h"
 #include "worker/static.h"
 #include "worker/testhooks.h"
 #include "worker/usage.h"
@@ -346,7 +347,7 @@ s2a_worker_main(const s2a_worker_args_t *args)
     }
     s2a_static_init(w->conf->admin_ui_dir);
     s2a_media_init(w->conf->cache_dir);
-    if (s2a_kdf_init(w->base) != S2A_OK
+    if (s2a_kdf_init(w->base) != S2A_OK || s2a_sched_init(w->base) != S2A_OK
         || s2a_upstream_init(w->base, (long) w->conf->upstream_timeout * 1000)
             != S2A_OK)
     {
@@ -383,6 +384,7 @@ s2a_worker_main(const s2a_worker_args_t *args)
     s2a_http_destroy(w->http);
     s2a_testhooks_cleanup();
     s2a_upkeep_cleanup();
+    s2a_sched_cleanup();
     s2a_sora_cleanup();
     s2a_upstream_cleanup();
     s2a_kdf_cleanup();

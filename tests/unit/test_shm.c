@@ -226,6 +226,40 @@ test_round_robin_and_random(void **state)
 }
 
 static void
+test_avoid(void **state)
+{
+    s2a_lease_t l;
+    s2a_skip_report_t rep;
+    int64_t avoid[2] = { 30, 31 };
+
+    (void) state;
+    put(30, S2A_TOKEN_ACTIVE, ALL, 0, 0);
+    put(31, S2A_TOKEN_ACTIVE, ALL, 0, 0);
+    put(32, S2A_TOKEN_ACTIVE, ALL, 0, 0);
+    assert_int_equal(s2a_shm_select_avoid_locked(shm, S2A_KIND_VIDEO,
+                                                 S2A_POLICY_LEAST_BUSY, NOW_MS,
+                                                 1, 0, avoid, 2, &l, NULL),
+                     S2A_OK);
+    assert_int_equal(l.token_id, 32);
+    s2a_shm_lease_release_locked(shm, &l);
+    avoid[0] = 32;
+    assert_int_equal(s2a_shm_select_avoid_locked(shm, S2A_KIND_VIDEO,
+                                                 S2A_POLICY_RANDOM, NOW_MS, 1,
+                                                 7, avoid, 2, &l, NULL),
+                     S2A_OK);
+    assert_int_equal(l.token_id, 30);
+    s2a_shm_lease_release_locked(shm, &l);
+    {
+        int64_t all[3] = { 30, 31, 32 };
+        assert_int_equal(s2a_shm_select_avoid_locked(
+                             shm, S2A_KIND_VIDEO, S2A_POLICY_LEAST_BUSY, NOW_MS,
+                             1, 0, all, 3, &l, &rep),
+                         S2A_DECLINED);
+        assert_int_equal(rep.n_tokens, 0);
+    }
+}
+
+static void
 test_remove_keeps_slot_until_idle(void **state)
 {
     s2a_lease_t l;
@@ -359,6 +393,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_lru_tiebreak, setup, teardown),
         cmocka_unit_test_setup_teardown(test_round_robin_and_random, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_avoid, setup, teardown),
         cmocka_unit_test_setup_teardown(test_remove_keeps_slot_until_idle,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_update_keeps_inflight, setup,

@@ -1,0 +1,274 @@
+/*
+ * sched.c: the per-worker wait queue in front of shm token selection.
+ */
+#include "worker/sched.h"
+#include "common/crypto.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "worker/context.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define QUEUE_MAX 10000
+#define RETRY_MS  100
+
+typedef struct waiter_s {
+    uint64_t id;
+    s2a_kind_t kind;
+    int64_t avoid[S2A_SCHED_AVOID_MAX];
+    int navoid;
+    int64_t deadline_ms;
+    s2a_sched_done_pt done;
+    void *arg;
+    struct waiter_s *next;
+} waiter_t;
+
+static struct {
+    struct event *pump; /* runs the queue (timer and kick) */
+    waiter_t *head, **tail;
+    int n;
+    uint64_t next_id;
+} S;
+
+static void
+pump_later(int ms)
+{
+    struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+
+    if (S.pump != NULL && S.head != NULL) {
+        evtimer_add(S.pump, &tv);
+    }
+}
+
+static void
+unlink_waiter(waiter_t *w)
+{
+    waiter_t **pp;
+
+    for (pp = &S.head; *pp != NULL; pp = &(*pp)->next) {
+        if (*pp == w) {
+            *pp = w->next;
+            if (S.tail == &w->next) {
+                S.tail = pp;
+            }
+            S.n--;
+            return;
+        }
+    }
+}
+
+/* "3 tokens: 1 busy, 1 cooling until ..., 1 disabled" */
+static void
+explain(const s2a_skip_report_t *rep, s2a_kind_t kind, char *out, size_t outlen)
+{
+    size_t n;
+    int i, first = 1;
+    char until[32];
+
+    if (rep->n_tokens == 0) {
+        snprintf(out, outlen,
+                 "no %s token is available: the pool has no "
+                 "usable token",
+                 kind == S2A_KIND_VIDEO ? "video" : "image");
+        return;
+    }
+    n = (size_t) snprintf(out, outlen,
+                          "no %s token is available: %d "
+                          "token%s — ",
+                          kind == S2A_KIND_VIDEO ? "video" : "image",
+                          rep->n_tokens, rep->n_tokens == 1 ? "" : "s");
+    for (i = 1; i < (int) S2A_NELEMS(rep->counts) && n < outlen; i++) {
+        if (rep->counts[i] == 0) {
+            continue;
+        }
+        n +=
+            (size_t) snprintf(out + n, outlen - n, "%s%d %s", first ? "" : ", ",
+                              rep->counts[i], s2a_skip_name((s2a_skip_t) i));
+        first = 0;
+        if (i == S2A_SKIP_COOLING && rep->earliest_cooldown > 0 && n < outlen) {
+            time_t t = (time_t) rep->earliest_cooldown;
+            struct tm tm;
+            gmtime_r(&t, &tm);
+            strftime(until, sizeof(until), "%Y-%m-%dT%H:%M:%SZ", &tm);
+            n += (size_t) snprintf(out + n, outlen - n, " (first free at %s)",
+                                   until);
+        }
+    }
+    if (first && n < outlen) {
+        snprintf(out + n, outlen - n, "all already tried by this job");
+    }
+}
+
+/* One attempt for `w`: S2A_OK (granted), S2A_DECLINED (still none). */
+static int
+try_waiter(waiter_t *w, s2a_lease_t *lease, s2a_skip_report_t *rep)
+{
+    uint32_t rnd;
+    int rc;
+
+    s2a_worker_refresh_settings();
+    s2a_random_bytes(&rnd, sizeof(rnd));
+    if (s2a_shm_lock(s2a_worker.shm) != S2A_OK) {
+        return S2A_DECLINED;
+    }
+    rc = s2a_shm_select_avoid_locked(
+        s2a_worker.shm, w->kind, (s2a_policy_t) s2a_worker.settings.policy,
+        s2a_now_ms(), getpid(), rnd, w->avoid, w->navoid, lease, rep);
+    s2a_shm_unlock(s2a_worker.shm);
+    return rc == S2A_OK ? S2A_OK : S2A_DECLINED;
+}
+
+static void
+grant(waiter_t *w, const s2a_lease_t *lease)
+{
+    unlink_waiter(w);
+    w->done(lease, NULL, w->arg);
+    free(w);
+}
+
+static void
+pump_cb(evutil_socket_t fd, short what, void *arg)
+{
+    waiter_t *w, *next;
+    s2a_lease_t lease;
+    s2a_skip_report_t rep;
+    bool blocked[S2A_KIND_COUNT] = { false, false }, tried;
+    int64_t now = s2a_mono_ms();
+    char why[512];
+
+    S2A_UNUSED(fd);
+    S2A_UNUSED(what);
+    S2A_UNUSED(arg);
+    for (w = S.head; w != NULL; w = next) {
+        next = w->next;
+        tried = false;
+        /* FIFO per kind: once one job of a kind found nothing, later ones
+         * of that kind wait their turn (unless they avoid tokens, which
+         * makes their answer different). */
+        if (!blocked[w->kind] || w->navoid > 0) {
+            tried = true;
+            if (try_waiter(w, &lease, &rep) == S2A_OK) {
+                grant(w, &lease);
+                continue;
+            }
+            if (w->navoid == 0) {
+                blocked[w->kind] = true;
+            }
+        }
+        if (now < w->deadline_ms) {
+            continue;
+        }
+        /* Out of time: one last look, which also explains the refusal. */
+        if (!tried && try_waiter(w, &lease, &rep) == S2A_OK) {
+            grant(w, &lease);
+            continue;
+        }
+        explain(&rep, w->kind, why, sizeof(why));
+        unlink_waiter(w);
+        w->done(NULL, why, w->arg);
+        free(w);
+    }
+    pump_later(RETRY_MS);
+}
+
+int
+s2a_sched_init(struct event_base *base)
+{
+    memset(&S, 0, sizeof(S));
+    S.tail = &S.head;
+    S.next_id = 1;
+    S.pump = evtimer_new(base, pump_cb, NULL);
+    return S.pump != NULL ? S2A_OK : S2A_ERROR;
+}
+
+void
+s2a_sched_cleanup(void)
+{
+    waiter_t *w;
+
+    while ((w = S.head) != NULL) {
+        S.head = w->next;
+        free(w);
+    }
+    S.n = 0;
+    if (S.pump != NULL) {
+        event_free(S.pump);
+        S.pump = NULL;
+    }
+}
+
+uint64_t
+s2a_sched_acquire(s2a_kind_t kind, const int64_t *avoid, int navoid,
+                  s2a_sched_done_pt done, void *arg)
+{
+    waiter_t *w;
+
+    if (S.n >= QUEUE_MAX || S.pump == NULL) {
+        return 0;
+    }
+    w = calloc(1, sizeof(*w));
+    if (w == NULL) {
+        return 0;
+    }
+    w->id = S.next_id++;
+    w->kind = kind;
+    if (navoid > S2A_SCHED_AVOID_MAX) {
+        navoid = S2A_SCHED_AVOID_MAX;
+    }
+    if (navoid > 0) {
+        memcpy(w->avoid, avoid, (size_t) navoid * sizeof(*avoid));
+    }
+    w->navoid = navoid;
+    s2a_worker_refresh_settings();
+    w->deadline_ms =
+        s2a_mono_ms() + (int64_t) s2a_worker.settings.queue_timeout * 1000;
+    w->done = done;
+    w->arg = arg;
+    *S.tail = w;
+    S.tail = &w->next;
+    S.n++;
+    /* Even a free token is handed out from the loop, never re-entrantly. */
+    evtimer_del(S.pump);
+    pump_later(0);
+    return w->id;
+}
+
+void
+s2a_sched_cancel(uint64_t id)
+{
+    waiter_t *w;
+
+    for (w = S.head; w != NULL; w = w->next) {
+        if (w->id == id) {
+            unlink_waiter(w);
+            free(w);
+            return;
+        }
+    }
+}
+
+void
+s2a_sched_release(s2a_lease_t *lease)
+{
+    if (lease->row < 0) {
+        return;
+    }
+    if (s2a_shm_lock(s2a_worker.shm) == S2A_OK) {
+        s2a_shm_lease_release_locked(s2a_worker.shm, lease);
+        s2a_shm_unlock(s2a_worker.shm);
+    }
+    if (S.head != NULL) {
+        evtimer_del(S.pump);
+        pump_later(0);
+    }
+}
+
+int
+s2a_sched_waiting(void)
+{
+    return S.n;
+}

@@ -1,0 +1,46 @@
+/*
+ * sched.h: getting a token for a job. Selection itself is in shm.c; this
+ * adds the waiting: when no token is free, the job waits in a bounded
+ * FIFO queue, retried as leases come back (at once for this worker's
+ * releases, every 100 ms for other workers'), until queue_timeout; then
+ * it fails with a message saying why each token was passed over.
+ */
+#ifndef S2A_SCHED_H
+#define S2A_SCHED_H
+
+#include "common/shm.h"
+
+#include <event2/event.h>
+
+#define S2A_SCHED_AVOID_MAX 8
+
+/*
+ * `lease` is the granted lease (copy it; the caller now owns it and must
+ * s2a_sched_release it exactly once), or NULL with `why` when the wait
+ * ended without one.
+ */
+typedef void (*s2a_sched_done_pt)(const s2a_lease_t *lease, const char *why,
+                                  void *arg);
+
+int s2a_sched_init(struct event_base *base);
+void s2a_sched_cleanup(void);
+
+/*
+ * Asks for a token for `kind`, never one of `avoid` (ids of tokens the job
+ * already failed on). `done` is always called later from the event loop,
+ * never from inside this call. Returns a wait id for s2a_sched_cancel, or
+ * 0 when the queue is full.
+ */
+uint64_t s2a_sched_acquire(s2a_kind_t kind, const int64_t *avoid, int navoid,
+                           s2a_sched_done_pt done, void *arg);
+
+/* The caller stopped waiting (its client left); `done` will not run. */
+void s2a_sched_cancel(uint64_t id);
+
+/* Returns a lease and lets waiters of this worker try again at once. */
+void s2a_sched_release(s2a_lease_t *lease);
+
+/* Jobs waiting in this worker. */
+int s2a_sched_waiting(void);
+
+#endif /* S2A_SCHED_H */
