@@ -10,6 +10,7 @@
 #include "common/util.h"
 #include "worker/context.h"
 #include "worker/sched.h"
+#include "worker/sse.h"
 
 #include <signal.h>
 #include <stdlib.h>
@@ -385,6 +386,72 @@ hook_acquire(s2a_req_t *req)
     req->gone_arg = a;
 }
 
+/* A server-sent-event stream of n events, one every interval_ms: the
+ * streaming layer seen from outside (disconnects, graceful stops). */
+typedef struct stream_s {
+    s2a_req_t *req;
+    struct event *timer;
+    int left, sent, interval_ms;
+} stream_t;
+
+static void
+stream_gone(s2a_req_t *req, void *arg)
+{
+    stream_t *st = arg;
+
+    S2A_UNUSED(req);
+    s2a_log(LOG_INFO, 0, "test stream: client went away after %d events",
+            st->sent);
+    event_free(st->timer);
+    free(st);
+}
+
+static void
+stream_tick(evutil_socket_t fd, short what, void *arg)
+{
+    stream_t *st = arg;
+    struct timeval tv = { st->interval_ms / 1000,
+                          (st->interval_ms % 1000) * 1000 };
+    char ev[64];
+    int n;
+
+    S2A_UNUSED(fd);
+    S2A_UNUSED(what);
+    if (st->left-- > 0) {
+        n = snprintf(ev, sizeof(ev), "data: {\"i\":%d}\n\n", st->sent++);
+        s2a_http_stream_write(st->req, ev, (size_t) n);
+        if (st->sent % 3 == 0) {
+            s2a_http_stream_write(st->req, S2A_SSE_HEARTBEAT,
+                                  sizeof(S2A_SSE_HEARTBEAT) - 1);
+        }
+        evtimer_add(st->timer, &tv);
+        return;
+    }
+    s2a_http_stream_write(st->req, S2A_SSE_DONE, sizeof(S2A_SSE_DONE) - 1);
+    st->req->on_gone = NULL;
+    s2a_http_stream_end(st->req);
+    event_free(st->timer);
+    free(st);
+}
+
+static void
+hook_stream(s2a_req_t *req)
+{
+    stream_t *st = calloc(1, sizeof(*st));
+    struct timeval now = { 0, 0 };
+
+    st->req = req;
+    st->left = query_int(req, "n", 5);
+    st->interval_ms = query_int(req, "interval_ms", 50);
+    st->timer = evtimer_new(s2a_worker.base, stream_tick, st);
+    s2a_http_add_header(req, "Cache-Control", "no-cache");
+    s2a_http_add_header(req, "X-Accel-Buffering", "no");
+    s2a_http_stream_start(req, 200, "text/event-stream");
+    req->on_gone = stream_gone;
+    req->gone_arg = st;
+    evtimer_add(st->timer, &now);
+}
+
 void
 s2a_testhooks_dispatch(s2a_req_t *req)
 {
@@ -400,6 +467,8 @@ s2a_testhooks_dispatch(s2a_req_t *req)
         hook_worker(req);
     } else if (strcmp(p, "setting") == 0) {
         hook_setting(req);
+    } else if (strcmp(p, "stream") == 0) {
+        hook_stream(req);
     } else if (strcmp(p, "acquire") == 0) {
         hook_acquire(req);
     } else if (strcmp(p, "session") == 0) {
