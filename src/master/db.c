@@ -96,6 +96,39 @@ static const char *const migrations[] = {
     /* 4: when the master last had a token refreshed / its quota checked */
     "ALTER TABLE tokens ADD COLUMN refresh_attempted_at INTEGER;"
     "ALTER TABLE tokens ADD COLUMN quota_checked_at INTEGER;",
+
+    /* 5: generation records */
+    "CREATE TABLE tasks ("
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  job_id TEXT NOT NULL UNIQUE,"
+    "  upstream_task_id TEXT,"
+    "  token_id INTEGER,"
+    "  model TEXT,"
+    "  mode TEXT,"
+    "  prompt TEXT,"
+    "  status TEXT NOT NULL DEFAULT 'queued',"
+    "  progress REAL NOT NULL DEFAULT 0,"
+    "  result_urls TEXT,"
+    "  error_message TEXT,"
+    "  created_at INTEGER NOT NULL,"
+    "  updated_at INTEGER NOT NULL,"
+    "  completed_at INTEGER,"
+    "  duration_ms INTEGER"
+    ");"
+    "CREATE INDEX tasks_status ON tasks(status);"
+    "CREATE INDEX tasks_created ON tasks(created_at);"
+    "CREATE TABLE request_logs ("
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  request_id TEXT,"
+    "  token_id INTEGER,"
+    "  operation TEXT NOT NULL,"
+    "  model TEXT,"
+    "  status_code INTEGER NOT NULL,"
+    "  duration_ms INTEGER,"
+    "  error TEXT,"
+    "  created_at INTEGER NOT NULL"
+    ");"
+    "CREATE INDEX request_logs_created ON request_logs(created_at);",
 };
 
 static int
@@ -1288,4 +1321,229 @@ s2a_db_token_mark(s2a_db_t *db, int64_t id, const char *column, int64_t now)
     rc = sqlite3_step(st);
     sqlite3_finalize(st);
     return rc == SQLITE_DONE ? S2A_OK : S2A_ERROR;
+}
+
+/* ---------------------------------------------------------------------
+ * Generation records
+ */
+
+static const char *const task_columns[] = {
+    "upstream_task_id", "token_id",     "model",       "mode",
+    "prompt",           "status",       "progress",    "result_urls",
+    "error_message",    "completed_at", "duration_ms",
+};
+
+static bool
+is_task_column(const char *name)
+{
+    size_t i;
+
+    for (i = 0; i < S2A_NELEMS(task_columns); i++) {
+        if (strcmp(task_columns[i], name) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static int
+bind_json(sqlite3_stmt *st, int idx, json_t *v)
+{
+    char *text;
+    int rc;
+
+    if (json_is_null(v)) {
+        return sqlite3_bind_null(st, idx);
+    }
+    if (json_is_string(v)) {
+        return sqlite3_bind_text(st, idx, json_string_value(v), -1,
+                                 SQLITE_TRANSIENT);
+    }
+    if (json_is_integer(v)) {
+        return sqlite3_bind_int64(st, idx, json_integer_value(v));
+    }
+    if (json_is_real(v)) {
+        return sqlite3_bind_double(st, idx, json_real_value(v));
+    }
+    if (json_is_boolean(v)) {
+        return sqlite3_bind_int(st, idx, json_is_true(v));
+    }
+    /* Arrays and objects (result URLs) are stored as JSON text. */
+    text = json_dumps(v, JSON_COMPACT);
+    if (text == NULL) {
+        return SQLITE_NOMEM;
+    }
+    rc = sqlite3_bind_text(st, idx, text, -1, SQLITE_TRANSIENT);
+    free(text);
+    return rc;
+}
+
+int
+s2a_db_task_upsert(s2a_db_t *db, const char *job_id, json_t *fields,
+                   int64_t now, char *err, size_t errlen)
+{
+    char sql[4096], cols[1024] = "", vals[512] = "", upd[2048] = "";
+    size_t nc = 0, nv = 0, nu = 0;
+    const char *name;
+    sqlite3_stmt *st;
+    json_t *v;
+    int idx = 3, rc;
+
+    json_object_foreach (fields, name, v) {
+        if (!is_task_column(name)) {
+            snprintf(err, errlen, "unknown task field \"%.40s\"", name);
+            return S2A_ERROR;
+        }
+        nc += (size_t) snprintf(cols + nc, sizeof(cols) - nc, ", %s", name);
+        nv += (size_t) snprintf(vals + nv, sizeof(vals) - nv, ", ?%d", idx);
+        nu += (size_t) snprintf(upd + nu, sizeof(upd) - nu, ", %s = ?%d", name,
+                                idx);
+        idx++;
+    }
+    snprintf(sql, sizeof(sql),
+             "INSERT INTO tasks(job_id, created_at, updated_at%s) "
+             "VALUES (?1, ?2, ?2%s) ON CONFLICT(job_id) DO UPDATE SET "
+             "updated_at = ?2%s",
+             cols, vals, upd);
+    if (sqlite3_prepare_v2(db->conn, sql, -1, &st, NULL) != SQLITE_OK) {
+        snprintf(err, errlen, "prepare: %s", sqlite3_errmsg(db->conn));
+        return S2A_ERROR;
+    }
+    sqlite3_bind_text(st, 1, job_id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, now);
+    idx = 3;
+    json_object_foreach (fields, name, v) {
+        bind_json(st, idx++, v);
+    }
+    rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE) {
+        snprintf(err, errlen, "task write: %s", sqlite3_errmsg(db->conn));
+        return S2A_ERROR;
+    }
+    return S2A_OK;
+}
+
+int
+s2a_db_request_log(s2a_db_t *db, json_t *f, int64_t now)
+{
+    sqlite3_stmt *st;
+    int rc;
+
+    if (sqlite3_prepare_v2(db->conn,
+                           "INSERT INTO request_logs(request_id, token_id, "
+                           "operation, model, status_code, duration_ms, "
+                           "error, created_at) VALUES (?1, ?2, ?3, ?4, ?5, "
+                           "?6, ?7, ?8)",
+                           -1, &st, NULL)
+        != SQLITE_OK)
+    {
+        return S2A_ERROR;
+    }
+    bind_json(st, 1, json_object_get(f, "request_id"));
+    bind_json(st, 2, json_object_get(f, "token_id"));
+    bind_json(st, 3, json_object_get(f, "operation"));
+    bind_json(st, 4, json_object_get(f, "model"));
+    bind_json(st, 5, json_object_get(f, "status_code"));
+    bind_json(st, 6, json_object_get(f, "duration_ms"));
+    bind_json(st, 7, json_object_get(f, "error"));
+    sqlite3_bind_int64(st, 8, now);
+    rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? S2A_OK : S2A_ERROR;
+}
+
+/* Rows of `st` as JSON objects; *_at columns as ISO-8601 UTC. */
+static json_t *
+rows_json(sqlite3_stmt *st)
+{
+    json_t *arr = json_array(), *o, *parsed;
+    int i, ncol = sqlite3_column_count(st);
+    const char *name;
+
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        o = json_object();
+        for (i = 0; i < ncol; i++) {
+            name = sqlite3_column_name(st, i);
+            switch (sqlite3_column_type(st, i)) {
+            case SQLITE_NULL: json_object_set_new(o, name, json_null()); break;
+            case SQLITE_INTEGER:
+                json_object_set_new(
+                    o, name,
+                    is_time_column(name)
+                        ? iso_time(sqlite3_column_int64(st, i))
+                        : json_integer(sqlite3_column_int64(st, i)));
+                break;
+            case SQLITE_FLOAT:
+                json_object_set_new(o, name,
+                                    json_real(sqlite3_column_double(st, i)));
+                break;
+            default:
+                if (strcmp(name, "result_urls") == 0) {
+                    parsed = json_loads(
+                        (const char *) sqlite3_column_text(st, i), 0, NULL);
+                    json_object_set_new(o, name,
+                                        parsed != NULL ? parsed : json_null());
+                } else {
+                    json_object_set_new(
+                        o, name,
+                        json_string((const char *) sqlite3_column_text(st, i)));
+                }
+                break;
+            }
+        }
+        json_array_append_new(arr, o);
+    }
+    return arr;
+}
+
+json_t *
+s2a_db_logs_list(s2a_db_t *db, int limit)
+{
+    sqlite3_stmt *st;
+    json_t *arr;
+
+    if (sqlite3_prepare_v2(db->conn,
+                           "SELECT l.id, l.request_id, l.token_id, "
+                           "t.email AS token_email, l.operation, l.model, "
+                           "l.status_code, l.duration_ms, l.error, "
+                           "l.created_at FROM request_logs l LEFT JOIN tokens "
+                           "t ON t.id = l.token_id ORDER BY l.id DESC "
+                           "LIMIT ?1",
+                           -1, &st, NULL)
+        != SQLITE_OK)
+    {
+        return NULL;
+    }
+    sqlite3_bind_int(st, 1, limit);
+    arr = rows_json(st);
+    sqlite3_finalize(st);
+    return arr;
+}
+
+json_t *
+s2a_db_tasks_list(s2a_db_t *db, int limit, const char *status)
+{
+    sqlite3_stmt *st;
+    json_t *arr;
+
+    if (sqlite3_prepare_v2(db->conn,
+                           "SELECT id, job_id, upstream_task_id, token_id, "
+                           "model, mode, prompt, status, progress, "
+                           "result_urls, error_message, created_at, "
+                           "updated_at, completed_at, duration_ms FROM tasks "
+                           "WHERE ?2 IS NULL OR status = ?2 "
+                           "ORDER BY id DESC LIMIT ?1",
+                           -1, &st, NULL)
+        != SQLITE_OK)
+    {
+        return NULL;
+    }
+    sqlite3_bind_int(st, 1, limit);
+    if (status != NULL) {
+        sqlite3_bind_text(st, 2, status, -1, SQLITE_STATIC);
+    }
+    arr = rows_json(st);
+    sqlite3_finalize(st);
+    return arr;
 }

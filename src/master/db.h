@@ -114,6 +114,19 @@ int s2a_db_token_mark(s2a_db_t *db, int64_t id, const char *column,
 /* Pool totals for GET /api/stats (today = the UTC day of `now`). */
 json_t *s2a_db_stats(s2a_db_t *db, int64_t now);
 
+/*
+ * Generation records. A task row is keyed by the gateway's job id and
+ * updated as the job moves (fields: upstream_task_id, token_id, model,
+ * mode, prompt, status, progress, result_urls, error_message,
+ * completed_at, duration_ms). A request-log row is one answered
+ * generation request.
+ */
+int s2a_db_task_upsert(s2a_db_t *db, const char *job_id, json_t *fields,
+                       int64_t now, char *err, size_t errlen);
+int s2a_db_request_log(s2a_db_t *db, json_t *fields, int64_t now);
+json_t *s2a_db_logs_list(s2a_db_t *db, int limit);
+json_t *s2a_db_tasks_list(s2a_db_t *db, int limit, const char *status);
+
 /* A trivial read proving the database answers (for /readyz). */
 int s2a_db_ping(s2a_db_t *db);
 

@@ -1076,6 +1076,72 @@ handle_refresh_result(proc_t *proc, json_t *msg, bool ok)
     json_decref(fields);
 }
 
+/* ---------------------------------------------------------------------
+ * Generation records
+ */
+
+static void
+handle_task_record(proc_t *proc, json_t *msg)
+{
+    const char *job = json_string_value(json_object_get(msg, "job_id"));
+    json_t *fields = json_object_get(msg, "fields");
+    char err[256];
+
+    S2A_UNUSED(proc);
+    if (job == NULL || !json_is_object(fields) || db_batch() != S2A_OK) {
+        s2a_log(LOG_WARNING, 0, "malformed task record ignored");
+        return;
+    }
+    if (s2a_db_task_upsert(M.db, job, fields, s2a_now(), err, sizeof(err))
+        != S2A_OK)
+    {
+        s2a_log(LOG_ERR, 0, "task %s not recorded: %s", job, err);
+    }
+}
+
+static void
+handle_request_log(proc_t *proc, json_t *msg)
+{
+    json_t *fields = json_object_get(msg, "fields");
+
+    S2A_UNUSED(proc);
+    if (!json_is_object(fields)
+        || !json_is_string(json_object_get(fields, "operation"))
+        || !json_is_integer(json_object_get(fields, "status_code"))
+        || db_batch() != S2A_OK)
+    {
+        s2a_log(LOG_WARNING, 0, "malformed request log ignored");
+        return;
+    }
+    if (s2a_db_request_log(M.db, fields, s2a_now()) != S2A_OK) {
+        s2a_log(LOG_ERR, 0, "request log row not written");
+    }
+}
+
+static void
+handle_records_list(proc_t *proc, json_t *msg, bool tasks)
+{
+    json_int_t limit = json_integer_value(json_object_get(msg, "limit"));
+    const char *status = json_string_value(json_object_get(msg, "status"));
+    json_t *reply = reply_for(msg), *rows;
+
+    if (s2a_db_in_transaction(M.db)) {
+        flush_cb(-1, 0, NULL);
+    }
+    if (limit <= 0 || limit > 1000) {
+        limit = 100;
+    }
+    rows = tasks ? s2a_db_tasks_list(M.db, (int) limit, status)
+                 : s2a_db_logs_list(M.db, (int) limit);
+    if (rows == NULL) {
+        fail_reply(proc, reply, "database read failed");
+        return;
+    }
+    json_object_set_new(reply, "rows", rows);
+    s2a_chan_send(proc->chan, reply);
+    json_decref(reply);
+}
+
 static void
 handle_usage(json_t *msg)
 {
@@ -1179,6 +1245,14 @@ on_worker_msg(s2a_chan_t *chan, json_t *msg, void *arg)
         handle_refresh_result(proc, msg, true);
     } else if (strcmp(op, "token_refresh_failed") == 0) {
         handle_refresh_result(proc, msg, false);
+    } else if (strcmp(op, "task_record") == 0) {
+        handle_task_record(proc, msg);
+    } else if (strcmp(op, "request_log") == 0) {
+        handle_request_log(proc, msg);
+    } else if (strcmp(op, "logs_list") == 0) {
+        handle_records_list(proc, msg, false);
+    } else if (strcmp(op, "tasks_list") == 0) {
+        handle_records_list(proc, msg, true);
     } else if (strcmp(op, "sweep_now") == 0) {
         sweep_tokens();
         sweep_cache();

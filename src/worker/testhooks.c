@@ -467,6 +467,25 @@ s2a_testhooks_dispatch(s2a_req_t *req)
         hook_worker(req);
     } else if (strcmp(p, "setting") == 0) {
         hook_setting(req);
+    } else if (strcmp(p, "record") == 0) {
+        /* One task row and one request-log row, as a generation writes. */
+        json_t *in = s2a_req_json_object(req, false), *msg;
+        if (in == NULL) {
+            return;
+        }
+        msg = json_pack("{s:s, s:O, s:O}", "op", "task_record", "job_id",
+                        json_object_get(in, "job_id"), "fields",
+                        json_object_get(in, "task"));
+        s2a_worker_notify_master(msg);
+        json_decref(msg);
+        if (json_object_get(in, "log") != NULL) {
+            msg = json_pack("{s:s, s:O}", "op", "request_log", "fields",
+                            json_object_get(in, "log"));
+            s2a_worker_notify_master(msg);
+            json_decref(msg);
+        }
+        json_decref(in);
+        S2A_HTTP_REPLY_LIT(req, 202, "application/json", "{\"queued\":true}");
     } else if (strcmp(p, "stream") == 0) {
         hook_stream(req);
     } else if (strcmp(p, "acquire") == 0) {

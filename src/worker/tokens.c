@@ -1313,6 +1313,51 @@ handle_activate(s2a_req_t *req, int64_t id)
 }
 
 /* ---------------------------------------------------------------------
+ * GET /api/logs, GET /api/tasks
+ */
+
+static void
+records_done(json_t *reply, void *arg)
+{
+    job_t *job = arg;
+    json_t *rows = json_object_get(reply, "rows"), *body;
+    s2a_req_t *req;
+
+    job->call = 0;
+    if (!reply_ok(reply) || !json_is_array(rows)) {
+        fail(job, 503, "Records unavailable");
+        return;
+    }
+    /* Logs are a bare array, as the reference answers. */
+    body = job->id == 1 ? json_pack("{s:b, s:O}", "success", 1, "tasks", rows)
+                        : json_incref(rows);
+    req = job_end(job);
+    s2a_http_reply_json(req, 200, body);
+    json_decref(body);
+}
+
+static void
+handle_records(s2a_req_t *req, bool tasks)
+{
+    char *limit = s2a_req_query_param(req, "limit");
+    char *status = tasks ? s2a_req_query_param(req, "status") : NULL;
+    job_t *job = job_new(req);
+    json_t *msg;
+
+    if (job != NULL) {
+        job->id = tasks ? 1 : 0;
+        msg = json_pack("{s:s, s:i}", "op", tasks ? "tasks_list" : "logs_list",
+                        "limit", limit != NULL ? atoi(limit) : 100);
+        if (status != NULL && status[0] != '\0') {
+            json_object_set_new(msg, "status", json_string(status));
+        }
+        ask_master(job, msg, records_done);
+    }
+    free(limit);
+    free(status);
+}
+
+/* ---------------------------------------------------------------------
  * Dispatch
  */
 
@@ -1340,6 +1385,14 @@ s2a_tokens_dispatch(s2a_req_t *req)
     s2a_method_t m = req->method;
     int64_t id;
 
+    if (strcmp(p, "/api/logs") == 0 || strcmp(p, "/api/tasks") == 0) {
+        if (m == S2A_M_GET || m == S2A_M_HEAD) {
+            handle_records(req, p[5] == 't');
+        } else {
+            s2a_http_reply_detail(req, 405, "Method not allowed");
+        }
+        return true;
+    }
     if (strcmp(p, "/api/stats") == 0) {
         if (m == S2A_M_GET || m == S2A_M_HEAD) {
             handle_stats(req);
