@@ -1236,6 +1236,26 @@ s2a_http_reply_file(s2a_req_t *req, int status, const char *content_type,
     start_writing(c);
 }
 
+bool
+s2a_http_validators(s2a_req_t *req, int64_t size, int64_t mtime)
+{
+    char etag[64], lm[64];
+    const char *inm, *ims;
+    time_t t = (time_t) mtime;
+    struct tm tm;
+
+    snprintf(etag, sizeof(etag), "\"%llx-%llx\"", (unsigned long long) size,
+             (unsigned long long) mtime);
+    gmtime_r(&t, &tm);
+    strftime(lm, sizeof(lm), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+    s2a_http_add_header(req, "ETag", etag);
+    s2a_http_add_header(req, "Last-Modified", lm);
+    inm = s2a_req_header(req, "If-None-Match");
+    ims = s2a_req_header(req, "If-Modified-Since");
+    return (inm != NULL && strcmp(inm, etag) == 0)
+        || (inm == NULL && ims != NULL && strcmp(ims, lm) == 0);
+}
+
 void
 s2a_http_reply_json(s2a_req_t *req, int status, const json_t *body)
 {

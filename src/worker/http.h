@@ -120,6 +120,13 @@ void s2a_http_stream_end(s2a_req_t *req);
 #define S2A_HTTP_REPLY_LIT(req, status, ctype, lit) \
     s2a_http_reply((req), (status), (ctype), (lit), sizeof(lit) - 1)
 
+/*
+ * Adds ETag and Last-Modified for a file of `size` bytes modified at
+ * `mtime`, and tells whether the request's If-None-Match (or, without it,
+ * If-Modified-Since) says the client's copy is current (answer 304).
+ */
+bool s2a_http_validators(s2a_req_t *req, int64_t size, int64_t mtime);
+
 /* Answers with a file range via sendfile; takes over `fd`. */
 void s2a_http_reply_file(s2a_req_t *req, int status, const char *content_type,
                          int fd, int64_t offset, int64_t length);

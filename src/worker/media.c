@@ -12,7 +12,6 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 static int cache_fd = -1;
@@ -152,11 +151,10 @@ not_found(s2a_req_t *req)
 void
 s2a_media_serve(s2a_req_t *req, const char *name)
 {
-    char etag[64], lm[64], cr[96];
-    const char *type, *inm, *ims;
+    char cr[96];
+    const char *type;
     int64_t start = 0, len;
     struct stat st;
-    struct tm tm;
     int fd, r;
 
     if (req->method != S2A_M_GET && req->method != S2A_M_HEAD) {
@@ -180,22 +178,12 @@ s2a_media_serve(s2a_req_t *req, const char *name)
         return;
     }
     type = s2a_media_type(name);
-    snprintf(etag, sizeof(etag), "\"%llx-%llx\"",
-             (unsigned long long) st.st_size,
-             (unsigned long long) st.st_mtim.tv_sec);
-    gmtime_r(&st.st_mtim.tv_sec, &tm);
-    strftime(lm, sizeof(lm), "%a, %d %b %Y %H:%M:%S GMT", &tm);
-    s2a_http_add_header(req, "ETag", etag);
-    s2a_http_add_header(req, "Last-Modified", lm);
     s2a_http_add_header(req, "Accept-Ranges", "bytes");
     /* Names are content hashes: a name never changes meaning. */
     s2a_http_add_header(req, "Cache-Control", "public, max-age=86400");
     s2a_http_add_header(req, "Access-Control-Allow-Origin", "*");
-    inm = s2a_req_header(req, "If-None-Match");
-    ims = s2a_req_header(req, "If-Modified-Since");
-    if ((inm != NULL && strcmp(inm, etag) == 0)
-        || (inm == NULL && ims != NULL && strcmp(ims, lm) == 0))
-    {
+    if (s2a_http_validators(req, (int64_t) st.st_size,
+                            (int64_t) st.st_mtim.tv_sec)) {
         close(fd);
         S2A_HTTP_REPLY_LIT(req, 304, NULL, "");
         return;

@@ -22,13 +22,33 @@ s2a_sse_init(s2a_sse_t *sse, int64_t now)
     sse->role_sent = false;
 }
 
+/* "data: <json>\n\n" from a JSON text (taken over and freed). */
+static char *
+event_of(char *body)
+{
+    size_t len;
+    char *out;
+
+    if (body == NULL) {
+        return NULL;
+    }
+    len = strlen(body);
+    out = malloc(len + 9);
+    if (out != NULL) {
+        memcpy(out, "data: ", 6);
+        memcpy(out + 6, body, len);
+        memcpy(out + 6 + len, "\n\n", 3);
+    }
+    free(body);
+    return out;
+}
+
 /* Wraps a delta into a chunk and renders it as one event. */
 static char *
 render(s2a_sse_t *sse, json_t *delta, const char *finish, json_t *usage)
 {
     json_t *chunk;
-    char *body, *out;
-    size_t len;
+    char *body;
 
     if (!sse->role_sent) {
         json_object_set_new(delta, "role", json_string("assistant"));
@@ -47,18 +67,7 @@ render(s2a_sse_t *sse, json_t *delta, const char *finish, json_t *usage)
     }
     body = json_dumps(chunk, JSON_COMPACT);
     json_decref(chunk);
-    if (body == NULL) {
-        return NULL;
-    }
-    len = strlen(body);
-    out = malloc(len + 9);
-    if (out != NULL) {
-        memcpy(out, "data: ", 6);
-        memcpy(out + 6, body, len);
-        memcpy(out + 6 + len, "\n\n", 3);
-    }
-    free(body);
-    return out;
+    return event_of(body);
 }
 
 char *
@@ -107,21 +116,9 @@ s2a_sse_error(const char *message, const char *type, const char *code)
     json_t *e = json_pack("{s:{s:s, s:s, s:n, s:o}}", "error", "message",
                           message, "type", type, "param", "code",
                           code != NULL ? json_string(code) : json_null());
-    char *body, *out;
-    size_t len;
+    char *body;
 
     body = e != NULL ? json_dumps(e, JSON_COMPACT) : NULL;
     json_decref(e);
-    if (body == NULL) {
-        return NULL;
-    }
-    len = strlen(body);
-    out = malloc(len + 9);
-    if (out != NULL) {
-        memcpy(out, "data: ", 6);
-        memcpy(out + 6, body, len);
-        memcpy(out + 6 + len, "\n\n", 3);
-    }
-    free(body);
-    return out;
+    return event_of(body);
 }

@@ -13,7 +13,6 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 static int root_fd = -1;
@@ -153,10 +152,8 @@ not_found(s2a_req_t *req)
 void
 s2a_static_serve(s2a_req_t *req)
 {
-    const char *path = req->path, *type, *inm, *ims;
-    char etag[64], lm[64];
+    const char *path = req->path, *type;
     struct stat st;
-    struct tm tm;
     int fd, idx;
 
     if (root_fd < 0 || !s2a_static_path_ok(path)) {
@@ -191,24 +188,14 @@ s2a_static_serve(s2a_req_t *req)
         not_found(req);
         return;
     }
-    snprintf(etag, sizeof(etag), "\"%llx-%llx\"",
-             (unsigned long long) st.st_size,
-             (unsigned long long) st.st_mtim.tv_sec);
-    gmtime_r(&st.st_mtim.tv_sec, &tm);
-    strftime(lm, sizeof(lm), "%a, %d %b %Y %H:%M:%S GMT", &tm);
-    s2a_http_add_header(req, "ETag", etag);
-    s2a_http_add_header(req, "Last-Modified", lm);
     /* HTML is revalidated each time so a new UI shows at once. */
     s2a_http_add_header(req, "Cache-Control",
                         strncmp(type, "text/html", 9) == 0
                             ? "no-cache"
                             : "public, max-age=3600");
     s2a_http_add_header(req, "X-Content-Type-Options", "nosniff");
-    inm = s2a_req_header(req, "If-None-Match");
-    ims = s2a_req_header(req, "If-Modified-Since");
-    if ((inm != NULL && strcmp(inm, etag) == 0)
-        || (inm == NULL && ims != NULL && strcmp(ims, lm) == 0))
-    {
+    if (s2a_http_validators(req, (int64_t) st.st_size,
+                            (int64_t) st.st_mtim.tv_sec)) {
         close(fd);
         S2A_HTTP_REPLY_LIT(req, 304, NULL, "");
         return;
