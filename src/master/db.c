@@ -778,6 +778,39 @@ bind_value(sqlite3_stmt *st, int idx, int col, json_t *v, const uint8_t *key)
     }
 }
 
+/*
+ * Binds `fields` from parameter `idx` on, runs `st` and finalizes it.
+ * S2A_DECLINED for a duplicate token (unique constraint).
+ */
+static int
+bind_fields_and_step(s2a_db_t *db, sqlite3_stmt *st, int idx, json_t *fields,
+                     const uint8_t *key, const char *what, char *err,
+                     size_t errlen)
+{
+    const char *name;
+    json_t *v;
+    int rc;
+
+    json_object_foreach (fields, name, v) {
+        if (bind_value(st, idx++, token_column(name), v, key) != SQLITE_OK) {
+            snprintf(err, errlen, "bad value for %s", name);
+            sqlite3_finalize(st);
+            return S2A_ERROR;
+        }
+    }
+    rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    if (rc == SQLITE_CONSTRAINT) {
+        snprintf(err, errlen, "duplicate");
+        return S2A_DECLINED;
+    }
+    if (rc != SQLITE_DONE) {
+        snprintf(err, errlen, "%s: %s", what, sqlite3_errmsg(db->conn));
+        return S2A_ERROR;
+    }
+    return S2A_OK;
+}
+
 int
 s2a_db_token_insert(s2a_db_t *db, const uint8_t *key, const char *sha256,
                     json_t *fields, int64_t now, int64_t *id, char *err,
@@ -788,7 +821,7 @@ s2a_db_token_insert(s2a_db_t *db, const uint8_t *key, const char *sha256,
     const char *name;
     sqlite3_stmt *st = NULL;
     json_t *v;
-    int idx = 3, col, rc;
+    int idx = 3, rc;
 
     n = (size_t) snprintf(sql, sizeof(sql),
                           "INSERT INTO tokens(token_sha256, created_at");
@@ -808,24 +841,9 @@ s2a_db_token_insert(s2a_db_t *db, const uint8_t *key, const char *sha256,
     }
     sqlite3_bind_text(st, 1, sha256, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 2, now);
-    idx = 3;
-    json_object_foreach (fields, name, v) {
-        col = token_column(name);
-        if (bind_value(st, idx++, col, v, key) != SQLITE_OK) {
-            snprintf(err, errlen, "bad value for %s", name);
-            sqlite3_finalize(st);
-            return S2A_ERROR;
-        }
-    }
-    rc = sqlite3_step(st);
-    sqlite3_finalize(st);
-    if (rc == SQLITE_CONSTRAINT) {
-        snprintf(err, errlen, "duplicate");
-        return S2A_DECLINED;
-    }
-    if (rc != SQLITE_DONE) {
-        snprintf(err, errlen, "insert: %s", sqlite3_errmsg(db->conn));
-        return S2A_ERROR;
+    rc = bind_fields_and_step(db, st, 3, fields, key, "insert", err, errlen);
+    if (rc != S2A_OK) {
+        return rc;
     }
     *id = sqlite3_last_insert_rowid(db->conn);
     return S2A_OK;
@@ -866,22 +884,9 @@ s2a_db_token_update(s2a_db_t *db, const uint8_t *key, int64_t id,
     if (new_sha256 != NULL) {
         sqlite3_bind_text(st, idx++, new_sha256, -1, SQLITE_STATIC);
     }
-    json_object_foreach (fields, name, v) {
-        if (bind_value(st, idx++, token_column(name), v, key) != SQLITE_OK) {
-            snprintf(err, errlen, "bad value for %s", name);
-            sqlite3_finalize(st);
-            return S2A_ERROR;
-        }
-    }
-    rc = sqlite3_step(st);
-    sqlite3_finalize(st);
-    if (rc == SQLITE_CONSTRAINT) {
-        snprintf(err, errlen, "duplicate");
-        return S2A_DECLINED;
-    }
-    if (rc != SQLITE_DONE) {
-        snprintf(err, errlen, "update: %s", sqlite3_errmsg(db->conn));
-        return S2A_ERROR;
+    rc = bind_fields_and_step(db, st, idx, fields, key, "update", err, errlen);
+    if (rc != S2A_OK) {
+        return rc;
     }
     if (sqlite3_changes(db->conn) == 0) {
         snprintf(err, errlen, "not found");

@@ -90,6 +90,16 @@ set_str(s2a_onboard_t *ob, const char *key, json_t *v)
     }
 }
 
+/* Adds `fields` (taken over, may be NULL) to what was learnt. */
+static void
+merge(s2a_onboard_t *ob, json_t *fields)
+{
+    if (fields != NULL) {
+        json_object_update(ob->fields, fields);
+        json_decref(fields);
+    }
+}
+
 static void
 set_int(s2a_onboard_t *ob, const char *key, json_t *v)
 {
@@ -129,9 +139,8 @@ static void
 on_result(const s2a_sora_result_t *r, void *arg)
 {
     s2a_onboard_t *ob = arg;
-    json_t *j = r->json, *v, *first, *rl;
+    json_t *j = r->json, *v;
     const char *msg = r->error_message != NULL ? r->error_message : "";
-    json_int_t remaining, resets;
 
     ob->call = 0;
     switch (ob->step) {
@@ -165,11 +174,7 @@ on_result(const s2a_sora_result_t *r, void *arg)
             return;
         }
         if (s2a_sora_ok(r)) {
-            first = json_array_get(json_object_get(j, "data"), 0);
-            v = json_object_get(first, "plan");
-            set_str(ob, "plan_type", json_object_get(v, "id"));
-            set_str(ob, "plan_title", json_object_get(v, "title"));
-            set_str(ob, "subscription_end", json_object_get(first, "end_ts"));
+            merge(ob, s2a_sora_plan_fields(j));
         }
         ob->step = ST_INVITE;
         break;
@@ -211,21 +216,7 @@ on_result(const s2a_sora_result_t *r, void *arg)
 
     case ST_CHECK:
         if (s2a_sora_ok(r)) {
-            rl = json_object_get(j, "rate_limit_and_credit_balance");
-            v = json_object_get(rl, "estimated_num_videos_remaining");
-            if (json_is_integer(v)) {
-                remaining = json_integer_value(v);
-                json_object_set(ob->fields, "sora2_remaining_count", v);
-                resets = json_integer_value(
-                    json_object_get(rl, "access_resets_in_seconds"));
-                if (remaining == 0 && resets > 0) {
-                    json_object_set_new(ob->fields, "sora2_cooldown_until",
-                                        json_integer(s2a_now() + resets));
-                } else {
-                    json_object_set_new(ob->fields, "sora2_cooldown_until",
-                                        json_null());
-                }
-            }
+            merge(ob, s2a_sora_quota_fields(j, s2a_now()));
         }
         ob->step = ob->need_username ? ST_USERNAME_CHECK : ST_DONE;
         break;

@@ -173,3 +173,95 @@ s2a_sora_cleanup(void)
         free(p);
     }
 }
+
+#define DEFAULT_CLIENT_ID "app_LlGpXReQgckcGGUo2JrYvtJK"
+#define RT_REDIRECT \
+    "com.openai.chat://auth0.openai.com/ios/com.openai.chat/callback"
+
+uint64_t
+s2a_sora_session_exchange(const char *st, const char *proxy,
+                          s2a_sora_done_pt done, void *arg)
+{
+    char cookie[8192];
+    s2a_sora_call_t c;
+    uint64_t id;
+
+    if (snprintf(cookie, sizeof(cookie), "__Secure-next-auth.session-token=%s",
+                 st)
+        >= (int) sizeof(cookie))
+    {
+        return 0;
+    }
+    memset(&c, 0, sizeof(c));
+    c.host = S2A_SORA_SESSION;
+    c.method = "GET";
+    c.cookie = cookie;
+    c.proxy = proxy;
+    c.timeout_ms = 30000;
+    id = s2a_sora_start(&c, done, arg);
+    explicit_bzero(cookie, sizeof(cookie));
+    return id;
+}
+
+uint64_t
+s2a_sora_refresh_exchange(const char *rt, const char *client_id,
+                          const char *proxy, s2a_sora_done_pt done, void *arg)
+{
+    s2a_sora_call_t c;
+    json_t *body;
+    uint64_t id;
+
+    body =
+        json_pack("{s:s, s:s, s:s, s:s}", "client_id",
+                  client_id != NULL && client_id[0] != '\0' ? client_id
+                                                            : DEFAULT_CLIENT_ID,
+                  "grant_type", "refresh_token", "redirect_uri", RT_REDIRECT,
+                  "refresh_token", rt);
+    if (body == NULL) {
+        return 0;
+    }
+    memset(&c, 0, sizeof(c));
+    c.host = S2A_SORA_OAUTH;
+    c.method = "POST";
+    c.body = body;
+    c.proxy = proxy;
+    c.timeout_ms = 30000;
+    id = s2a_sora_start(&c, done, arg);
+    json_decref(body);
+    return id;
+}
+
+json_t *
+s2a_sora_quota_fields(json_t *check, int64_t now)
+{
+    json_t *rl = json_object_get(check, "rate_limit_and_credit_balance");
+    json_t *v = json_object_get(rl, "estimated_num_videos_remaining");
+    json_int_t resets;
+
+    if (!json_is_integer(v)) {
+        return NULL;
+    }
+    resets =
+        json_integer_value(json_object_get(rl, "access_resets_in_seconds"));
+    /* No videos left: the quota comes back when Sora says it resets. */
+    return json_pack(
+        "{s:O, s:o}", "sora2_remaining_count", v, "sora2_cooldown_until",
+        json_integer_value(v) == 0 && resets > 0 ? json_integer(now + resets)
+                                                 : json_null());
+}
+
+json_t *
+s2a_sora_plan_fields(json_t *subscriptions)
+{
+    json_t *first = json_array_get(json_object_get(subscriptions, "data"), 0);
+    json_t *plan = json_object_get(first, "plan"), *id, *title, *end;
+
+    id = json_object_get(plan, "id");
+    title = json_object_get(plan, "title");
+    end = json_object_get(first, "end_ts");
+    /* An empty list means no paid plan. */
+    return json_pack(
+        "{s:O, s:O, s:O}", "plan_type", json_is_string(id) ? id : json_null(),
+        "plan_title", json_is_string(title) ? title : json_null(),
+        "subscription_end", json_is_string(end) ? end : json_null());
+}

@@ -45,6 +45,26 @@ typedef struct s2a_sora_call_s {
 uint64_t s2a_sora_start(const s2a_sora_call_t *call, s2a_sora_done_pt done,
                         void *arg);
 
+/*
+ * The two token exchanges: a session token at the session endpoint (its
+ * answer carries accessToken), a refresh token at the OAuth endpoint
+ * (access_token, a rotated refresh_token, expires_in). 0 when they could
+ * not start.
+ */
+uint64_t s2a_sora_session_exchange(const char *st, const char *proxy,
+                                   s2a_sora_done_pt done, void *arg);
+uint64_t s2a_sora_refresh_exchange(const char *rt, const char *client_id,
+                                   const char *proxy, s2a_sora_done_pt done,
+                                   void *arg);
+
+/*
+ * Token columns from a /nf/check answer (remaining videos, cooldown when
+ * none is left) or NULL when it has no count; from a
+ * /billing/subscriptions answer (plan type, title, end). New references.
+ */
+json_t *s2a_sora_quota_fields(json_t *check, int64_t now);
+json_t *s2a_sora_plan_fields(json_t *subscriptions);
+
 /* Stops a call; its callback will not run. */
 void s2a_sora_cancel(uint64_t id);
 

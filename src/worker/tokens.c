@@ -18,10 +18,6 @@
 #include <string.h>
 #include <time.h>
 
-#define DEFAULT_CLIENT_ID "app_LlGpXReQgckcGGUo2JrYvtJK"
-#define RT_REDIRECT \
-    "com.openai.chat://auth0.openai.com/ios/com.openai.chat/callback"
-
 /* One token request in progress; freed when answered or abandoned. */
 typedef struct job_s {
     s2a_req_t *req;
@@ -707,17 +703,14 @@ rt_done(const s2a_sora_result_t *r, void *arg)
 static void
 handle_convert(s2a_req_t *req, bool session)
 {
-    json_t *in = s2a_req_json_object(req, true), *body = NULL;
-    const char *secret, *cid;
-    char cookie[8192];
-    s2a_sora_call_t c;
+    json_t *in = s2a_req_json_object(req, true);
+    const char *secret;
     job_t *job;
 
     if (in == NULL) {
         return;
     }
     secret = json_string_value(json_object_get(in, session ? "st" : "rt"));
-    cid = json_string_value(json_object_get(in, "client_id"));
     if (secret == NULL || secret[0] == '\0' || strlen(secret) > 8000) {
         json_decref(in);
         s2a_http_reply_detail(req, 400, "%s is required",
@@ -729,28 +722,12 @@ handle_convert(s2a_req_t *req, bool session)
         json_decref(in);
         return;
     }
-    memset(&c, 0, sizeof(c));
-    if (session) {
-        snprintf(cookie, sizeof(cookie), "__Secure-next-auth.session-token=%s",
-                 secret);
-        c.host = S2A_SORA_SESSION;
-        c.method = "GET";
-        c.cookie = cookie;
-    } else {
-        body =
-            json_pack("{s:s, s:s, s:s, s:s}", "client_id",
-                      cid != NULL && cid[0] != '\0' ? cid : DEFAULT_CLIENT_ID,
-                      "grant_type", "refresh_token", "redirect_uri",
-                      RT_REDIRECT, "refresh_token", secret);
-        c.host = S2A_SORA_OAUTH;
-        c.method = "POST";
-        c.body = body;
-    }
-    c.timeout_ms = 30000;
-    job->sora = s2a_sora_start(&c, session ? st_done : rt_done, job);
-    json_decref(body);
+    job->sora = session
+        ? s2a_sora_session_exchange(secret, NULL, st_done, job)
+        : s2a_sora_refresh_exchange(
+            secret, json_string_value(json_object_get(in, "client_id")), NULL,
+            rt_done, job);
     json_decref(in);
-    explicit_bzero(cookie, sizeof(cookie));
     if (job->sora == 0) {
         fail(job, 503, "Cannot reach the auth service");
     }

@@ -14,10 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define DEFAULT_CLIENT_ID "app_LlGpXReQgckcGGUo2JrYvtJK"
-#define RT_REDIRECT \
-    "com.openai.chat://auth0.openai.com/ios/com.openai.chat/callback"
-
 typedef struct job_s {
     int64_t id;
     char *st, *rt, *client_id, *proxy;
@@ -155,9 +151,6 @@ rt_done(const s2a_sora_result_t *r, void *arg)
 static void
 try_rt(job_t *job)
 {
-    s2a_sora_call_t c;
-    json_t *body;
-
     if (job->rt == NULL) {
         report_failure(job,
                        job->st_error[0] != '\0'
@@ -165,19 +158,8 @@ try_rt(job_t *job)
                            : "no session or refresh token stored");
         return;
     }
-    body =
-        json_pack("{s:s, s:s, s:s, s:s}", "client_id",
-                  job->client_id != NULL ? job->client_id : DEFAULT_CLIENT_ID,
-                  "grant_type", "refresh_token", "redirect_uri", RT_REDIRECT,
-                  "refresh_token", job->rt);
-    memset(&c, 0, sizeof(c));
-    c.host = S2A_SORA_OAUTH;
-    c.method = "POST";
-    c.body = body;
-    c.proxy = job->proxy;
-    c.timeout_ms = 30000;
-    job->call = s2a_sora_start(&c, rt_done, job);
-    json_decref(body);
+    job->call = s2a_sora_refresh_exchange(job->rt, job->client_id, job->proxy,
+                                          rt_done, job);
     if (job->call == 0) {
         report_failure(job, "cannot start the refresh call");
     }
@@ -202,8 +184,6 @@ st_done(const s2a_sora_result_t *r, void *arg)
 void
 s2a_upkeep_refresh(json_t *msg)
 {
-    char cookie[8192];
-    s2a_sora_call_t c;
     job_t *job = job_new(msg);
 
     if (job == NULL || job->id <= 0) {
@@ -216,49 +196,35 @@ s2a_upkeep_refresh(json_t *msg)
         try_rt(job);
         return;
     }
-    snprintf(cookie, sizeof(cookie), "__Secure-next-auth.session-token=%s",
-             job->st);
-    memset(&c, 0, sizeof(c));
-    c.host = S2A_SORA_SESSION;
-    c.method = "GET";
-    c.cookie = cookie;
-    c.proxy = job->proxy;
-    c.timeout_ms = 30000;
-    job->call = s2a_sora_start(&c, st_done, job);
-    explicit_bzero(cookie, sizeof(cookie));
+    job->call = s2a_sora_session_exchange(job->st, job->proxy, st_done, job);
     if (job->call == 0) {
         try_rt(job);
     }
+}
+
+/* Sends `fields` (taken over, may be NULL) as an update of the token. */
+static void
+send_update(job_t *job, json_t *fields)
+{
+    json_t *msg;
+
+    if (fields == NULL) {
+        return;
+    }
+    msg = json_pack("{s:s, s:I, s:o}", "op", "token_update", "token_id",
+                    (json_int_t) job->id, "fields", fields);
+    s2a_worker_notify_master(msg);
+    json_decref(msg);
 }
 
 static void
 plan_done(const s2a_sora_result_t *r, void *arg)
 {
     job_t *job = arg;
-    json_t *first, *plan, *fields, *msg;
 
     job->call = 0;
     if (s2a_sora_ok(r)) {
-        first = json_array_get(json_object_get(r->json, "data"), 0);
-        plan = json_object_get(first, "plan");
-        fields = json_object();
-        /* An empty list means no paid plan any more. */
-        json_object_set(fields, "plan_type",
-                        json_is_string(json_object_get(plan, "id"))
-                            ? json_object_get(plan, "id")
-                            : json_null());
-        json_object_set(fields, "plan_title",
-                        json_is_string(json_object_get(plan, "title"))
-                            ? json_object_get(plan, "title")
-                            : json_null());
-        json_object_set(fields, "subscription_end",
-                        json_is_string(json_object_get(first, "end_ts"))
-                            ? json_object_get(first, "end_ts")
-                            : json_null());
-        msg = json_pack("{s:s, s:I, s:o}", "op", "token_update", "token_id",
-                        (json_int_t) job->id, "fields", fields);
-        s2a_worker_notify_master(msg);
-        json_decref(msg);
+        send_update(job, s2a_sora_plan_fields(r->json));
     }
     job_free(job);
 }
@@ -267,25 +233,12 @@ static void
 quota_done(const s2a_sora_result_t *r, void *arg)
 {
     job_t *job = arg;
-    json_t *rl, *fields, *msg, *v;
-    json_int_t resets;
     s2a_sora_call_t c;
+    json_t *msg;
 
     job->call = 0;
-    rl = json_object_get(r->json, "rate_limit_and_credit_balance");
-    v = json_object_get(rl, "estimated_num_videos_remaining");
-    if (s2a_sora_ok(r) && json_is_integer(v)) {
-        resets =
-            json_integer_value(json_object_get(rl, "access_resets_in_seconds"));
-        fields = json_pack("{s:O, s:o}", "sora2_remaining_count", v,
-                           "sora2_cooldown_until",
-                           json_integer_value(v) == 0 && resets > 0
-                               ? json_integer(s2a_now() + resets)
-                               : json_null());
-        msg = json_pack("{s:s, s:I, s:o}", "op", "token_update", "token_id",
-                        (json_int_t) job->id, "fields", fields);
-        s2a_worker_notify_master(msg);
-        json_decref(msg);
+    if (s2a_sora_ok(r)) {
+        send_update(job, s2a_sora_quota_fields(r->json, s2a_now()));
     } else if (r->status == 401) {
         msg = json_pack("{s:s, s:I, s:s, s:s}", "op", "token_state", "token_id",
                         (json_int_t) job->id, "state", "invalid", "reason",
@@ -323,15 +276,15 @@ s2a_upkeep_quota(json_t *msg)
         job_free(job);
         return;
     }
-    memset(&c, 0, sizeof(c));
-    c.host = S2A_SORA_BACKEND;
-    c.method = "GET";
     job->at = strdup(at);
     explicit_bzero(at, sizeof(at));
     if (job->at == NULL) {
         job_free(job);
         return;
     }
+    memset(&c, 0, sizeof(c));
+    c.host = S2A_SORA_BACKEND;
+    c.method = "GET";
     c.path = "/nf/check";
     c.at = job->at;
     c.proxy = job->proxy;
