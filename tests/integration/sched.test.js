@@ -4,7 +4,7 @@
 const { test, before, after } = require('node:test');
 const assert = require('node:assert/strict');
 const { Daemon, request } = require('./lib/daemon');
-const { startFake } = require('./lib/fake');
+const { startPool, stopPool } = require('./lib/fake');
 
 const json = (o) => JSON.stringify(o);
 let fake;
@@ -13,17 +13,9 @@ let H;
 const acquire = (q) => request(d.base, 'POST', `/__test/acquire?${q}`, { timeout: 20000 });
 
 before(async () => {
-  fake = await startFake();
-  d = await new Daemon({ conf: fake.conf }).start();
-  const r = await request(d.base, 'POST', '/api/login', { body: json({ username: 'admin', password: 'admin' }) });
-  H = { Authorization: `Bearer ${r.json.token}` };
+  ({ fake, d, H } = await startPool());
 });
-after(async () => {
-  assert.equal((await d.stop()).code, 0);
-  assert.deepEqual(d.unexpectedErrors(), []);
-  d.cleanup();
-  await fake.close();
-});
+after(() => stopPool({ fake, d }));
 
 test('an empty pool fails after the queue timeout with the reason', async () => {
   let r = await request(d.base, 'POST', '/api/admin/config', { headers: H, body: json({ queue_timeout: 1 }) });

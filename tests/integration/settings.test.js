@@ -4,8 +4,8 @@
 const { test, before, after } = require('node:test');
 const assert = require('node:assert/strict');
 const http = require('node:http');
-const { Daemon, request, freePort } = require('./lib/daemon');
-const { startFake } = require('./lib/fake');
+const { request, freePort } = require('./lib/daemon');
+const { startPool, stopPool } = require('./lib/fake');
 
 const json = (o) => JSON.stringify(o);
 let fake;
@@ -33,18 +33,12 @@ function startProxy() {
 }
 
 before(async () => {
-  fake = await startFake();
   proxy = await startProxy();
-  d = await new Daemon({ conf: fake.conf }).start();
-  const r = await request(d.base, 'POST', '/api/login', { body: json({ username: 'admin', password: 'admin' }) });
-  H = { Authorization: `Bearer ${r.json.token}` };
+  ({ fake, d, H } = await startPool());
 });
 after(async () => {
-  assert.equal((await d.stop()).code, 0);
-  assert.deepEqual(d.unexpectedErrors(), []);
-  d.cleanup();
   proxy.close();
-  await fake.close();
+  await stopPool({ fake, d });
 });
 
 test('proxy settings, a proxy test call, and upstream calls through the proxy', async () => {

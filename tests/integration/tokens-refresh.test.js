@@ -4,7 +4,7 @@
 const { test, before, after } = require('node:test');
 const assert = require('node:assert/strict');
 const { Daemon, request, waitFor } = require('./lib/daemon');
-const { startFake } = require('./lib/fake');
+const { startPool, stopPool } = require('./lib/fake');
 
 const json = (o) => JSON.stringify(o);
 let fake;
@@ -12,17 +12,9 @@ let d;
 let H;
 
 before(async () => {
-  fake = await startFake();
-  d = await new Daemon({ conf: fake.conf }).start();
-  const r = await request(d.base, 'POST', '/api/login', { body: json({ username: 'admin', password: 'admin' }) });
-  H = { Authorization: `Bearer ${r.json.token}` };
+  ({ fake, d, H } = await startPool());
 });
-after(async () => {
-  assert.equal((await d.stop()).code, 0);
-  assert.deepEqual(d.unexpectedErrors(), []);
-  d.cleanup();
-  await fake.close();
-});
+after(() => stopPool({ fake, d }));
 
 const get = async (id) => (await request(d.base, 'GET', '/api/tokens?reveal=1', { headers: H })).json.find((t) => t.id === id);
 const sweep = () => request(d.base, 'POST', '/__test/sweep');

@@ -230,4 +230,13 @@ function raw(port, data, { timeout = 5000, keepOpen = false } = {}) {
 
 const AUTH = { Authorization: 'Bearer han1234' };
 
-module.exports = { Daemon, request, raw, freePort, sleep, waitFor, pidAlive, childPids, BIN, ROOT, AUTH };
+// Logs in with the default admin account; returns the Authorization header.
+async function adminLogin(d) {
+  const r = await request(d.base, 'POST', '/api/login', {
+    body: JSON.stringify({ username: 'admin', password: 'admin' }),
+  });
+  if (r.status !== 200) throw new Error(`admin login failed: ${r.text}`);
+  return { Authorization: `Bearer ${r.json.token}` };
+}
+
+module.exports = { Daemon, request, raw, freePort, sleep, waitFor, pidAlive, childPids, BIN, ROOT, AUTH, adminLogin };

@@ -37,4 +37,21 @@ async function startFake() {
   };
 }
 
-module.exports = { startFake };
+// A daemon wired to a fresh fake upstream, with an admin session:
+// { fake, d, H }. stopPool() checks the daemon stopped cleanly.
+async function startPool(opts = {}) {
+  const { Daemon, adminLogin } = require('./daemon');
+  const fake = await startFake();
+  const d = await new Daemon(Object.assign({ conf: fake.conf }, opts)).start();
+  return { fake, d, H: await adminLogin(d) };
+}
+
+async function stopPool({ fake, d }) {
+  const assert = require('node:assert/strict');
+  assert.equal((await d.stop()).code, 0);
+  assert.deepEqual(d.unexpectedErrors(), []);
+  d.cleanup();
+  await fake.close();
+}
+
+module.exports = { startFake, startPool, stopPool };
