@@ -76,6 +76,12 @@ const s2a_conf_key_t s2a_conf_keys[] = {
       "OAuth endpoint exchanging a refresh token for an access token" },
     { "upstream", "timeout", S2A_CONF_T_SECONDS, OFF(upstream_timeout), 0, 1,
       3600, S2A_CONF_RELOAD, "120", "seconds one upstream call may take" },
+    { "upstream", "poll_interval_ms", S2A_CONF_T_INT, OFF(poll_interval_ms), 0,
+      20, 60000, S2A_CONF_RELOAD, "2500",
+      "milliseconds between two polls of one account's running tasks" },
+    { "upstream", "submit_attempts", S2A_CONF_T_INT, OFF(submit_attempts), 0, 1,
+      10, S2A_CONF_RELOAD, "3",
+      "accounts one generation may be submitted to when Sora refuses it" },
 
     { "limits", "max_tokens", S2A_CONF_T_INT, OFF(max_tokens), 0, 1, 1000000, 0,
       "4096", "size of the shared-memory account table" },

@@ -60,6 +60,8 @@ typedef struct s2a_conf_s {
     char session_url[S2A_CONF_STR];
     char oauth_url[S2A_CONF_STR];
     int upstream_timeout; /* seconds */
+    int poll_interval_ms; /* between two polls of one token's tasks */
+    int submit_attempts;  /* tokens one generation may be tried on */
 
     /* [limits] */
     int max_tokens;

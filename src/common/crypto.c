@@ -8,6 +8,7 @@
 #include <openssl/rand.h>
 
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -283,4 +284,34 @@ s2a_key_file_load(const char *path, uint8_t key[32])
     memcpy(key, fresh, 32);
     OPENSSL_cleanse(fresh, sizeof(fresh));
     return S2A_OK;
+}
+
+unsigned char *
+s2a_base64_decode(const char *in, size_t len, size_t *outlen)
+{
+    EVP_ENCODE_CTX *ctx;
+    unsigned char *out;
+    int n = 0, tail = 0, ok;
+
+    if (len > (size_t) INT_MAX) {
+        return NULL;
+    }
+    out = malloc(len / 4 * 3 + 4);
+    ctx = EVP_ENCODE_CTX_new();
+    if (out == NULL || ctx == NULL) {
+        free(out);
+        EVP_ENCODE_CTX_free(ctx);
+        return NULL;
+    }
+    EVP_DecodeInit(ctx);
+    ok = EVP_DecodeUpdate(ctx, out, &n, (const unsigned char *) in, (int) len)
+            >= 0
+        && EVP_DecodeFinal(ctx, out + n, &tail) == 1;
+    EVP_ENCODE_CTX_free(ctx);
+    if (!ok || n + tail == 0) {
+        free(out);
+        return NULL;
+    }
+    *outlen = (size_t) (n + tail);
+    return out;
 }

@@ -1176,6 +1176,55 @@ s2a_db_tokens_load(s2a_db_t *db, const uint8_t *key, int64_t id,
     return rc == SQLITE_DONE ? S2A_OK : S2A_ERROR;
 }
 
+int
+s2a_db_token_outcome(s2a_db_t *db, int64_t id, bool video, bool success,
+                     int64_t now)
+{
+    sqlite3_stmt *st;
+    char today[16];
+    time_t t = (time_t) now;
+    struct tm tm;
+    int rc, run = -1;
+
+    gmtime_r(&t, &tm);
+    strftime(today, sizeof(today), "%Y-%m-%d", &tm);
+    /* A new day starts today's counters from zero. */
+    if (sqlite3_prepare_v2(
+            db->conn,
+            "UPDATE tokens SET "
+            " today_image_count = CASE WHEN today_date = ?2 "
+            "   THEN today_image_count ELSE 0 END + (?3 AND NOT ?4),"
+            " today_video_count = CASE WHEN today_date = ?2 "
+            "   THEN today_video_count ELSE 0 END + (?3 AND ?4),"
+            " today_error_count = CASE WHEN today_date = ?2 "
+            "   THEN today_error_count ELSE 0 END + (NOT ?3),"
+            " today_date = ?2,"
+            " image_count = image_count + (?3 AND NOT ?4),"
+            " video_count = video_count + (?3 AND ?4),"
+            " error_count = error_count + (NOT ?3),"
+            " consecutive_errors = CASE WHEN ?3 THEN 0 "
+            "   ELSE consecutive_errors + 1 END,"
+            " last_used_at = ?5 "
+            "WHERE id = ?1 RETURNING consecutive_errors",
+            -1, &st, NULL)
+        != SQLITE_OK)
+    {
+        return -1;
+    }
+    sqlite3_bind_int64(st, 1, id);
+    sqlite3_bind_text(st, 2, today, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int(st, 3, success);
+    sqlite3_bind_int(st, 4, video);
+    sqlite3_bind_int64(st, 5, now);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        run = sqlite3_column_int(st, 0);
+        rc = sqlite3_step(st);
+    }
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? run : -1;
+}
+
 json_t *
 s2a_db_stats(s2a_db_t *db, int64_t now)
 {

@@ -115,6 +115,15 @@ int s2a_db_token_mark(s2a_db_t *db, int64_t id, const char *column,
 json_t *s2a_db_stats(s2a_db_t *db, int64_t now);
 
 /*
+ * The end of one generation on token `id`: `success` counts an image or
+ * a video (today's too) and ends the run of errors; otherwise an error is
+ * counted and the run grows. Returns the run length after the update, or
+ * -1 when the token is gone or the write failed.
+ */
+int s2a_db_token_outcome(s2a_db_t *db, int64_t id, bool video, bool success,
+                         int64_t now);
+
+/*
  * Generation records. A task row is keyed by the gateway's job id and
  * updated as the job moves (fields: upstream_task_id, token_id, model,
  * mode, prompt, status, progress, result_urls, error_message,

@@ -1099,6 +1099,64 @@ handle_task_record(proc_t *proc, json_t *msg)
     }
 }
 
+/*
+ * A generation ended on a token: counters, the run of errors (and the
+ * auto-disable it may trigger), or a state the failure calls for.
+ */
+static void
+handle_token_outcome(proc_t *proc, json_t *msg)
+{
+    json_int_t id = json_integer_value(json_object_get(msg, "token_id"));
+    const char *kind = json_string_value(json_object_get(msg, "kind"));
+    const char *outcome = json_string_value(json_object_get(msg, "outcome"));
+    const char *text = json_string_value(json_object_get(msg, "message"));
+    json_int_t until = json_integer_value(json_object_get(msg, "until"));
+    bool video = kind != NULL && strcmp(kind, "video") == 0;
+    int64_t now = s2a_now();
+    int threshold, run = 0;
+    char reason[640];
+
+    S2A_UNUSED(proc);
+    if (id <= 0 || outcome == NULL || db_batch() != S2A_OK) {
+        s2a_log(LOG_WARNING, 0, "malformed token outcome ignored");
+        return;
+    }
+    if (text == NULL) {
+        text = "";
+    }
+    if (strcmp(outcome, "success") == 0 || strcmp(outcome, "error") == 0
+        || strcmp(outcome, "invalid") == 0)
+    {
+        run = s2a_db_token_outcome(M.db, id, video,
+                                   strcmp(outcome, "success") == 0, now);
+        if (run < 0) {
+            return; /* deleted meanwhile */
+        }
+    }
+    if (strcmp(outcome, "invalid") == 0) {
+        snprintf(reason, sizeof(reason), "Sora rejected the token: %.500s",
+                 text);
+        s2a_db_token_set_state(M.db, id, "invalid", reason, 0, now);
+        s2a_log(LOG_WARNING, 0, "token %lld is now invalid: %s", (long long) id,
+                reason);
+    } else if (strcmp(outcome, "cooling") == 0 && until > now) {
+        snprintf(reason, sizeof(reason), "Sora rate limit: %.500s", text);
+        s2a_db_token_set_state(M.db, id, "cooling", reason, until, now);
+        s2a_log(LOG_NOTICE, 0, "token %lld cools down for %llds: %s",
+                (long long) id, (long long) (until - now), text);
+    } else if (strcmp(outcome, "error") == 0) {
+        threshold = M.shm->settings.error_ban_threshold;
+        if (threshold > 0 && run >= threshold) {
+            snprintf(reason, sizeof(reason),
+                     "disabled after %d consecutive errors; last: %.500s", run,
+                     text);
+            s2a_db_token_set_state(M.db, id, "disabled", reason, 0, now);
+            s2a_log(LOG_WARNING, 0, "token %lld %s", (long long) id, reason);
+        }
+    }
+    token_touched(id);
+}
+
 static void
 handle_request_log(proc_t *proc, json_t *msg)
 {
@@ -1247,6 +1305,8 @@ on_worker_msg(s2a_chan_t *chan, json_t *msg, void *arg)
         handle_refresh_result(proc, msg, false);
     } else if (strcmp(op, "task_record") == 0) {
         handle_task_record(proc, msg);
+    } else if (strcmp(op, "token_outcome") == 0) {
+        handle_token_outcome(proc, msg);
     } else if (strcmp(op, "request_log") == 0) {
         handle_request_log(proc, msg);
     } else if (strcmp(op, "logs_list") == 0) {

@@ -4,6 +4,7 @@
  * methods. Later subsystems add their rows to `routes`.
  */
 #include "worker/routes.h"
+#include "worker/chat.h"
 #include "common/crypto.h"
 #include "common/log.h"
 #include "common/models.h"
@@ -46,6 +47,8 @@ static const route_t routes[] = {
       handle_models },
     { "/v1/models/", BIT(S2A_M_GET) | BIT(S2A_M_HEAD), true, "models",
       handle_models },
+    { "/v1/chat/completions", BIT(S2A_M_POST), true, "chat",
+      s2a_chat_completions },
     { "/healthz", BIT(S2A_M_GET) | BIT(S2A_M_HEAD), false, "health",
       handle_healthz },
     { "/readyz", BIT(S2A_M_GET) | BIT(S2A_M_HEAD), false, "health",

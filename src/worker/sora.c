@@ -2,6 +2,7 @@
  * sora.c: Sora protocol framing over the upstream client.
  */
 #include "worker/sora.h"
+#include "common/crypto.h"
 #include "worker/context.h"
 #include "worker/upstream.h"
 
@@ -69,12 +70,34 @@ on_done(const s2a_upstream_resp_t *resp, void *arg)
     json_decref(r.json);
 }
 
+/*
+ * The openai-sentinel-token header of generation and publish calls: 10 to
+ * 20 random letters and digits (protocol 2.3, the form the backend
+ * accepted when the contract was written).
+ */
+static void
+sentinel_header(char *out, size_t outlen)
+{
+    static const char alnum[] = "abcdefghijklmnopqrstuvwxyz"
+                                "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+    uint8_t r[21];
+    size_t n, i, len;
+
+    s2a_random_bytes(r, sizeof(r));
+    len = 10 + r[0] % 11;
+    n = (size_t) snprintf(out, outlen, "openai-sentinel-token: ");
+    for (i = 0; i < len && n + 1 < outlen; i++) {
+        out[n++] = alnum[r[i + 1] % (sizeof(alnum) - 1)];
+    }
+    out[n] = '\0';
+}
+
 uint64_t
 s2a_sora_start(const s2a_sora_call_t *call, s2a_sora_done_pt done, void *arg)
 {
     const s2a_conf_t *conf = s2a_worker.conf;
     s2a_upstream_req_t req;
-    char url[1024], cookie[4096];
+    char url[1024], cookie[4096], sentinel[64];
     char *body = NULL;
     pending_t *p;
     uint64_t id;
@@ -87,6 +110,7 @@ s2a_sora_start(const s2a_sora_call_t *call, s2a_sora_done_pt done, void *arg)
     case S2A_SORA_OAUTH:
         snprintf(url, sizeof(url), "%s", conf->oauth_url);
         break;
+    case S2A_SORA_URL: snprintf(url, sizeof(url), "%s", call->path); break;
     default:
         snprintf(url, sizeof(url), "%s%s", conf->base_url, call->path);
         break;
@@ -114,6 +138,12 @@ s2a_sora_start(const s2a_sora_call_t *call, s2a_sora_done_pt done, void *arg)
         snprintf(cookie, sizeof(cookie), "Cookie: %s", call->cookie);
         req.headers[h++] = cookie;
     }
+    if (call->sentinel) {
+        sentinel_header(sentinel, sizeof(sentinel));
+        req.headers[h++] = sentinel;
+    }
+    req.parts = call->parts;
+    req.nparts = call->nparts;
     if (call->body != NULL) {
         body = json_dumps(call->body, JSON_COMPACT);
         if (body == NULL) {

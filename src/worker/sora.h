@@ -8,6 +8,8 @@
 
 #include "common/core.h"
 
+#include "worker/upstream.h"
+
 #include <jansson.h>
 
 typedef struct s2a_sora_result_s {
@@ -24,18 +26,22 @@ typedef void (*s2a_sora_done_pt)(const s2a_sora_result_t *r, void *arg);
 typedef enum {
     S2A_SORA_BACKEND = 0, /* [upstream] base_url + path */
     S2A_SORA_SESSION,     /* [upstream] session_url (path ignored) */
-    S2A_SORA_OAUTH        /* [upstream] oauth_url (path ignored) */
+    S2A_SORA_OAUTH,       /* [upstream] oauth_url (path ignored) */
+    S2A_SORA_URL          /* `path` is a whole URL (parse servers) */
 } s2a_sora_host_t;
 
 typedef struct s2a_sora_call_s {
     s2a_sora_host_t host;
     const char *method;
-    const char *path;   /* "/me", ... for the backend */
-    const char *at;     /* bearer access token or NULL */
-    const char *cookie; /* Cookie header value or NULL */
-    json_t *body;       /* JSON body (borrowed) or NULL */
-    const char *proxy;  /* proxy URL or NULL */
-    long timeout_ms;    /* 0: the configured default */
+    const char *path;                 /* "/me", ... for the backend */
+    const char *at;                   /* bearer access token or NULL */
+    const char *cookie;               /* Cookie header value or NULL */
+    json_t *body;                     /* JSON body (borrowed) or NULL */
+    const char *proxy;                /* proxy URL or NULL */
+    long timeout_ms;                  /* 0: the configured default */
+    bool sentinel;                    /* generation and publish calls */
+    const s2a_upstream_part_t *parts; /* multipart body (uploads) */
+    int nparts;
 } s2a_sora_call_t;
 
 /*

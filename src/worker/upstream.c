@@ -10,8 +10,10 @@
 #include "worker/upstream.h"
 #include "common/log.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <curl/curl.h>
 #include <event2/buffer.h>
@@ -26,6 +28,11 @@ typedef struct call_s {
     size_t max_response;
     bool truncated;
     char *req_body;
+    curl_mime *mime;
+    bool to_file;
+    int out_fd;
+    int64_t written;
+    bool write_failed;
     char errbuf[CURL_ERROR_SIZE];
     s2a_upstream_done_pt done;
     void *arg;
@@ -138,7 +145,35 @@ write_cb(char *data, size_t size, size_t nmemb, void *arg)
 {
     call_t *c = arg;
     size_t n = size * nmemb;
+    long status = 0;
+    ssize_t w;
+    size_t off;
 
+    if (c->to_file) {
+        /* Only a success goes to the file; an error page stays in memory
+         * for the message. */
+        curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &status);
+    }
+    if (c->to_file && status >= 200 && status <= 299) {
+        if ((size_t) c->written + n > c->max_response) {
+            c->truncated = true;
+            return 0;
+        }
+        /* A regular file: the write lands in the page cache. */
+        for (off = 0; off < n; off += (size_t) w) {
+            w = write(c->out_fd, data + off, n - off);
+            if (w < 0 && errno == EINTR) {
+                w = 0;
+                continue;
+            }
+            if (w <= 0) {
+                c->write_failed = true;
+                return 0;
+            }
+        }
+        c->written += (int64_t) n;
+        return n;
+    }
     if (evbuffer_get_length(c->body) + n > c->max_response) {
         c->truncated = true;
         return 0; /* aborts the transfer */
@@ -167,6 +202,7 @@ call_free(call_t *c)
     curl_multi_remove_handle(U.multi, c->easy);
     curl_easy_cleanup(c->easy);
     curl_slist_free_all(c->headers);
+    curl_mime_free(c->mime);
     evbuffer_free(c->body);
     free(c->req_body);
     free(c);
@@ -203,12 +239,15 @@ collect_done(void)
         curl_easy_getinfo(c->easy, CURLINFO_CONTENT_TYPE, &ctype);
         resp.content_type = ctype;
         resp.truncated = c->truncated;
+        resp.written = c->written;
         if (resp.curl_code != CURLE_OK) {
             resp.error = c->errbuf[0] != '\0'
                 ? c->errbuf
                 : curl_easy_strerror(msg->data.result);
             if (c->truncated) {
                 resp.error = "response too large";
+            } else if (c->write_failed) {
+                resp.error = "writing the file failed";
             }
         } else {
             resp.error = "";
@@ -333,7 +372,34 @@ s2a_upstream_start(const s2a_upstream_req_t *req, s2a_upstream_done_pt done,
     /* No "Expect: 100-continue" round trip for JSON bodies. */
     c->headers = curl_slist_append(c->headers, "Expect:");
     curl_easy_setopt(c->easy, CURLOPT_HTTPHEADER, c->headers);
-    if (req->body != NULL) {
+    c->to_file = req->to_file;
+    c->out_fd = req->out_fd;
+    if (req->follow_redirects) {
+        curl_easy_setopt(c->easy, CURLOPT_FOLLOWLOCATION, 1L);
+        curl_easy_setopt(c->easy, CURLOPT_MAXREDIRS, 5L);
+        curl_easy_setopt(c->easy, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+    }
+    if (req->nparts > 0) {
+        curl_mimepart *part;
+        c->mime = curl_mime_init(c->easy);
+        if (c->mime == NULL) {
+            goto failed;
+        }
+        for (i = 0; i < req->nparts; i++) {
+            const s2a_upstream_part_t *p = &req->parts[i];
+            part = curl_mime_addpart(c->mime);
+            if (part == NULL || curl_mime_name(part, p->name) != CURLE_OK
+                || curl_mime_data(part, p->data, p->len) != CURLE_OK
+                || (p->filename != NULL
+                    && curl_mime_filename(part, p->filename) != CURLE_OK)
+                || (p->type != NULL
+                    && curl_mime_type(part, p->type) != CURLE_OK))
+            {
+                goto failed;
+            }
+        }
+        curl_easy_setopt(c->easy, CURLOPT_MIMEPOST, c->mime);
+    } else if (req->body != NULL) {
         c->req_body = dup_body(req->body, req->body_len);
         if (c->req_body == NULL) {
             goto failed;
@@ -345,7 +411,7 @@ s2a_upstream_start(const s2a_upstream_req_t *req, s2a_upstream_done_pt done,
     if (strcmp(req->method, "GET") == 0) {
         curl_easy_setopt(c->easy, CURLOPT_HTTPGET, 1L);
     } else if (strcmp(req->method, "POST") == 0) {
-        if (req->body == NULL) {
+        if (req->body == NULL && c->mime == NULL) {
             curl_easy_setopt(c->easy, CURLOPT_POSTFIELDS, "");
         }
     } else {
@@ -371,6 +437,7 @@ failed:
         evbuffer_free(c->body);
     }
     curl_slist_free_all(c->headers);
+    curl_mime_free(c->mime);
     free(c->req_body);
     free(c);
     return 0;

@@ -20,11 +20,22 @@ typedef struct s2a_upstream_resp_s {
     size_t body_len;
     const char *content_type; /* may be NULL */
     bool truncated;           /* body exceeded the size limit */
+    int64_t written;          /* bytes stored in `out_fd` (file calls) */
 } s2a_upstream_resp_t;
 
 /* Called once per request, from the event loop, unless cancelled. */
 typedef void (*s2a_upstream_done_pt)(const s2a_upstream_resp_t *resp,
                                      void *arg);
+
+/* One part of a multipart/form-data body; `filename` NULL for a plain
+ * field. The data is copied when the call starts. */
+typedef struct s2a_upstream_part_s {
+    const char *name;
+    const char *filename;
+    const char *type;
+    const void *data;
+    size_t len;
+} s2a_upstream_part_t;
 
 typedef struct s2a_upstream_req_s {
     const char *method; /* "GET", "POST", "DELETE", ... */
@@ -37,6 +48,11 @@ typedef struct s2a_upstream_req_s {
     const char *proxy;                             /* proxy URL or NULL */
     long timeout_ms;     /* whole call; 0: the [upstream] timeout */
     size_t max_response; /* 0: 8 MiB */
+    const s2a_upstream_part_t *parts; /* multipart body instead of `body` */
+    int nparts;
+    bool to_file;          /* write a 2xx body to `out_fd`, not memory */
+    int out_fd;            /* borrowed; the caller closes it */
+    bool follow_redirects; /* media downloads: up to 5 redirects */
 } s2a_upstream_req_t;
 
 /* Creates the multi handle on `base`. Returns S2A_OK or S2A_ERROR. */

@@ -7,6 +7,7 @@
  * master.
  */
 #include "worker/worker.h"
+#include "worker/poller.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "worker/context.h"
@@ -349,7 +350,8 @@ s2a_worker_main(const s2a_worker_args_t *args)
     s2a_media_init(w->conf->cache_dir);
     if (s2a_kdf_init(w->base) != S2A_OK || s2a_sched_init(w->base) != S2A_OK
         || s2a_upstream_init(w->base, (long) w->conf->upstream_timeout * 1000)
-            != S2A_OK)
+            != S2A_OK
+        || s2a_poller_init(w->base, w->conf->poll_interval_ms) != S2A_OK)
     {
         return 1;
     }
@@ -381,7 +383,10 @@ s2a_worker_main(const s2a_worker_args_t *args)
     s2a_chan_flush_blocking(w->chan, 1000);
     s2a_http_flush_access_log(w->http);
     finish_calls(NULL, 0);
+    /* Jobs still running are cancelled here; their records follow. */
     s2a_http_destroy(w->http);
+    s2a_chan_flush_blocking(w->chan, 1000);
+    s2a_poller_cleanup();
     s2a_testhooks_cleanup();
     s2a_upkeep_cleanup();
     s2a_sched_cleanup();

@@ -1,0 +1,981 @@
+/*
+ * gen.c: the generation job (docs/generation.md).
+ *
+ * A job does one thing at a time, so it holds at most one outstanding
+ * operation (`op` says which, `op_id` is its handle) plus, while polling,
+ * a poller watch and a deadline. Cancelling undoes exactly those.
+ */
+#include "worker/gen.h"
+#include "common/crypto.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "worker/classify.h"
+#include "worker/context.h"
+#include "worker/mediacache.h"
+#include "worker/nowm.h"
+#include "worker/poller.h"
+#include "worker/sched.h"
+#include "worker/sora.h"
+#include "worker/upstream.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define IMAGE_MAX_BYTES   (20u * 1024 * 1024)
+#define IMAGE_FETCH_MS    30000L
+#define FRAMES_PER_SECOND 30
+
+typedef enum {
+    OP_NONE = 0,
+    OP_KICK,   /* the first step, run from the loop */
+    OP_FETCH,  /* upstream: the client's image URL */
+    OP_SCHED,  /* waiting for a token */
+    OP_UPLOAD, /* sora: POST /uploads */
+    OP_SUBMIT, /* sora: the create call */
+    OP_POLL,   /* poller watch and deadline */
+    OP_NOWM,   /* watermark-free */
+    OP_CACHE   /* file cache download */
+} op_t;
+
+struct s2a_gen_s {
+    const s2a_gen_ops_t *ops;
+    void *arg;
+    op_t op;
+    uint64_t op_id;
+    s2a_poll_watch_t *watch;
+    struct event *deadline;
+    struct event *kick;
+
+    char job_id[32];
+    char rid[24];
+    char host[128];
+    const s2a_model_t *model;
+    s2a_mode_t mode;
+    s2a_kind_t kind;
+    char *prompt; /* as sent upstream */
+    char *image_url;
+    unsigned char *image;
+    size_t image_len;
+    char remix_id[40];
+    char style_id[64];
+
+    s2a_lease_t lease;
+    bool leased;
+    int64_t token_id; /* the token of the submitted task */
+    int64_t avoid[S2A_SCHED_AVOID_MAX];
+    int navoid;
+    int attempts;
+    char media_id[96];
+    char task_id[96];
+    char generation_id[96];
+    char post_id[64];
+    bool post_cached;
+
+    json_t *urls;   /* result URLs as they will be returned */
+    size_t caching; /* index of the URL being cached */
+    int progress;
+    int64_t started_ms;
+    char last_error[512];
+    bool bad_image;
+};
+
+static int active_jobs;
+
+static void run_upload(s2a_gen_t *g);
+static void run_submit(s2a_gen_t *g);
+static void acquire(s2a_gen_t *g);
+static void finish_media(s2a_gen_t *g);
+
+int
+s2a_gen_active(void)
+{
+    return active_jobs;
+}
+
+/* ---------------------------------------------------------------------
+ * Records
+ */
+
+static void
+record(s2a_gen_t *g, json_t *fields)
+{
+    json_t *msg;
+
+    if (fields == NULL) {
+        return;
+    }
+    msg = json_pack("{s:s, s:s, s:o}", "op", "task_record", "job_id", g->job_id,
+                    "fields", fields);
+    if (msg != NULL) {
+        s2a_worker_notify_master(msg);
+        json_decref(msg);
+    }
+}
+
+static void
+token_outcome(int64_t token_id, s2a_kind_t kind, const char *outcome,
+              const char *message, int64_t until)
+{
+    json_t *msg = json_pack(
+        "{s:s, s:I, s:s, s:s, s:s, s:I}", "op", "token_outcome", "token_id",
+        (json_int_t) token_id, "kind",
+        kind == S2A_KIND_VIDEO ? "video" : "image", "outcome", outcome,
+        "message", message != NULL ? message : "", "until", (json_int_t) until);
+
+    if (msg != NULL) {
+        s2a_worker_notify_master(msg);
+        json_decref(msg);
+    }
+}
+
+static void
+release_lease(s2a_gen_t *g)
+{
+    if (g->leased) {
+        g->leased = false;
+        s2a_sched_release(&g->lease);
+    }
+}
+
+/* Stops whatever the job is doing; no callback of it will run. */
+static void
+stop_op(s2a_gen_t *g)
+{
+    switch (g->op) {
+    case OP_KICK: event_del(g->kick); break;
+    case OP_FETCH: s2a_upstream_cancel(g->op_id); break;
+    case OP_SCHED: s2a_sched_cancel(g->op_id); break;
+    case OP_UPLOAD:
+    case OP_SUBMIT: s2a_sora_cancel(g->op_id); break;
+    case OP_POLL: break;
+    case OP_NOWM: s2a_nowm_cancel(g->op_id); break;
+    case OP_CACHE: s2a_cache_cancel(g->op_id); break;
+    case OP_NONE: break;
+    }
+    if (g->watch != NULL) {
+        s2a_poller_unwatch(g->watch);
+        g->watch = NULL;
+    }
+    if (g->deadline != NULL) {
+        event_free(g->deadline);
+        g->deadline = NULL;
+    }
+    g->op = OP_NONE;
+    g->op_id = 0;
+}
+
+static void
+job_free(s2a_gen_t *g)
+{
+    stop_op(g);
+    release_lease(g);
+    if (g->kick != NULL) {
+        event_free(g->kick);
+    }
+    free(g->prompt);
+    free(g->image_url);
+    free(g->image);
+    json_decref(g->urls);
+    free(g);
+    active_jobs--;
+}
+
+static void
+request_log(s2a_gen_t *g, int status, const char *error)
+{
+    json_t *msg = json_pack(
+        "{s:s, s:{s:s, s:s, s:s, s:i, s:I, s:s?}}", "op", "request_log",
+        "fields", "request_id", g->rid, "operation",
+        g->kind == S2A_KIND_VIDEO ? "generate_video" : "generate_image",
+        "model", g->model->id, "status_code", status, "duration_ms",
+        (json_int_t) (s2a_now_ms() - g->started_ms), "error", error);
+
+    if (msg == NULL) {
+        return;
+    }
+    if (g->token_id > 0) {
+        json_object_set_new(json_object_get(msg, "fields"), "token_id",
+                            json_integer(g->token_id));
+    }
+    s2a_worker_notify_master(msg);
+    json_decref(msg);
+}
+
+/* The end with an error. */
+static void
+fail(s2a_gen_t *g, int status, const char *type, const char *code,
+     const char *message)
+{
+    stop_op(g);
+    release_lease(g);
+    record(g,
+           json_pack("{s:s, s:s, s:I, s:I}", "status", "failed",
+                     "error_message", message, "completed_at",
+                     (json_int_t) s2a_now(), "duration_ms",
+                     (json_int_t) (s2a_now_ms() - g->started_ms)));
+    request_log(g, status, message);
+    s2a_log(LOG_INFO, 0, "%s: job %s failed (%s): %s", g->rid, g->job_id, code,
+            message);
+    g->ops->done(g->arg, NULL, status, type, code, message);
+    job_free(g);
+}
+
+/* The end with a content-policy refusal: a result, not an error. */
+static void
+refuse(s2a_gen_t *g, const char *reason)
+{
+    char text[640];
+    json_t *details, *result;
+
+    stop_op(g);
+    release_lease(g);
+    snprintf(text, sizeof(text), "Content policy violation: %.600s", reason);
+    details = json_pack("{s:s, s:s}", "error_type", "content_policy_violation",
+                        "reason", reason);
+    g->ops->progress(g->arg, "error", "error", -1, text, details);
+    json_decref(details);
+    record(g,
+           json_pack("{s:s, s:s, s:I, s:I}", "status", "failed",
+                     "error_message", text, "completed_at",
+                     (json_int_t) s2a_now(), "duration_ms",
+                     (json_int_t) (s2a_now_ms() - g->started_ms)));
+    request_log(g, 400, text);
+    result = json_pack("{s:s, s:s, s:{s:s}}", "type", "error", "error", text,
+                       "data", "error", text);
+    g->ops->done(g->arg, result, 200, NULL, NULL, NULL);
+    json_decref(result);
+    job_free(g);
+}
+
+static void
+succeed(s2a_gen_t *g)
+{
+    json_t *result, *data, *u;
+    size_t i;
+
+    data = json_array();
+    json_array_foreach (g->urls, i, u) {
+        if (g->kind == S2A_KIND_VIDEO) {
+            json_array_append_new(
+                data, json_pack("{s:O, s:n}", "url", u, "revised_prompt"));
+        } else {
+            json_array_append_new(data, json_pack("{s:O}", "url", u));
+        }
+    }
+    if (g->kind == S2A_KIND_VIDEO) {
+        result = json_pack("{s:s, s:O, s:o}", "type", "video", "url",
+                           json_array_get(g->urls, 0), "data", data);
+    } else {
+        result = json_pack("{s:s, s:O, s:I, s:o}", "type", "image", "urls",
+                           g->urls, "count",
+                           (json_int_t) json_array_size(g->urls), "data", data);
+    }
+    record(g,
+           json_pack("{s:s, s:f, s:O, s:I, s:I}", "status", "succeeded",
+                     "progress", 100.0, "result_urls", g->urls, "completed_at",
+                     (json_int_t) s2a_now(), "duration_ms",
+                     (json_int_t) (s2a_now_ms() - g->started_ms)));
+    request_log(g, 200, NULL);
+    g->ops->done(g->arg, result, 200, NULL, NULL, NULL);
+    json_decref(result);
+    job_free(g);
+}
+
+/* ---------------------------------------------------------------------
+ * Token and submission
+ */
+
+/*
+ * A refused upload or submission. Refusals that are not the request's
+ * fault move the job to another token while attempts remain.
+ */
+static void
+refused(s2a_gen_t *g, const s2a_sora_result_t *r, bool upload)
+{
+    s2a_failure_t f;
+    int64_t token = g->lease.token_id;
+
+    s2a_classify(r->status, r->json, r->body, r->error_message, &f);
+    snprintf(g->last_error, sizeof(g->last_error), "%s", f.message);
+    switch (f.kind) {
+    case S2A_FAIL_TOKEN_INVALID:
+        token_outcome(token, g->kind, "invalid", f.message, 0);
+        break;
+    case S2A_FAIL_TOKEN_COOLING:
+        token_outcome(token, g->kind, "cooling", f.message,
+                      s2a_now() + f.cooldown_s);
+        break;
+    case S2A_FAIL_RETRYABLE: break; /* not the token's fault */
+    case S2A_FAIL_CONTENT_POLICY: refuse(g, f.message); return;
+    case S2A_FAIL_NONE:
+    case S2A_FAIL_TASK:
+        token_outcome(token, g->kind, "error", f.message, 0);
+        fail(g, 502, "upstream_error",
+             upload ? "upload_failed" : "generation_failed", f.message);
+        return;
+    }
+    s2a_log(LOG_INFO, 0, "%s: token %lld refused the %s (%s): %s", g->rid,
+            (long long) token, upload ? "upload" : "task",
+            s2a_fail_name(f.kind), f.message);
+    release_lease(g);
+    if (g->navoid < S2A_SCHED_AVOID_MAX) {
+        g->avoid[g->navoid++] = token;
+    }
+    s2a_worker_refresh_settings();
+    if (g->attempts >= s2a_worker.conf->submit_attempts) {
+        fail(g, 502, "upstream_error",
+             upload ? "upload_failed" : "generation_failed", f.message);
+        return;
+    }
+    acquire(g);
+}
+
+static void
+granted(const s2a_lease_t *lease, const char *why, void *arg)
+{
+    s2a_gen_t *g = arg;
+    char msg[768];
+
+    g->op = OP_NONE;
+    if (lease == NULL) {
+        if (g->attempts > 0 && g->last_error[0] != '\0') {
+            snprintf(msg, sizeof(msg), "%s (after: %s)", why, g->last_error);
+            why = msg;
+        }
+        fail(g, 503, "server_error", "no_available_token", why);
+        return;
+    }
+    g->lease = *lease;
+    g->leased = true;
+    g->attempts++;
+    if (g->image != NULL) {
+        run_upload(g);
+    } else {
+        run_submit(g);
+    }
+}
+
+static void
+acquire(s2a_gen_t *g)
+{
+    g->op = OP_SCHED;
+    g->op_id = s2a_sched_acquire(g->kind, g->avoid, g->navoid, granted, g);
+    if (g->op_id == 0) {
+        g->op = OP_NONE;
+        fail(g, 503, "server_error", "no_available_token",
+             "too many generations are waiting for a token");
+    }
+}
+
+static void
+uploaded(const s2a_sora_result_t *r, void *arg)
+{
+    s2a_gen_t *g = arg;
+    const char *id = json_string_value(json_object_get(r->json, "id"));
+
+    g->op = OP_NONE;
+    if (!s2a_sora_ok(r) || id == NULL) {
+        if (s2a_sora_ok(r)) {
+            fail(g, 502, "upstream_error", "upload_failed",
+                 "Sora returned no media id for the upload");
+            return;
+        }
+        refused(g, r, true);
+        return;
+    }
+    snprintf(g->media_id, sizeof(g->media_id), "%s", id);
+    g->ops->progress(g->arg, "upload", "completed", -1,
+                     "Image uploaded successfully. Proceeding to generation...",
+                     NULL);
+    run_submit(g);
+}
+
+static void
+run_upload(s2a_gen_t *g)
+{
+    char at[S2A_SHM_AT_MAX];
+    const char *type = "image/png", *file = "image.png";
+    s2a_upstream_part_t parts[2];
+    s2a_sora_call_t c;
+
+    if (g->image_len >= 3 && g->image[0] == 0xff && g->image[1] == 0xd8) {
+        type = "image/jpeg";
+        file = "image.jpg";
+    } else if (g->image_len >= 12 && memcmp(g->image + 8, "WEBP", 4) == 0) {
+        type = "image/webp";
+        file = "image.webp";
+    }
+    g->ops->progress(g->arg, "upload", "started", -1,
+                     "Uploading image to server...", NULL);
+    memset(parts, 0, sizeof(parts));
+    parts[0].name = "file";
+    parts[0].filename = file;
+    parts[0].type = type;
+    parts[0].data = g->image;
+    parts[0].len = g->image_len;
+    parts[1].name = "file_name";
+    parts[1].data = file;
+    parts[1].len = strlen(file);
+    memset(&c, 0, sizeof(c));
+    c.method = "POST";
+    c.path = "/uploads";
+    c.at = s2a_worker_token_at(g->lease.token_id, at) ? at : NULL;
+    c.parts = parts;
+    c.nparts = 2;
+    g->op = OP_UPLOAD;
+    g->op_id = s2a_sora_start(&c, uploaded, g);
+    if (g->op_id == 0) {
+        g->op = OP_NONE;
+        fail(g, 500, "server_error", "internal_error",
+             "the upload could not start");
+    }
+}
+
+static void polled(const s2a_poll_update_t *u, void *arg);
+
+static void
+deadline_cb(evutil_socket_t fd, short what, void *arg)
+{
+    s2a_gen_t *g = arg;
+    char msg[160];
+    int secs = g->kind == S2A_KIND_VIDEO ? s2a_worker.settings.video_timeout
+                                         : s2a_worker.settings.image_timeout;
+
+    S2A_UNUSED(fd);
+    S2A_UNUSED(what);
+    snprintf(msg, sizeof(msg),
+             "Upstream API timeout: Generation exceeded %d seconds limit",
+             secs);
+    token_outcome(g->token_id, g->kind, "error", msg, 0);
+    fail(g, 504, "timeout_error", "generation_timeout", msg);
+}
+
+static void
+submitted(const s2a_sora_result_t *r, void *arg)
+{
+    s2a_gen_t *g = arg;
+    const char *id = json_string_value(json_object_get(r->json, "id"));
+    struct timeval tv;
+    json_t *details;
+    int secs;
+
+    g->op = OP_NONE;
+    if (!s2a_sora_ok(r) || id == NULL || id[0] == '\0') {
+        if (s2a_sora_ok(r)) {
+            token_outcome(g->lease.token_id, g->kind, "error",
+                          "no task id in the answer", 0);
+            fail(g, 502, "upstream_error", "generation_failed",
+                 "Sora returned no task id");
+            return;
+        }
+        refused(g, r, false);
+        return;
+    }
+    snprintf(g->task_id, sizeof(g->task_id), "%s", id);
+    g->token_id = g->lease.token_id;
+    record(g,
+           json_pack("{s:s, s:s, s:I}", "status", "running", "upstream_task_id",
+                     g->task_id, "token_id", (json_int_t) g->token_id));
+    details = json_pack("{s:s}", "task_id", g->task_id);
+    g->ops->progress(g->arg, "generation", "processing", 0,
+                     "Generation task submitted", details);
+    json_decref(details);
+
+    s2a_worker_refresh_settings();
+    secs = g->kind == S2A_KIND_VIDEO ? s2a_worker.settings.video_timeout
+                                     : s2a_worker.settings.image_timeout;
+    tv.tv_sec = secs;
+    tv.tv_usec = 0;
+    g->deadline = evtimer_new(s2a_worker.base, deadline_cb, g);
+    g->watch = s2a_poller_watch(g->token_id, g->kind, g->task_id, polled, g);
+    if (g->deadline == NULL || g->watch == NULL) {
+        fail(g, 500, "server_error", "internal_error", "out of memory");
+        return;
+    }
+    evtimer_add(g->deadline, &tv);
+    g->op = OP_POLL;
+}
+
+static json_t *
+submit_body(s2a_gen_t *g, const char **path)
+{
+    const s2a_model_t *m = g->model;
+    const char *orient =
+        m->orientation == S2A_ORIENT_PORTRAIT ? "portrait" : "landscape";
+    int frames = m->seconds * FRAMES_PER_SECOND;
+    json_t *items = json_array(), *body;
+
+    if (g->kind == S2A_KIND_IMAGE) {
+        *path = "/video_gen";
+        if (g->media_id[0] != '\0') {
+            json_array_append_new(items,
+                                  json_pack("{s:s, s:i, s:s}", "type", "image",
+                                            "frame_index", 0, "upload_media_id",
+                                            g->media_id));
+        }
+        return json_pack(
+            "{s:s, s:s, s:s, s:i, s:i, s:i, s:i, s:o}", "type", "image_gen",
+            "operation", g->media_id[0] != '\0' ? "remix" : "simple_compose",
+            "prompt", g->prompt, "width", m->width, "height", m->height,
+            "n_variants", 1, "n_frames", 1, "inpaint_items", items);
+    }
+    if (g->media_id[0] != '\0') {
+        json_array_append_new(items,
+                              json_pack("{s:s, s:s}", "kind", "upload",
+                                        "upload_id", g->media_id));
+    }
+    if (g->mode == S2A_MODE_REMIX) {
+        *path = "/nf/create";
+        json_decref(items);
+        return json_pack("{s:s, s:s, s:[], s:s, s:[], s:{}, s:s, s:s, s:i}",
+                         "kind", "video", "prompt", g->prompt, "inpaint_items",
+                         "remix_target_id", g->remix_id, "cameo_ids",
+                         "cameo_replacements", "model", "sy_8", "orientation",
+                         orient, "n_frames", frames);
+    }
+    if (g->mode == S2A_MODE_STORYBOARD) {
+        *path = "/nf/create/storyboard";
+        return json_pack(
+            "{s:s, s:s, s:s, s:s, s:s, s:i, s:n, s:o, s:n, s:s,"
+            " s:n, s:n, s:n, s:n, s:n, s:n, s:n}",
+            "kind", "video", "prompt", g->prompt, "title", "Draft your video",
+            "orientation", orient, "size", "small", "n_frames", frames,
+            "storyboard_id", "inpaint_items", items, "remix_target_id", "model",
+            "sy_8", "metadata", "style_id", "cameo_ids", "cameo_replacements",
+            "audio_caption", "audio_transcript", "video_caption");
+    }
+    *path = "/nf/create";
+    body =
+        json_pack("{s:s, s:s, s:s, s:s, s:i, s:s, s:o}", "kind", "video",
+                  "prompt", g->prompt, "orientation", orient, "size", "small",
+                  "n_frames", frames, "model", "sy_8", "inpaint_items", items);
+    if (body != NULL && g->style_id[0] != '\0') {
+        json_object_set_new(body, "style_id", json_string(g->style_id));
+    }
+    return body;
+}
+
+static void
+run_submit(s2a_gen_t *g)
+{
+    char at[S2A_SHM_AT_MAX];
+    const char *path = NULL;
+    s2a_sora_call_t c;
+    json_t *body = submit_body(g, &path);
+
+    memset(&c, 0, sizeof(c));
+    c.method = "POST";
+    c.path = path;
+    c.at = s2a_worker_token_at(g->lease.token_id, at) ? at : NULL;
+    c.body = body;
+    c.sentinel = true;
+    g->op = OP_SUBMIT;
+    g->op_id = body != NULL ? s2a_sora_start(&c, submitted, g) : 0;
+    json_decref(body);
+    if (g->op_id == 0) {
+        g->op = OP_NONE;
+        fail(g, 500, "server_error", "internal_error",
+             "the generation request could not start");
+    }
+}
+
+/* ---------------------------------------------------------------------
+ * Polling and the result
+ */
+
+static void
+polled(const s2a_poll_update_t *u, void *arg)
+{
+    s2a_gen_t *g = arg;
+    char msg[128];
+    json_t *details;
+
+    if (u->event == S2A_POLL_PROGRESS) {
+        g->progress = u->progress;
+        if (g->kind == S2A_KIND_VIDEO) {
+            snprintf(msg, sizeof(msg), "Video generation progress: %d%%",
+                     u->progress);
+        } else {
+            snprintf(msg, sizeof(msg),
+                     "Image generation in progress: %d%% completed...",
+                     u->progress);
+        }
+        details = json_pack("{s:s?}", "task_status", u->status);
+        g->ops->progress(g->arg, "generation", "processing", u->progress, msg,
+                         details);
+        json_decref(details);
+        record(g, json_pack("{s:f}", "progress", (double) u->progress));
+        return;
+    }
+    g->watch = NULL; /* terminal: the poller dropped it */
+    if (g->deadline != NULL) {
+        event_free(g->deadline);
+        g->deadline = NULL;
+    }
+    g->op = OP_NONE;
+    /* The task is over at Sora: its slot is free again. */
+    release_lease(g);
+    switch (u->event) {
+    case S2A_POLL_DONE:
+        token_outcome(g->token_id, g->kind, "success", NULL, 0);
+        g->urls = json_deep_copy(u->urls);
+        if (u->generation_id != NULL) {
+            snprintf(g->generation_id, sizeof(g->generation_id), "%s",
+                     u->generation_id);
+        }
+        g->ops->progress(g->arg, "generation", "completed", 100,
+                         g->kind == S2A_KIND_VIDEO
+                             ? "Video generation completed"
+                             : "Image generation completed",
+                         NULL);
+        finish_media(g);
+        return;
+    case S2A_POLL_VIOLATION: refuse(g, u->message); return;
+    case S2A_POLL_TOKEN_INVALID:
+        token_outcome(g->token_id, g->kind, "invalid", u->message, 0);
+        fail(g, 502, "upstream_error", "token_invalidated", u->message);
+        return;
+    case S2A_POLL_FAILED:
+    case S2A_POLL_PROGRESS:
+        token_outcome(g->token_id, g->kind, "error", u->message, 0);
+        fail(g, 502, "upstream_error", "generation_failed", u->message);
+        return;
+    }
+}
+
+static void cache_next(s2a_gen_t *g);
+
+static void
+cached(const char *name, const char *error, void *arg)
+{
+    s2a_gen_t *g = arg;
+    char msg[256], *url;
+    json_t *details;
+    size_t n = json_array_size(g->urls);
+
+    g->op = OP_NONE;
+    if (name == NULL) {
+        snprintf(msg, sizeof(msg), "Caching failed, using the upstream URL: %s",
+                 error);
+        details = json_pack("{s:s}", "error", error);
+        g->ops->progress(g->arg, "cache", "error", -1, msg, details);
+        json_decref(details);
+        s2a_log(LOG_WARNING, 0, "%s: caching a result failed: %s", g->rid,
+                error);
+        g->caching = n; /* the others would fail alike: stop here */
+        cache_next(g);
+        return;
+    }
+    url = s2a_cache_public_url(name, g->host);
+    if (url != NULL) {
+        json_array_set_new(g->urls, g->caching, json_string(url));
+        free(url);
+    }
+    if (g->caching == 0 && g->post_id[0] != '\0') {
+        g->post_cached = true;
+    }
+    g->caching++;
+    if (g->caching == n) {
+        snprintf(msg, sizeof(msg), "Cached %zu file%s", n, n == 1 ? "" : "s");
+        details = json_pack("{s:I}", "file_count", (json_int_t) n);
+        g->ops->progress(g->arg, "cache", "completed", -1, msg, details);
+        json_decref(details);
+    }
+    cache_next(g);
+}
+
+static void
+cache_next(s2a_gen_t *g)
+{
+    if (g->caching >= json_array_size(g->urls)) {
+        /* The clean copy is ours now: the post may go. */
+        if (g->post_cached) {
+            s2a_nowm_delete_post(g->token_id, g->post_id);
+        }
+        succeed(g);
+        return;
+    }
+    g->op = OP_CACHE;
+    g->op_id =
+        s2a_cache_fetch(json_string_value(json_array_get(g->urls, g->caching)),
+                        g->kind, cached, g);
+    if (g->op_id == 0) {
+        g->op = OP_NONE;
+        g->caching = json_array_size(g->urls);
+        cache_next(g);
+    }
+}
+
+static void
+start_cache(s2a_gen_t *g)
+{
+    char msg[64];
+    json_t *details;
+    size_t n = json_array_size(g->urls);
+
+    s2a_worker_refresh_settings();
+    if (!s2a_worker.settings.cache_enabled) {
+        succeed(g);
+        return;
+    }
+    snprintf(msg, sizeof(msg), "Caching %zu file%s...", n, n == 1 ? "" : "s");
+    details = json_pack("{s:I}", "file_count", (json_int_t) n);
+    g->ops->progress(g->arg, "cache", "started", -1, msg, details);
+    json_decref(details);
+    g->caching = 0;
+    cache_next(g);
+}
+
+static void
+nowm_done(const char *url, const char *post_id, const char *method,
+          const char *error, void *arg)
+{
+    s2a_gen_t *g = arg;
+    char msg[400];
+    json_t *details;
+
+    g->op = OP_NONE;
+    if (url == NULL) {
+        snprintf(msg, sizeof(msg),
+                 "Watermark-free failed, using the watermarked video: %.300s",
+                 error);
+        details = json_pack("{s:s}", "error", error);
+        g->ops->progress(g->arg, "watermark_free", "error", -1, msg, details);
+        json_decref(details);
+        s2a_log(LOG_WARNING, 0, "%s: watermark-free failed: %s", g->rid, error);
+    } else {
+        snprintf(g->post_id, sizeof(g->post_id), "%s", post_id);
+        json_array_set_new(g->urls, 0, json_string(url));
+        details =
+            json_pack("{s:s, s:s}", "post_id", post_id, "parse_method", method);
+        g->ops->progress(g->arg, "watermark_free", "completed", -1,
+                         "Watermark-free video ready", details);
+        json_decref(details);
+    }
+    start_cache(g);
+}
+
+/* After the task: the watermark-free copy (videos), then the cache. */
+static void
+finish_media(s2a_gen_t *g)
+{
+    json_t *details;
+
+    s2a_worker_refresh_settings();
+    if (g->kind != S2A_KIND_VIDEO || !s2a_worker.settings.wm_enabled
+        || g->generation_id[0] == '\0')
+    {
+        start_cache(g);
+        return;
+    }
+    details = json_pack("{s:s}", "generation_id", g->generation_id);
+    g->ops->progress(g->arg, "watermark_free", "started", -1,
+                     "Publishing the video to remove the watermark...",
+                     details);
+    json_decref(details);
+    g->op = OP_NOWM;
+    g->op_id = s2a_nowm_start(g->token_id, g->generation_id, nowm_done, g);
+    if (g->op_id == 0) {
+        nowm_done(NULL, NULL, NULL, "the publish request did not start", g);
+    }
+}
+
+/* ---------------------------------------------------------------------
+ * Start and cancel
+ */
+
+static void
+fetched(const s2a_upstream_resp_t *resp, void *arg)
+{
+    s2a_gen_t *g = arg;
+    char msg[320];
+
+    g->op = OP_NONE;
+    if (resp->curl_code != 0 || resp->status < 200 || resp->status > 299
+        || resp->body_len == 0)
+    {
+        if (resp->curl_code != 0) {
+            snprintf(msg, sizeof(msg), "the image URL could not be fetched: %s",
+                     resp->error);
+        } else {
+            snprintf(msg, sizeof(msg),
+                     "the image URL answered HTTP %ld with %zu bytes",
+                     resp->status, resp->body_len);
+        }
+        fail(g, 502, "upstream_error", "upload_failed", msg);
+        return;
+    }
+    g->image = malloc(resp->body_len);
+    if (g->image == NULL) {
+        fail(g, 500, "server_error", "internal_error", "out of memory");
+        return;
+    }
+    memcpy(g->image, resp->body, resp->body_len);
+    g->image_len = resp->body_len;
+    acquire(g);
+}
+
+/* The first step, from the loop: `done` never runs inside start. */
+static void
+kick_cb(evutil_socket_t fd, short what, void *arg)
+{
+    s2a_gen_t *g = arg;
+    s2a_upstream_req_t fetch;
+
+    S2A_UNUSED(fd);
+    S2A_UNUSED(what);
+    g->op = OP_NONE;
+    if (g->bad_image) {
+        /* The parser checked the alphabet; a truncated quantum gets here. */
+        fail(g, 400, "invalid_request_error", "invalid_image",
+             "the image is not valid base64");
+        return;
+    }
+    if (g->image_url == NULL) {
+        acquire(g);
+        return;
+    }
+    memset(&fetch, 0, sizeof(fetch));
+    fetch.method = "GET";
+    fetch.url = g->image_url;
+    fetch.proxy = s2a_cache_proxy();
+    fetch.timeout_ms = IMAGE_FETCH_MS;
+    fetch.max_response = IMAGE_MAX_BYTES;
+    fetch.follow_redirects = true;
+    g->op = OP_FETCH;
+    g->op_id = s2a_upstream_start(&fetch, fetched, g);
+    if (g->op_id == 0) {
+        g->op = OP_NONE;
+        fail(g, 500, "server_error", "internal_error",
+             "the image download could not start");
+    }
+}
+
+static void
+host_copy(char *out, size_t outlen, const char *host)
+{
+    size_t i;
+
+    /* Only what a host[:port] may hold: it ends up inside URLs. */
+    for (i = 0; host != NULL && host[i] != '\0' && i + 1 < outlen; i++) {
+        if (!isalnum((unsigned char) host[i])
+            && strchr(".-:[]", host[i]) == NULL) {
+            break;
+        }
+    }
+    if (host == NULL || i == 0 || host[i] != '\0') {
+        snprintf(out, outlen, "localhost");
+        return;
+    }
+    snprintf(out, outlen, "%s", host);
+}
+
+static char *
+upstream_prompt(const s2a_chatreq_t *req)
+{
+    if (req->mode == S2A_MODE_REMIX) {
+        return s2a_remix_clean_prompt(req->prompt != NULL ? req->prompt : "");
+    }
+    if (req->mode == S2A_MODE_STORYBOARD) {
+        return s2a_storyboard_format(req->prompt);
+    }
+    return strdup(req->prompt != NULL ? req->prompt : "");
+}
+
+s2a_gen_t *
+s2a_gen_start(const s2a_chatreq_t *req, const char *request_id,
+              const char *host, const s2a_gen_ops_t *ops, void *arg)
+{
+    s2a_gen_t *g = calloc(1, sizeof(*g));
+    struct timeval now = { 0, 0 };
+    uint8_t r[12];
+    char msg[96];
+    json_t *details;
+
+    if (g == NULL) {
+        return NULL;
+    }
+    active_jobs++;
+    g->ops = ops;
+    g->arg = arg;
+    g->started_ms = s2a_now_ms();
+    g->model = req->model;
+    g->mode = req->mode;
+    g->kind = req->model->kind;
+    s2a_random_bytes(r, sizeof(r));
+    memcpy(g->job_id, "job_", 4);
+    s2a_hex(r, sizeof(r), g->job_id + 4);
+    snprintf(g->rid, sizeof(g->rid), "%s", request_id);
+    host_copy(g->host, sizeof(g->host), host);
+    snprintf(g->remix_id, sizeof(g->remix_id), "%s", req->remix_id);
+    snprintf(g->style_id, sizeof(g->style_id), "%s", req->style_id);
+    g->prompt = upstream_prompt(req);
+    if (g->prompt == NULL) {
+        job_free(g);
+        return NULL;
+    }
+    /* Remix works from the shared video alone. */
+    if (req->mode != S2A_MODE_REMIX) {
+        if (req->image.base64 != NULL) {
+            g->image = s2a_base64_decode(
+                req->image.base64, strlen(req->image.base64), &g->image_len);
+        } else if (req->image.url != NULL) {
+            g->image_url = strdup(req->image.url);
+        }
+    }
+    record(g,
+           json_pack("{s:s, s:s, s:s, s:s}", "status", "queued", "model",
+                     g->model->id, "mode", s2a_mode_name(g->mode), "prompt",
+                     g->prompt));
+    ops->progress(arg, "generation", "started", -1,
+                  "Initializing generation request...", NULL);
+    if (g->mode == S2A_MODE_STORYBOARD) {
+        const char *p;
+        int shots = 0;
+        for (p = g->prompt; (p = strstr(p, "Shot ")) != NULL; p += 5) {
+            shots++;
+        }
+        details = json_pack("{s:i}", "shots", shots);
+        ops->progress(arg, "storyboard", "processing", -1,
+                      "Detected storyboard format. Converting to storyboard "
+                      "API format...",
+                      details);
+        json_decref(details);
+    } else if (g->mode == S2A_MODE_REMIX) {
+        snprintf(msg, sizeof(msg), "Remixing %s...", g->remix_id);
+        details = json_pack("{s:s}", "remix_target_id", g->remix_id);
+        ops->progress(arg, "remix", "started", -1, msg, details);
+        json_decref(details);
+    }
+    g->kick = evtimer_new(s2a_worker.base, kick_cb, g);
+    if (g->kick == NULL) {
+        job_free(g);
+        return NULL;
+    }
+    if (req->image.base64 != NULL && req->mode != S2A_MODE_REMIX
+        && g->image == NULL)
+    {
+        g->bad_image = true;
+    }
+    g->op = OP_KICK;
+    evtimer_add(g->kick, &now);
+    return g;
+}
+
+void
+s2a_gen_cancel(s2a_gen_t *g)
+{
+    stop_op(g);
+    release_lease(g);
+    record(g,
+           json_pack("{s:s, s:s, s:I, s:I}", "status", "cancelled",
+                     "error_message", "the client went away", "completed_at",
+                     (json_int_t) s2a_now(), "duration_ms",
+                     (json_int_t) (s2a_now_ms() - g->started_ms)));
+    request_log(g, 499, "the client went away");
+    s2a_log(LOG_INFO, 0, "%s: job %s cancelled: the client went away", g->rid,
+            g->job_id);
+    job_free(g);
+}

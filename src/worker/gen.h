@@ -1,0 +1,47 @@
+/*
+ * gen.h: one generation job, from token to result (docs/generation.md):
+ * lease a token, fetch and upload an input image, submit (moving to
+ * another token when Sora refuses for a reason that is not the
+ * request's), follow the task through the poller, then the
+ * watermark-free copy and the file cache. Records and token counters go
+ * to the master. The route that owns the job renders what it reports.
+ */
+#ifndef S2A_GEN_H
+#define S2A_GEN_H
+
+#include "worker/chatreq.h"
+
+#include <jansson.h>
+
+typedef struct s2a_gen_s s2a_gen_t;
+
+typedef struct s2a_gen_ops_s {
+    /* A step worth telling the client (`details` borrowed, may be NULL). */
+    void (*progress)(void *arg, const char *stage, const char *status,
+                     int progress, const char *message, json_t *details);
+    /*
+     * The end. Either `result` (borrowed: type image, video, or error for
+     * a content-policy refusal), or an error: HTTP `status`, OpenAI error
+     * `type` and `code`, and `message`. The job is freed after this.
+     */
+    void (*done)(void *arg, json_t *result, int status, const char *type,
+                 const char *code, const char *message);
+} s2a_gen_ops_t;
+
+/*
+ * Starts a job for the parsed request (copied: `req` may go away).
+ * `request_id` names it in the logs; `host` (the client's Host header)
+ * builds cache URLs when no public base URL is set. The first progress
+ * report may come from inside this call. NULL when out of memory.
+ */
+s2a_gen_t *s2a_gen_start(const s2a_chatreq_t *req, const char *request_id,
+                         const char *host, const s2a_gen_ops_t *ops, void *arg);
+
+/* The client went away: everything held is released, the task recorded
+ * as cancelled; no callback runs afterwards. */
+void s2a_gen_cancel(s2a_gen_t *g);
+
+/* Jobs alive in this worker. */
+int s2a_gen_active(void);
+
+#endif /* S2A_GEN_H */
