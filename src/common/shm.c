@@ -249,6 +249,15 @@ s2a_shm_token_find_locked(s2a_shm_t *shm, int64_t id)
     return -1;
 }
 
+void
+s2a_shm_token_set_proxy_locked(s2a_shm_t *shm, int slot, const char *proxy)
+{
+    s2a_shm_secret_t *secret = &s2a_shm_secrets(shm)[slot];
+
+    snprintf(secret->proxy, sizeof(secret->proxy), "%s",
+             proxy != NULL ? proxy : "");
+}
+
 int
 s2a_shm_token_put_locked(s2a_shm_t *shm, const s2a_shm_token_t *t,
                          const char *access_token)

@@ -87,6 +87,7 @@ typedef struct s2a_shm_secret_s {
     uint32_t version; /* equals the token's version when current */
     uint32_t len;
     char access_token[S2A_SHM_AT_MAX];
+    char proxy[256]; /* the token's own proxy URL, "" for the global one */
 } s2a_shm_secret_t;
 
 typedef struct s2a_shm_lease_s {
@@ -247,6 +248,9 @@ uint32_t s2a_shm_settings_seq(const s2a_shm_t *shm);
 int s2a_shm_token_put_locked(s2a_shm_t *shm, const s2a_shm_token_t *t,
                              const char *access_token);
 int s2a_shm_token_remove_locked(s2a_shm_t *shm, int64_t id);
+/* Sets the proxy of the token in `slot` (NULL or "" for none). */
+void s2a_shm_token_set_proxy_locked(s2a_shm_t *shm, int slot,
+                                    const char *proxy);
 int s2a_shm_token_find_locked(s2a_shm_t *shm, int64_t id);
 
 /* Why token `t` cannot serve `kind` now (S2A_SKIP_NONE when it can). */

@@ -1131,7 +1131,8 @@ s2a_db_tokens_load(s2a_db_t *db, const uint8_t *key, int64_t id,
                            "video_enabled, sora2_supported, image_concurrency, "
                            "video_concurrency, cooled_until, expiry_time, "
                            "sora2_remaining_count, consecutive_errors, "
-                           "last_used_at FROM tokens WHERE ?1 = 0 OR id = ?1",
+                           "last_used_at, proxy_url FROM tokens "
+                           "WHERE ?1 = 0 OR id = ?1",
                            -1, &st, NULL)
         != SQLITE_OK)
     {
@@ -1168,7 +1169,7 @@ s2a_db_tokens_load(s2a_db_t *db, const uint8_t *key, int64_t id,
                     (long long) t.id);
             continue;
         }
-        cb(&t, at, arg);
+        cb(&t, at, (const char *) sqlite3_column_text(st, 13), arg);
         OPENSSL_cleanse(at, strlen(at));
         free(at);
     }

@@ -90,7 +90,7 @@ json_t *s2a_db_tokens_list(s2a_db_t *db, const uint8_t *key, int64_t id,
 /* Calls `cb` with the shm view and the opened AT of each token (or of
  * token `id` when > 0). */
 typedef void (*s2a_db_token_pt)(const s2a_shm_token_t *t, const char *at,
-                                void *arg);
+                                const char *proxy, void *arg);
 int s2a_db_tokens_load(s2a_db_t *db, const uint8_t *key, int64_t id,
                        s2a_db_token_pt cb, void *arg);
 

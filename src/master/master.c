@@ -28,6 +28,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -618,10 +619,16 @@ handle_revoke_session(proc_t *proc, json_t *msg)
  */
 
 static void
-token_to_shm(const s2a_shm_token_t *t, const char *at, void *arg)
+token_to_shm(const s2a_shm_token_t *t, const char *at, const char *proxy,
+             void *arg)
 {
+    int slot;
+
     S2A_UNUSED(arg);
-    if (s2a_shm_token_put_locked(M.shm, t, at) < 0) {
+    slot = s2a_shm_token_put_locked(M.shm, t, at);
+    if (slot >= 0) {
+        s2a_shm_token_set_proxy_locked(M.shm, slot, proxy);
+    } else {
         s2a_log(LOG_ERR, 0,
                 "shared table full: token %lld not schedulable; "
                 "raise [limits] max_tokens",
@@ -2257,6 +2264,23 @@ ignore_default_signals(void)
     sigaction(SIGPIPE, &sa, NULL);
 }
 
+/*
+ * Every stream is a client socket plus upstream connections: lift the
+ * soft descriptor limit to the hard one, as the workers inherit it.
+ */
+static void
+raise_fd_limit(void)
+{
+    struct rlimit rl;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) == -1) {
+            s2a_log(LOG_WARNING, errno, "raising the descriptor limit failed");
+        }
+    }
+}
+
 int
 s2a_master_run(s2a_conf_t *conf, const s2a_master_opts_t *opts)
 {
@@ -2281,6 +2305,7 @@ s2a_master_run(s2a_conf_t *conf, const s2a_master_opts_t *opts)
     if (opts->daemonize && daemonize() != S2A_OK) {
         return S2A_EXIT_FAILURE;
     }
+    raise_fd_limit();
     if (make_dirs(conf) != S2A_OK) {
         goto done;
     }

@@ -47,6 +47,10 @@ void s2a_worker_call_cancel(uint64_t id);
  */
 bool s2a_worker_token_at(int64_t id, char *out);
 
+/* The same, plus the token's own proxy into `proxy` (256 bytes, "" when
+ * it has none: the global proxy applies). */
+bool s2a_worker_token_secret(int64_t id, char *at, char *proxy);
+
 /* Sends a message that expects no answer. */
 void s2a_worker_notify_master(json_t *msg);
 

@@ -395,7 +395,7 @@ uploaded(const s2a_sora_result_t *r, void *arg)
 static void
 run_upload(s2a_gen_t *g)
 {
-    char at[S2A_SHM_AT_MAX];
+    char at[S2A_SHM_AT_MAX], proxy[256];
     const char *type = "image/png", *file = "image.png";
     s2a_upstream_part_t parts[2];
     s2a_sora_call_t c;
@@ -421,7 +421,8 @@ run_upload(s2a_gen_t *g)
     memset(&c, 0, sizeof(c));
     c.method = "POST";
     c.path = "/uploads";
-    c.at = s2a_worker_token_at(g->lease.token_id, at) ? at : NULL;
+    c.at = s2a_worker_token_secret(g->lease.token_id, at, proxy) ? at : NULL;
+    c.proxy = proxy[0] != '\0' ? proxy : NULL;
     c.parts = parts;
     c.nparts = 2;
     g->op = OP_UPLOAD;
@@ -560,7 +561,7 @@ submit_body(s2a_gen_t *g, const char **path)
 static void
 run_submit(s2a_gen_t *g)
 {
-    char at[S2A_SHM_AT_MAX];
+    char at[S2A_SHM_AT_MAX], proxy[256];
     const char *path = NULL;
     s2a_sora_call_t c;
     json_t *body = submit_body(g, &path);
@@ -568,7 +569,8 @@ run_submit(s2a_gen_t *g)
     memset(&c, 0, sizeof(c));
     c.method = "POST";
     c.path = path;
-    c.at = s2a_worker_token_at(g->lease.token_id, at) ? at : NULL;
+    c.at = s2a_worker_token_secret(g->lease.token_id, at, proxy) ? at : NULL;
+    c.proxy = proxy[0] != '\0' ? proxy : NULL;
     c.body = body;
     c.sentinel = true;
     g->op = OP_SUBMIT;

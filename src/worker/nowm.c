@@ -161,13 +161,14 @@ uint64_t
 s2a_nowm_start(int64_t token_id, const char *generation_id,
                s2a_nowm_done_pt done, void *arg)
 {
-    char at[S2A_SHM_AT_MAX];
+    char at[S2A_SHM_AT_MAX], proxy[256];
     nowm_t *n;
     json_t *body;
     s2a_sora_call_t c;
 
-    if (!s2a_worker_token_at(token_id, at)
-        || (n = calloc(1, sizeof(*n))) == NULL) {
+    if (!s2a_worker_token_secret(token_id, at, proxy)
+        || (n = calloc(1, sizeof(*n))) == NULL)
+    {
         return 0;
     }
     n->id = ++N.next_id;
@@ -181,6 +182,7 @@ s2a_nowm_start(int64_t token_id, const char *generation_id,
     c.method = "POST";
     c.path = "/project_y/post";
     c.at = at;
+    c.proxy = proxy[0] != '\0' ? proxy : NULL;
     c.body = body;
     c.sentinel = true;
     n->call = body != NULL ? s2a_sora_start(&c, published, n) : 0;
@@ -224,10 +226,10 @@ deleted(const s2a_sora_result_t *r, void *arg)
 void
 s2a_nowm_delete_post(int64_t token_id, const char *post_id)
 {
-    char at[S2A_SHM_AT_MAX], path[128];
+    char at[S2A_SHM_AT_MAX], proxy[256], path[128];
     s2a_sora_call_t c;
 
-    if (!s2a_worker_token_at(token_id, at)) {
+    if (!s2a_worker_token_secret(token_id, at, proxy)) {
         return;
     }
     snprintf(path, sizeof(path), "/project_y/post/%.64s", post_id);
@@ -235,5 +237,6 @@ s2a_nowm_delete_post(int64_t token_id, const char *post_id)
     c.method = "DELETE";
     c.path = path;
     c.at = at;
+    c.proxy = proxy[0] != '\0' ? proxy : NULL;
     s2a_sora_start(&c, deleted, NULL);
 }

@@ -181,16 +181,17 @@ static void start_drafts(entry_t *e, const char *cursor);
 static uint64_t
 poll_call(entry_t *e, const char *path, s2a_sora_done_pt done)
 {
-    char at[S2A_SHM_AT_MAX];
+    char at[S2A_SHM_AT_MAX], proxy[256];
     s2a_sora_call_t c;
 
-    if (!s2a_worker_token_at(e->token_id, at)) {
+    if (!s2a_worker_token_secret(e->token_id, at, proxy)) {
         return 0; /* deleted meanwhile: the jobs' deadlines end them */
     }
     memset(&c, 0, sizeof(c));
     c.method = "GET";
     c.path = path;
     c.at = at;
+    c.proxy = proxy[0] != '\0' ? proxy : NULL;
     return s2a_sora_start(&c, done, e);
 }
 

@@ -103,22 +103,35 @@ s2a_worker_call_cancel(uint64_t id)
 }
 
 bool
-s2a_worker_token_at(int64_t id, char *out)
+s2a_worker_token_secret(int64_t id, char *at, char *proxy)
 {
     s2a_shm_t *shm = s2a_worker.shm;
     int slot;
 
-    out[0] = '\0';
+    at[0] = '\0';
+    if (proxy != NULL) {
+        proxy[0] = '\0';
+    }
     if (s2a_shm_lock(shm) != S2A_OK) {
         return false;
     }
     slot = s2a_shm_token_find_locked(shm, id);
     if (slot >= 0) {
-        memcpy(out, s2a_shm_secrets(shm)[slot].access_token,
+        memcpy(at, s2a_shm_secrets(shm)[slot].access_token,
                s2a_shm_secrets(shm)[slot].len + 1);
+        if (proxy != NULL) {
+            memcpy(proxy, s2a_shm_secrets(shm)[slot].proxy,
+                   sizeof(s2a_shm_secrets(shm)[slot].proxy));
+        }
     }
     s2a_shm_unlock(shm);
-    return out[0] != '\0';
+    return at[0] != '\0';
+}
+
+bool
+s2a_worker_token_at(int64_t id, char *out)
+{
+    return s2a_worker_token_secret(id, out, NULL);
 }
 
 void
