@@ -1178,6 +1178,34 @@ s2a_db_tokens_load(s2a_db_t *db, const uint8_t *key, int64_t id,
 }
 
 int
+s2a_db_tokens_end_cooldown(s2a_db_t *db, int64_t id, int64_t now,
+                           void (*cb)(int64_t id))
+{
+    sqlite3_stmt *st;
+    int rc, n = 0;
+
+    if (sqlite3_prepare_v2(db->conn,
+                           "UPDATE tokens SET state = 'active', "
+                           "state_reason = 'cooldown over', "
+                           "state_changed_at = ?2, cooled_until = NULL "
+                           "WHERE state = 'cooling' AND cooled_until <= ?2 "
+                           "AND (?1 = 0 OR id = ?1) RETURNING id",
+                           -1, &st, NULL)
+        != SQLITE_OK)
+    {
+        return -1;
+    }
+    sqlite3_bind_int64(st, 1, id);
+    sqlite3_bind_int64(st, 2, now);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        cb(sqlite3_column_int64(st, 0));
+        n++;
+    }
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? n : -1;
+}
+
+int
 s2a_db_token_outcome(s2a_db_t *db, int64_t id, bool video, bool success,
                      int64_t now)
 {

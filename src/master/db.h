@@ -115,6 +115,13 @@ int s2a_db_token_mark(s2a_db_t *db, int64_t id, const char *column,
 json_t *s2a_db_stats(s2a_db_t *db, int64_t now);
 
 /*
+ * Cooling tokens whose cooldown is over become active again (token `id`,
+ * or every token when `id` is 0); `cb` gets each id. Returns how many.
+ */
+int s2a_db_tokens_end_cooldown(s2a_db_t *db, int64_t id, int64_t now,
+                               void (*cb)(int64_t id));
+
+/*
  * The end of one generation on token `id`: `success` counts an image or
  * a video (today's too) and ends the run of errors; otherwise an error is
  * counted and the run grows. Returns the run length after the update, or

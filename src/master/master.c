@@ -1013,14 +1013,15 @@ sweep_tokens(void)
     s2a_shm_settings_t s;
     int n;
 
-    if (M.stopping || M.db == NULL) {
+    if (M.stopping || M.db == NULL || db_batch() != S2A_OK) {
         return;
+    }
+    n = s2a_db_tokens_end_cooldown(M.db, 0, s2a_now(), token_touched);
+    if (n > 0) {
+        s2a_log(LOG_INFO, 0, "upkeep: %d tokens cooled down", n);
     }
     s2a_shm_settings_read(M.shm, &s);
     if (!s.at_refresh_enabled && s.quota_interval <= 0) {
-        return;
-    }
-    if (db_batch() != S2A_OK) {
         return;
     }
     n = s2a_db_tokens_due(M.db, M.key, s2a_now(),
@@ -1138,6 +1139,10 @@ handle_token_outcome(proc_t *proc, json_t *msg)
                                    strcmp(outcome, "success") == 0, now);
         if (run < 0) {
             return; /* deleted meanwhile */
+        }
+        if (run == 0) {
+            /* A success after the cooldown: the token is fine again. */
+            s2a_db_tokens_end_cooldown(M.db, id, now, token_touched);
         }
     }
     if (strcmp(outcome, "invalid") == 0) {

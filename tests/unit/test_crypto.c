@@ -189,6 +189,29 @@ test_media_names_and_ranges(void **state)
     assert_int_equal(s2a_media_range("bytes=x-1", 100, &a, &n), 0);
 }
 
+/* Base64 of input images: padding, line breaks, garbage. */
+static void
+test_base64_decode(void **state)
+{
+    unsigned char *out;
+    size_t n = 0;
+
+    (void) state;
+    out = s2a_base64_decode("aGVsbG8=", 8, &n);
+    assert_non_null(out);
+    assert_int_equal(n, 5);
+    assert_memory_equal(out, "hello", 5);
+    free(out);
+    out = s2a_base64_decode("aGVs\nbG8h", 9, &n);
+    assert_non_null(out);
+    assert_int_equal(n, 6);
+    assert_memory_equal(out, "hello!", 6);
+    free(out);
+    assert_null(s2a_base64_decode("a$b=", 4, &n));
+    assert_null(s2a_base64_decode("", 0, &n));
+    assert_null(s2a_base64_decode("aGVsbG8", 7, &n)); /* cut short */
+}
+
 int
 main(void)
 {
@@ -200,6 +223,7 @@ main(void)
         cmocka_unit_test(test_seal),
         cmocka_unit_test(test_media_names_and_ranges),
         cmocka_unit_test(test_jwt),
+        cmocka_unit_test(test_base64_decode),
     };
 
     return cmocka_run_group_tests_name("crypto", tests, NULL, NULL);
