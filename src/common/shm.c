@@ -433,6 +433,29 @@ s2a_shm_lease_acquire_locked(s2a_shm_t *shm, int slot, s2a_kind_t kind,
 }
 
 int
+s2a_shm_candidates_locked(s2a_shm_t *shm, s2a_kind_t kind, int64_t now,
+                          const int64_t *avoid, int navoid)
+{
+    s2a_shm_token_t *tokens = s2a_shm_tokens(shm);
+    s2a_skip_t why;
+    uint32_t i;
+    int a, n = 0;
+
+    for (i = 0; i < shm->token_high; i++) {
+        if (tokens[i].id <= 0) {
+            continue;
+        }
+        for (a = 0; a < navoid && avoid[a] != tokens[i].id; a++) {
+        }
+        why = s2a_shm_token_skip(&tokens[i], kind, now);
+        if (a == navoid && (why == S2A_SKIP_NONE || why == S2A_SKIP_BUSY)) {
+            n++;
+        }
+    }
+    return n;
+}
+
+int
 s2a_shm_select_avoid_locked(s2a_shm_t *shm, s2a_kind_t kind,
                             s2a_policy_t policy, int64_t now_ms,
                             pid_t owner_pid, uint32_t rnd, const int64_t *avoid,

@@ -283,6 +283,13 @@ int s2a_shm_select_avoid_locked(s2a_shm_t *shm, s2a_kind_t kind,
                                 s2a_lease_t *lease, s2a_skip_report_t *report);
 
 /*
+ * Tokens outside `avoid` that could serve `kind` now or once a slot frees
+ * up (eligible or busy). Zero means waiting cannot help. Lock held.
+ */
+int s2a_shm_candidates_locked(s2a_shm_t *shm, s2a_kind_t kind, int64_t now,
+                              const int64_t *avoid, int navoid);
+
+/*
  * Records a lease on a specific slot without checking eligibility (used
  * for calls that must go through a given account). Caller holds the lock.
  */

@@ -1240,11 +1240,22 @@ handle_usage(json_t *msg)
 
 static void announce_ready_if_done(void);
 
+/*
+ * Tells worker `p` to finish what it has and exit. A stop grants
+ * shutdown_timeout; a worker replaced by a reload may also finish the
+ * generations it streams, up to the video timeout, since a reload is not
+ * a reason to lose a client's video.
+ */
 static void
-send_drain(proc_t *p, int stop_accept_ms)
+send_drain(proc_t *p, int stop_accept_ms, bool replaced)
 {
     json_t *msg;
     int64_t deadline = (int64_t) M.conf->shutdown_timeout * 1000;
+    int64_t jobs = ((int64_t) M.shm->settings.video_timeout + 60) * 1000;
+
+    if (replaced && jobs > deadline) {
+        deadline = jobs;
+    }
 
     if (p->state == PROC_DRAINING) {
         return;
@@ -1274,7 +1285,7 @@ handle_ready(proc_t *proc)
     for (p = M.procs; p != NULL; p = p->next) {
         if (p != proc && p->slot == proc->slot
             && p->generation < proc->generation) {
-            send_drain(p, 0);
+            send_drain(p, 0, true);
         }
     }
     announce_ready_if_done();
@@ -1901,7 +1912,7 @@ begin_stop(int how)
     close_unused_sockets();
     for (p = M.procs; p != NULL; p = p->next) {
         if (how == 1) {
-            send_drain(p, 0);
+            send_drain(p, 0, false);
         } else {
             kill(p->pid, SIGTERM);
             p->kill_at_ms = s2a_mono_ms() + KILL_GRACE_MS;
@@ -2046,7 +2057,7 @@ reload(void)
      * connections any more, and what is queued is accepted first. */
     for (p = M.procs; p != NULL; p = p->next) {
         if (p->slot >= M.conf->workers) {
-            send_drain(p, SHRINK_GRACE_MS);
+            send_drain(p, SHRINK_GRACE_MS, true);
         }
     }
     close_unused_sockets();

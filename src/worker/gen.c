@@ -323,8 +323,10 @@ refused(s2a_gen_t *g, const s2a_sora_result_t *r, bool upload)
     if (g->navoid < S2A_SCHED_AVOID_MAX) {
         g->avoid[g->navoid++] = token;
     }
-    s2a_worker_refresh_settings();
-    if (g->attempts >= s2a_worker.conf->submit_attempts) {
+    /* Another attempt needs another token that can take it. */
+    if (g->attempts >= s2a_worker.conf->submit_attempts
+        || s2a_sched_candidates(g->kind, g->avoid, g->navoid) == 0)
+    {
         fail(g, 502, "upstream_error",
              upload ? "upload_failed" : "generation_failed", f.message);
         return;

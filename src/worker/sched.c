@@ -272,3 +272,17 @@ s2a_sched_waiting(void)
 {
     return S.n;
 }
+
+int
+s2a_sched_candidates(s2a_kind_t kind, const int64_t *avoid, int navoid)
+{
+    int n;
+
+    if (s2a_shm_lock(s2a_worker.shm) != S2A_OK) {
+        return 0;
+    }
+    n = s2a_shm_candidates_locked(s2a_worker.shm, kind, s2a_now(), avoid,
+                                  navoid);
+    s2a_shm_unlock(s2a_worker.shm);
+    return n;
+}

@@ -40,6 +40,12 @@ void s2a_sched_cancel(uint64_t id);
 /* Returns a lease and lets waiters of this worker try again at once. */
 void s2a_sched_release(s2a_lease_t *lease);
 
+/*
+ * Tokens outside `avoid` that could take a `kind` job now or when a slot
+ * frees up; 0 means a retry would only wait out the queue timeout.
+ */
+int s2a_sched_candidates(s2a_kind_t kind, const int64_t *avoid, int navoid);
+
 /* Jobs waiting in this worker. */
 int s2a_sched_waiting(void);
 

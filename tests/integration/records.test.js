@@ -19,6 +19,10 @@ test('task rows are upserted by job id; logs and tasks are listed newest first',
     await rec({ job_id: 'job_a', task: { status: 'polling', upstream_task_id: 'task_01', token_id: 7, progress: 0.5 } });
     await rec({ job_id: 'job_a', task: { status: 'completed', progress: 1, result_urls: ['http://h/tmp/x.png?a=1&b=2'], duration_ms: 1234, completed_at: 1795000000 },
       log: { request_id: 'r1', token_id: 7, operation: 'generate_image', model: 'sora-image', status_code: 200, duration_ms: 1234 } });
+    // Records travel from whichever worker took the request: wait for the
+    // first to land so "newest first" has an order to check.
+    await waitFor(async () => (await request(d.base, 'GET', '/api/logs', { headers: H })).json.length === 1,
+      { what: 'the first log row' });
     await rec({ job_id: 'job_b', task: { model: 'sora-video-10s', status: 'failed', error_message: 'Content policy violation: nope' },
       log: { operation: 'generate_video', model: 'sora-video-10s', status_code: 400, error: 'Content policy violation: nope' } });
     const tasks = await waitFor(async () => {

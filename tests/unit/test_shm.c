@@ -383,11 +383,42 @@ test_full_tables(void **state)
     s2a_shm_destroy(small);
 }
 
+/* Whether a retry elsewhere can ever get a token. */
+static void
+test_candidates(void **state)
+{
+    s2a_lease_t l;
+    int64_t avoid[2] = { 1, 0 };
+
+    (void) state;
+    put(1, S2A_TOKEN_ACTIVE, ALL, -1, 1);
+    put(2, S2A_TOKEN_DISABLED, ALL, -1, 1);
+    put(3, S2A_TOKEN_ACTIVE, S2A_TOKEN_F_IMAGE, -1, 1);
+    assert_int_equal(
+        s2a_shm_candidates_locked(shm, S2A_KIND_VIDEO, 1000, NULL, 0), 1);
+    assert_int_equal(
+        s2a_shm_candidates_locked(shm, S2A_KIND_VIDEO, 1000, avoid, 1), 0);
+    assert_int_equal(
+        s2a_shm_candidates_locked(shm, S2A_KIND_IMAGE, 1000, avoid, 1), 1);
+    /* A busy token still counts: its slot comes back. */
+    put(4, S2A_TOKEN_ACTIVE, ALL, -1, 1);
+    assert_int_equal(
+        s2a_shm_lease_acquire_locked(shm, s2a_shm_token_find_locked(shm, 4),
+                                     S2A_KIND_VIDEO, 1, 99, &l),
+        S2A_OK);
+    assert_int_equal(
+        s2a_shm_candidates_locked(shm, S2A_KIND_VIDEO, 1000, avoid, 1), 1);
+    avoid[1] = 4;
+    assert_int_equal(
+        s2a_shm_candidates_locked(shm, S2A_KIND_VIDEO, 1000, avoid, 2), 0);
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_skip_reasons),
+        cmocka_unit_test_setup_teardown(test_candidates, setup, teardown),
         cmocka_unit_test_setup_teardown(test_least_busy_and_limits, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_lru_tiebreak, setup, teardown),
