@@ -15,6 +15,20 @@
 
 #define HEARTBEAT_MS 15000
 
+/* The quiet time before a keep-alive comment; tests may shorten it. */
+static int64_t
+heartbeat_ms(void)
+{
+    const char *v;
+
+    if (s2a_worker.test_hooks
+        && (v = getenv("SORA2API_TEST_HEARTBEAT_MS")) != NULL && atoi(v) > 0)
+    {
+        return atoi(v);
+    }
+    return HEARTBEAT_MS;
+}
+
 typedef struct chat_s {
     s2a_req_t *req;
     s2a_gen_t *gen;
@@ -44,20 +58,33 @@ write_event(chat_t *c, char *ev)
     }
 }
 
+static void
+arm_heartbeat(chat_t *c, int64_t ms)
+{
+    struct timeval tv = { (time_t) (ms / 1000),
+                          (suseconds_t) (ms % 1000) * 1000 };
+
+    evtimer_add(c->heartbeat, &tv);
+}
+
 /* An SSE comment when nothing was sent for a while: proxies that cut
- * idle connections leave the stream alone. */
+ * idle connections leave the stream alone. One timer per stream, woken
+ * once per quiet period. */
 static void
 heartbeat_cb(evutil_socket_t fd, short what, void *arg)
 {
     chat_t *c = arg;
+    int64_t idle = s2a_mono_ms() - c->last_write_ms, hb = heartbeat_ms();
 
     S2A_UNUSED(fd);
     S2A_UNUSED(what);
-    if (s2a_mono_ms() - c->last_write_ms >= HEARTBEAT_MS) {
+    if (idle >= hb) {
         s2a_http_stream_write(c->req, S2A_SSE_HEARTBEAT,
                               sizeof(S2A_SSE_HEARTBEAT) - 1);
         c->last_write_ms = s2a_mono_ms();
+        idle = 0;
     }
+    arm_heartbeat(c, hb - idle);
 }
 
 static void
@@ -142,7 +169,6 @@ on_gone(s2a_req_t *req, void *arg)
 void
 s2a_chat_completions(s2a_req_t *req, const char *tail)
 {
-    struct timeval every = { 1, 0 };
     s2a_chatreq_t creq;
     const char *param = NULL;
     char err[512];
@@ -180,20 +206,19 @@ s2a_chat_completions(s2a_req_t *req, const char *tail)
     c->req = req;
     c->stream = creq.stream;
     if (c->stream) {
-        c->heartbeat =
-            event_new(s2a_worker.base, -1, EV_PERSIST, heartbeat_cb, c);
+        c->heartbeat = evtimer_new(s2a_worker.base, heartbeat_cb, c);
         if (c->heartbeat == NULL) {
             free(c);
             s2a_http_reply_error(req, 500, "server_error", "internal_error",
                                  NULL, "out of memory");
             goto done;
         }
-        evtimer_add(c->heartbeat, &every);
         s2a_sse_init(&c->sse, s2a_now());
         s2a_http_add_header(req, "Cache-Control", "no-cache");
         s2a_http_add_header(req, "X-Accel-Buffering", "no");
         s2a_http_stream_start(req, 200, "text/event-stream");
         c->last_write_ms = s2a_mono_ms();
+        arm_heartbeat(c, heartbeat_ms());
     }
     req->on_gone = on_gone;
     req->gone_arg = c;

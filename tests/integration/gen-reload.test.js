@@ -1,6 +1,7 @@
 'use strict';
-// A reload replaces the workers; the generations the old ones stream must
-// still finish, even with a zero shutdown_timeout.
+// Long streams: keep-alive comments while nothing happens, and a reload
+// that replaces the workers without cutting the generations they stream.
+const http = require('node:http');
 const { test } = require('node:test');
 const assert = require('node:assert/strict');
 const g = require('./lib/gen');
@@ -28,6 +29,32 @@ test('a reload lets running generations finish on the old workers', async () => 
     assert.ok(s.rcs.some((rc) => rc.progress >= 50), 'progress went on after the reload');
     // The old worker leaves once its stream has ended.
     await waitFor(() => old.every((pid) => !pidAlive(pid)), { what: 'the old worker gone' });
+  } finally {
+    await stopPool(ctx);
+  }
+});
+
+test('a quiet stream carries keep-alive comments and a client that leaves cancels it', async () => {
+  const ctx = await g.startGenPool({ workers: 1, poll: 100, env: { SORA2API_TEST_HEARTBEAT_MS: '150' } });
+  const { d } = ctx;
+  try {
+    await g.addToken(ctx, { video_concurrency: 3 });
+    const text = await new Promise((resolve, reject) => {
+      const req = http.request(`${d.base}/v1/chat/completions`, {
+        method: 'POST', headers: { 'Content-Type': 'application/json', Authorization: 'Bearer han1234' },
+      }, (res) => {
+        let body = '';
+        res.on('data', (c) => { body += c; });
+        setTimeout(() => { req.destroy(); resolve(body); }, 1200);
+      });
+      req.on('error', (e) => { if (e.code !== 'ECONNRESET') reject(e); });
+      req.end(JSON.stringify({ model: 'sora-video-10s', stream: true, messages: g.user('waits forever #stall') }));
+    });
+    const beats = text.split('\n\n').filter((e) => e === ': keep-alive').length;
+    assert.ok(beats >= 3, `${beats} keep-alive comments in 1.2 s:\n${text}`);
+    assert.ok(text.startsWith('data: {'), 'events first');
+    await waitFor(() => d.sqlite("SELECT status FROM tasks WHERE prompt = 'waits forever #stall'") === 'cancelled',
+      { what: 'the task cancelled' });
   } finally {
     await stopPool(ctx);
   }

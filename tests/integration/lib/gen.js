@@ -11,13 +11,13 @@ const json = (o) => JSON.stringify(o);
 
 // A fake upstream and a daemon polling it every `poll` ms, with the
 // background quota sweep off (tests read exact upstream call sequences).
-async function startGenPool({ workers = '2', poll = 50, upstream = {}, allowedErrors = [] } = {}) {
+async function startGenPool({ workers = '2', poll = 50, upstream = {}, allowedErrors = [], env = {} } = {}) {
   const fake = await startFake();
   const conf = {
     server: { workers: String(workers) },
     upstream: Object.assign({}, fake.conf.upstream, { poll_interval_ms: String(poll) }, upstream),
   };
-  const d = await new Daemon({ conf, allowedErrors }).start();
+  const d = await new Daemon({ conf, allowedErrors, env }).start();
   const H = await adminLogin(d);
   const r = await request(d.base, 'POST', '/api/admin/config', { headers: H, body: json({ quota_refresh_interval: 0 }) });
   assert.equal(r.status, 200, r.text);
