@@ -1116,6 +1116,11 @@ s2a_db_token_find(s2a_db_t *db, const char *sha256, const char *email,
                             : S2A_ERROR;
 }
 
+#define TOKEN_LOAD_COLUMNS \
+    "id, token, state, image_enabled, video_enabled, sora2_supported, " \
+    "image_concurrency, video_concurrency, cooled_until, expiry_time, " \
+    "sora2_remaining_count, consecutive_errors, last_used_at, proxy_url"
+
 int
 s2a_db_tokens_load(s2a_db_t *db, const uint8_t *key, int64_t id,
                    s2a_db_token_pt cb, void *arg)
@@ -1126,19 +1131,20 @@ s2a_db_tokens_load(s2a_db_t *db, const uint8_t *key, int64_t id,
     char *at;
     int rc;
 
-    if (sqlite3_prepare_v2(db->conn,
-                           "SELECT id, token, state, image_enabled, "
-                           "video_enabled, sora2_supported, image_concurrency, "
-                           "video_concurrency, cooled_until, expiry_time, "
-                           "sora2_remaining_count, consecutive_errors, "
-                           "last_used_at, proxy_url FROM tokens "
-                           "WHERE ?1 = 0 OR id = ?1",
-                           -1, &st, NULL)
+    /* Two statements: one row by rowid must not become a table scan
+     * (every finished generation reloads its token). */
+    if (sqlite3_prepare_v2(
+            db->conn,
+            id != 0 ? "SELECT " TOKEN_LOAD_COLUMNS " FROM tokens WHERE id = ?1"
+                    : "SELECT " TOKEN_LOAD_COLUMNS " FROM tokens",
+            -1, &st, NULL)
         != SQLITE_OK)
     {
         return S2A_ERROR;
     }
-    sqlite3_bind_int64(st, 1, id);
+    if (id != 0) {
+        sqlite3_bind_int64(st, 1, id);
+    }
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         memset(&t, 0, sizeof(t));
         t.id = sqlite3_column_int64(st, 0);
@@ -1184,18 +1190,23 @@ s2a_db_tokens_end_cooldown(s2a_db_t *db, int64_t id, int64_t now,
     sqlite3_stmt *st;
     int rc, n = 0;
 
+#define END_COOLDOWN \
+    "UPDATE tokens SET state = 'active', " \
+    "state_reason = 'cooldown over', state_changed_at = ?2, " \
+    "cooled_until = NULL WHERE state = 'cooling' AND cooled_until <= ?2 "
+
+    /* By rowid when one token is meant: this runs after every success. */
     if (sqlite3_prepare_v2(db->conn,
-                           "UPDATE tokens SET state = 'active', "
-                           "state_reason = 'cooldown over', "
-                           "state_changed_at = ?2, cooled_until = NULL "
-                           "WHERE state = 'cooling' AND cooled_until <= ?2 "
-                           "AND (?1 = 0 OR id = ?1) RETURNING id",
+                           id != 0 ? END_COOLDOWN "AND id = ?1 RETURNING id"
+                                   : END_COOLDOWN "RETURNING id",
                            -1, &st, NULL)
         != SQLITE_OK)
     {
         return -1;
     }
-    sqlite3_bind_int64(st, 1, id);
+    if (id != 0) {
+        sqlite3_bind_int64(st, 1, id);
+    }
     sqlite3_bind_int64(st, 2, now);
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         cb(sqlite3_column_int64(st, 0));

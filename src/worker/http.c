@@ -999,8 +999,11 @@ conn_process(conn_t *c)
                        "The request head is larger than the limit.");
             return;
         }
-        if (c->head == NULL) {
-            c->head_cap = 2 * max + 2;
+        /* Sized to this head (and its decoded path), not to the limit:
+         * thousands of streams keep their heads for hours. */
+        if (c->head == NULL || c->head_cap < 2 * len + 2) {
+            free(c->head);
+            c->head_cap = (2 * len + 2 + 511) & ~(size_t) 511;
             c->head = malloc(c->head_cap);
             if (c->head == NULL) {
                 conn_close(c);

@@ -41,7 +41,9 @@ struct entry_s {
     struct event *timer;
     uint64_t pending_call, drafts_call, recent_call;
     int drafts_page;
-    int busy; /* dispatch depth: watches are unlinked, not freed */
+    uint64_t ticks;       /* poll intervals so far */
+    uint64_t drafts_tick; /* interval of the last drafts round, +1 */
+    int busy;             /* dispatch depth: watches are unlinked, not freed */
     entry_t *next;
 };
 
@@ -272,8 +274,11 @@ pending_done(const s2a_sora_result_t *r, void *arg)
         }
     }
     e->busy--;
-    if (count(e, S2A_KIND_VIDEO, 1) > 0 && e->drafts_call == 0) {
+    if (count(e, S2A_KIND_VIDEO, 1) > 0 && e->drafts_call == 0
+        && e->drafts_tick != e->ticks + 1)
+    {
         e->drafts_page = 0;
+        e->drafts_tick = e->ticks + 1;
         start_drafts(e, NULL);
     }
     entry_settle(e);
@@ -468,6 +473,7 @@ tick(evutil_socket_t fd, short what, void *arg)
     S2A_UNUSED(fd);
     S2A_UNUSED(what);
     arm(e);
+    e->ticks++;
     /* A request still unanswered from the last tick is not doubled. */
     if (count(e, S2A_KIND_VIDEO, 0) > 0) {
         if (e->pending_call == 0 && e->drafts_call == 0) {
@@ -476,8 +482,12 @@ tick(evutil_socket_t fd, short what, void *arg)
                 P.stats.pending++;
             }
         }
-    } else if (count(e, S2A_KIND_VIDEO, 1) > 0 && e->drafts_call == 0) {
+    } else if (count(e, S2A_KIND_VIDEO, 1) > 0 && e->drafts_call == 0
+               && e->drafts_tick != e->ticks + 1)
+    {
+        /* At most one drafts round per interval, whoever starts it. */
         e->drafts_page = 0;
+        e->drafts_tick = e->ticks + 1;
         start_drafts(e, NULL);
     }
     n = count(e, S2A_KIND_IMAGE, -1);
