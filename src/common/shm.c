@@ -459,8 +459,8 @@ int
 s2a_shm_select_avoid_locked(s2a_shm_t *shm, s2a_kind_t kind,
                             s2a_policy_t policy, int64_t now_ms,
                             pid_t owner_pid, uint32_t rnd, const int64_t *avoid,
-                            int navoid, s2a_lease_t *lease,
-                            s2a_skip_report_t *report)
+                            int navoid, const uint16_t *mine,
+                            s2a_lease_t *lease, s2a_skip_report_t *report)
 {
     s2a_shm_token_t *tokens = s2a_shm_tokens(shm);
     uint32_t i, n = shm->token_high, start, idx;
@@ -516,10 +516,21 @@ s2a_shm_select_avoid_locked(s2a_shm_t *shm, s2a_kind_t kind,
             }
             continue;
         }
-        if (best < 0 || tokens[idx].inflight[kind] < tokens[best].inflight[kind]
-            || (tokens[idx].inflight[kind] == tokens[best].inflight[kind]
-                && tokens[idx].last_used_ms < tokens[best].last_used_ms))
-        {
+        if (best < 0
+            || tokens[idx].inflight[kind] < tokens[best].inflight[kind]) {
+            best = (int) idx;
+            continue;
+        }
+        if (tokens[idx].inflight[kind] > tokens[best].inflight[kind]) {
+            continue;
+        }
+        if (mine != NULL && (mine[idx] > 0) != (mine[best] > 0)) {
+            if (mine[idx] > 0) {
+                best = (int) idx;
+            }
+            continue;
+        }
+        if (tokens[idx].last_used_ms < tokens[best].last_used_ms) {
             best = (int) idx;
         }
     }
@@ -728,5 +739,5 @@ s2a_shm_select_locked(s2a_shm_t *shm, s2a_kind_t kind, s2a_policy_t policy,
                       s2a_lease_t *lease, s2a_skip_report_t *report)
 {
     return s2a_shm_select_avoid_locked(shm, kind, policy, now_ms, owner_pid,
-                                       rnd, NULL, 0, lease, report);
+                                       rnd, NULL, 0, NULL, lease, report);
 }

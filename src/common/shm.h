@@ -275,12 +275,19 @@ int s2a_shm_select_locked(s2a_shm_t *shm, s2a_kind_t kind, s2a_policy_t policy,
                           int64_t now_ms, pid_t owner_pid, uint32_t rnd,
                           s2a_lease_t *lease, s2a_skip_report_t *report);
 
-/* The same, never choosing a token whose id is in `avoid[0..navoid)`. */
+/*
+ * The same, never choosing a token whose id is in `avoid[0..navoid)`.
+ * `mine` (per token slot, or NULL) counts the caller's own leases: under
+ * the least-busy policy, between equally busy tokens one the caller
+ * already uses wins, so one worker follows all of a token's tasks and a
+ * single poll serves them.
+ */
 int s2a_shm_select_avoid_locked(s2a_shm_t *shm, s2a_kind_t kind,
                                 s2a_policy_t policy, int64_t now_ms,
                                 pid_t owner_pid, uint32_t rnd,
                                 const int64_t *avoid, int navoid,
-                                s2a_lease_t *lease, s2a_skip_report_t *report);
+                                const uint16_t *mine, s2a_lease_t *lease,
+                                s2a_skip_report_t *report);
 
 /*
  * Tokens outside `avoid` that could serve `kind` now or once a slot frees

@@ -37,11 +37,22 @@ typedef struct chat_s {
     s2a_sse_t sse;
     struct event *heartbeat;
     int64_t last_write_ms;
+    struct chat_s *prev, *next; /* running chats of this worker */
 } chat_t;
+
+static chat_t *chats;
 
 static void
 chat_free(chat_t *c)
 {
+    if (c->prev != NULL) {
+        c->prev->next = c->next;
+    } else if (chats == c) {
+        chats = c->next;
+    }
+    if (c->next != NULL) {
+        c->next->prev = c->prev;
+    }
     if (c->heartbeat != NULL) {
         event_free(c->heartbeat);
     }
@@ -161,9 +172,29 @@ on_gone(s2a_req_t *req, void *arg)
 
     S2A_UNUSED(req);
     if (c->gen != NULL) {
-        s2a_gen_cancel(c->gen);
+        s2a_gen_cancel(c->gen, "the client went away", 499);
     }
     chat_free(c);
+}
+
+int
+s2a_chat_shutdown(void)
+{
+    static const char why[] =
+        "the server is shutting down; the generation was stopped";
+    chat_t *c;
+    int n = 0;
+
+    while ((c = chats) != NULL) {
+        if (c->gen != NULL) {
+            s2a_gen_cancel(c->gen, why, 503);
+            c->gen = NULL;
+        }
+        /* The same ending a failure gets, so clients handle it alike. */
+        on_done(c, NULL, 503, "server_error", "server_shutdown", why);
+        n++;
+    }
+    return n;
 }
 
 void
@@ -205,10 +236,15 @@ s2a_chat_completions(s2a_req_t *req, const char *tail)
     }
     c->req = req;
     c->stream = creq.stream;
+    c->next = chats;
+    if (chats != NULL) {
+        chats->prev = c;
+    }
+    chats = c;
     if (c->stream) {
         c->heartbeat = evtimer_new(s2a_worker.base, heartbeat_cb, c);
         if (c->heartbeat == NULL) {
-            free(c);
+            chat_free(c);
             s2a_http_reply_error(req, 500, "server_error", "internal_error",
                                  NULL, "out of memory");
             goto done;

@@ -9,4 +9,12 @@
 
 void s2a_chat_completions(s2a_req_t *req, const char *tail);
 
+/*
+ * The worker is about to close every connection (its drain deadline):
+ * each running generation is cancelled and its client told so, with an
+ * error event or a 503, while the connection can still carry it.
+ * Returns how many were told.
+ */
+int s2a_chat_shutdown(void);
+
 #endif /* S2A_CHAT_H */

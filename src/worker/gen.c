@@ -969,17 +969,16 @@ s2a_gen_start(const s2a_chatreq_t *req, const char *request_id,
 }
 
 void
-s2a_gen_cancel(s2a_gen_t *g)
+s2a_gen_cancel(s2a_gen_t *g, const char *why, int status)
 {
     stop_op(g);
     release_lease(g);
     record(g,
            json_pack("{s:s, s:s, s:I, s:I}", "status", "cancelled",
-                     "error_message", "the client went away", "completed_at",
+                     "error_message", why, "completed_at",
                      (json_int_t) s2a_now(), "duration_ms",
                      (json_int_t) (s2a_now_ms() - g->started_ms)));
-    request_log(g, 499, "the client went away");
-    s2a_log(LOG_INFO, 0, "%s: job %s cancelled: the client went away", g->rid,
-            g->job_id);
+    request_log(g, status, why);
+    s2a_log(LOG_INFO, 0, "%s: job %s cancelled: %s", g->rid, g->job_id, why);
     job_free(g);
 }

@@ -37,9 +37,13 @@ typedef struct s2a_gen_ops_s {
 s2a_gen_t *s2a_gen_start(const s2a_chatreq_t *req, const char *request_id,
                          const char *host, const s2a_gen_ops_t *ops, void *arg);
 
-/* The client went away: everything held is released, the task recorded
- * as cancelled; no callback runs afterwards. */
-void s2a_gen_cancel(s2a_gen_t *g);
+/*
+ * Ends the job early: everything held is released and the task recorded
+ * as cancelled with `why` (request-log status `status`: 499 when the
+ * client went away, 503 when the server stops); no callback runs
+ * afterwards.
+ */
+void s2a_gen_cancel(s2a_gen_t *g, const char *why, int status);
 
 /* Jobs alive in this worker. */
 int s2a_gen_active(void);

@@ -32,6 +32,7 @@ static struct {
     waiter_t *head, **tail;
     int n;
     uint64_t next_id;
+    uint16_t *mine; /* per token slot: leases this worker holds */
 } S;
 
 static void
@@ -117,8 +118,11 @@ try_waiter(waiter_t *w, s2a_lease_t *lease, s2a_skip_report_t *rep)
     }
     rc = s2a_shm_select_avoid_locked(
         s2a_worker.shm, w->kind, (s2a_policy_t) s2a_worker.settings.policy,
-        s2a_now_ms(), getpid(), rnd, w->avoid, w->navoid, lease, rep);
+        s2a_now_ms(), getpid(), rnd, w->avoid, w->navoid, S.mine, lease, rep);
     s2a_shm_unlock(s2a_worker.shm);
+    if (rc == S2A_OK && S.mine != NULL) {
+        S.mine[lease->token_slot]++;
+    }
     return rc == S2A_OK ? S2A_OK : S2A_DECLINED;
 }
 
@@ -182,7 +186,8 @@ s2a_sched_init(struct event_base *base)
     S.tail = &S.head;
     S.next_id = 1;
     S.pump = evtimer_new(base, pump_cb, NULL);
-    return S.pump != NULL ? S2A_OK : S2A_ERROR;
+    S.mine = calloc(s2a_worker.shm->max_tokens, sizeof(S.mine[0]));
+    return S.pump != NULL && S.mine != NULL ? S2A_OK : S2A_ERROR;
 }
 
 void
@@ -199,6 +204,8 @@ s2a_sched_cleanup(void)
         event_free(S.pump);
         S.pump = NULL;
     }
+    free(S.mine);
+    S.mine = NULL;
 }
 
 uint64_t
@@ -258,7 +265,12 @@ s2a_sched_release(s2a_lease_t *lease)
         return;
     }
     if (s2a_shm_lock(s2a_worker.shm) == S2A_OK) {
-        s2a_shm_lease_release_locked(s2a_worker.shm, lease);
+        if (s2a_shm_lease_release_locked(s2a_worker.shm, lease) == S2A_OK
+            && S.mine != NULL && lease->token_slot >= 0
+            && S.mine[lease->token_slot] > 0)
+        {
+            S.mine[lease->token_slot]--;
+        }
         s2a_shm_unlock(s2a_worker.shm);
     }
     if (S.head != NULL) {

@@ -7,6 +7,7 @@
  * master.
  */
 #include "worker/worker.h"
+#include "worker/chat.h"
 #include "worker/poller.h"
 #include "common/log.h"
 #include "common/util.h"
@@ -251,6 +252,10 @@ on_master_close(s2a_chan_t *chan, void *arg)
     event_base_loopbreak(s2a_worker.base);
 }
 
+#define SHUTDOWN_NOTICE_MS 1000
+
+static bool shutdown_told;
+
 static void
 tick_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -263,6 +268,15 @@ tick_cb(evutil_socket_t fd, short what, void *arg)
     s2a_worker_refresh_settings();
     if (!w->draining) {
         return;
+    }
+    if (now >= w->drain_deadline_ms && !shutdown_told) {
+        /* Last words first: running generations end with an error event
+         * the clients can read; the connections close a second later. */
+        shutdown_told = true;
+        if (s2a_chat_shutdown() > 0) {
+            w->drain_deadline_ms = now + SHUTDOWN_NOTICE_MS;
+            return;
+        }
     }
     if (now >= w->drain_deadline_ms) {
         s2a_log(LOG_WARNING, 0,

@@ -59,3 +59,26 @@ test('a quiet stream carries keep-alive comments and a client that leaves cancel
     await stopPool(ctx);
   }
 });
+
+test('a stop that cannot wait tells running generations why they end', async () => {
+  const ctx = await g.startGenPool({ workers: 1, poll: 100, server: { shutdown_timeout: '1' } });
+  const { d } = ctx;
+  try {
+    await g.addToken(ctx, { video_concurrency: 3 });
+    const streamed = g.chat(d, { model: 'sora-video-10s', stream: true, messages: g.user('never ends #stall') });
+    const waiting = g.chat(d, { model: 'sora-video-10s', messages: g.user('never ends either #stall') });
+    await waitFor(() => d.sqlite("SELECT COUNT(*) FROM tasks WHERE status = 'running'") === '2', { what: 'two running' });
+    const stopped = d.stop();
+    const s = g.parseStream(await streamed);
+    assert.equal(s.error.error.code, 'server_shutdown');
+    assert.equal(s.error.error.type, 'server_error');
+    g.assertHttpError(await waiting, 503, 'server_shutdown', 'server_error');
+    assert.equal((await stopped).code, 0);
+    assert.equal(d.sqlite("SELECT group_concat(status || ':' || error_message, '|') FROM tasks"),
+      ['cancelled:the server is shutting down; the generation was stopped',
+        'cancelled:the server is shutting down; the generation was stopped'].join('|'));
+  } finally {
+    d.cleanup();
+    await ctx.fake.close();
+  }
+});

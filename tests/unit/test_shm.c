@@ -236,16 +236,16 @@ test_avoid(void **state)
     put(30, S2A_TOKEN_ACTIVE, ALL, 0, 0);
     put(31, S2A_TOKEN_ACTIVE, ALL, 0, 0);
     put(32, S2A_TOKEN_ACTIVE, ALL, 0, 0);
-    assert_int_equal(s2a_shm_select_avoid_locked(shm, S2A_KIND_VIDEO,
-                                                 S2A_POLICY_LEAST_BUSY, NOW_MS,
-                                                 1, 0, avoid, 2, &l, NULL),
-                     S2A_OK);
+    assert_int_equal(
+        s2a_shm_select_avoid_locked(shm, S2A_KIND_VIDEO, S2A_POLICY_LEAST_BUSY,
+                                    NOW_MS, 1, 0, avoid, 2, NULL, &l, NULL),
+        S2A_OK);
     assert_int_equal(l.token_id, 32);
     s2a_shm_lease_release_locked(shm, &l);
     avoid[0] = 32;
     assert_int_equal(s2a_shm_select_avoid_locked(shm, S2A_KIND_VIDEO,
                                                  S2A_POLICY_RANDOM, NOW_MS, 1,
-                                                 7, avoid, 2, &l, NULL),
+                                                 7, avoid, 2, NULL, &l, NULL),
                      S2A_OK);
     assert_int_equal(l.token_id, 30);
     s2a_shm_lease_release_locked(shm, &l);
@@ -253,7 +253,7 @@ test_avoid(void **state)
         int64_t all[3] = { 30, 31, 32 };
         assert_int_equal(s2a_shm_select_avoid_locked(
                              shm, S2A_KIND_VIDEO, S2A_POLICY_LEAST_BUSY, NOW_MS,
-                             1, 0, all, 3, &l, &rep),
+                             1, 0, all, 3, NULL, &l, &rep),
                          S2A_DECLINED);
         assert_int_equal(rep.n_tokens, 0);
     }
@@ -413,12 +413,51 @@ test_candidates(void **state)
         s2a_shm_candidates_locked(shm, S2A_KIND_VIDEO, 1000, avoid, 2), 0);
 }
 
+/* Between equally busy tokens, the one this worker already uses wins;
+ * a less busy token still wins over it. */
+static void
+test_locality(void **state)
+{
+    uint16_t mine[8] = { 0 };
+    s2a_lease_t l;
+    int a = put(1, S2A_TOKEN_ACTIVE, ALL, -1, 3);
+    int b = put(2, S2A_TOKEN_ACTIVE, ALL, -1, 3);
+
+    (void) state;
+    /* One lease each; token 1 is the least recently used. */
+    assert_int_equal(
+        s2a_shm_lease_acquire_locked(shm, a, S2A_KIND_VIDEO, 100, 7, &l),
+        S2A_OK);
+    assert_int_equal(
+        s2a_shm_lease_acquire_locked(shm, b, S2A_KIND_VIDEO, 200, 8, &l),
+        S2A_OK);
+    assert_int_equal(s2a_shm_select_avoid_locked(shm, S2A_KIND_VIDEO,
+                                                 S2A_POLICY_LEAST_BUSY, NOW_MS,
+                                                 9, 0, NULL, 0, mine, &l, NULL),
+                     S2A_OK);
+    assert_int_equal(l.token_id, 1);
+    s2a_shm_lease_release_locked(shm, &l);
+    mine[b] = 1;
+    assert_int_equal(s2a_shm_select_avoid_locked(shm, S2A_KIND_VIDEO,
+                                                 S2A_POLICY_LEAST_BUSY, NOW_MS,
+                                                 8, 0, NULL, 0, mine, &l, NULL),
+                     S2A_OK);
+    assert_int_equal(l.token_id, 2);
+    /* Now token 2 has two: the idler token 1 is taken despite locality. */
+    assert_int_equal(s2a_shm_select_avoid_locked(shm, S2A_KIND_VIDEO,
+                                                 S2A_POLICY_LEAST_BUSY, NOW_MS,
+                                                 8, 0, NULL, 0, mine, &l, NULL),
+                     S2A_OK);
+    assert_int_equal(l.token_id, 1);
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_skip_reasons),
         cmocka_unit_test_setup_teardown(test_candidates, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_locality, setup, teardown),
         cmocka_unit_test_setup_teardown(test_least_busy_and_limits, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_lru_tiebreak, setup, teardown),

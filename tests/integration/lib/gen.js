@@ -11,10 +11,10 @@ const json = (o) => JSON.stringify(o);
 
 // A fake upstream and a daemon polling it every `poll` ms, with the
 // background quota sweep off (tests read exact upstream call sequences).
-async function startGenPool({ workers = '2', poll = 50, upstream = {}, allowedErrors = [], env = {} } = {}) {
+async function startGenPool({ workers = '2', poll = 50, upstream = {}, server = {}, allowedErrors = [], env = {} } = {}) {
   const fake = await startFake();
   const conf = {
-    server: { workers: String(workers) },
+    server: Object.assign({ workers: String(workers) }, server),
     upstream: Object.assign({}, fake.conf.upstream, { poll_interval_ms: String(poll) }, upstream),
   };
   const d = await new Daemon({ conf, allowedErrors, env }).start();
