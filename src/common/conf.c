@@ -82,6 +82,9 @@ const s2a_conf_key_t s2a_conf_keys[] = {
     { "upstream", "submit_attempts", S2A_CONF_T_INT, OFF(submit_attempts), 0, 1,
       10, S2A_CONF_RELOAD, "3",
       "accounts one generation may be submitted to when Sora refuses it" },
+    { "upstream", "fetch_private_urls", S2A_CONF_T_BOOL, OFF(fetch_private), 0,
+      0, 0, S2A_CONF_RELOAD, "no",
+      "whether image URLs from clients may point at private addresses" },
 
     { "limits", "max_tokens", S2A_CONF_T_INT, OFF(max_tokens), 0, 1, 1000000, 0,
       "4096", "size of the shared-memory account table" },
@@ -431,6 +434,21 @@ s2a_conf_set(s2a_conf_t *conf, const s2a_conf_key_t *key, const char *value,
         return S2A_OK;
 
     case S2A_CONF_T_LISTEN: return parse_listen(conf, value, err, errlen);
+
+    case S2A_CONF_T_BOOL:
+        if (strcmp(value, "yes") == 0 || strcmp(value, "on") == 0
+            || strcmp(value, "true") == 0 || strcmp(value, "1") == 0)
+        {
+            *(int *) (void *) field = 1;
+        } else if (strcmp(value, "no") == 0 || strcmp(value, "off") == 0
+                   || strcmp(value, "false") == 0 || strcmp(value, "0") == 0)
+        {
+            *(int *) (void *) field = 0;
+        } else {
+            snprintf(err, errlen, "%s must be yes or no", key->name);
+            return S2A_ERROR;
+        }
+        return S2A_OK;
 
     case S2A_CONF_T_WORKERS:
         if (strcmp(value, "auto") == 0) {

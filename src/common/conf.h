@@ -62,6 +62,7 @@ typedef struct s2a_conf_s {
     int upstream_timeout; /* seconds */
     int poll_interval_ms; /* between two polls of one token's tasks */
     int submit_attempts;  /* tokens one generation may be tried on */
+    int fetch_private;    /* client URLs may point at private addresses */
 
     /* [limits] */
     int max_tokens;
@@ -82,7 +83,8 @@ typedef enum {
     S2A_CONF_T_SECONDS,
     S2A_CONF_T_LOGLEVEL,
     S2A_CONF_T_LISTEN,
-    S2A_CONF_T_WORKERS
+    S2A_CONF_T_WORKERS,
+    S2A_CONF_T_BOOL /* yes/no, on/off, true/false, 1/0 */
 } s2a_conf_type_t;
 
 typedef struct s2a_conf_key_s {

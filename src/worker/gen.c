@@ -848,6 +848,8 @@ kick_cb(evutil_socket_t fd, short what, void *arg)
     fetch.timeout_ms = IMAGE_FETCH_MS;
     fetch.max_response = IMAGE_MAX_BYTES;
     fetch.follow_redirects = true;
+    /* A client's URL must not reach the gateway's own network. */
+    fetch.public_only = !s2a_worker.conf->fetch_private;
     g->op = OP_FETCH;
     g->op_id = s2a_upstream_start(&fetch, fetched, g);
     if (g->op_id == 0) {

@@ -10,6 +10,7 @@
 #include "worker/upstream.h"
 #include "common/log.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +34,7 @@ typedef struct call_s {
     int out_fd;
     int64_t written;
     bool write_failed;
+    bool private_refused;
     char errbuf[CURL_ERROR_SIZE];
     s2a_upstream_done_pt done;
     void *arg;
@@ -182,6 +184,56 @@ write_cb(char *data, size_t size, size_t nmemb, void *arg)
     return n;
 }
 
+bool
+s2a_upstream_ip_private(const char *ip)
+{
+    unsigned char a[16];
+    const unsigned char *v4 = NULL;
+    static const unsigned char mapped[12] = { 0, 0, 0, 0, 0,    0,
+                                              0, 0, 0, 0, 0xff, 0xff };
+
+    if (inet_pton(AF_INET, ip, a) == 1) {
+        v4 = a;
+    } else if (inet_pton(AF_INET6, ip, a) == 1) {
+        if (memcmp(a, mapped, 12) == 0) {
+            v4 = a + 12;
+        } else {
+            static const unsigned char zero[16] = { 0 };
+            return memcmp(a, zero, 15) == 0                /* :: and ::1 */
+                || (a[0] & 0xfe) == 0xfc                   /* fc00::/7 */
+                || (a[0] == 0xfe && (a[1] & 0xc0) == 0x80) /* fe80::/10 */
+                || a[0] == 0xff;                           /* multicast */
+        }
+    } else {
+        return true; /* not an address: refuse */
+    }
+    return v4[0] == 0 || v4[0] == 10 || v4[0] == 127
+        || (v4[0] == 100 && (v4[1] & 0xc0) == 64) /* 100.64/10 */
+        || (v4[0] == 169 && v4[1] == 254)         /* link-local */
+        || (v4[0] == 172 && (v4[1] & 0xf0) == 16) /* 172.16/12 */
+        || (v4[0] == 192 && v4[1] == 168) || v4[0] >= 224;
+}
+
+#if LIBCURL_VERSION_NUM >= 0x075000
+/* Runs once the connection stands, for every request a call makes
+ * (redirects too), before anything is sent. */
+static int
+prereq_cb(void *arg, char *primary_ip, char *local_ip, int primary_port,
+          int local_port)
+{
+    call_t *c = arg;
+
+    S2A_UNUSED(local_ip);
+    S2A_UNUSED(primary_port);
+    S2A_UNUSED(local_port);
+    if (s2a_upstream_ip_private(primary_ip)) {
+        c->private_refused = true;
+        return CURL_PREREQFUNC_ABORT;
+    }
+    return CURL_PREREQFUNC_OK;
+}
+#endif
+
 static void
 call_unlink(call_t *c)
 {
@@ -248,6 +300,8 @@ collect_done(void)
                 resp.error = "response too large";
             } else if (c->write_failed) {
                 resp.error = "writing the file failed";
+            } else if (c->private_refused) {
+                resp.error = "the URL points at a private address";
             }
         } else {
             resp.error = "";
@@ -374,6 +428,14 @@ s2a_upstream_start(const s2a_upstream_req_t *req, s2a_upstream_done_pt done,
     curl_easy_setopt(c->easy, CURLOPT_HTTPHEADER, c->headers);
     c->to_file = req->to_file;
     c->out_fd = req->out_fd;
+    if (req->public_only && (req->proxy == NULL || req->proxy[0] == '\0')) {
+#if LIBCURL_VERSION_NUM >= 0x075000
+        curl_easy_setopt(c->easy, CURLOPT_PREREQFUNCTION, prereq_cb);
+        curl_easy_setopt(c->easy, CURLOPT_PREREQDATA, c);
+#else
+        goto failed; /* cannot check: refuse rather than fetch blindly */
+#endif
+    }
     if (req->follow_redirects) {
         curl_easy_setopt(c->easy, CURLOPT_FOLLOWLOCATION, 1L);
         curl_easy_setopt(c->easy, CURLOPT_MAXREDIRS, 5L);

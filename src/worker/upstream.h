@@ -53,7 +53,14 @@ typedef struct s2a_upstream_req_s {
     bool to_file;          /* write a 2xx body to `out_fd`, not memory */
     int out_fd;            /* borrowed; the caller closes it */
     bool follow_redirects; /* media downloads: up to 5 redirects */
+    bool public_only;      /* refuse loopback, private and link-local
+                              peers (URLs clients supply); not checked
+                              through a proxy, which resolves for us */
 } s2a_upstream_req_t;
+
+/* True when the numeric address `ip` is loopback, private, link-local,
+ * unspecified or multicast (IPv4, IPv6, IPv4-mapped IPv6). */
+bool s2a_upstream_ip_private(const char *ip);
 
 /* Creates the multi handle on `base`. Returns S2A_OK or S2A_ERROR. */
 int s2a_upstream_init(struct event_base *base, long default_timeout_ms);

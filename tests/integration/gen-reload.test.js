@@ -82,3 +82,20 @@ test('a stop that cannot wait tells running generations why they end', async () 
     await ctx.fake.close();
   }
 });
+
+test('by default a client image URL may not reach a private address', async () => {
+  const ctx = await g.startGenPool({ workers: 1, upstream: { fetch_private_urls: 'no' } });
+  try {
+    await g.addToken(ctx);
+    const since = await g.lastSeq(ctx.fake);
+    const r = await g.chat(ctx.d, { model: 'sora-image', messages: g.user([{ type: 'text', text: 'from inside' },
+      { type: 'image_url', image_url: { url: `${ctx.fake.url}/media/input.png` } }]) });
+    const e = g.assertHttpError(r, 502, 'upload_failed', 'upstream_error');
+    assert.match(e.message, /private address/);
+    // Nothing was fetched, nothing uploaded.
+    const calls = await g.genCalls(ctx.fake, since);
+    assert.deepEqual(g.callNames(calls), []);
+  } finally {
+    await stopPool(ctx);
+  }
+});

@@ -15,7 +15,9 @@ async function startGenPool({ workers = '2', poll = 50, upstream = {}, server = 
   const fake = await startFake();
   const conf = {
     server: Object.assign({ workers: String(workers) }, server),
-    upstream: Object.assign({}, fake.conf.upstream, { poll_interval_ms: String(poll) }, upstream),
+    // The fake serves image URLs from 127.0.0.1: allow private addresses.
+    upstream: Object.assign({}, fake.conf.upstream,
+      { poll_interval_ms: String(poll), fetch_private_urls: 'yes' }, upstream),
   };
   const d = await new Daemon({ conf, allowedErrors, env }).start();
   const H = await adminLogin(d);
