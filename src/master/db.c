@@ -1184,6 +1184,34 @@ s2a_db_tokens_load(s2a_db_t *db, const uint8_t *key, int64_t id,
 }
 
 int
+s2a_db_token_video_used(s2a_db_t *db, int64_t id, int64_t now)
+{
+    sqlite3_stmt *st;
+    int rc;
+
+    if (sqlite3_prepare_v2(db->conn,
+                           "UPDATE tokens SET "
+                           " sora2_remaining_count = sora2_remaining_count - 1,"
+                           " sora2_cooldown_until = CASE"
+                           "  WHEN sora2_remaining_count = 1 THEN ?2 + 60"
+                           "  ELSE sora2_cooldown_until END "
+                           "WHERE id = ?1 AND sora2_remaining_count > 0",
+                           -1, &st, NULL)
+        != SQLITE_OK)
+    {
+        return S2A_ERROR;
+    }
+    sqlite3_bind_int64(st, 1, id);
+    sqlite3_bind_int64(st, 2, now);
+    rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE) {
+        return S2A_ERROR;
+    }
+    return sqlite3_changes(db->conn) > 0 ? S2A_OK : S2A_DECLINED;
+}
+
+int
 s2a_db_tokens_end_cooldown(s2a_db_t *db, int64_t id, int64_t now,
                            void (*cb)(int64_t id))
 {

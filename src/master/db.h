@@ -115,6 +115,14 @@ int s2a_db_token_mark(s2a_db_t *db, int64_t id, const char *column,
 json_t *s2a_db_stats(s2a_db_t *db, int64_t now);
 
 /*
+ * A video task was accepted on token `id`: one video fewer left, as Sora
+ * counts at creation. At zero the quota is re-read a minute later (the
+ * count is Sora's estimate; its answer holds the real reset time).
+ * Returns S2A_OK, S2A_DECLINED when there was no known count to lower.
+ */
+int s2a_db_token_video_used(s2a_db_t *db, int64_t id, int64_t now);
+
+/*
  * Cooling tokens whose cooldown is over become active again (token `id`,
  * or every token when `id` is 0); `cb` gets each id. Returns how many.
  */

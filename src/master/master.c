@@ -1169,6 +1169,21 @@ handle_token_outcome(proc_t *proc, json_t *msg)
     token_touched(id);
 }
 
+/* "video_submitted" {token_id}: the token's known quota drops by one. */
+static void
+handle_video_submitted(proc_t *proc, json_t *msg)
+{
+    json_int_t id = json_integer_value(json_object_get(msg, "token_id"));
+
+    S2A_UNUSED(proc);
+    if (id <= 0 || db_batch() != S2A_OK) {
+        return;
+    }
+    if (s2a_db_token_video_used(M.db, id, s2a_now()) == S2A_OK) {
+        token_touched(id);
+    }
+}
+
 static void
 handle_request_log(proc_t *proc, json_t *msg)
 {
@@ -1328,6 +1343,8 @@ on_worker_msg(s2a_chan_t *chan, json_t *msg, void *arg)
         handle_refresh_result(proc, msg, false);
     } else if (strcmp(op, "task_record") == 0) {
         handle_task_record(proc, msg);
+    } else if (strcmp(op, "video_submitted") == 0) {
+        handle_video_submitted(proc, msg);
     } else if (strcmp(op, "token_outcome") == 0) {
         handle_token_outcome(proc, msg);
     } else if (strcmp(op, "request_log") == 0) {

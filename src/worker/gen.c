@@ -478,6 +478,15 @@ submitted(const s2a_sora_result_t *r, void *arg)
     }
     snprintf(g->task_id, sizeof(g->task_id), "%s", id);
     g->token_id = g->lease.token_id;
+    if (g->kind == S2A_KIND_VIDEO) {
+        /* Sora counts the video now: so does the pool's quota. */
+        json_t *used = json_pack("{s:s, s:I}", "op", "video_submitted",
+                                 "token_id", (json_int_t) g->token_id);
+        if (used != NULL) {
+            s2a_worker_notify_master(used);
+            json_decref(used);
+        }
+    }
     record(g,
            json_pack("{s:s, s:s, s:I}", "status", "running", "upstream_task_id",
                      g->task_id, "token_id", (json_int_t) g->token_id));

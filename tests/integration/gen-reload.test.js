@@ -6,7 +6,7 @@ const { test } = require('node:test');
 const assert = require('node:assert/strict');
 const g = require('./lib/gen');
 const { stopPool } = require('./lib/fake');
-const { sleep, childPids, pidAlive, waitFor } = require('./lib/daemon');
+const { sleep, childPids, pidAlive, waitFor, request } = require('./lib/daemon');
 
 test('a reload lets running generations finish on the old workers', async () => {
   const ctx = await g.startGenPool({ workers: 1, poll: 100 });
@@ -95,6 +95,28 @@ test('by default a client image URL may not reach a private address', async () =
     // Nothing was fetched, nothing uploaded.
     const calls = await g.genCalls(ctx.fake, since);
     assert.deepEqual(g.callNames(calls), []);
+  } finally {
+    await stopPool(ctx);
+  }
+});
+
+test('each accepted video lowers the token quota the scheduler sees', async () => {
+  const ctx = await g.startGenPool({ workers: 1 });
+  try {
+    const t = await g.addToken(ctx, { video_concurrency: 3 }, { remaining: 2 });
+    assert.equal((await g.tokenById(ctx, t.id)).sora2_remaining_count, 2);
+    for (const p of ['first of two', 'second of two']) {
+      const s = g.parseStream(await g.chat(ctx.d, { model: 'sora-video-10s', stream: true, messages: g.user(p) }));
+      assert.equal(s.content.type, 'video');
+    }
+    await waitFor(async () => (await g.tokenById(ctx, t.id)).sora2_remaining_count === 0, { what: 'quota 0' });
+    // No third submission that Sora would refuse: the token is passed over.
+    const r = await request(ctx.d.base, 'POST', '/api/admin/config', { headers: ctx.H, body: JSON.stringify({ queue_timeout: 1 }) });
+    assert.equal(r.status, 200, r.text);
+    const since = await g.lastSeq(ctx.fake);
+    const e = g.assertHttpError(await g.chat(ctx.d, { model: 'sora-video-10s', messages: g.user('third') }), 503, 'no_available_token');
+    assert.match(e.message, /no quota left/);
+    assert.equal(g.byPath(await g.genCalls(ctx.fake, since), 'POST', '/backend/nf/create').length, 0);
   } finally {
     await stopPool(ctx);
   }
