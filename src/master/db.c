@@ -895,12 +895,25 @@ s2a_db_token_update(s2a_db_t *db, const uint8_t *key, int64_t id,
     return S2A_OK;
 }
 
+/* Runs a write statement and finalizes it: S2A_OK when a row changed,
+ * S2A_DECLINED when none matched, S2A_ERROR on failure. */
+static int
+step_changed(s2a_db_t *db, sqlite3_stmt *st)
+{
+    int rc = sqlite3_step(st);
+
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE) {
+        return S2A_ERROR;
+    }
+    return sqlite3_changes(db->conn) > 0 ? S2A_OK : S2A_DECLINED;
+}
+
 int
 s2a_db_token_set_state(s2a_db_t *db, int64_t id, const char *state,
                        const char *reason, int64_t cooled_until, int64_t now)
 {
     sqlite3_stmt *st;
-    int rc;
 
     /* Enabling forgets the run of errors that may have disabled it. */
     if (sqlite3_prepare_v2(db->conn,
@@ -923,19 +936,13 @@ s2a_db_token_set_state(s2a_db_t *db, int64_t id, const char *state,
     if (cooled_until > 0) {
         sqlite3_bind_int64(st, 5, cooled_until);
     }
-    rc = sqlite3_step(st);
-    sqlite3_finalize(st);
-    if (rc != SQLITE_DONE) {
-        return S2A_ERROR;
-    }
-    return sqlite3_changes(db->conn) > 0 ? S2A_OK : S2A_DECLINED;
+    return step_changed(db, st);
 }
 
 int
 s2a_db_token_delete(s2a_db_t *db, int64_t id)
 {
     sqlite3_stmt *st;
-    int rc;
 
     if (sqlite3_prepare_v2(db->conn, "DELETE FROM tokens WHERE id = ?1", -1,
                            &st, NULL)
@@ -944,12 +951,7 @@ s2a_db_token_delete(s2a_db_t *db, int64_t id)
         return S2A_ERROR;
     }
     sqlite3_bind_int64(st, 1, id);
-    rc = sqlite3_step(st);
-    sqlite3_finalize(st);
-    if (rc != SQLITE_DONE) {
-        return S2A_ERROR;
-    }
-    return sqlite3_changes(db->conn) > 0 ? S2A_OK : S2A_DECLINED;
+    return step_changed(db, st);
 }
 
 static bool
@@ -1187,7 +1189,6 @@ int
 s2a_db_token_video_used(s2a_db_t *db, int64_t id, int64_t now)
 {
     sqlite3_stmt *st;
-    int rc;
 
     if (sqlite3_prepare_v2(db->conn,
                            "UPDATE tokens SET "
@@ -1203,12 +1204,7 @@ s2a_db_token_video_used(s2a_db_t *db, int64_t id, int64_t now)
     }
     sqlite3_bind_int64(st, 1, id);
     sqlite3_bind_int64(st, 2, now);
-    rc = sqlite3_step(st);
-    sqlite3_finalize(st);
-    if (rc != SQLITE_DONE) {
-        return S2A_ERROR;
-    }
-    return sqlite3_changes(db->conn) > 0 ? S2A_OK : S2A_DECLINED;
+    return step_changed(db, st);
 }
 
 int

@@ -166,6 +166,28 @@ stop_op(s2a_gen_t *g)
     g->op_id = 0;
 }
 
+static void fail(s2a_gen_t *g, int status, const char *type, const char *code,
+                 const char *message);
+
+/*
+ * Records the operation just started: `id` is its handle, 0 when it did
+ * not start, and then the job fails (`what` did not start). Returns
+ * whether it runs.
+ */
+static bool
+op_started(s2a_gen_t *g, op_t op, uint64_t id, const char *what)
+{
+    char msg[96];
+
+    g->op = id != 0 ? op : OP_NONE;
+    g->op_id = id;
+    if (id == 0) {
+        snprintf(msg, sizeof(msg), "the %s could not start", what);
+        fail(g, 500, "server_error", "internal_error", msg);
+    }
+    return id != 0;
+}
+
 static void
 job_free(s2a_gen_t *g)
 {
@@ -203,19 +225,37 @@ request_log(s2a_gen_t *g, int status, const char *error)
     json_decref(msg);
 }
 
+/*
+ * The end of the job's records: the task row (`state`, with `error` or
+ * the result URLs) and the request-log row. Whatever the job still held
+ * is let go first.
+ */
+static void
+record_end(s2a_gen_t *g, const char *state, const char *error, int status)
+{
+    json_t *fields =
+        json_pack("{s:s, s:I, s:I}", "status", state, "completed_at",
+                  (json_int_t) s2a_now(), "duration_ms",
+                  (json_int_t) (s2a_now_ms() - g->started_ms));
+
+    stop_op(g);
+    release_lease(g);
+    if (fields != NULL && error != NULL) {
+        json_object_set_new(fields, "error_message", json_string(error));
+    } else if (fields != NULL) {
+        json_object_set_new(fields, "progress", json_real(100.0));
+        json_object_set(fields, "result_urls", g->urls);
+    }
+    record(g, fields);
+    request_log(g, status, error);
+}
+
 /* The end with an error. */
 static void
 fail(s2a_gen_t *g, int status, const char *type, const char *code,
      const char *message)
 {
-    stop_op(g);
-    release_lease(g);
-    record(g,
-           json_pack("{s:s, s:s, s:I, s:I}", "status", "failed",
-                     "error_message", message, "completed_at",
-                     (json_int_t) s2a_now(), "duration_ms",
-                     (json_int_t) (s2a_now_ms() - g->started_ms)));
-    request_log(g, status, message);
+    record_end(g, "failed", message, status);
     s2a_log(LOG_INFO, 0, "%s: job %s failed (%s): %s", g->rid, g->job_id, code,
             message);
     g->ops->done(g->arg, NULL, status, type, code, message);
@@ -229,19 +269,12 @@ refuse(s2a_gen_t *g, const char *reason)
     char text[640];
     json_t *details, *result;
 
-    stop_op(g);
-    release_lease(g);
     snprintf(text, sizeof(text), "Content policy violation: %.600s", reason);
     details = json_pack("{s:s, s:s}", "error_type", "content_policy_violation",
                         "reason", reason);
+    record_end(g, "failed", text, 400);
     g->ops->progress(g->arg, "error", "error", -1, text, details);
     json_decref(details);
-    record(g,
-           json_pack("{s:s, s:s, s:I, s:I}", "status", "failed",
-                     "error_message", text, "completed_at",
-                     (json_int_t) s2a_now(), "duration_ms",
-                     (json_int_t) (s2a_now_ms() - g->started_ms)));
-    request_log(g, 400, text);
     result = json_pack("{s:s, s:s, s:{s:s}}", "type", "error", "error", text,
                        "data", "error", text);
     g->ops->done(g->arg, result, 200, NULL, NULL, NULL);
@@ -272,12 +305,7 @@ succeed(s2a_gen_t *g)
                            g->urls, "count",
                            (json_int_t) json_array_size(g->urls), "data", data);
     }
-    record(g,
-           json_pack("{s:s, s:f, s:O, s:I, s:I}", "status", "succeeded",
-                     "progress", 100.0, "result_urls", g->urls, "completed_at",
-                     (json_int_t) s2a_now(), "duration_ms",
-                     (json_int_t) (s2a_now_ms() - g->started_ms)));
-    request_log(g, 200, NULL);
+    record_end(g, "succeeded", NULL, 200);
     g->ops->done(g->arg, result, 200, NULL, NULL, NULL);
     json_decref(result);
     job_free(g);
@@ -427,13 +455,7 @@ run_upload(s2a_gen_t *g)
     c.proxy = proxy[0] != '\0' ? proxy : NULL;
     c.parts = parts;
     c.nparts = 2;
-    g->op = OP_UPLOAD;
-    g->op_id = s2a_sora_start(&c, uploaded, g);
-    if (g->op_id == 0) {
-        g->op = OP_NONE;
-        fail(g, 500, "server_error", "internal_error",
-             "the upload could not start");
-    }
+    op_started(g, OP_UPLOAD, s2a_sora_start(&c, uploaded, g), "upload");
 }
 
 static void polled(const s2a_poll_update_t *u, void *arg);
@@ -576,6 +598,7 @@ run_submit(s2a_gen_t *g)
     const char *path = NULL;
     s2a_sora_call_t c;
     json_t *body = submit_body(g, &path);
+    uint64_t id;
 
     memset(&c, 0, sizeof(c));
     c.method = "POST";
@@ -584,14 +607,9 @@ run_submit(s2a_gen_t *g)
     c.proxy = proxy[0] != '\0' ? proxy : NULL;
     c.body = body;
     c.sentinel = true;
-    g->op = OP_SUBMIT;
-    g->op_id = body != NULL ? s2a_sora_start(&c, submitted, g) : 0;
+    id = body != NULL ? s2a_sora_start(&c, submitted, g) : 0;
     json_decref(body);
-    if (g->op_id == 0) {
-        g->op = OP_NONE;
-        fail(g, 500, "server_error", "internal_error",
-             "the generation request could not start");
-    }
+    op_started(g, OP_SUBMIT, id, "generation request");
 }
 
 /* ---------------------------------------------------------------------
@@ -859,13 +877,8 @@ kick_cb(evutil_socket_t fd, short what, void *arg)
     fetch.follow_redirects = true;
     /* A client's URL must not reach the gateway's own network. */
     fetch.public_only = !s2a_worker.conf->fetch_private;
-    g->op = OP_FETCH;
-    g->op_id = s2a_upstream_start(&fetch, fetched, g);
-    if (g->op_id == 0) {
-        g->op = OP_NONE;
-        fail(g, 500, "server_error", "internal_error",
-             "the image download could not start");
-    }
+    op_started(g, OP_FETCH, s2a_upstream_start(&fetch, fetched, g),
+               "image download");
 }
 
 static void
@@ -982,14 +995,7 @@ s2a_gen_start(const s2a_chatreq_t *req, const char *request_id,
 void
 s2a_gen_cancel(s2a_gen_t *g, const char *why, int status)
 {
-    stop_op(g);
-    release_lease(g);
-    record(g,
-           json_pack("{s:s, s:s, s:I, s:I}", "status", "cancelled",
-                     "error_message", why, "completed_at",
-                     (json_int_t) s2a_now(), "duration_ms",
-                     (json_int_t) (s2a_now_ms() - g->started_ms)));
-    request_log(g, status, why);
+    record_end(g, "cancelled", why, status);
     s2a_log(LOG_INFO, 0, "%s: job %s cancelled: %s", g->rid, g->job_id, why);
     job_free(g);
 }

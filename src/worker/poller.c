@@ -463,6 +463,19 @@ recent_done(const s2a_sora_result_t *r, void *arg)
     entry_settle(e);
 }
 
+static bool
+token_present(int64_t token_id)
+{
+    bool present;
+
+    if (s2a_shm_lock(s2a_worker.shm) != S2A_OK) {
+        return true; /* cannot tell: keep polling */
+    }
+    present = s2a_shm_token_find_locked(s2a_worker.shm, token_id) >= 0;
+    s2a_shm_unlock(s2a_worker.shm);
+    return present;
+}
+
 static void
 tick(evutil_socket_t fd, short what, void *arg)
 {
@@ -474,6 +487,16 @@ tick(evutil_socket_t fd, short what, void *arg)
     S2A_UNUSED(what);
     arm(e);
     e->ticks++;
+    if (!token_present(e->token_id)) {
+        /* Deleted from the pool: nobody can follow its tasks any more. */
+        e->busy++;
+        invalidate_all(e,
+                       "the account was removed from the pool while "
+                       "the task ran");
+        e->busy--;
+        entry_settle(e);
+        return;
+    }
     /* A request still unanswered from the last tick is not doubled. */
     if (count(e, S2A_KIND_VIDEO, 0) > 0) {
         if (e->pending_call == 0 && e->drafts_call == 0) {

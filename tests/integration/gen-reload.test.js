@@ -121,3 +121,20 @@ test('each accepted video lowers the token quota the scheduler sees', async () =
     await stopPool(ctx);
   }
 });
+
+test('a token deleted while its task runs ends the job at once', async () => {
+  const ctx = await g.startGenPool({ workers: 1 });
+  try {
+    const t = await g.addToken(ctx, { video_concurrency: 3 });
+    const running = g.chat(ctx.d, { model: 'sora-video-10s', stream: true, messages: g.user('orphan #stall') });
+    await waitFor(() => ctx.d.sqlite("SELECT status FROM tasks WHERE prompt = 'orphan #stall'") === 'running', { what: 'running' });
+    const r = await request(ctx.d.base, 'DELETE', `/api/tokens/${t.id}`, { headers: ctx.H });
+    assert.equal(r.status, 200, r.text);
+    const s = g.parseStream(await running);
+    assert.equal(s.error.error.code, 'token_invalidated');
+    assert.match(s.error.error.message, /removed from the pool/);
+    await waitFor(() => ctx.d.sqlite("SELECT status FROM tasks WHERE prompt = 'orphan #stall'") === 'failed', { what: 'failed' });
+  } finally {
+    await stopPool(ctx);
+  }
+});
