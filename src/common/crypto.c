@@ -290,28 +290,45 @@ unsigned char *
 s2a_base64_decode(const char *in, size_t len, size_t *outlen)
 {
     EVP_ENCODE_CTX *ctx;
-    unsigned char *out;
-    int n = 0, tail = 0, ok;
+    unsigned char *out = NULL;
+    char *norm;
+    size_t i, n = 0;
+    int got = 0, tail = 0, ok = 0;
 
-    if (len > (size_t) INT_MAX) {
+    if (len > (size_t) INT_MAX - 4) {
         return NULL;
     }
-    out = malloc(len / 4 * 3 + 4);
+    /* Clients send the URL-safe alphabet, line breaks and unpadded
+     * text too: normalise to the standard form OpenSSL reads. */
+    norm = malloc(len + 4);
+    if (norm == NULL) {
+        return NULL;
+    }
+    for (i = 0; i < len; i++) {
+        char ch = in[i];
+        if (ch == '\n' || ch == '\r' || ch == ' ' || ch == '\t') {
+            continue;
+        }
+        norm[n++] = ch == '-' ? '+' : ch == '_' ? '/' : ch;
+    }
+    while (n % 4 != 0 && n % 4 != 1) {
+        norm[n++] = '=';
+    }
+    out = malloc(n / 4 * 3 + 4);
     ctx = EVP_ENCODE_CTX_new();
-    if (out == NULL || ctx == NULL) {
-        free(out);
-        EVP_ENCODE_CTX_free(ctx);
-        return NULL;
+    if (out != NULL && ctx != NULL && n > 0) {
+        EVP_DecodeInit(ctx);
+        ok = EVP_DecodeUpdate(ctx, out, &got, (const unsigned char *) norm,
+                              (int) n)
+                >= 0
+            && EVP_DecodeFinal(ctx, out + got, &tail) == 1 && got + tail > 0;
     }
-    EVP_DecodeInit(ctx);
-    ok = EVP_DecodeUpdate(ctx, out, &n, (const unsigned char *) in, (int) len)
-            >= 0
-        && EVP_DecodeFinal(ctx, out + n, &tail) == 1;
     EVP_ENCODE_CTX_free(ctx);
-    if (!ok || n + tail == 0) {
+    free(norm);
+    if (!ok) {
         free(out);
         return NULL;
     }
-    *outlen = (size_t) (n + tail);
+    *outlen = (size_t) (got + tail);
     return out;
 }

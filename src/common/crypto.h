@@ -49,8 +49,9 @@ char *s2a_open(const uint8_t key[32], const char *sealed);
 int s2a_key_file_load(const char *path, uint8_t key[32]);
 
 /*
- * Decodes standard base64 (line breaks allowed) into a new buffer of
- * *outlen bytes (caller frees). NULL when the input is not base64.
+ * Decodes base64 (standard or URL-safe alphabet, padding optional, line
+ * breaks allowed) into a new buffer of *outlen bytes (caller frees).
+ * NULL when the input is not base64.
  */
 unsigned char *s2a_base64_decode(const char *in, size_t len, size_t *outlen);
 

@@ -209,7 +209,18 @@ test_base64_decode(void **state)
     free(out);
     assert_null(s2a_base64_decode("a$b=", 4, &n));
     assert_null(s2a_base64_decode("", 0, &n));
-    assert_null(s2a_base64_decode("aGVsbG8", 7, &n)); /* cut short */
+    assert_null(s2a_base64_decode("aGVsb", 5, &n)); /* a lone sextet */
+    /* Unpadded, and the URL-safe alphabet: "\xfb\xff" is "-_8" there. */
+    out = s2a_base64_decode("aGVsbG8", 7, &n);
+    assert_non_null(out);
+    assert_int_equal(n, 5);
+    assert_memory_equal(out, "hello", 5);
+    free(out);
+    out = s2a_base64_decode("-_8", 3, &n);
+    assert_non_null(out);
+    assert_int_equal(n, 2);
+    assert_memory_equal(out, "\xfb\xff", 2);
+    free(out);
 }
 
 int
