@@ -33,29 +33,9 @@ CONNS=64
 API_KEY=han1234
 TARGET=0.8
 PIDS=()     # servers still to be stopped by cleanup
+# shellcheck source=bench/lib.sh
+source "$HERE/lib.sh"
 
-die() {
-    local f
-    echo "$ME: FAIL: $*" >&2
-    for f in "${PIDS[@]}"; do
-        [[ -n $f ]] || continue
-        if kill -0 "$f" 2>/dev/null; then
-            echo "  pid $f alive, children: $(pgrep -P "$f" | tr '\n' ' ')" >&2
-        else
-            echo "  pid $f is gone" >&2
-        fi
-    done
-    for f in "${WORK:-/nonexistent}"/*/error.log; do
-        [[ -s $f ]] || continue
-        echo "--- last lines of $f" >&2
-        tail -n 15 "$f" >&2
-        if grep -q 'graceful stop requested' "$f"; then
-            echo "  (a SIGTERM came from outside this script: something on the" \
-                "machine is killing sora2apid processes)" >&2
-        fi
-    done
-    exit 1
-}
 
 for tool in wrk curl ss awk sort cmp pgrep; do
     command -v "$tool" >/dev/null 2>&1 ||
@@ -65,66 +45,7 @@ done
 [[ -x $DAEMON ]] || die "$DAEMON not found (make -C $ROOT build/sora2apid)"
 [[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || die "ROUNDS must be a positive integer"
 
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/sora2api-bench.XXXXXX")
-# nginx drops its workers to "nobody" when started as root: let them in.
-chmod 711 "$WORK"
-# Run a private copy of the daemon, under another name: a "pkill sora2apid"
-# by a concurrent test run cannot stop it mid-measurement, and its text pages
-# are not shared with (and so not discounted by) other instances' PSS.
-mkdir "$WORK/bin"
-cp "$DAEMON" "$WORK/bin/s2abench"
-BIN=$WORK/bin/s2abench
-
-cleanup() {
-    local pid i
-    trap - EXIT INT TERM
-    set +e
-    for pid in "${PIDS[@]}"; do
-        [[ -n $pid ]] && kill -TERM "$pid" 2>/dev/null
-    done
-    for pid in "${PIDS[@]}"; do
-        [[ -n $pid ]] || continue
-        for ((i = 0; i < 100; i++)); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -KILL "$pid" 2>/dev/null
-        wait "$pid" 2>/dev/null
-    done
-    if [[ ${KEEP_TMP:-0} == 1 ]]; then
-        echo "$ME: kept $WORK" >&2
-    else
-        rm -rf "$WORK"
-    fi
-    return 0
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-forget_pid() {
-    local i
-    for i in "${!PIDS[@]}"; do
-        [[ ${PIDS[i]} == "$1" ]] && PIDS[i]=
-    done
-    return 0
-}
-
-# free_port: sets PORT to a TCP port nobody uses on this machine, below the
-# ephemeral range so that wrk's own client ports cannot collide with it.
-declare -a TAKEN=()
-free_port() {
-    local i p used
-    used=$(ss -Htan | awk '{ n = split($4, a, ":"); print a[n] }')
-    for ((i = 0; i < 500; i++)); do
-        p=$((20000 + RANDOM % 12000))
-        grep -qx "$p" <<<"$used" && continue
-        [[ " ${TAKEN[*]} " == *" $p "* ]] && continue
-        TAKEN+=("$p")
-        PORT=$p
-        return 0
-    done
-    die "no free port found"
-}
+bench_setup
 
 # start_daemon NAME ACCESS_LOG: starts sora2apid in $WORK/NAME, waits for
 # its "ready:" line, sets PORT and DPID.
@@ -158,58 +79,6 @@ EOF
     die "sora2apid ($name) not ready after 10 s: $(cat "$dir/error.log" 2>/dev/null)"
 }
 
-# start_nginx BODY_FILE: serves BODY_FILE at /v1/models; sets PORT, NPID.
-start_nginx() {
-    local dir=$WORK/nginx i
-    free_port
-    mkdir -p "$dir/html/v1" "$dir/tmp"
-    cp "$1" "$dir/html/v1/models"
-    chmod -R a+rX "$dir/html"
-    cat >"$dir/nginx.conf" <<EOF
-worker_processes 2;
-pid $dir/nginx.pid;
-error_log $dir/error.log warn;
-events {
-    worker_connections 1024;
-}
-http {
-    access_log off;
-    server_tokens off;
-    types { }
-    default_type application/json;
-    sendfile on;
-    tcp_nopush on;
-    tcp_nodelay on;
-    keepalive_timeout 75s;
-    keepalive_requests 1000000;
-    open_file_cache max=16 inactive=60s;
-    client_body_temp_path $dir/tmp/body;
-    proxy_temp_path $dir/tmp/proxy;
-    fastcgi_temp_path $dir/tmp/fastcgi;
-    uwsgi_temp_path $dir/tmp/uwsgi;
-    scgi_temp_path $dir/tmp/scgi;
-    server {
-        listen 127.0.0.1:$PORT reuseport;
-        root $dir/html;
-        location = /v1/models { }
-        location / { return 404; }
-    }
-}
-EOF
-    "$NGINX" -t -q -p "$dir/" -e "$dir/error.log" -c "$dir/nginx.conf" ||
-        die "nginx rejects its config: $(cat "$dir/error.log" 2>/dev/null)"
-    "$NGINX" -p "$dir/" -e "$dir/error.log" -c "$dir/nginx.conf" \
-        -g 'daemon off;' >"$dir/stdout.log" 2>&1 &
-    NPID=$!
-    PIDS+=("$NPID")
-    for ((i = 0; i < 100; i++)); do
-        curl -sf -o /dev/null "http://127.0.0.1:$PORT/v1/models" && return 0
-        kill -0 "$NPID" 2>/dev/null ||
-            die "nginx exited at start: $(cat "$dir/error.log" 2>/dev/null)"
-        sleep 0.1
-    done
-    die "nginx not answering after 10 s"
-}
 
 # stop_daemon NAME PID: SIGTERM, and insist on exit status 0.
 stop_daemon() {

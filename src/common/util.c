@@ -57,3 +57,13 @@ s2a_mkdirs(const char *path, unsigned mode)
     }
     return S2A_OK;
 }
+
+void
+s2a_utc_day(int64_t t, char out[11])
+{
+    time_t tt = (time_t) t;
+    struct tm tm;
+
+    gmtime_r(&tt, &tm);
+    strftime(out, 11, "%Y-%m-%d", &tm);
+}

@@ -13,6 +13,9 @@ int64_t s2a_now(void);
 /* Monotonic milliseconds, for deadlines and durations. */
 int64_t s2a_mono_ms(void);
 
+/* The UTC day of unix time `t` as "YYYY-MM-DD" (usage and counters). */
+void s2a_utc_day(int64_t t, char out[11]);
+
 /* mkdir -p with `mode`. Returns S2A_OK or S2A_ERROR with errno set. */
 int s2a_mkdirs(const char *path, unsigned mode);
 

@@ -3,6 +3,7 @@
  * usage counters. Prepared statements only.
  */
 #include "master/db.h"
+#include "common/util.h"
 #include "common/crypto.h"
 #include "common/log.h"
 
@@ -1245,13 +1246,10 @@ s2a_db_token_outcome(s2a_db_t *db, int64_t id, bool video, bool success,
                      int64_t now)
 {
     sqlite3_stmt *st;
-    char today[16];
-    time_t t = (time_t) now;
-    struct tm tm;
+    char today[11];
     int rc, run = -1;
 
-    gmtime_r(&t, &tm);
-    strftime(today, sizeof(today), "%Y-%m-%d", &tm);
+    s2a_utc_day(now, today);
     /* A new day starts today's counters from zero. */
     if (sqlite3_prepare_v2(
             db->conn,
@@ -1293,14 +1291,11 @@ json_t *
 s2a_db_stats(s2a_db_t *db, int64_t now)
 {
     sqlite3_stmt *st;
-    char today[16];
-    time_t t = (time_t) now;
-    struct tm tm;
+    char today[11];
     json_t *out = NULL, *states;
     int rc;
 
-    gmtime_r(&t, &tm);
-    strftime(today, sizeof(today), "%Y-%m-%d", &tm);
+    s2a_utc_day(now, today);
     /* "Today" counters count only when their day is today, so an idle
      * token's yesterday never leaks into today's totals. */
     if (sqlite3_prepare_v2(

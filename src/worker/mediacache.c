@@ -308,7 +308,7 @@ char *
 s2a_cache_public_url(const char *name, const char *host)
 {
     const char *base;
-    size_t blen;
+    size_t blen, len;
     char *out;
 
     s2a_worker_refresh_settings();
@@ -317,16 +317,18 @@ s2a_cache_public_url(const char *name, const char *host)
     while (blen > 0 && base[blen - 1] == '/') {
         blen--;
     }
-    out = malloc(blen + strlen(host != NULL ? host : "localhost") + strlen(name)
-                 + 16);
+    if (host == NULL) {
+        host = "localhost";
+    }
+    len = blen + strlen(host) + strlen(name) + 16;
+    out = malloc(len);
     if (out == NULL) {
         return NULL;
     }
     if (blen > 0) {
-        sprintf(out, "%.*s/tmp/%s", (int) blen, base, name);
+        snprintf(out, len, "%.*s/tmp/%s", (int) blen, base, name);
     } else {
-        sprintf(out, "http://%s/tmp/%s", host != NULL ? host : "localhost",
-                name);
+        snprintf(out, len, "http://%s/tmp/%s", host, name);
     }
     return out;
 }

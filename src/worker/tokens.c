@@ -768,9 +768,7 @@ export_done(json_t *reply, void *arg)
 {
     job_t *job = arg;
     json_t *tokens = json_object_get(reply, "tokens"), *t, *out;
-    char cd[96], day[16];
-    time_t now = time(NULL);
-    struct tm tm;
+    char cd[96], day[11];
     s2a_req_t *req;
     size_t i;
 
@@ -797,8 +795,7 @@ export_done(json_t *reply, void *arg)
                       "video_concurrency",
                       json_object_get(t, "video_concurrency")));
     }
-    gmtime_r(&now, &tm);
-    strftime(day, sizeof(day), "%Y-%m-%d", &tm);
+    s2a_utc_day(s2a_now(), day);
     snprintf(cd, sizeof(cd), "attachment; filename=\"tokens_%s.json\"", day);
     req = job_end(job);
     s2a_http_add_header(req, "Content-Disposition", cd);

@@ -5,11 +5,11 @@
  * search beats a hash table here.
  */
 #include "worker/usage.h"
+#include "common/util.h"
 #include "worker/context.h"
 
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #define USAGE_MAX 256
 
@@ -23,23 +23,13 @@ typedef struct usage_row_s {
 static usage_row_t rows[USAGE_MAX];
 static int nrows;
 
-static void
-today(char day[11])
-{
-    time_t t = time(NULL);
-    struct tm tm;
-
-    gmtime_r(&t, &tm);
-    strftime(day, 11, "%Y-%m-%d", &tm);
-}
-
 void
 s2a_usage_count(const char *route, int status)
 {
     char day[11];
     int i;
 
-    today(day);
+    s2a_utc_day(s2a_now(), day);
     for (i = 0; i < nrows; i++) {
         if (rows[i].status == status && rows[i].route == route
             && memcmp(rows[i].day, day, 11) == 0)
