@@ -3,6 +3,7 @@
  * usage counters. Prepared statements only.
  */
 #include "master/db.h"
+#include "common/settings.h"
 #include "common/util.h"
 #include "common/crypto.h"
 #include "common/log.h"
@@ -374,89 +375,44 @@ s2a_db_setting_set(s2a_db_t *db, const char *key, const char *value)
     return S2A_OK;
 }
 
-static int
-seed_one(s2a_db_t *db, const char *key, const char *value)
-{
-    char buf[8];
-    int rc = s2a_db_setting_get(db, key, buf, sizeof(buf));
-
-    if (rc == S2A_DECLINED) {
-        return s2a_db_setting_set(db, key, value);
-    }
-    return rc;
-}
-
+/*
+ * Every runtime setting that has no row yet gets its default, or the
+ * value its seed makes from the configuration (first start).
+ */
 int
 s2a_db_seed(s2a_db_t *db, const s2a_conf_t *conf)
 {
-    uint8_t hash[S2A_SHA256_LEN];
-    char hex[2 * S2A_SHA256_LEN + 1], pw[S2A_PASSWORD_HASH_LEN], buf[8];
-    int rc = S2A_ERROR;
+    const s2a_setting_t *s;
+    char probe[8], value[S2A_PASSWORD_HASH_LEN + 64];
+    size_t i;
+    int rc = S2A_ERROR, got;
 
     if (s2a_db_begin(db) != S2A_OK) {
         return S2A_ERROR;
     }
-    s2a_sha256(conf->api_key, strlen(conf->api_key), hash);
-    s2a_hex(hash, sizeof(hash), hex);
-    if (seed_one(db, "api_key_sha256", hex) != S2A_OK
-        || seed_one(db, "admin_username", conf->admin_username) != S2A_OK
-        || seed_one(db, "log_level", "") != S2A_OK
-        || seed_one(db, "selection_policy", "least_busy") != S2A_OK
-        || seed_one(db, "error_ban_threshold", "3") != S2A_OK
-        || seed_one(db, "session_epoch", "1") != S2A_OK
-        || seed_one(db, "session_ttl", "86400") != S2A_OK
-        || seed_one(db, "at_auto_refresh_enabled", "1") != S2A_OK
-        || seed_one(db, "at_refresh_window", "86400") != S2A_OK
-        || seed_one(db, "quota_refresh_interval", "3600") != S2A_OK
-        || seed_one(db, "cache_enabled", "0") != S2A_OK
-        || seed_one(db, "cache_timeout", "600") != S2A_OK
-        || seed_one(db, "cache_base_url", "") != S2A_OK
-        || seed_one(db, "queue_timeout", "60") != S2A_OK
-        || seed_one(db, "proxy_enabled", "0") != S2A_OK
-        || seed_one(db, "proxy_url", "") != S2A_OK
-        || seed_one(db, "image_timeout", "300") != S2A_OK
-        || seed_one(db, "video_timeout", "1500") != S2A_OK
-        || seed_one(db, "watermark_free_enabled", "0") != S2A_OK
-        || seed_one(db, "watermark_parse_method", "third_party") != S2A_OK
-        || seed_one(db, "watermark_custom_parse_url", "") != S2A_OK
-        || seed_one(db, "watermark_custom_parse_token", "") != S2A_OK
-        || seed_one(db, "watermark_third_party_url",
-                    "https://oscdn2.dyysy.com/MP4/{post_id}.mp4")
-            != S2A_OK)
-    {
-        goto done;
-    }
-    /* The key that signs admin sessions: random, made once, kept so that
-     * sessions survive restarts. */
-    if (s2a_db_setting_get(db, "session_secret", buf, sizeof(buf))
-        == S2A_DECLINED) {
-        if (s2a_random_bytes(hash, sizeof(hash)) != S2A_OK) {
+    for (i = 0; i < s2a_nsettings; i++) {
+        s = &s2a_settings[i];
+        got = s2a_db_setting_get(db, s->name, probe, sizeof(probe));
+        if (got == S2A_OK) {
+            continue;
+        }
+        if (got != S2A_DECLINED) {
             goto done;
         }
-        s2a_hex(hash, sizeof(hash), hex);
-        if (s2a_db_setting_set(db, "session_secret", hex) != S2A_OK) {
+        if (s->def != NULL) {
+            snprintf(value, sizeof(value), "%s", s->def);
+        } else if (s->seed == NULL
+                   || s->seed(conf, value, sizeof(value)) != S2A_OK) {
+            s2a_log(LOG_ERR, 0, "cannot make the first value of %s", s->name);
             goto done;
         }
-    }
-    if (s2a_db_setting_get(db, "admin_password_hash", buf, sizeof(buf))
-        == S2A_DECLINED)
-    {
-        /* Hashing is slow by design: only on the first start. */
-        if (s2a_password_hash(conf->admin_password, pw, sizeof(pw)) != S2A_OK
-            || s2a_db_setting_set(db, "admin_password_hash", pw) != S2A_OK)
-        {
-            goto done;
-        }
-        if (s2a_db_setting_set(db, "admin_password_is_default",
-                               strcmp(conf->admin_password, "admin") == 0 ? "1"
-                                                                          : "0")
-            != S2A_OK)
-        {
+        if (s2a_db_setting_set(db, s->name, value) != S2A_OK) {
             goto done;
         }
     }
     rc = S2A_OK;
 done:
+    OPENSSL_cleanse(value, sizeof(value));
     if (rc == S2A_OK) {
         return s2a_db_commit(db);
     }
@@ -464,151 +420,41 @@ done:
     return rc;
 }
 
-static int
-unhex32(const char *hex, uint8_t out[32])
+int
+s2a_db_load_settings(s2a_db_t *db, s2a_shm_settings_t *out, bool warn)
 {
-    unsigned v;
-    int i;
+    const s2a_setting_t *s;
+    char buf[1024], err[256];
+    size_t i;
+    int rc;
 
-    if (strlen(hex) != 64) {
-        return S2A_ERROR;
-    }
-    for (i = 0; i < 32; i++) {
-        if (sscanf(hex + 2 * i, "%2x", &v) != 1) {
+    s2a_settings_defaults(out);
+    for (i = 0; i < s2a_nsettings; i++) {
+        s = &s2a_settings[i];
+        rc = s2a_db_setting_get(db, s->name, buf, sizeof(buf));
+        if (rc == S2A_ERROR) {
             return S2A_ERROR;
         }
-        out[i] = (uint8_t) v;
-    }
-    return S2A_OK;
-}
-
-int
-s2a_db_load_settings(s2a_db_t *db, s2a_shm_settings_t *out)
-{
-    char buf[128];
-
-    memset(out, 0, sizeof(*out));
-    out->log_level = -1;
-    out->policy = S2A_POLICY_LEAST_BUSY;
-    out->error_ban_threshold = 3;
-
-    if (s2a_db_setting_get(db, "api_key_sha256", buf, sizeof(buf)) != S2A_OK
-        || unhex32(buf, out->api_key_hash) != S2A_OK)
-    {
-        s2a_log(LOG_ERR, 0, "setting api_key_sha256 is missing or corrupt");
-        return S2A_ERROR;
-    }
-    if (s2a_db_setting_get(db, "log_level", buf, sizeof(buf)) == S2A_OK
-        && buf[0] != '\0')
-    {
-        out->log_level = s2a_log_level_parse(buf);
-    }
-    if (s2a_db_setting_get(db, "selection_policy", buf, sizeof(buf)) == S2A_OK)
-    {
-        if (strcmp(buf, "round_robin") == 0) {
-            out->policy = S2A_POLICY_ROUND_ROBIN;
-        } else if (strcmp(buf, "random") == 0) {
-            out->policy = S2A_POLICY_RANDOM;
+        if (rc == S2A_OK
+            && s2a_setting_parse(s, buf, out, err, sizeof(err)) == S2A_OK) {
+            continue;
+        }
+        if (s->flags & S2A_SET_REQUIRED) {
+            s2a_log(LOG_ERR, 0, "setting %s is %s", s->name,
+                    rc == S2A_OK ? "corrupt" : "missing");
+            return S2A_ERROR;
+        }
+        /* An out-of-range value written behind the daemon's back is not
+         * used: the default stands in, and the log names the key. */
+        if (rc == S2A_OK && warn) {
+            s2a_log(LOG_WARNING, 0,
+                    "runtime setting %s: the stored value is refused (%s); "
+                    "using the default \"%s\"",
+                    s->name, err, s->def != NULL ? s->def : "");
         }
     }
-    if (s2a_db_setting_get(db, "error_ban_threshold", buf, sizeof(buf))
-        == S2A_OK) {
-        out->error_ban_threshold = atoi(buf);
-    }
-    out->session_ttl = 86400;
-    if (s2a_db_setting_get(db, "session_ttl", buf, sizeof(buf)) == S2A_OK) {
-        out->session_ttl = atoi(buf);
-    }
-    if (s2a_db_setting_get(db, "session_epoch", buf, sizeof(buf)) == S2A_OK) {
-        out->session_epoch = (uint32_t) strtoul(buf, NULL, 10);
-    }
-    if (s2a_db_setting_get(db, "session_secret", buf, sizeof(buf)) != S2A_OK
-        || unhex32(buf, out->session_secret) != S2A_OK)
-    {
-        s2a_log(LOG_ERR, 0, "setting session_secret is missing or corrupt");
-        return S2A_ERROR;
-    }
-    if (s2a_db_setting_get(db, "admin_username", out->admin_username,
-                           sizeof(out->admin_username))
-            != S2A_OK
-        || s2a_db_setting_get(db, "admin_password_hash",
-                              out->admin_password_hash,
-                              sizeof(out->admin_password_hash))
-            != S2A_OK)
-    {
-        s2a_log(LOG_ERR, 0, "admin credentials missing from the database");
-        return S2A_ERROR;
-    }
-    out->admin_password_is_default = s2a_db_default_admin_password(db);
-    out->cache_timeout = 600;
-    if (s2a_db_setting_get(db, "cache_enabled", buf, sizeof(buf)) == S2A_OK) {
-        out->cache_enabled = strcmp(buf, "1") == 0;
-    }
-    if (s2a_db_setting_get(db, "cache_timeout", buf, sizeof(buf)) == S2A_OK) {
-        out->cache_timeout = atoi(buf);
-    }
-    s2a_db_setting_get(db, "cache_base_url", out->cache_base_url,
-                       sizeof(out->cache_base_url));
-    out->queue_timeout = 60;
-    if (s2a_db_setting_get(db, "queue_timeout", buf, sizeof(buf)) == S2A_OK) {
-        out->queue_timeout = atoi(buf);
-    }
-    out->image_timeout = 300;
-    out->video_timeout = 1500;
-    if (s2a_db_setting_get(db, "proxy_enabled", buf, sizeof(buf)) == S2A_OK) {
-        out->proxy_enabled = strcmp(buf, "1") == 0;
-    }
-    s2a_db_setting_get(db, "proxy_url", out->proxy_url, sizeof(out->proxy_url));
-    if (s2a_db_setting_get(db, "image_timeout", buf, sizeof(buf)) == S2A_OK) {
-        out->image_timeout = atoi(buf);
-    }
-    if (s2a_db_setting_get(db, "video_timeout", buf, sizeof(buf)) == S2A_OK) {
-        out->video_timeout = atoi(buf);
-    }
-    if (s2a_db_setting_get(db, "watermark_free_enabled", buf, sizeof(buf))
-        == S2A_OK)
-    {
-        out->wm_enabled = strcmp(buf, "1") == 0;
-    }
-    if (s2a_db_setting_get(db, "watermark_parse_method", buf, sizeof(buf))
-        == S2A_OK)
-    {
-        out->wm_custom = strcmp(buf, "custom") == 0;
-    }
-    s2a_db_setting_get(db, "watermark_custom_parse_url", out->wm_custom_url,
-                       sizeof(out->wm_custom_url));
-    s2a_db_setting_get(db, "watermark_custom_parse_token", out->wm_custom_token,
-                       sizeof(out->wm_custom_token));
-    s2a_db_setting_get(db, "watermark_third_party_url", out->wm_third_party_url,
-                       sizeof(out->wm_third_party_url));
-    out->at_refresh_enabled = 1;
-    out->at_refresh_window = 86400;
-    out->quota_interval = 3600;
-    if (s2a_db_setting_get(db, "at_auto_refresh_enabled", buf, sizeof(buf))
-        == S2A_OK)
-    {
-        out->at_refresh_enabled = strcmp(buf, "1") == 0;
-    }
-    if (s2a_db_setting_get(db, "at_refresh_window", buf, sizeof(buf)) == S2A_OK)
-    {
-        out->at_refresh_window = atoi(buf);
-    }
-    if (s2a_db_setting_get(db, "quota_refresh_interval", buf, sizeof(buf))
-        == S2A_OK)
-    {
-        out->quota_interval = atoi(buf);
-    }
+    OPENSSL_cleanse(buf, sizeof(buf));
     return S2A_OK;
-}
-
-bool
-s2a_db_default_admin_password(s2a_db_t *db)
-{
-    char buf[8];
-
-    return s2a_db_setting_get(db, "admin_password_is_default", buf, sizeof(buf))
-        == S2A_OK
-        && strcmp(buf, "1") == 0;
 }
 
 int

@@ -37,17 +37,20 @@ int s2a_db_setting_get(s2a_db_t *db, const char *key, char *buf, size_t len);
 int s2a_db_setting_set(s2a_db_t *db, const char *key, const char *value);
 
 /*
- * On first start stores the runtime settings seeded from the [defaults]
- * section of `conf` (the API key and admin password hashed). Keys already
- * present are left alone. Returns S2A_OK or S2A_ERROR.
+ * Stores every runtime setting that has no row yet: its default, or what
+ * its seed makes from the [defaults] section of `conf` (the API key and
+ * admin password hashed). Rows present are left alone. Returns S2A_OK or
+ * S2A_ERROR.
  */
 int s2a_db_seed(s2a_db_t *db, const s2a_conf_t *conf);
 
-/* Builds the shm settings snapshot from the database. */
-int s2a_db_load_settings(s2a_db_t *db, s2a_shm_settings_t *out);
-
-/* True while the admin password still equals the shipped default. */
-bool s2a_db_default_admin_password(s2a_db_t *db);
+/*
+ * Builds the shm settings snapshot from the database, row by row of the
+ * settings table. A stored value its row refuses is replaced by the
+ * default (with a warning naming the key when `warn`); a required one
+ * missing or corrupt fails with S2A_ERROR.
+ */
+int s2a_db_load_settings(s2a_db_t *db, s2a_shm_settings_t *out, bool warn);
 
 /* Adds `count` to the usage row (day, route, status). */
 int s2a_db_usage_add(s2a_db_t *db, const char *day, const char *route,

@@ -3,6 +3,7 @@
  * test it (-t) or hand it to the master.
  */
 #include "common/conf.h"
+#include "common/settings.h"
 #include "common/log.h"
 #include "master/master.h"
 
@@ -21,7 +22,8 @@ usage(FILE *fp)
             "  -f       stay in the foreground (the default)\n"
             "  -d       detach and run as a daemon\n"
             "  -t       test the configuration and exit\n"
-            "  -k       print every configuration key with its default\n"
+            "  -k       print every configuration key and runtime setting\n"
+            "           with its default\n"
             "  -V       print the version and exit\n"
             "  -h       this help\n");
 }
@@ -43,7 +45,10 @@ main(int argc, char **argv)
         case 'f': opts.daemonize = false; break;
         case 'd': opts.daemonize = true; break;
         case 't': test = true; break;
-        case 'k': s2a_conf_dump_keys(stdout); return S2A_EXIT_OK;
+        case 'k':
+            s2a_conf_dump_keys(stdout);
+            s2a_settings_dump(stdout);
+            return S2A_EXIT_OK;
         case 'V': printf("sora2apid %s\n", S2A_VERSION); return S2A_EXIT_OK;
         case 'h': usage(stdout); return S2A_EXIT_OK;
         default: usage(stderr); return S2A_EXIT_CONFIG;

@@ -9,6 +9,7 @@
 #include "common/chan.h"
 #include "common/crypto.h"
 #include "common/log.h"
+#include "common/settings.h"
 #include "common/shm.h"
 #include "common/util.h"
 #include "master/db.h"
@@ -130,18 +131,38 @@ apply_log_level(void)
     s2a_log_set_level(s.log_level >= 0 ? s.log_level : M.conf->log_level);
 }
 
-/* Re-reads the runtime settings from the database into shm. */
+/* Re-reads the runtime settings from the database into shm; `warn`
+ * names refused stored values (start and reload). */
 static int
-publish_settings(void)
+publish_settings(bool warn)
 {
     s2a_shm_settings_t s;
 
-    if (s2a_db_load_settings(M.db, &s) != S2A_OK) {
+    if (s2a_db_load_settings(M.db, &s, warn) != S2A_OK) {
         return S2A_ERROR;
     }
     s2a_shm_settings_write(M.shm, &s);
     apply_log_level();
     return S2A_OK;
+}
+
+/* Said at every start until the operator changes them. */
+static void
+warn_default_credentials(void)
+{
+    uint8_t hash[S2A_SHA256_LEN];
+
+    if (M.shm->settings.admin_password_is_default) {
+        s2a_log(LOG_WARNING, 0,
+                "the admin password is still the default "
+                "\"admin\": change it in the admin UI");
+    }
+    s2a_sha256("han1234", 7, hash);
+    if (memcmp(hash, M.shm->settings.api_key_hash, sizeof(hash)) == 0) {
+        s2a_log(LOG_WARNING, 0,
+                "the API key is still the default \"han1234\": change it "
+                "in the admin UI");
+    }
 }
 
 /* Mutations from workers share one transaction per loop iteration. */
@@ -211,7 +232,7 @@ flush_cb(evutil_socket_t fd, short what, void *arg)
     }
     /* Settings reach shm only once they are durable. */
     if (ok && M.settings_dirty) {
-        publish_settings();
+        publish_settings(false);
     }
     M.settings_dirty = false;
     tokens_publish_touched(ok);
@@ -247,251 +268,40 @@ is_hex(const char *s, size_t len)
     return true;
 }
 
-static bool
-is_int_in(const char *value, long lo, long hi)
-{
-    char *end;
-    long v = strtol(value, &end, 10);
-
-    return end != value && *end == '\0' && v >= lo && v <= hi;
-}
-
 /*
- * The runtime settings a worker may change, with their rules. Secrets
- * arrive already hashed: the master never sees a password or an API key.
+ * A value a worker wants for setting `key`, checked against its row of
+ * the settings table. Secrets arrive already hashed: the master never
+ * sees a password or an API key.
  */
 static int
 validate_setting(const char *key, const char *value, char *err, size_t errlen)
 {
-    const char *p;
-    size_t len;
+    const s2a_setting_t *s = s2a_setting_find(key);
 
-    if (strcmp(key, "log_level") == 0) {
-        if (value[0] == '\0' || s2a_log_level_parse(value) >= LOG_ERR) {
-            return S2A_OK;
-        }
-        snprintf(err, errlen,
-                 "log_level must be error, warn, notice, info, debug or "
-                 "empty (follow the configuration file)");
+    if (s == NULL || (s->flags & S2A_SET_INTERNAL)) {
+        snprintf(err, errlen, "unknown setting \"%.64s\"", key);
         return S2A_ERROR;
     }
-    if (strcmp(key, "selection_policy") == 0) {
-        if (strcmp(value, "least_busy") == 0
-            || strcmp(value, "round_robin") == 0
-            || strcmp(value, "random") == 0)
-        {
+    if (s->type == S2A_SET_T_EPOCH) {
+        if (s2a_setting_is_bump(s, value)) {
             return S2A_OK;
         }
-        snprintf(err, errlen,
-                 "selection_policy must be least_busy, round_robin or random");
+        snprintf(err, errlen, "%s can only be bumped", key);
         return S2A_ERROR;
     }
-    if (strcmp(key, "error_ban_threshold") == 0) {
-        if (is_int_in(value, 0, 1000)) {
-            return S2A_OK;
-        }
-        snprintf(err, errlen, "error_ban_threshold must be 0..1000");
-        return S2A_ERROR;
-    }
-    if (strcmp(key, "session_ttl") == 0) {
-        if (is_int_in(value, 300, 30L * 86400)) {
-            return S2A_OK;
-        }
-        snprintf(err, errlen, "session_ttl must be 300..2592000 seconds");
-        return S2A_ERROR;
-    }
-    if (strcmp(key, "api_key_sha256") == 0) {
-        if (is_hex(value, 64)) {
-            return S2A_OK;
-        }
-        snprintf(err, errlen, "api_key_sha256 must be 64 hex digits");
-        return S2A_ERROR;
-    }
-    if (strcmp(key, "admin_username") == 0) {
-        len = strlen(value);
-        for (p = value; *p != '\0'; p++) {
-            if ((unsigned char) *p < 0x20 || *p == 0x7f) {
-                break;
-            }
-        }
-        if (len >= 1 && len <= 63 && *p == '\0') {
-            return S2A_OK;
-        }
-        snprintf(err, errlen,
-                 "admin_username must be 1..63 printable characters");
-        return S2A_ERROR;
-    }
-    if (strcmp(key, "admin_password_hash") == 0) {
-        if (strncmp(value, "pbkdf2-sha256$", 14) == 0
-            && strlen(value) < S2A_PASSWORD_HASH_LEN)
-        {
-            return S2A_OK;
-        }
-        snprintf(err, errlen, "admin_password_hash is not a password hash");
-        return S2A_ERROR;
-    }
-    if (strcmp(key, "admin_password_is_default") == 0) {
-        if (strcmp(value, "0") == 0 || strcmp(value, "1") == 0) {
-            return S2A_OK;
-        }
-        snprintf(err, errlen, "admin_password_is_default must be 0 or 1");
-        return S2A_ERROR;
-    }
-    if (strcmp(key, "proxy_enabled") == 0
-        || strcmp(key, "watermark_free_enabled") == 0)
-    {
-        if (strcmp(value, "0") == 0 || strcmp(value, "1") == 0) {
-            return S2A_OK;
-        }
-        snprintf(err, errlen, "%s must be 0 or 1", key);
-        return S2A_ERROR;
-    }
-    if (strcmp(key, "proxy_url") == 0) {
-        if (value[0] == '\0'
-            || ((strncmp(value, "http://", 7) == 0
-                 || strncmp(value, "https://", 8) == 0
-                 || strncmp(value, "socks5://", 9) == 0
-                 || strncmp(value, "socks5h://", 10) == 0)
-                && strlen(value) < 256 && strpbrk(value, " \t\r\n") == NULL))
-        {
-            return S2A_OK;
-        }
-        snprintf(err, errlen,
-                 "proxy_url must be an http, https, socks5 or "
-                 "socks5h URL");
-        return S2A_ERROR;
-    }
-    if (strcmp(key, "queue_timeout") == 0) {
-        if (is_int_in(value, 0, 600)) {
-            return S2A_OK;
-        }
-        snprintf(err, errlen, "queue_timeout must be 0..600 seconds");
-        return S2A_ERROR;
-    }
-    if (strcmp(key, "image_timeout") == 0) {
-        if (is_int_in(value, 60, 3600)) {
-            return S2A_OK;
-        }
-        snprintf(err, errlen, "image_timeout must be 60..3600 seconds");
-        return S2A_ERROR;
-    }
-    if (strcmp(key, "video_timeout") == 0) {
-        if (is_int_in(value, 60, 7200)) {
-            return S2A_OK;
-        }
-        snprintf(err, errlen, "video_timeout must be 60..7200 seconds");
-        return S2A_ERROR;
-    }
-    if (strcmp(key, "watermark_parse_method") == 0) {
-        if (strcmp(value, "third_party") == 0 || strcmp(value, "custom") == 0) {
-            return S2A_OK;
-        }
-        snprintf(err, errlen, "parse_method must be third_party or custom");
-        return S2A_ERROR;
-    }
-    if (strcmp(key, "watermark_custom_parse_url") == 0) {
-        if (value[0] == '\0'
-            || ((strncmp(value, "http://", 7) == 0
-                 || strncmp(value, "https://", 8) == 0)
-                && strlen(value) < 256 && strpbrk(value, " \t\r\n") == NULL))
-        {
-            return S2A_OK;
-        }
-        snprintf(err, errlen, "custom_parse_url must be an http(s) URL");
-        return S2A_ERROR;
-    }
-    if (strcmp(key, "watermark_custom_parse_token") == 0) {
-        if (strlen(value) < 256 && strpbrk(value, "\r\n") == NULL) {
-            return S2A_OK;
-        }
-        snprintf(err, errlen, "custom_parse_token is too long");
-        return S2A_ERROR;
-    }
-    if (strcmp(key, "watermark_third_party_url") == 0) {
-        if ((strncmp(value, "http://", 7) == 0
-             || strncmp(value, "https://", 8) == 0)
-            && strstr(value, "{post_id}") != NULL && strlen(value) < 256)
-        {
-            return S2A_OK;
-        }
-        snprintf(err, errlen,
-                 "third_party_url must be an http(s) URL "
-                 "containing {post_id}");
-        return S2A_ERROR;
-    }
-    if (strcmp(key, "cache_enabled") == 0) {
-        if (strcmp(value, "0") == 0 || strcmp(value, "1") == 0) {
-            return S2A_OK;
-        }
-        snprintf(err, errlen, "cache_enabled must be 0 or 1");
-        return S2A_ERROR;
-    }
-    if (strcmp(key, "cache_timeout") == 0) {
-        if (is_int_in(value, 60, 86400)) {
-            return S2A_OK;
-        }
-        snprintf(err, errlen,
-                 "Cache timeout must be between 60 seconds and "
-                 "24 hours (86400 seconds)");
-        return S2A_ERROR;
-    }
-    if (strcmp(key, "cache_base_url") == 0) {
-        if (value[0] == '\0'
-            || ((strncmp(value, "http://", 7) == 0
-                 || strncmp(value, "https://", 8) == 0)
-                && strlen(value) < 256 && strpbrk(value, " \t\r\n") == NULL))
-        {
-            return S2A_OK;
-        }
-        snprintf(err, errlen,
-                 "Base URL must start with http:// or https:// "
-                 "(or be empty to use the request's host)");
-        return S2A_ERROR;
-    }
-    if (strcmp(key, "at_auto_refresh_enabled") == 0) {
-        if (strcmp(value, "0") == 0 || strcmp(value, "1") == 0) {
-            return S2A_OK;
-        }
-        snprintf(err, errlen, "at_auto_refresh_enabled must be 0 or 1");
-        return S2A_ERROR;
-    }
-    if (strcmp(key, "at_refresh_window") == 0) {
-        if (is_int_in(value, 300, 30L * 86400)) {
-            return S2A_OK;
-        }
-        snprintf(err, errlen, "at_refresh_window must be 300..2592000 seconds");
-        return S2A_ERROR;
-    }
-    if (strcmp(key, "quota_refresh_interval") == 0) {
-        if (is_int_in(value, 0, 7L * 86400)) {
-            return S2A_OK;
-        }
-        snprintf(err, errlen,
-                 "quota_refresh_interval must be 0 (off) or up to 604800 "
-                 "seconds");
-        return S2A_ERROR;
-    }
-    if (strcmp(key, "session_epoch") == 0) {
-        if (strcmp(value, "bump") == 0) {
-            return S2A_OK;
-        }
-        snprintf(err, errlen, "session_epoch can only be bumped");
-        return S2A_ERROR;
-    }
-    snprintf(err, errlen, "unknown setting \"%s\"", key);
-    return S2A_ERROR;
+    return s2a_setting_parse(s, value, NULL, err, errlen);
 }
 
 static int
 write_setting(const char *key, const char *value)
 {
+    const s2a_setting_t *s = s2a_setting_find(key);
     char buf[32];
     unsigned long epoch = 0;
 
-    if (strcmp(key, "session_epoch") == 0) {
+    if (s != NULL && s2a_setting_is_bump(s, value)) {
         /* Every session signed under the old epoch stops being valid. */
-        if (s2a_db_setting_get(M.db, "session_epoch", buf, sizeof(buf))
-            == S2A_OK) {
+        if (s2a_db_setting_get(M.db, key, buf, sizeof(buf)) == S2A_OK) {
             epoch = strtoul(buf, NULL, 10);
         }
         snprintf(buf, sizeof(buf), "%lu", epoch + 1);
@@ -501,10 +311,7 @@ write_setting(const char *key, const char *value)
         return S2A_ERROR;
     }
     M.settings_dirty = true;
-    /* Secrets and their hashes never reach the log. */
-    if (strstr(key, "hash") != NULL || strstr(key, "sha256") != NULL
-        || strstr(key, "token") != NULL || strstr(key, "proxy_url") != NULL)
-    {
+    if (s == NULL || (s->flags & S2A_SET_SECRET)) {
         s2a_log(LOG_NOTICE, 0, "runtime setting %s changed", key);
     } else {
         s2a_log(LOG_NOTICE, 0, "runtime setting %s changed to \"%s\"", key,
@@ -2053,7 +1860,7 @@ reload(void)
     free(M.conf);
     M.conf = next;
     apply_log_level();
-    if (publish_settings() != S2A_OK) {
+    if (publish_settings(true) != S2A_OK) {
         s2a_log(LOG_ERR, 0, "reload: runtime settings not re-read");
     }
     if (open_slot_sockets(M.conf->workers) != S2A_OK) {
@@ -2378,11 +2185,6 @@ s2a_master_run(s2a_conf_t *conf, const s2a_master_opts_t *opts)
             goto done;
         }
     }
-    if (s2a_db_default_admin_password(M.db)) {
-        s2a_log(LOG_WARNING, 0,
-                "the admin password is still the default "
-                "\"admin\": change it in the admin UI");
-    }
     M.shm = s2a_shm_create((uint32_t) conf->max_tokens,
                            (uint32_t) conf->max_leases);
     if (M.shm == NULL) {
@@ -2390,9 +2192,10 @@ s2a_master_run(s2a_conf_t *conf, const s2a_master_opts_t *opts)
         goto done;
     }
     M.shm->master_pid = getpid();
-    if (publish_settings() != S2A_OK) {
+    if (publish_settings(true) != S2A_OK) {
         goto done;
     }
+    warn_default_credentials();
     if (s2a_shm_lock(M.shm) == S2A_OK) {
         s2a_db_revoked_load(M.db, s2a_now(), revoked_to_shm, NULL);
         s2a_db_tokens_load(M.db, M.key, 0, token_to_shm, NULL);

@@ -7,6 +7,7 @@
  * republishes the snapshot to all workers.
  */
 #include "worker/admin.h"
+#include "common/settings.h"
 #include "common/crypto.h"
 #include "common/log.h"
 #include "common/session.h"
@@ -661,27 +662,28 @@ handle_apikey(s2a_req_t *req)
                    "API key updated");
 }
 
+/* Every setting of /api/admin/config, from the settings table. */
 static void
 handle_config_get(s2a_req_t *req)
 {
     s2a_shm_settings_t *s = &s2a_worker.settings;
-    static const char *const policies[] = { "least_busy", "round_robin",
-                                            "random" };
-    json_t *body;
+    const s2a_setting_t *row;
+    json_t *body, *v;
+    size_t i;
 
     s2a_worker_refresh_settings();
-    body = json_pack(
-        "{s:i, s:s, s:s, s:b, s:s, s:i, s:b, s:b, s:b, s:i, s:i, s:i}",
-        "error_ban_threshold", s->error_ban_threshold, "admin_username",
-        s->admin_username, "log_level",
-        s->log_level >= 0 ? s2a_log_level_name(s->log_level) : "",
-        "debug_enabled", s->log_level == LOG_DEBUG, "selection_policy",
-        s->policy >= 0 && s->policy < 3 ? policies[s->policy] : "least_busy",
-        "session_ttl", s->session_ttl, "api_key_set", 1, "default_password",
-        s->admin_password_is_default, "at_auto_refresh_enabled",
-        s->at_refresh_enabled, "at_refresh_window", s->at_refresh_window,
-        "quota_refresh_interval", s->quota_interval, "queue_timeout",
-        s->queue_timeout);
+    body =
+        json_pack("{s:s, s:b, s:b, s:b}", "admin_username", s->admin_username,
+                  "debug_enabled", s->log_level == LOG_DEBUG, "api_key_set", 1,
+                  "default_password", s->admin_password_is_default);
+    for (i = 0; i < s2a_nsettings; i++) {
+        row = &s2a_settings[i];
+        if (row->api != NULL && strcmp(row->api, "/api/admin/config") == 0
+            && (v = s2a_setting_to_json(row, s)) != NULL)
+        {
+            json_object_set_new(body, row->name, v);
+        }
+    }
     s2a_http_reply_json(req, 200, body);
     json_decref(body);
 }
@@ -723,12 +725,18 @@ handle_refresh_enabled(s2a_req_t *req)
     json_decref(in);
 }
 
+/*
+ * Any setting of /api/admin/config, typed by its table row; debug_enabled
+ * is another way to say log_level "debug". The master validates the
+ * values, all or none.
+ */
 static void
 handle_config_post(s2a_req_t *req)
 {
+    const s2a_setting_t *row;
     json_t *in, *values, *v;
     const char *key;
-    char buf[32];
+    char buf[512], err[256];
 
     in = s2a_req_json_object(req, true);
     if (in == NULL) {
@@ -736,45 +744,28 @@ handle_config_post(s2a_req_t *req)
     }
     values = json_object();
     json_object_foreach (in, key, v) {
-        if (strcmp(key, "error_ban_threshold") == 0
-            || strcmp(key, "session_ttl") == 0
-            || strcmp(key, "at_refresh_window") == 0
-            || strcmp(key, "quota_refresh_interval") == 0
-            || strcmp(key, "queue_timeout") == 0)
-        {
-            if (!json_is_integer(v)) {
-                s2a_http_reply_detail(req, 400, "%s must be an integer", key);
-                goto done;
-            }
-            snprintf(buf, sizeof(buf), "%lld",
-                     (long long) json_integer_value(v));
-            json_object_set_new(values, key, json_string(buf));
-        } else if (strcmp(key, "log_level") == 0
-                   || strcmp(key, "selection_policy") == 0)
-        {
-            if (!json_is_string(v)) {
-                s2a_http_reply_detail(req, 400, "%s must be a string", key);
-                goto done;
-            }
-            json_object_set(values, key, v);
-        } else if (strcmp(key, "at_auto_refresh_enabled") == 0) {
-            if (!json_is_boolean(v)) {
-                s2a_http_reply_detail(req, 400, "%s must be a boolean", key);
-                goto done;
-            }
-            json_object_set_new(values, key,
-                                json_string(json_is_true(v) ? "1" : "0"));
-        } else if (strcmp(key, "debug_enabled") == 0) {
+        if (strcmp(key, "debug_enabled") == 0) {
             if (!json_is_boolean(v)) {
                 s2a_http_reply_detail(req, 400, "%s must be a boolean", key);
                 goto done;
             }
             json_object_set_new(values, "log_level",
                                 json_string(json_is_true(v) ? "debug" : ""));
-        } else {
+            continue;
+        }
+        row = s2a_setting_find(key);
+        if (row == NULL || row->api == NULL
+            || strcmp(row->api, "/api/admin/config") != 0)
+        {
             s2a_http_reply_detail(req, 400, "Unknown setting \"%.64s\"", key);
             goto done;
         }
+        if (s2a_setting_from_json(row, v, buf, sizeof(buf), err, sizeof(err))
+            != S2A_OK) {
+            s2a_http_reply_detail(req, 400, "%s", err);
+            goto done;
+        }
+        json_object_set_new(values, key, json_string(buf));
     }
     if (json_object_size(values) == 0) {
         s2a_http_reply_detail(req, 400, "No setting given");

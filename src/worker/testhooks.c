@@ -4,6 +4,7 @@
  * otherwise only reached by accident (a worker dying inside the shm lock).
  */
 #include "worker/testhooks.h"
+#include "common/settings.h"
 #include "common/crypto.h"
 #include "common/log.h"
 #include "common/session.h"
@@ -224,6 +225,40 @@ hook_setting(s2a_req_t *req)
     json_decref(msg);
     req->on_gone = pending_gone;
     req->gone_arg = p;
+}
+
+/*
+ * {"name": integer, ...}: writes integer settings straight into the
+ * shared snapshot, past the table's bounds (a 2 s generation timeout the
+ * API refuses). Lasts until the master next publishes the settings.
+ */
+static void
+hook_shm_settings(s2a_req_t *req)
+{
+    json_t *in = s2a_req_json_object(req, false), *v;
+    const s2a_setting_t *row;
+    s2a_shm_settings_t set;
+    const char *key;
+    int32_t i32;
+
+    if (in == NULL) {
+        return;
+    }
+    s2a_shm_settings_read(s2a_worker.shm, &set);
+    json_object_foreach (in, key, v) {
+        row = s2a_setting_find(key);
+        if (row == NULL || row->type != S2A_SET_T_INT || !json_is_integer(v)) {
+            json_decref(in);
+            s2a_http_reply_error(req, 400, "invalid_request_error", NULL, NULL,
+                                 "integer settings only");
+            return;
+        }
+        i32 = (int32_t) json_integer_value(v);
+        memcpy((char *) &set + row->off, &i32, sizeof(i32));
+    }
+    json_decref(in);
+    s2a_shm_settings_write(s2a_worker.shm, &set);
+    S2A_HTTP_REPLY_LIT(req, 200, "application/json", "{\"ok\":true}");
 }
 
 static void
@@ -467,6 +502,8 @@ s2a_testhooks_dispatch(s2a_req_t *req)
         hook_worker(req);
     } else if (strcmp(p, "setting") == 0) {
         hook_setting(req);
+    } else if (strcmp(p, "shm-settings") == 0) {
+        hook_shm_settings(req);
     } else if (strcmp(p, "record") == 0) {
         /* One task row and one request-log row, as a generation writes. */
         json_t *in = s2a_req_json_object(req, false), *msg;

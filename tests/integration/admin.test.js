@@ -2,7 +2,8 @@
 // Admin authentication and the admin settings API.
 const { test } = require('node:test');
 const assert = require('node:assert/strict');
-const { Daemon, request, AUTH } = require('./lib/daemon');
+const { spawnSync } = require('node:child_process');
+const { Daemon, request, AUTH, BIN } = require('./lib/daemon');
 
 const json = (o) => JSON.stringify(o);
 
@@ -137,7 +138,7 @@ test('changing the password logs every session out and persists', async () => {
     assert.doesNotMatch(d.log(), /n3w-secret-pw/);
     assert.equal((await d.stop()).code, 0);
     await d.start();
-    assert.doesNotMatch(d.log().split('sora2apid 0.1.0 ready').pop(), /still the default/);
+    assert.doesNotMatch(d.log().split('sora2apid 0.1.0 ready').pop(), /admin password is still the default/);
     assert.equal((await login(d, 'root', 'n3w-secret-pw')).status, 200);
     assert.equal((await request(d.base, 'GET', '/api/session', { headers: bearer(b) })).status, 401);
     assert.equal((await d.stop()).code, 0);
@@ -219,5 +220,42 @@ test('a session stops working when it expires', async () => {
     const r = await request(d.base, 'GET', '/api/session', { headers: bearer(t) });
     assert.equal(r.status, 401);
     assert.deepEqual(r.json, { detail: 'Invalid or expired token' });
+  });
+});
+
+test('a stored setting its rules refuse is not used: the log names it and the default stands', async () => {
+  await withDaemon(async (d) => {
+    assert.match(d.log(), /API key is still the default "han1234"/);
+    assert.equal((await d.stop()).code, 0);
+    d.sqlite("UPDATE settings SET value = '2' WHERE key = 'video_timeout'");
+    d.sqlite("UPDATE settings SET value = 'often' WHERE key = 'selection_policy'");
+    d.sqlite("UPDATE settings SET value = '5000' WHERE key = 'error_ban_threshold'");
+    d.sqlite("UPDATE settings SET value = 'ftp://x/{post_id}' WHERE key = 'watermark_third_party_url'");
+    await d.start();
+    const log = d.log();
+    assert.match(log, /\[warn\] \[master pid \d+\] runtime setting video_timeout: the stored value is refused \(video_timeout must be 60\.\.7200 seconds\); using the default "1500"/);
+    assert.match(log, /runtime setting selection_policy: the stored value is refused/);
+    assert.match(log, /runtime setting error_ban_threshold: the stored value is refused/);
+    assert.match(log, /runtime setting watermark_third_party_url: the stored value is refused/);
+    const t = (await login(d)).json.token;
+    const to = await request(d.base, 'GET', '/api/generation/timeout', { headers: bearer(t) });
+    assert.deepEqual(to.json.config, { image_timeout: 300, video_timeout: 1500 });
+    const cfg = (await request(d.base, 'GET', '/api/admin/config', { headers: bearer(t) })).json;
+    assert.equal(cfg.selection_policy, 'least_busy');
+    assert.equal(cfg.error_ban_threshold, 3);
+    const wm = (await request(d.base, 'GET', '/api/watermark-free/config', { headers: bearer(t) })).json;
+    assert.equal(wm.third_party_url, 'https://oscdn2.dyysy.com/MP4/{post_id}.mp4');
+    // The row itself is left as it was: the operator sees what is wrong.
+    assert.equal(d.sqlite("SELECT value FROM settings WHERE key='video_timeout'"), '2');
+    // A required setting that is corrupt stops the start with a clear line.
+    assert.equal((await d.stop()).code, 0);
+    d.sqlite("UPDATE settings SET value = 'zz' WHERE key = 'api_key_sha256'");
+    const r = spawnSync(BIN, ['-f', '-c', d.confFile], { timeout: 20000, encoding: 'utf8' });
+    assert.equal(r.status, 1, r.stderr);
+    assert.match(d.log(), /setting api_key_sha256 is corrupt/);
+    d.sqlite("DELETE FROM settings WHERE key = 'api_key_sha256'");
+    await d.start();
+    assert.equal((await request(d.base, 'GET', '/v1/models', { headers: AUTH })).status, 200);
+    d.allowedErrors.push(/setting api_key_sha256 is corrupt/, /database: /);
   });
 });

@@ -470,14 +470,12 @@ test('watermark-free and the cache together: publish first, then cache the clean
   }
 });
 
-// Last: restarts the daemon with timeouts below what the API accepts
-// (60 s at least), written straight into its settings table.
+// Last: timeouts below what the API accepts (60 s at least), written
+// straight into the shared settings snapshot by a test hook.
 test('no result within the timeout: generation_timeout', async () => {
   const [t] = await fresh();
-  assert.equal((await d.stop()).code, 0);
-  d.sqlite("UPDATE settings SET value = '2' WHERE key IN ('image_timeout', 'video_timeout')");
-  await d.start();
-  ctx.H = await adminLogin(d);
+  const o = await request(d.base, 'POST', '/__test/shm-settings', { body: JSON.stringify({ image_timeout: 2, video_timeout: 2 }) });
+  assert.equal(o.status, 200, o.text);
   const t0 = Date.now();
   const stalled = tag('#stall forever');
   const running = (async () => {
