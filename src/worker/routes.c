@@ -49,7 +49,7 @@ typedef enum {
     FAMILY_API        /* /api/...: {"detail"} errors, CORS */
 } route_family_t;
 
-typedef struct route_family_s {
+typedef struct route_family_info_s {
     route_auth_t auth;        /* for a path no row matches */
     const char *unknown_name; /* its counter name */
     bool detail;              /* {"detail"} rather than {"error"} */
@@ -166,6 +166,7 @@ static const route_t routes[] = {
     { M_GET, "/", AUTH_NONE, "static", s2a_static_serve },
 };
 
+/* Renders the /v1/models bodies once per worker; see routes.h. */
 int
 s2a_routes_init(void)
 {
@@ -190,6 +191,7 @@ s2a_routes_init(void)
     return S2A_OK;
 }
 
+/* Frees what s2a_routes_init made. */
 void
 s2a_routes_cleanup(void)
 {
@@ -199,6 +201,10 @@ s2a_routes_cleanup(void)
     models_by_id = NULL;
 }
 
+/*
+ * Compares the Bearer token with the API key's stored SHA-256 in constant
+ * time; answers 401 (OpenAI envelope) and returns false when it fails.
+ */
 bool
 s2a_routes_check_api_key(s2a_req_t *req)
 {
@@ -486,13 +492,21 @@ reply_bad_method(s2a_req_t *req, const route_family_info_t *f, unsigned allowed)
         "Method %s is not allowed for %.200s", req->method_name, req->raw_path);
 }
 
+/*
+ * Routes one request: CORS and preflight, the test hooks, then the table.
+ * The credential (of the row that will serve it, else of the first row
+ * matching the path, else of the path's family) is checked before anything
+ * else is revealed; then the first row matching path and method serves
+ * it, or 405 (Allow: every method of the rows matching the path) or 404
+ * answers in the family's envelope.
+ */
 void
 s2a_routes_dispatch(s2a_req_t *req, void *arg)
 {
     const route_t *r, *first = NULL, *match = NULL;
     const route_family_info_t *f;
-    const char *tail = "", *match_tail = "";
-    int64_t id = 0, match_id = 0;
+    const char *tail, *match_tail = "";
+    int64_t id, match_id = 0;
     route_family_t fam;
     unsigned allowed = 0;
     size_t i;
@@ -523,6 +537,8 @@ s2a_routes_dispatch(s2a_req_t *req, void *arg)
 
     for (i = 0; i < S2A_NELEMS(routes); i++) {
         r = &routes[i];
+        id = 0;
+        tail = "";
         if (family_of(r->pattern) != fam
             || !route_match(r->pattern, req->path, &id, &tail))
         {
