@@ -15,7 +15,6 @@
 #include "worker/context.h"
 #include "worker/kdf.h"
 #include "worker/sora.h"
-#include "worker/tokens.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -1028,77 +1027,147 @@ handle_timeout_post(s2a_req_t *req)
     json_decref(in);
 }
 
-bool
-s2a_admin_dispatch(s2a_req_t *req)
-{
-    const char *p = req->path;
-    bool get = req->method == S2A_M_GET || req->method == S2A_M_HEAD;
-    bool post = req->method == S2A_M_POST;
+/* ---------------------------------------------------------------------
+ * Route entry points: the route table (routes.c) has checked the method
+ * and, for all but login, the session.
+ */
 
-    if (strcmp(p, "/api/login") == 0) {
-        req->route = "admin";
-        if (!post) {
-            s2a_http_add_header(req, "Allow", "POST");
-            s2a_http_reply_detail(req, 405, "Method not allowed");
-            return true;
-        }
-        handle_login(req);
-        return true;
-    }
-    req->route = "admin";
-    if (!s2a_admin_check(req)) {
-        return true;
-    }
-    if (s2a_tokens_dispatch(req)) {
-        req->route = "tokens";
-        return true;
-    }
-    if (strcmp(p, "/api/logout") == 0 && post) {
-        handle_logout(req);
-    } else if (strcmp(p, "/api/session") == 0 && get) {
-        handle_session(req);
-    } else if (strcmp(p, "/api/admin/password") == 0 && post) {
-        handle_password(req);
-    } else if (strcmp(p, "/api/admin/apikey") == 0 && post) {
-        handle_apikey(req);
-    } else if (strcmp(p, "/api/proxy/config") == 0 && get) {
-        handle_proxy_get(req);
-    } else if (strcmp(p, "/api/proxy/config") == 0 && post) {
-        handle_proxy_post(req);
-    } else if (strcmp(p, "/api/proxy/test") == 0 && post) {
-        handle_proxy_test(req);
-    } else if (strcmp(p, "/api/watermark-free/config") == 0 && get) {
-        handle_watermark_get(req);
-    } else if (strcmp(p, "/api/watermark-free/config") == 0 && post) {
-        handle_watermark_post(req);
-    } else if (strcmp(p, "/api/generation/timeout") == 0 && get) {
-        handle_timeout_get(req);
-    } else if (strcmp(p, "/api/generation/timeout") == 0 && post) {
-        handle_timeout_post(req);
-    } else if (strcmp(p, "/api/cache/config") == 0 && get) {
-        handle_cache_config_get(req);
-    } else if (strcmp(p, "/api/cache/config") == 0 && post) {
-        handle_cache_post(req, "config");
-    } else if (strcmp(p, "/api/cache/enabled") == 0 && post) {
-        handle_cache_post(req, "enabled");
-    } else if (strcmp(p, "/api/cache/base-url") == 0 && post) {
-        handle_cache_post(req, "base-url");
-    } else if (strcmp(p, "/api/token-refresh/config") == 0 && get) {
-        handle_refresh_config(req);
-    } else if (strcmp(p, "/api/token-refresh/enabled") == 0 && post) {
-        handle_refresh_enabled(req);
-    } else if (strcmp(p, "/api/admin/config") == 0 && get) {
-        handle_config_get(req);
-    } else if (strcmp(p, "/api/admin/config") == 0 && post) {
-        handle_config_post(req);
-    } else if (strcmp(p, "/api/logout") == 0 || strcmp(p, "/api/session") == 0
-               || strcmp(p, "/api/admin/password") == 0
-               || strcmp(p, "/api/admin/apikey") == 0
-               || strcmp(p, "/api/admin/config") == 0)
-    {
-        s2a_http_reply_detail(req, 405, "Method not allowed");
-    } else {
-        s2a_http_reply_detail(req, 404, "Not found");
-    }
-    return true;
+/* POST /api/login: checks the credentials and issues a session. */
+void
+s2a_admin_login(s2a_req_t *req)
+{
+    handle_login(req);
+}
+
+/* POST /api/logout: ends the session. */
+void
+s2a_admin_logout(s2a_req_t *req)
+{
+    handle_logout(req);
+}
+
+/* GET /api/session: describes the session. */
+void
+s2a_admin_session(s2a_req_t *req)
+{
+    handle_session(req);
+}
+
+/* POST /api/admin/password: changes the admin password. */
+void
+s2a_admin_password(s2a_req_t *req)
+{
+    handle_password(req);
+}
+
+/* POST /api/admin/apikey: replaces the API key. */
+void
+s2a_admin_apikey(s2a_req_t *req)
+{
+    handle_apikey(req);
+}
+
+/* GET /api/admin/config: the runtime settings. */
+void
+s2a_admin_config_get(s2a_req_t *req)
+{
+    handle_config_get(req);
+}
+
+/* POST /api/admin/config: changes runtime settings. */
+void
+s2a_admin_config_post(s2a_req_t *req)
+{
+    handle_config_post(req);
+}
+
+/* GET /api/proxy/config: the upstream proxy. */
+void
+s2a_admin_proxy_get(s2a_req_t *req)
+{
+    handle_proxy_get(req);
+}
+
+/* POST /api/proxy/config: sets the upstream proxy. */
+void
+s2a_admin_proxy_post(s2a_req_t *req)
+{
+    handle_proxy_post(req);
+}
+
+/* POST /api/proxy/test: one call through a proxy. */
+void
+s2a_admin_proxy_test(s2a_req_t *req)
+{
+    handle_proxy_test(req);
+}
+
+/* GET /api/watermark-free/config. */
+void
+s2a_admin_watermark_get(s2a_req_t *req)
+{
+    handle_watermark_get(req);
+}
+
+/* POST /api/watermark-free/config. */
+void
+s2a_admin_watermark_post(s2a_req_t *req)
+{
+    handle_watermark_post(req);
+}
+
+/* GET /api/generation/timeout. */
+void
+s2a_admin_timeout_get(s2a_req_t *req)
+{
+    handle_timeout_get(req);
+}
+
+/* POST /api/generation/timeout. */
+void
+s2a_admin_timeout_post(s2a_req_t *req)
+{
+    handle_timeout_post(req);
+}
+
+/* GET /api/cache/config. */
+void
+s2a_admin_cache_get(s2a_req_t *req)
+{
+    handle_cache_config_get(req);
+}
+
+/* POST /api/cache/config. */
+void
+s2a_admin_cache_config(s2a_req_t *req)
+{
+    handle_cache_post(req, "config");
+}
+
+/* POST /api/cache/enabled. */
+void
+s2a_admin_cache_enabled(s2a_req_t *req)
+{
+    handle_cache_post(req, "enabled");
+}
+
+/* POST /api/cache/base-url. */
+void
+s2a_admin_cache_base_url(s2a_req_t *req)
+{
+    handle_cache_post(req, "base-url");
+}
+
+/* GET /api/token-refresh/config. */
+void
+s2a_admin_refresh_get(s2a_req_t *req)
+{
+    handle_refresh_config(req);
+}
+
+/* POST /api/token-refresh/enabled. */
+void
+s2a_admin_refresh_enabled(s2a_req_t *req)
+{
+    handle_refresh_enabled(req);
 }

@@ -198,7 +198,7 @@ s2a_chat_shutdown(void)
 }
 
 void
-s2a_chat_completions(s2a_req_t *req, const char *tail)
+s2a_chat_completions(s2a_req_t *req)
 {
     s2a_chatreq_t creq;
     const char *param = NULL;
@@ -207,7 +207,6 @@ s2a_chat_completions(s2a_req_t *req, const char *tail)
     chat_t *c;
     s2a_gen_t *gen;
 
-    S2A_UNUSED(tail);
     body = s2a_req_json_object(req, false);
     if (body == NULL) {
         return; /* answered */

@@ -7,7 +7,8 @@
 
 #include "worker/http.h"
 
-void s2a_chat_completions(s2a_req_t *req, const char *tail);
+/* POST /v1/chat/completions (the route table has checked the API key). */
+void s2a_chat_completions(s2a_req_t *req);
 
 /*
  * The worker is about to close every connection (its drain deadline):

@@ -1,6 +1,7 @@
 /*
  * context.h: the state of this worker process, shared by its subsystems
- * (there is exactly one per process, s2a_worker).
+ * (there is exactly one per process, s2a_worker), and the helpers to reach
+ * the master and the shared table (context.c).
  */
 #ifndef S2A_CONTEXT_H
 #define S2A_CONTEXT_H
@@ -8,7 +9,7 @@
 #include "common/chan.h"
 #include "common/shm.h"
 #include "worker/http.h"
-#include "worker/worker.h"
+#include "worker/args.h"
 
 /* Answer of the master to a call; `reply` is NULL if the channel died. */
 typedef void (*s2a_call_done_pt)(json_t *reply, void *arg);
@@ -29,6 +30,10 @@ typedef struct s2a_worker_s {
 
 extern s2a_worker_t s2a_worker;
 
+/* Resets s2a_worker for the worker `args` describes (first thing after
+ * fork). */
+void s2a_worker_context_init(const s2a_worker_args_t *args);
+
 /* Re-reads the settings snapshot if the master changed it. */
 void s2a_worker_refresh_settings(void);
 
@@ -40,6 +45,11 @@ void s2a_worker_refresh_settings(void);
 uint64_t s2a_worker_call_master(json_t *msg, s2a_call_done_pt done, void *arg);
 /* The caller no longer wants the answer (e.g. its client left). */
 void s2a_worker_call_cancel(uint64_t id);
+/*
+ * Delivers `reply` (borrowed) to call `id` and forgets the call; id 0
+ * delivers it to every pending call (NULL when the worker exits).
+ */
+void s2a_worker_call_finish(json_t *reply, uint64_t id);
 
 /*
  * Copies the access token of token `id` from the shared table into `out`

@@ -44,6 +44,11 @@ struct s2a_req_s {
     const char *query;    /* raw query string or NULL */
     char rid[24];         /* request id, also sent as X-Request-Id */
     const char *route;    /* route class for usage counters */
+    /* Path parameters of the matched route (routes.c): the {id} segment
+     * (a positive integer; 0 when the route has none) and what follows
+     * the prefix of a prefix route ("" when nothing or none). */
+    int64_t path_id;
+    const char *path_tail;
     int status;
     bool answered;
     bool gone; /* the client went away before the answer */

@@ -1,7 +1,11 @@
 /*
- * routes.c: dispatch table and the routes of the foundation: /healthz,
- * /readyz, /v1/models, CORS preflight, errors for unknown routes and
- * methods. Later subsystems add their rows to `routes`.
+ * routes.c: the one route table of a worker and the dispatch that reads
+ * it: /v1 (OpenAI API), /api (admin API), health, media, test hooks and
+ * the admin UI's static files. Each row names its methods, its path
+ * pattern, the credential it needs, its usage-counter name and its
+ * handler; 404, 405 with Allow and the order of checks (credential first,
+ * then whether the method exists) all come from the table. Also here: the
+ * API-key check, CORS, /healthz, /readyz and /v1/models.
  */
 #include "worker/routes.h"
 #include "worker/chat.h"
@@ -11,9 +15,12 @@
 #include "worker/admin.h"
 #include "worker/context.h"
 #include "worker/media.h"
+#include "worker/records.h"
 #include "worker/static.h"
 #include "worker/testhooks.h"
+#include "worker/tokens.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,39 +29,144 @@
 /* A fixed date keeps /v1/models byte-identical across restarts. */
 #define MODELS_CREATED 1735689600
 
-typedef void (*route_handler_pt)(s2a_req_t *req, const char *tail);
+typedef void (*route_handler_pt)(s2a_req_t *req);
 
+/* The credential a route needs, checked before its method. */
+typedef enum {
+    AUTH_NONE = 0,
+    AUTH_API_KEY, /* Authorization: Bearer <API key> */
+    AUTH_SESSION  /* an admin session (s2a_admin_check) */
+} route_auth_t;
+
+/*
+ * Paths fall in families by their first segment. A row serves only paths
+ * of its own family; a path no row matches gets the family's credential
+ * check, counter name and error envelope.
+ */
+typedef enum {
+    FAMILY_OTHER = 0, /* health, media, static files */
+    FAMILY_V1,        /* /v1, /v1/...: OpenAI error envelope, CORS */
+    FAMILY_API        /* /api/...: {"detail"} errors, CORS */
+} route_family_t;
+
+typedef struct route_family_info_s {
+    route_auth_t auth;        /* for a path no row matches */
+    const char *unknown_name; /* its counter name */
+    bool detail;              /* {"detail"} rather than {"error"} */
+    bool cors;
+} route_family_info_t;
+
+static const route_family_info_t families[] = {
+    [FAMILY_OTHER] = { AUTH_NONE, "static", false, false },
+    [FAMILY_V1] = { AUTH_API_KEY, "unknown", false, true },
+    [FAMILY_API] = { AUTH_SESSION, "admin", true, true },
+};
+
+/*
+ * One row. `pattern` is literal text plus "{id}" segments (a positive
+ * decimal integer that fits int64_t, handed over in req->path_id); a
+ * pattern ending in '/' is a prefix and what follows it is handed over in
+ * req->path_tail. Rows are tried in order; the first whose pattern and
+ * method match serves the request.
+ */
 typedef struct route_s {
-    const char *prefix; /* path, or prefix when it ends in '/' */
-    unsigned methods;   /* bit per s2a_method_t */
-    bool api_key;       /* needs the API key */
-    const char *name;   /* route class for usage counters */
+    unsigned methods; /* bit per s2a_method_t */
+    const char *pattern;
+    route_auth_t auth;
+    const char *name; /* route class for usage counters */
     route_handler_pt handler;
 } route_t;
 
-#define BIT(m) (1u << (m))
+#define BIT(m)   (1u << (m))
+#define M_GET    (BIT(S2A_M_GET) | BIT(S2A_M_HEAD))
+#define M_POST   BIT(S2A_M_POST)
+#define M_PUT    BIT(S2A_M_PUT)
+#define M_DELETE BIT(S2A_M_DELETE)
 
 static char *models_body;
 static size_t models_len;
 static json_t *models_by_id;
 
-static void handle_models(s2a_req_t *req, const char *tail);
-static void handle_healthz(s2a_req_t *req, const char *tail);
-static void handle_readyz(s2a_req_t *req, const char *tail);
+static void handle_models(s2a_req_t *req);
+static void handle_healthz(s2a_req_t *req);
+static void handle_readyz(s2a_req_t *req);
+static void handle_media(s2a_req_t *req);
 
 static const route_t routes[] = {
-    { "/v1/models", BIT(S2A_M_GET) | BIT(S2A_M_HEAD), true, "models",
-      handle_models },
-    { "/v1/models/", BIT(S2A_M_GET) | BIT(S2A_M_HEAD), true, "models",
-      handle_models },
-    { "/v1/chat/completions", BIT(S2A_M_POST), true, "chat",
+    /* OpenAI API */
+    { M_GET, "/v1/models", AUTH_API_KEY, "models", handle_models },
+    { M_GET, "/v1/models/", AUTH_API_KEY, "models", handle_models },
+    { M_POST, "/v1/chat/completions", AUTH_API_KEY, "chat",
       s2a_chat_completions },
-    { "/healthz", BIT(S2A_M_GET) | BIT(S2A_M_HEAD), false, "health",
-      handle_healthz },
-    { "/readyz", BIT(S2A_M_GET) | BIT(S2A_M_HEAD), false, "health",
-      handle_readyz },
+
+    /* admin API: sessions and settings */
+    { M_POST, "/api/login", AUTH_NONE, "admin", s2a_admin_login },
+    { M_POST, "/api/logout", AUTH_SESSION, "admin", s2a_admin_logout },
+    { M_GET, "/api/session", AUTH_SESSION, "admin", s2a_admin_session },
+    { M_POST, "/api/admin/password", AUTH_SESSION, "admin",
+      s2a_admin_password },
+    { M_POST, "/api/admin/apikey", AUTH_SESSION, "admin", s2a_admin_apikey },
+    { M_GET, "/api/admin/config", AUTH_SESSION, "admin", s2a_admin_config_get },
+    { M_POST, "/api/admin/config", AUTH_SESSION, "admin",
+      s2a_admin_config_post },
+    { M_GET, "/api/proxy/config", AUTH_SESSION, "admin", s2a_admin_proxy_get },
+    { M_POST, "/api/proxy/config", AUTH_SESSION, "admin",
+      s2a_admin_proxy_post },
+    { M_POST, "/api/proxy/test", AUTH_SESSION, "admin", s2a_admin_proxy_test },
+    { M_GET, "/api/watermark-free/config", AUTH_SESSION, "admin",
+      s2a_admin_watermark_get },
+    { M_POST, "/api/watermark-free/config", AUTH_SESSION, "admin",
+      s2a_admin_watermark_post },
+    { M_GET, "/api/generation/timeout", AUTH_SESSION, "admin",
+      s2a_admin_timeout_get },
+    { M_POST, "/api/generation/timeout", AUTH_SESSION, "admin",
+      s2a_admin_timeout_post },
+    { M_GET, "/api/cache/config", AUTH_SESSION, "admin", s2a_admin_cache_get },
+    { M_POST, "/api/cache/config", AUTH_SESSION, "admin",
+      s2a_admin_cache_config },
+    { M_POST, "/api/cache/enabled", AUTH_SESSION, "admin",
+      s2a_admin_cache_enabled },
+    { M_POST, "/api/cache/base-url", AUTH_SESSION, "admin",
+      s2a_admin_cache_base_url },
+    { M_GET, "/api/token-refresh/config", AUTH_SESSION, "admin",
+      s2a_admin_refresh_get },
+    { M_POST, "/api/token-refresh/enabled", AUTH_SESSION, "admin",
+      s2a_admin_refresh_enabled },
+
+    /* admin API: the account pool */
+    { M_GET, "/api/tokens", AUTH_SESSION, "tokens", s2a_tokens_list },
+    { M_POST, "/api/tokens", AUTH_SESSION, "tokens", s2a_tokens_add },
+    { M_GET, "/api/tokens/export", AUTH_SESSION, "tokens", s2a_tokens_export },
+    { M_POST, "/api/tokens/import", AUTH_SESSION, "tokens", s2a_tokens_import },
+    { M_POST, "/api/tokens/st2at", AUTH_SESSION, "tokens", s2a_tokens_st2at },
+    { M_POST, "/api/tokens/rt2at", AUTH_SESSION, "tokens", s2a_tokens_rt2at },
+    { M_PUT, "/api/tokens/{id}", AUTH_SESSION, "tokens", s2a_tokens_update },
+    { M_DELETE, "/api/tokens/{id}", AUTH_SESSION, "tokens", s2a_tokens_delete },
+    { M_POST, "/api/tokens/{id}/enable", AUTH_SESSION, "tokens",
+      s2a_tokens_enable },
+    { M_POST, "/api/tokens/{id}/disable", AUTH_SESSION, "tokens",
+      s2a_tokens_disable },
+    { M_PUT, "/api/tokens/{id}/status", AUTH_SESSION, "tokens",
+      s2a_tokens_status },
+    { M_POST, "/api/tokens/{id}/test", AUTH_SESSION, "tokens",
+      s2a_tokens_test },
+    { M_POST, "/api/tokens/{id}/sora2/activate", AUTH_SESSION, "tokens",
+      s2a_tokens_activate },
+
+    /* admin API: records */
+    { M_GET, "/api/logs", AUTH_SESSION, "tokens", s2a_records_logs },
+    { M_GET, "/api/tasks", AUTH_SESSION, "tokens", s2a_records_tasks },
+    { M_GET, "/api/stats", AUTH_SESSION, "tokens", s2a_records_stats },
+
+    /* public */
+    { M_GET, "/healthz", AUTH_NONE, "health", handle_healthz },
+    { M_GET, "/readyz", AUTH_NONE, "health", handle_readyz },
+    { M_GET, "/tmp/", AUTH_NONE, "media", handle_media },
+    /* the admin UI: every other path outside /v1 and /api */
+    { M_GET, "/", AUTH_NONE, "static", s2a_static_serve },
 };
 
+/* Renders the /v1/models bodies once per worker; see routes.h. */
 int
 s2a_routes_init(void)
 {
@@ -79,6 +191,7 @@ s2a_routes_init(void)
     return S2A_OK;
 }
 
+/* Frees what s2a_routes_init made. */
 void
 s2a_routes_cleanup(void)
 {
@@ -88,6 +201,10 @@ s2a_routes_cleanup(void)
     models_by_id = NULL;
 }
 
+/*
+ * Compares the Bearer token with the API key's stored SHA-256 in constant
+ * time; answers 401 (OpenAI envelope) and returns false when it fails.
+ */
 bool
 s2a_routes_check_api_key(s2a_req_t *req)
 {
@@ -128,8 +245,9 @@ s2a_routes_check_api_key(s2a_req_t *req)
 }
 
 static void
-handle_models(s2a_req_t *req, const char *tail)
+handle_models(s2a_req_t *req)
 {
+    const char *tail = req->path_tail;
     json_t *m;
 
     if (tail == NULL || tail[0] == '\0') {
@@ -147,9 +265,8 @@ handle_models(s2a_req_t *req, const char *tail)
 }
 
 static void
-handle_healthz(s2a_req_t *req, const char *tail)
+handle_healthz(s2a_req_t *req)
 {
-    S2A_UNUSED(tail);
     S2A_HTTP_REPLY_LIT(req, 200, "application/json", "{\"status\":\"ok\"}");
 }
 
@@ -186,12 +303,11 @@ readyz_done(json_t *reply, void *arg)
 }
 
 static void
-handle_readyz(s2a_req_t *req, const char *tail)
+handle_readyz(s2a_req_t *req)
 {
     readyz_t *r;
     json_t *msg;
 
-    S2A_UNUSED(tail);
     /* The table must be lockable: a broken robust mutex means not ready. */
     if (s2a_shm_lock(s2a_worker.shm) != S2A_OK) {
         S2A_HTTP_REPLY_LIT(req, 503, "application/json",
@@ -261,95 +377,197 @@ allow_header(s2a_req_t *req, unsigned methods)
     s2a_http_add_header(req, "Allow", buf);
 }
 
+static void
+handle_media(s2a_req_t *req)
+{
+    s2a_media_serve(req, req->path_tail);
+}
+
+static route_family_t
+family_of(const char *path)
+{
+    if (strncmp(path, "/v1/", 4) == 0 || strcmp(path, "/v1") == 0) {
+        return FAMILY_V1;
+    }
+    if (strncmp(path, "/api/", 5) == 0) {
+        return FAMILY_API;
+    }
+    return FAMILY_OTHER;
+}
+
+/*
+ * Parses the {id} segment [s, end): a decimal integer from 1 to INT64_MAX
+ * without sign or leading zeros. Returns false for anything else.
+ */
+static bool
+parse_id(const char *s, const char *end, int64_t *id)
+{
+    int64_t v = 0;
+    int d;
+
+    if (s == end || *s < '1' || *s > '9') {
+        return false;
+    }
+    for (; s < end; s++) {
+        if (*s < '0' || *s > '9') {
+            return false;
+        }
+        d = *s - '0';
+        if (v > (INT64_MAX - d) / 10) {
+            return false;
+        }
+        v = v * 10 + d;
+    }
+    *id = v;
+    return true;
+}
+
+/*
+ * Matches `path` against `pattern` (see route_t), filling `id` and `tail`
+ * for the parameters the pattern has.
+ */
+static bool
+route_match(const char *pattern, const char *path, int64_t *id,
+            const char **tail)
+{
+    const char *p = pattern, *end;
+
+    while (*p != '\0') {
+        if (*p == '{') {
+            end = path + strcspn(path, "/");
+            if (!parse_id(path, end, id)) {
+                return false;
+            }
+            path = end;
+            p = strchr(p, '}');
+            p = p != NULL ? p + 1 : "";
+            continue;
+        }
+        if (*p != *path) {
+            return false;
+        }
+        p++;
+        path++;
+        if (*p == '\0' && p[-1] == '/') {
+            *tail = path;
+            return true;
+        }
+    }
+    return *path == '\0';
+}
+
+static bool
+check_auth(s2a_req_t *req, route_auth_t auth)
+{
+    switch (auth) {
+    case AUTH_API_KEY: return s2a_routes_check_api_key(req);
+    case AUTH_SESSION: return s2a_admin_check(req);
+    case AUTH_NONE: break;
+    }
+    return true;
+}
+
+static void
+reply_not_found(s2a_req_t *req, const route_family_info_t *f)
+{
+    if (f->detail) {
+        s2a_http_reply_detail(req, 404, "Not found");
+        return;
+    }
+    s2a_http_reply_error(req, 404, "invalid_request_error", "unknown_url", NULL,
+                         "Unknown request URL: %s %.200s", req->method_name,
+                         req->raw_path);
+}
+
+static void
+reply_bad_method(s2a_req_t *req, const route_family_info_t *f, unsigned allowed)
+{
+    allow_header(req, allowed);
+    if (f->detail) {
+        s2a_http_reply_detail(req, 405, "Method not allowed");
+        return;
+    }
+    s2a_http_reply_error(
+        req, 405, "invalid_request_error", "method_not_allowed", NULL,
+        "Method %s is not allowed for %.200s", req->method_name, req->raw_path);
+}
+
+/*
+ * Routes one request: CORS and preflight, the test hooks, then the table.
+ * The credential (of the row that will serve it, else of the first row
+ * matching the path, else of the path's family) is checked before anything
+ * else is revealed; then the first row matching path and method serves
+ * it, or 405 (Allow: every method of the rows matching the path) or 404
+ * answers in the family's envelope.
+ */
 void
 s2a_routes_dispatch(s2a_req_t *req, void *arg)
 {
-    const route_t *r, *match = NULL;
-    const char *tail = NULL;
-    size_t i, plen;
-    bool is_api;
+    const route_t *r, *first = NULL, *match = NULL;
+    const route_family_info_t *f;
+    const char *tail, *match_tail = "";
+    int64_t id, match_id = 0;
+    route_family_t fam;
+    unsigned allowed = 0;
+    size_t i;
 
     S2A_UNUSED(arg);
     if (s2a_worker.shm->workers[s2a_worker.args->shm_row].pid != 0) {
         s2a_worker.shm->workers[s2a_worker.args->shm_row].requests++;
     }
-    is_api = strncmp(req->path, "/v1/", 4) == 0 || strcmp(req->path, "/v1") == 0
-        || strncmp(req->path, "/api/", 5) == 0;
-    if (is_api) {
+    fam = family_of(req->path);
+    f = &families[fam];
+    if (f->cors) {
         cors_headers(req);
     }
     if (req->method == S2A_M_OPTIONS) {
         req->route = "preflight";
-        if (!is_api) {
+        if (!f->cors) {
             cors_headers(req);
         }
         preflight(req);
         return;
     }
+    /* Test hooks (SORA2API_TEST_HOOKS=1): outside the table, no auth. */
     if (s2a_worker.test_hooks && strncmp(req->path, "/__test/", 8) == 0) {
         req->route = "test";
         s2a_testhooks_dispatch(req);
         return;
     }
-    if (strncmp(req->path, "/tmp/", 5) == 0) {
-        req->route = "media";
-        s2a_media_serve(req, req->path + 5);
-        return;
-    }
-    if (strncmp(req->path, "/api/", 5) == 0 && s2a_admin_dispatch(req)) {
-        return;
-    }
+
     for (i = 0; i < S2A_NELEMS(routes); i++) {
         r = &routes[i];
-        plen = strlen(r->prefix);
-        if (r->prefix[plen - 1] == '/') {
-            if (strncmp(req->path, r->prefix, plen) == 0) {
-                match = r;
-                tail = req->path + plen;
-                break;
-            }
-        } else if (strcmp(req->path, r->prefix) == 0) {
+        id = 0;
+        tail = "";
+        if (family_of(r->pattern) != fam
+            || !route_match(r->pattern, req->path, &id, &tail))
+        {
+            continue;
+        }
+        if (first == NULL) {
+            first = r;
+        }
+        allowed |= r->methods;
+        if (match == NULL && (r->methods & BIT(req->method))) {
             match = r;
-            tail = "";
-            break;
+            match_id = id;
+            match_tail = tail;
         }
     }
-    if (match == NULL) {
-        if (is_api) {
-            req->route = "unknown";
-            if (strncmp(req->path, "/v1", 3) == 0
-                && !s2a_routes_check_api_key(req)) {
-                return;
-            }
-            s2a_http_reply_error(req, 404, "invalid_request_error",
-                                 "unknown_url", NULL,
-                                 "Unknown request URL: %s %.200s",
-                                 req->method_name, req->raw_path);
-            return;
-        }
-        req->route = "static";
-        if (req->method != S2A_M_GET && req->method != S2A_M_HEAD) {
-            allow_header(req, BIT(S2A_M_GET) | BIT(S2A_M_HEAD));
-            s2a_http_reply_error(req, 405, "invalid_request_error",
-                                 "method_not_allowed", NULL,
-                                 "Method %s is not allowed for %.200s",
-                                 req->method_name, req->raw_path);
-            return;
-        }
-        s2a_static_serve(req);
+    /* The credential comes first: without it, nobody learns which paths
+     * or methods exist. */
+    r = match != NULL ? match : first;
+    req->route = r != NULL ? r->name : f->unknown_name;
+    if (!check_auth(req, r != NULL ? r->auth : f->auth)) {
         return;
     }
-    req->route = match->name;
-    if (match->api_key && !s2a_routes_check_api_key(req)) {
-        return;
+    if (match != NULL) {
+        req->path_id = match_id;
+        req->path_tail = match_tail;
+        match->handler(req);
+    } else if (first != NULL) {
+        reply_bad_method(req, f, allowed);
+    } else {
+        reply_not_found(req, f);
     }
-    if (!(match->methods & BIT(req->method))) {
-        allow_header(req, match->methods);
-        s2a_http_reply_error(req, 405, "invalid_request_error",
-                             "method_not_allowed", NULL,
-                             "Method %s is not allowed for %.200s",
-                             req->method_name, req->raw_path);
-        return;
-    }
-    match->handler(req, tail);
 }

@@ -1,6 +1,7 @@
 /*
- * routes.h: request dispatch for a worker: CORS, authentication of the /v1 API,
- * the route table, 404/405 answers.
+ * routes.h: request dispatch for a worker: the one route table of /v1,
+ * /api, health, media and the admin UI, with CORS, the credential checks
+ * and the 404/405 answers it derives.
  */
 #ifndef S2A_ROUTES_H
 #define S2A_ROUTES_H
@@ -11,7 +12,10 @@
 int s2a_routes_init(void);
 void s2a_routes_cleanup(void);
 
-/* The facade's handler: routes one request. */
+/*
+ * The facade's handler: routes one request through the table (routes.c)
+ * and answers it, or hands it to a handler that will.
+ */
 void s2a_routes_dispatch(s2a_req_t *req, void *arg);
 
 /*

@@ -734,34 +734,8 @@ handle_convert(s2a_req_t *req, bool session)
 }
 
 /* ---------------------------------------------------------------------
- * GET /api/stats, GET /api/tokens/export
+ * GET /api/tokens/export
  */
-
-static void
-stats_done(json_t *reply, void *arg)
-{
-    job_t *job = arg;
-    json_t *stats = json_object_get(reply, "stats");
-    s2a_req_t *req;
-
-    job->call = 0;
-    if (!reply_ok(reply) || stats == NULL) {
-        fail(job, 503, "Statistics unavailable");
-        return;
-    }
-    req = job_end(job);
-    s2a_http_reply_json(req, 200, stats);
-}
-
-static void
-handle_stats(s2a_req_t *req)
-{
-    job_t *job = job_new(req);
-
-    if (job != NULL) {
-        ask_master(job, json_pack("{s:s}", "op", "stats"), stats_done);
-    }
-}
 
 static void
 export_done(json_t *reply, void *arg)
@@ -1287,157 +1261,103 @@ handle_activate(s2a_req_t *req, int64_t id)
 }
 
 /* ---------------------------------------------------------------------
- * GET /api/logs, GET /api/tasks
+ * Route entry points (the route table is in routes.c; {id} arrives in
+ * req->path_id, already checked to be a positive integer).
  */
 
-static void
-records_done(json_t *reply, void *arg)
+/* GET /api/tokens[?reveal=1]: the account pool. */
+void
+s2a_tokens_list(s2a_req_t *req)
 {
-    job_t *job = arg;
-    json_t *rows = json_object_get(reply, "rows"), *body;
-    s2a_req_t *req;
-
-    job->call = 0;
-    if (!reply_ok(reply) || !json_is_array(rows)) {
-        fail(job, 503, "Records unavailable");
-        return;
-    }
-    /* Logs are a bare array, as the reference answers. */
-    body = job->id == 1 ? json_pack("{s:b, s:O}", "success", 1, "tasks", rows)
-                        : json_incref(rows);
-    req = job_end(job);
-    s2a_http_reply_json(req, 200, body);
-    json_decref(body);
+    handle_list(req);
 }
 
-static void
-handle_records(s2a_req_t *req, bool tasks)
+/* POST /api/tokens: adds a token after onboarding it. */
+void
+s2a_tokens_add(s2a_req_t *req)
 {
-    char *limit = s2a_req_query_param(req, "limit");
-    char *status = tasks ? s2a_req_query_param(req, "status") : NULL;
-    job_t *job = job_new(req);
-    json_t *msg;
-
-    if (job != NULL) {
-        job->id = tasks ? 1 : 0;
-        msg = json_pack("{s:s, s:i}", "op", tasks ? "tasks_list" : "logs_list",
-                        "limit", limit != NULL ? atoi(limit) : 100);
-        if (status != NULL && status[0] != '\0') {
-            json_object_set_new(msg, "status", json_string(status));
-        }
-        ask_master(job, msg, records_done);
-    }
-    free(limit);
-    free(status);
+    handle_add(req);
 }
 
-/* ---------------------------------------------------------------------
- * Dispatch
- */
-
-static int64_t
-parse_id(const char *s, const char **rest)
+/* PUT /api/tokens/{id}: changes its fields. */
+void
+s2a_tokens_update(s2a_req_t *req)
 {
-    char *end;
-    long long v;
-
-    if (*s < '1' || *s > '9') {
-        return -1;
-    }
-    v = strtoll(s, &end, 10);
-    if (v <= 0 || (*end != '\0' && *end != '/')) {
-        return -1;
-    }
-    *rest = end;
-    return v;
+    handle_update(req, req->path_id);
 }
 
-bool
-s2a_tokens_dispatch(s2a_req_t *req)
+/* DELETE /api/tokens/{id}: removes it. */
+void
+s2a_tokens_delete(s2a_req_t *req)
 {
-    const char *p = req->path, *rest = "";
-    s2a_method_t m = req->method;
-    int64_t id;
+    handle_delete(req, req->path_id);
+}
 
-    if (strcmp(p, "/api/logs") == 0 || strcmp(p, "/api/tasks") == 0) {
-        if (m == S2A_M_GET || m == S2A_M_HEAD) {
-            handle_records(req, p[5] == 't');
-        } else {
-            s2a_http_reply_detail(req, 405, "Method not allowed");
-        }
-        return true;
-    }
-    if (strcmp(p, "/api/stats") == 0) {
-        if (m == S2A_M_GET || m == S2A_M_HEAD) {
-            handle_stats(req);
-        } else {
-            s2a_http_reply_detail(req, 405, "Method not allowed");
-        }
-        return true;
-    }
-    if (strcmp(p, "/api/tokens") == 0) {
-        if (m == S2A_M_GET || m == S2A_M_HEAD) {
-            handle_list(req);
-        } else if (m == S2A_M_POST) {
-            handle_add(req);
-        } else {
-            s2a_http_reply_detail(req, 405, "Method not allowed");
-        }
-        return true;
-    }
-    if (strncmp(p, "/api/tokens/", 12) != 0) {
-        return false;
-    }
-    p += 12;
-    if (strcmp(p, "export") == 0 || strcmp(p, "import") == 0) {
-        if (p[0] == 'e' && (m == S2A_M_GET || m == S2A_M_HEAD)) {
-            handle_export(req);
-        } else if (p[0] == 'i' && m == S2A_M_POST) {
-            handle_import(req);
-        } else {
-            s2a_http_reply_detail(req, 405, "Method not allowed");
-        }
-        return true;
-    }
-    if (strcmp(p, "st2at") == 0 || strcmp(p, "rt2at") == 0) {
-        if (m != S2A_M_POST) {
-            s2a_http_reply_detail(req, 405, "Method not allowed");
-        } else {
-            handle_convert(req, p[0] == 's');
-        }
-        return true;
-    }
-    id = parse_id(p, &rest);
-    if (id < 0) {
-        s2a_http_reply_detail(req, 404, "Not found");
-        return true;
-    }
-    if (rest[0] == '\0') {
-        if (m == S2A_M_PUT) {
-            handle_update(req, id);
-        } else if (m == S2A_M_DELETE) {
-            handle_delete(req, id);
-        } else {
-            s2a_http_reply_detail(req, 405, "Method not allowed");
-        }
-    } else if (strcmp(rest, "/enable") == 0 && m == S2A_M_POST) {
-        set_state(req, id, true,
-                  json_pack("{s:b, s:s, s:i, s:i}", "success", 1, "message",
-                            "Token enabled", "is_active", 1, "error_count", 0),
-                  "Token enabled");
-    } else if (strcmp(rest, "/disable") == 0 && m == S2A_M_POST) {
-        set_state(req, id, false,
-                  json_pack("{s:b, s:s, s:i}", "success", 1, "message",
-                            "Token disabled", "is_active", 0),
-                  "Token disabled");
-    } else if (strcmp(rest, "/status") == 0 && m == S2A_M_PUT) {
-        handle_status(req, id);
-    } else if (strcmp(rest, "/test") == 0 && m == S2A_M_POST) {
-        handle_test(req, id);
-    } else if (strcmp(rest, "/sora2/activate") == 0 && m == S2A_M_POST) {
-        handle_activate(req, id);
-    } else {
-        s2a_http_reply_detail(req, 404, "Not found");
-    }
-    return true;
+/* POST /api/tokens/{id}/enable: operator state active. */
+void
+s2a_tokens_enable(s2a_req_t *req)
+{
+    set_state(req, req->path_id, true,
+              json_pack("{s:b, s:s, s:i, s:i}", "success", 1, "message",
+                        "Token enabled", "is_active", 1, "error_count", 0),
+              "Token enabled");
+}
+
+/* POST /api/tokens/{id}/disable: operator state disabled. */
+void
+s2a_tokens_disable(s2a_req_t *req)
+{
+    set_state(req, req->path_id, false,
+              json_pack("{s:b, s:s, s:i}", "success", 1, "message",
+                        "Token disabled", "is_active", 0),
+              "Token disabled");
+}
+
+/* PUT /api/tokens/{id}/status: {"is_active": bool}. */
+void
+s2a_tokens_status(s2a_req_t *req)
+{
+    handle_status(req, req->path_id);
+}
+
+/* POST /api/tokens/{id}/test: asks Sora about the token again. */
+void
+s2a_tokens_test(s2a_req_t *req)
+{
+    handle_test(req, req->path_id);
+}
+
+/* POST /api/tokens/{id}/sora2/activate?invite_code=: redeems a code. */
+void
+s2a_tokens_activate(s2a_req_t *req)
+{
+    handle_activate(req, req->path_id);
+}
+
+/* POST /api/tokens/st2at: session token to access token. */
+void
+s2a_tokens_st2at(s2a_req_t *req)
+{
+    handle_convert(req, true);
+}
+
+/* POST /api/tokens/rt2at: refresh token to access token. */
+void
+s2a_tokens_rt2at(s2a_req_t *req)
+{
+    handle_convert(req, false);
+}
+
+/* POST /api/tokens/import: bulk add or update by e-mail. */
+void
+s2a_tokens_import(s2a_req_t *req)
+{
+    handle_import(req);
+}
+
+/* GET /api/tokens/export: the pool as a download. */
+void
+s2a_tokens_export(s2a_req_t *req)
+{
+    handle_export(req);
 }

@@ -1,6 +1,7 @@
 /*
- * worker.c: a worker process: its event loop, the channel to the master,
- * settings refresh, draining and exit.
+ * worker.c: a worker process: start-up of its subsystems, its event loop,
+ * the control messages of the master, draining and exit. The shared
+ * context and the master-call helpers are in context.c.
  *
  * Start-up order (after fork, in the child): signals, event base, control
  * channel, routes, static files, HTTP server, timers; then "ready" to the
@@ -34,136 +35,8 @@
 #define TICK_MS        200
 #define DRAIN_QUIET_MS 1000
 
-s2a_worker_t s2a_worker;
-
-typedef struct call_s {
-    uint64_t id;
-    s2a_call_done_pt done;
-    void *arg;
-    struct call_s *next;
-} call_t;
-
-static call_t *calls;
-static uint64_t next_call_id = 1;
 static struct event *tick_ev, *usage_ev, *stop_accept_ev, *term_ev;
 static int exit_status;
-
-void
-s2a_worker_refresh_settings(void)
-{
-    s2a_worker_t *w = &s2a_worker;
-    uint32_t seq = s2a_shm_settings_seq(w->shm);
-
-    if (seq == w->settings_seq) {
-        return;
-    }
-    w->settings_seq = s2a_shm_settings_read(w->shm, &w->settings);
-    s2a_log_set_level(w->settings.log_level >= 0 ? w->settings.log_level
-                                                 : w->conf->log_level);
-    w->shm->workers[w->args->shm_row].settings_seen = w->settings_seq;
-}
-
-uint64_t
-s2a_worker_call_master(json_t *msg, s2a_call_done_pt done, void *arg)
-{
-    call_t *c;
-
-    if (s2a_worker.chan == NULL) {
-        return 0;
-    }
-    c = calloc(1, sizeof(*c));
-    if (c == NULL) {
-        return 0;
-    }
-    c->id = next_call_id++;
-    c->done = done;
-    c->arg = arg;
-    json_object_set_new(msg, "id", json_integer((json_int_t) c->id));
-    if (s2a_chan_send(s2a_worker.chan, msg) != S2A_OK) {
-        free(c);
-        return 0;
-    }
-    c->next = calls;
-    calls = c;
-    return c->id;
-}
-
-void
-s2a_worker_call_cancel(uint64_t id)
-{
-    call_t **pp, *c;
-
-    for (pp = &calls; *pp != NULL; pp = &(*pp)->next) {
-        if ((*pp)->id == id) {
-            c = *pp;
-            *pp = c->next;
-            free(c);
-            return;
-        }
-    }
-}
-
-bool
-s2a_worker_token_secret(int64_t id, char *at, char *proxy)
-{
-    s2a_shm_t *shm = s2a_worker.shm;
-    int slot;
-
-    at[0] = '\0';
-    if (proxy != NULL) {
-        proxy[0] = '\0';
-    }
-    if (s2a_shm_lock(shm) != S2A_OK) {
-        return false;
-    }
-    slot = s2a_shm_token_find_locked(shm, id);
-    if (slot >= 0) {
-        memcpy(at, s2a_shm_secrets(shm)[slot].access_token,
-               s2a_shm_secrets(shm)[slot].len + 1);
-        if (proxy != NULL) {
-            memcpy(proxy, s2a_shm_secrets(shm)[slot].proxy,
-                   sizeof(s2a_shm_secrets(shm)[slot].proxy));
-        }
-    }
-    s2a_shm_unlock(shm);
-    return at[0] != '\0';
-}
-
-bool
-s2a_worker_token_at(int64_t id, char *out)
-{
-    return s2a_worker_token_secret(id, out, NULL);
-}
-
-void
-s2a_worker_notify_master(json_t *msg)
-{
-    if (s2a_worker.chan != NULL) {
-        s2a_chan_send(s2a_worker.chan, msg);
-    }
-}
-
-static void
-finish_calls(json_t *reply, uint64_t id)
-{
-    call_t **pp, *c;
-
-    for (pp = &calls; *pp != NULL; pp = &(*pp)->next) {
-        if ((*pp)->id == id || id == 0) {
-            c = *pp;
-            *pp = c->next;
-            c->done(reply, c->arg);
-            free(c);
-            if (id != 0) {
-                return;
-            }
-            pp = &calls;
-            if (*pp == NULL) {
-                return;
-            }
-        }
-    }
-}
 
 static void
 stop_accepting(void)
@@ -218,7 +91,7 @@ on_master_msg(s2a_chan_t *chan, json_t *msg, void *arg)
     if (strcmp(op, "reply") == 0) {
         json_int_t id = json_integer_value(json_object_get(msg, "re"));
         if (id > 0) {
-            finish_calls(msg, (uint64_t) id);
+            s2a_worker_call_finish(msg, (uint64_t) id);
         }
     } else if (strcmp(op, "drain") == 0) {
         begin_drain(
@@ -350,12 +223,7 @@ s2a_worker_main(const s2a_worker_args_t *args)
     struct timeval tick = { 0, TICK_MS * 1000 }, sec = { 1, 0 };
     json_t *msg;
 
-    memset(w, 0, sizeof(*w));
-    w->args = args;
-    w->conf = args->conf;
-    w->shm = args->shm;
-    w->test_hooks = args->test_hooks;
-    w->settings_seq = (uint32_t) -1;
+    s2a_worker_context_init(args);
     exit_status = 0;
     worker_signals();
 
@@ -409,7 +277,7 @@ s2a_worker_main(const s2a_worker_args_t *args)
     s2a_usage_flush();
     s2a_chan_flush_blocking(w->chan, 1000);
     s2a_http_flush_access_log(w->http);
-    finish_calls(NULL, 0);
+    s2a_worker_call_finish(NULL, 0);
     /* Jobs still running are cancelled here; their records follow. */
     s2a_http_destroy(w->http);
     s2a_chan_flush_blocking(w->chan, 1000);

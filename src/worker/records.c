@@ -1,0 +1,144 @@
+/*
+ * records.c: the read-only record views of the admin API: the request log
+ * (GET /api/logs), generation tasks (GET /api/tasks) and the statistics
+ * (GET /api/stats). The rows live in the master's database; each request
+ * is one call to the master, owned here until it is answered or its
+ * client leaves.
+ */
+#include "worker/records.h"
+#include "worker/context.h"
+
+#include <stdlib.h>
+
+typedef enum {
+    RECORDS_LOGS = 0,
+    RECORDS_TASKS,
+    RECORDS_STATS
+} records_kind_t;
+
+/* One record request in progress; freed when answered or abandoned. */
+typedef struct records_s {
+    s2a_req_t *req;
+    uint64_t call;
+    records_kind_t kind;
+} records_t;
+
+static void
+records_gone(s2a_req_t *req, void *arg)
+{
+    records_t *r = arg;
+
+    S2A_UNUSED(req);
+    if (r->call != 0) {
+        s2a_worker_call_cancel(r->call);
+    }
+    free(r);
+}
+
+/* Detaches `r` from its request and frees it; the caller answers. */
+static s2a_req_t *
+records_end(records_t *r)
+{
+    s2a_req_t *req = r->req;
+
+    req->on_gone = NULL;
+    free(r);
+    return req;
+}
+
+static void
+records_done(json_t *reply, void *arg)
+{
+    records_t *r = arg;
+    bool ok = reply != NULL && json_is_true(json_object_get(reply, "ok"));
+    json_t *rows = json_object_get(reply, "rows"), *body;
+    json_t *stats = json_object_get(reply, "stats");
+    records_kind_t kind = r->kind;
+    s2a_req_t *req;
+
+    r->call = 0;
+    req = records_end(r);
+    if (kind == RECORDS_STATS) {
+        if (!ok || stats == NULL) {
+            s2a_http_reply_detail(req, 503, "Statistics unavailable");
+            return;
+        }
+        s2a_http_reply_json(req, 200, stats);
+        return;
+    }
+    if (!ok || !json_is_array(rows)) {
+        s2a_http_reply_detail(req, 503, "Records unavailable");
+        return;
+    }
+    /* Logs are a bare array, as the reference answers. */
+    body = kind == RECORDS_TASKS
+        ? json_pack("{s:b, s:O}", "success", 1, "tasks", rows)
+        : json_incref(rows);
+    s2a_http_reply_json(req, 200, body);
+    json_decref(body);
+}
+
+/* Sends `msg` (taken) to the master; the answer goes to records_done. */
+static void
+records_ask(s2a_req_t *req, records_kind_t kind, json_t *msg)
+{
+    records_t *r = calloc(1, sizeof(*r));
+
+    if (r == NULL || msg == NULL) {
+        free(r);
+        json_decref(msg);
+        s2a_http_reply_detail(req, 503, "Out of memory");
+        return;
+    }
+    r->req = req;
+    r->kind = kind;
+    r->call = s2a_worker_call_master(msg, records_done, r);
+    json_decref(msg);
+    if (r->call == 0) {
+        free(r);
+        s2a_http_reply_detail(req, 503, "Master unavailable");
+        return;
+    }
+    req->on_gone = records_gone;
+    req->gone_arg = r;
+}
+
+static void
+records_list(s2a_req_t *req, records_kind_t kind)
+{
+    char *limit = s2a_req_query_param(req, "limit");
+    char *status =
+        kind == RECORDS_TASKS ? s2a_req_query_param(req, "status") : NULL;
+    json_t *msg;
+
+    msg = json_pack("{s:s, s:i}", "op",
+                    kind == RECORDS_TASKS ? "tasks_list" : "logs_list", "limit",
+                    limit != NULL ? atoi(limit) : 100);
+    if (msg != NULL && status != NULL && status[0] != '\0') {
+        json_object_set_new(msg, "status", json_string(status));
+    }
+    free(limit);
+    free(status);
+    records_ask(req, kind, msg);
+}
+
+/* GET /api/logs[?limit=]: request-log rows, newest first (bare array). */
+void
+s2a_records_logs(s2a_req_t *req)
+{
+    records_list(req, RECORDS_LOGS);
+}
+
+/* GET /api/tasks[?limit=&status=]: {"success":true,"tasks":[...]}. */
+void
+s2a_records_tasks(s2a_req_t *req)
+{
+    records_list(req, RECORDS_TASKS);
+}
+
+/* GET /api/stats: the master's totals and today's counts. */
+void
+s2a_records_stats(s2a_req_t *req)
+{
+    records_ask(req, RECORDS_STATS, json_pack("{s:s}", "op", "stats"));
+}
