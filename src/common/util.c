@@ -67,3 +67,19 @@ s2a_utc_day(int64_t t, char out[11])
     gmtime_r(&tt, &tm);
     strftime(out, 11, "%Y-%m-%d", &tm);
 }
+
+bool
+s2a_is_hex(const char *s, size_t len)
+{
+    size_t i;
+
+    if (strlen(s) != len) {
+        return false;
+    }
+    for (i = 0; i < len; i++) {
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f'))) {
+            return false;
+        }
+    }
+    return true;
+}

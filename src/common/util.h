@@ -19,4 +19,7 @@ void s2a_utc_day(int64_t t, char out[11]);
 /* mkdir -p with `mode`. Returns S2A_OK or S2A_ERROR with errno set. */
 int s2a_mkdirs(const char *path, unsigned mode);
 
+/* True when `s` is exactly `len` lower-case hex digits. */
+bool s2a_is_hex(const char *s, size_t len);
+
 #endif /* S2A_UTIL_H */

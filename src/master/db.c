@@ -1110,6 +1110,7 @@ s2a_db_token_outcome(s2a_db_t *db, int64_t id, bool video, bool success,
             " image_count = image_count + (?3 AND NOT ?4),"
             " video_count = video_count + (?3 AND ?4),"
             " error_count = error_count + (NOT ?3),"
+            " use_count = use_count + 1,"
             " consecutive_errors = CASE WHEN ?3 THEN 0 "
             "   ELSE consecutive_errors + 1 END,"
             " last_used_at = ?5 "

@@ -6,6 +6,7 @@
  * of calls waiting for an answer; worker.c owns the process around it.
  */
 #include "worker/context.h"
+#include "common/ops.h"
 #include "common/log.h"
 
 #include <stdlib.h>
@@ -173,5 +174,17 @@ s2a_worker_call_finish(json_t *reply, uint64_t id)
                 return;
             }
         }
+    }
+}
+
+/* "reply": the answer to one of this worker's calls. */
+void
+s2a_op_reply(void *from, json_t *msg)
+{
+    json_int_t id = json_integer_value(json_object_get(msg, "re"));
+
+    S2A_UNUSED(from);
+    if (id > 0) {
+        s2a_worker_call_finish(msg, (uint64_t) id);
     }
 }

@@ -3,6 +3,7 @@
  * Each job holds its own copies of the secrets and wipes them when done.
  */
 #include "worker/upkeep.h"
+#include "common/ops.h"
 #include "common/crypto.h"
 #include "common/jwt.h"
 #include "common/log.h"
@@ -303,4 +304,20 @@ s2a_upkeep_cleanup(void)
         }
         job_free(jobs);
     }
+}
+
+/* "refresh_token" from the master's sweep. */
+void
+s2a_op_refresh_token(void *from, json_t *msg)
+{
+    S2A_UNUSED(from);
+    s2a_upkeep_refresh(msg);
+}
+
+/* "quota_check" from the master's sweep. */
+void
+s2a_op_quota_check(void *from, json_t *msg)
+{
+    S2A_UNUSED(from);
+    s2a_upkeep_quota(msg);
 }

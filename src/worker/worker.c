@@ -8,6 +8,7 @@
  * master.
  */
 #include "worker/worker.h"
+#include "common/ops.h"
 #include "worker/chat.h"
 #include "worker/poller.h"
 #include "common/log.h"
@@ -81,37 +82,53 @@ begin_drain(int stop_accept_ms, int64_t deadline_ms)
     evtimer_add(stop_accept_ev, &tv);
 }
 
+/* "drain": stop accepting, finish what is in flight, exit. */
+void
+s2a_op_drain(void *from, json_t *msg)
+{
+    S2A_UNUSED(from);
+    begin_drain(
+        (int) json_integer_value(json_object_get(msg, "stop_accept_ms")),
+        json_integer_value(json_object_get(msg, "deadline_ms")));
+}
+
+/* "reopen_logs" (SIGUSR1 to the master): logrotate moved the files. */
+void
+s2a_op_reopen_logs(void *from, json_t *msg)
+{
+    S2A_UNUSED(from);
+    S2A_UNUSED(msg);
+    if (s2a_log_open(s2a_worker.conf->error_log) != S2A_OK
+        || s2a_http_open_access_log(s2a_worker.http,
+                                    s2a_worker.conf->access_log)
+            != S2A_OK)
+    {
+        s2a_log(LOG_ERR, errno, "reopening log files failed");
+    }
+}
+
+/* A message from the master: its row of the operations table, a check
+ * of its fields, then the handler. */
 static void
 on_master_msg(s2a_chan_t *chan, json_t *msg, void *arg)
 {
-    const char *op = json_string_value(json_object_get(msg, "op"));
+    const char *name = json_string_value(json_object_get(msg, "op"));
+    const s2a_op_t *op;
+    char err[256];
 
     S2A_UNUSED(chan);
     S2A_UNUSED(arg);
-    if (strcmp(op, "reply") == 0) {
-        json_int_t id = json_integer_value(json_object_get(msg, "re"));
-        if (id > 0) {
-            s2a_worker_call_finish(msg, (uint64_t) id);
-        }
-    } else if (strcmp(op, "drain") == 0) {
-        begin_drain(
-            (int) json_integer_value(json_object_get(msg, "stop_accept_ms")),
-            json_integer_value(json_object_get(msg, "deadline_ms")));
-    } else if (strcmp(op, "refresh_token") == 0) {
-        s2a_upkeep_refresh(msg);
-    } else if (strcmp(op, "quota_check") == 0) {
-        s2a_upkeep_quota(msg);
-    } else if (strcmp(op, "reopen_logs") == 0) {
-        if (s2a_log_open(s2a_worker.conf->error_log) != S2A_OK
-            || s2a_http_open_access_log(s2a_worker.http,
-                                        s2a_worker.conf->access_log)
-                != S2A_OK)
-        {
-            s2a_log(LOG_ERR, errno, "reopening log files failed");
-        }
-    } else {
-        s2a_log(LOG_WARNING, 0, "unknown control op \"%s\"", op);
+    op = name != NULL ? s2a_op_find(name, S2A_OP_TO_WORKER) : NULL;
+    if (op == NULL) {
+        s2a_log(LOG_WARNING, 0, "unknown control op \"%.64s\"",
+                name != NULL ? name : "");
+        return;
     }
+    if (s2a_op_check(op, msg, err, sizeof(err)) != S2A_OK) {
+        s2a_log(LOG_WARNING, 0, "malformed control message ignored: %s", err);
+        return;
+    }
+    op->handler(NULL, msg);
 }
 
 static void

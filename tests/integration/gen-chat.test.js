@@ -332,6 +332,7 @@ test('records: task row, request log and token counters', async () => {
     return x.video_count === before.video_count + 1 && x.image_count === before.image_count + 1 ? x : null;
   }, { what: 'the token counters' });
   assert.equal(t.error_count, before.error_count);
+  assert.equal(t.use_count, before.use_count + 2, 'each generation counts as a use');
   assert.equal(t.state, 'active');
   // The admin listing shows the same row.
   const listed = (await request(d.base, 'GET', '/api/tasks', { headers: ctx.H })).json.tasks.find((x) => x.job_id === row.job_id);

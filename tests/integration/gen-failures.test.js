@@ -247,6 +247,7 @@ test('consecutive errors disable the token; a success resets the run', async () 
     return x.error_count === 1 && x.image_count === 1 ? x : null;
   }, { what: 'one error and one image counted' });
   assert.equal(tok.consecutive_errors, 0);
+  assert.equal(tok.use_count, 2, 'a failed generation is a use too');
   for (const p of ['#fail two', '#fail three']) g.assertHttpError(await img(p), 502, 'generation_failed');
   tok = await waitFor(async () => {
     const x = await g.tokenById(ctx, t.id);

@@ -170,6 +170,57 @@ test('an invalid file on SIGHUP keeps the running configuration', async () => {
   });
 });
 
+test('a reload whose new address is taken changes nothing, and the next one applies in full', async () => {
+  await withDaemon({}, async (d) => {
+    // Hold a port, then ask for it along with a worker count change.
+    const { freePort } = require('./lib/daemon');
+    const port2 = await freePort();
+    const holder = http.createServer().listen(port2, '127.0.0.1');
+    await new Promise((r) => holder.on('listening', r));
+    const before = d.workers();
+    assert.equal(before.length, 2);
+    d.writeConf({ server: { listen: `127.0.0.1:${d.port} 127.0.0.1:${port2}`, workers: '3' } });
+    process.kill(d.pid, 'SIGHUP');
+    await waitFor(() => /reload failed, keeping the running configuration: a listening socket could not be opened/.test(d.log()),
+      { what: 'reload refused' });
+    await sleep(300);
+    // The old generation, in full: same workers, same count, old address.
+    assert.deepEqual(d.workers(), before);
+    assert.doesNotMatch(d.log(), /reloading: generation 2/);
+    assert.equal((await request(d.base, 'GET', '/v1/models', { headers: AUTH })).status, 200);
+    await new Promise((r) => holder.close(r));
+    process.kill(d.pid, 'SIGHUP');
+    await waitFor(() => d.workers().length === 3 && /reloading: generation 2, 3 workers/.test(d.log()),
+      { what: 'second reload applied' });
+    const r2 = await waitFor(async () => {
+      const r = await request(`http://127.0.0.1:${port2}`, 'GET', '/v1/models', { headers: AUTH }).catch(() => null);
+      return r && r.status === 200 ? r : null;
+    }, { what: 'new address serves' });
+    assert.equal(r2.status, 200);
+    d.allowedErrors.push(/reload failed/, /failed \(errno/, /bind\(\)/);
+    assert.equal((await d.stop()).code, 0);
+    assert.deepEqual(d.unexpectedErrors(), []);
+  });
+});
+
+test('a second SIGTERM during a graceful stop makes it a fast stop', async () => {
+  await withDaemon({ conf: { server: { shutdown_timeout: '30' } } }, async (d) => {
+    const slow = request(d.base, 'GET', '/__test/sleep?ms=20000').catch((e) => e);
+    await sleep(300);
+    const t0 = Date.now();
+    process.kill(d.pid, 'SIGTERM');
+    await waitFor(() => /graceful stop requested/.test(d.log()), { what: 'graceful stop' });
+    process.kill(d.pid, 'SIGTERM');
+    const res = await d.exited;
+    const took = Date.now() - t0;
+    assert.ok(took < 8000, `stopped after ${took} ms`);
+    assert.match(d.log(), /fast stop requested/);
+    assert.equal(res.code, 0);
+    await slow;
+    assert.deepEqual(d.unexpectedErrors(), []);
+  });
+});
+
 test('SIGTERM lets an in-flight request finish, refuses new connections and removes the pidfile', async () => {
   await withDaemon({}, async (d) => {
     assert.ok(fs.existsSync(d.pidFile));

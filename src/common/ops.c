@@ -1,0 +1,143 @@
+/*
+ * ops.c: the control-channel operations table and its field checker
+ * (see ops.h and docs/control-channel.md). Adding an operation is one
+ * row here plus its handler on the receiving end.
+ */
+#include "common/ops.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#define TO_MASTER S2A_OP_TO_MASTER
+#define TO_WORKER S2A_OP_TO_WORKER
+
+/* clang-format off */
+const s2a_op_t s2a_ops[] = {
+    /* worker -> master: supervision */
+    { "ready", TO_MASTER, "", NULL, s2a_op_ready, 0 },
+    { "usage", TO_MASTER, "rows:arr", NULL, s2a_op_usage, 0 },
+    { "ping", TO_MASTER, "id:int", "", s2a_op_ping, 0 },
+    /* worker -> master: runtime settings and sessions */
+    { "set_setting", TO_MASTER, "id:int key:str value:str", "", s2a_op_set_settings, 0 },
+    { "set_settings", TO_MASTER, "id:int values:obj", "", s2a_op_set_settings, 0 },
+    { "revoke_session", TO_MASTER, "id:int nonce:str expires:int", "", s2a_op_revoke_session, 0 },
+    /* worker -> master: the account pool */
+    { "token_exists", TO_MASTER, "id:int sha256:str? email:str?", "exists:bool token_id:int? email:str?", s2a_op_token_exists, 0 },
+    { "token_add", TO_MASTER, "id:int sha256:str fields:obj state:str?", "token_id:int? code:str? email:str?", s2a_op_token_add, 0 },
+    { "token_update", TO_MASTER, "id:int? token_id:int fields:obj sha256:str? state:str?", "code:str?", s2a_op_token_update, 0 },
+    { "token_state", TO_MASTER, "id:int? token_id:int state:str reason:str? until:int?", "code:str?", s2a_op_token_state, 0 },
+    { "token_delete", TO_MASTER, "id:int token_id:int", "code:str?", s2a_op_token_delete, 0 },
+    { "tokens_list", TO_MASTER, "id:int token_id:int? reveal:bool?", "tokens:arr", s2a_op_tokens_list, 0 },
+    { "stats", TO_MASTER, "id:int", "stats:obj", s2a_op_stats, 0 },
+    { "token_refreshed", TO_MASTER, "token_id:int token:str sha256:str expiry_time:any rt:str? via:str?", NULL, s2a_op_token_refreshed, 0 },
+    { "token_refresh_failed", TO_MASTER, "token_id:int reason:str?", NULL, s2a_op_token_refresh_failed, 0 },
+    { "token_outcome", TO_MASTER, "token_id:int kind:str outcome:str message:str? until:int?", NULL, s2a_op_token_outcome, 0 },
+    { "video_submitted", TO_MASTER, "token_id:int", NULL, s2a_op_video_submitted, 0 },
+    /* worker -> master: generation records */
+    { "task_record", TO_MASTER, "job_id:str fields:obj", NULL, s2a_op_task_record, 0 },
+    { "request_log", TO_MASTER, "fields:obj", NULL, s2a_op_request_log, 0 },
+    { "logs_list", TO_MASTER, "id:int limit:int?", "rows:arr", s2a_op_logs_list, 0 },
+    { "tasks_list", TO_MASTER, "id:int limit:int? status:str?", "rows:arr", s2a_op_tasks_list, 0 },
+    { "sweep_now", TO_MASTER, "", NULL, s2a_op_sweep_now, S2A_OP_TEST_ONLY },
+
+    /* master -> worker */
+    { "reply", TO_WORKER, "re:any ok:bool error:str?", NULL, s2a_op_reply, 0 },
+    { "drain", TO_WORKER, "stop_accept_ms:int deadline_ms:int", NULL, s2a_op_drain, 0 },
+    { "reopen_logs", TO_WORKER, "", NULL, s2a_op_reopen_logs, 0 },
+    { "refresh_token", TO_WORKER, "token_id:int st:str? rt:str? client_id:str? proxy:str?", NULL, s2a_op_refresh_token, 0 },
+    { "quota_check", TO_WORKER, "token_id:int proxy:str?", NULL, s2a_op_quota_check, 0 },
+};
+/* clang-format on */
+
+const size_t s2a_nops = S2A_NELEMS(s2a_ops);
+
+const s2a_op_t *
+s2a_op_find(const char *name, s2a_op_dir_t dir)
+{
+    size_t i;
+
+    for (i = 0; i < s2a_nops; i++) {
+        if (s2a_ops[i].dir == dir && strcmp(s2a_ops[i].name, name) == 0) {
+            return &s2a_ops[i];
+        }
+    }
+    return NULL;
+}
+
+static bool
+type_ok(const char *type, size_t tlen, const json_t *v)
+{
+#define IS(t) (tlen == sizeof(t) - 1 && memcmp(type, t, tlen) == 0)
+    if (IS("any")) {
+        return true;
+    }
+    if (IS("str")) {
+        return json_is_string(v);
+    }
+    if (IS("int")) {
+        return json_is_integer(v);
+    }
+    if (IS("bool")) {
+        return json_is_boolean(v);
+    }
+    if (IS("obj")) {
+        return json_is_object(v);
+    }
+    if (IS("arr")) {
+        return json_is_array(v);
+    }
+#undef IS
+    return false;
+}
+
+int
+s2a_op_check(const s2a_op_t *op, json_t *msg, char *err, size_t errlen)
+{
+    const char *p = op->fields, *colon, *end;
+    char name[64];
+    size_t nlen, tlen;
+    bool optional;
+    json_t *v;
+
+    while (*p != '\0') {
+        while (*p == ' ') {
+            p++;
+        }
+        if (*p == '\0') {
+            break;
+        }
+        end = strchr(p, ' ');
+        if (end == NULL) {
+            end = p + strlen(p);
+        }
+        colon = memchr(p, ':', (size_t) (end - p));
+        if (colon == NULL) {
+            snprintf(err, errlen, "%s: bad field list", op->name);
+            return S2A_ERROR;
+        }
+        nlen = (size_t) (colon - p);
+        optional = end[-1] == '?';
+        tlen = (size_t) (end - colon - 1) - (optional ? 1 : 0);
+        if (nlen >= sizeof(name)) {
+            snprintf(err, errlen, "%s: bad field list", op->name);
+            return S2A_ERROR;
+        }
+        memcpy(name, p, nlen);
+        name[nlen] = '\0';
+        v = json_object_get(msg, name);
+        /* JSON null stands for an optional field left out. */
+        if (v == NULL || (optional && json_is_null(v))) {
+            if (!optional) {
+                snprintf(err, errlen, "%s: field %s is missing", op->name,
+                         name);
+                return S2A_ERROR;
+            }
+        } else if (!type_ok(colon + 1, tlen, v)) {
+            snprintf(err, errlen, "%s: field %s must be %.*s", op->name, name,
+                     (int) tlen, colon + 1);
+            return S2A_ERROR;
+        }
+        p = end;
+    }
+    return S2A_OK;
+}
