@@ -23,7 +23,51 @@
 static struct {
     uint64_t since_ns;
     const char *site;
+    /* Which row of hold_sites each site string went to (pointers are the
+     * same in every process: workers are forked, not exec'ed). */
+    const char *cached[S2A_SHM_HOLD_SITES];
+    int ncached;
 } held;
+
+/* The statistics row of `site`, claimed on first use. Lock held. */
+static s2a_shm_hold_t *
+hold_site_locked(s2a_shm_t *shm, const char *site)
+{
+    s2a_shm_hold_t *h;
+    int i;
+
+    for (i = 0; i < held.ncached; i++) {
+        if (held.cached[i] == site) {
+            break;
+        }
+    }
+    if (i < held.ncached
+        && strncmp(shm->hold_sites[i].site, site,
+                   sizeof(shm->hold_sites[i].site) - 1)
+            == 0)
+    {
+        return &shm->hold_sites[i];
+    }
+    for (i = 0; i < S2A_SHM_HOLD_SITES - 1; i++) {
+        h = &shm->hold_sites[i];
+        if (h->site[0] == '\0') {
+            snprintf(h->site, sizeof(h->site), "%s", site);
+        }
+        if (strncmp(h->site, site, sizeof(h->site) - 1) == 0) {
+            break;
+        }
+    }
+    h = &shm->hold_sites[i];
+    if (i == S2A_SHM_HOLD_SITES - 1) {
+        snprintf(h->site, sizeof(h->site), "%s", "(other)");
+    }
+    /* Cache by row index: entry i of the cache is row i. */
+    while (held.ncached <= i) {
+        held.cached[held.ncached++] = NULL;
+    }
+    held.cached[i] = site;
+    return h;
+}
 
 static uint64_t
 mono_ns(void)
@@ -91,9 +135,11 @@ s2a_shm_create(uint32_t max_tokens, uint32_t max_leases)
 void
 s2a_shm_destroy(s2a_shm_t *shm)
 {
+    static s2a_shm_hold_t sites[S2A_SHM_HOLD_SITES];
     uint64_t count, total, max;
     int32_t pid;
     char site[sizeof(shm->hold_max_site)];
+    int i;
 
     if (shm == NULL) {
         return;
@@ -104,6 +150,22 @@ s2a_shm_destroy(s2a_shm_t *shm)
                               sizeof(site))
             == S2A_OK)
     {
+        if (s2a_shm_lock(shm) == S2A_OK) {
+            memcpy(sites, shm->hold_sites, sizeof(sites));
+            s2a_shm_unlock(shm);
+        }
+        for (i = 0; i < S2A_SHM_HOLD_SITES; i++) {
+            if (sites[i].count == 0) {
+                continue;
+            }
+            s2a_log(LOG_NOTICE, 0,
+                    "shm lock site %s: %llu holds, %llu us in all, "
+                    "longest %llu us (pid %d)",
+                    sites[i].site, (unsigned long long) sites[i].count,
+                    (unsigned long long) (sites[i].total_ns / 1000),
+                    (unsigned long long) (sites[i].max_ns / 1000),
+                    (int) sites[i].max_pid);
+        }
         s2a_log(LOG_NOTICE, 0,
                 "shm lock: %llu holds, %llu us in all, longest %llu us "
                 "in %s (pid %d)",
@@ -179,8 +241,16 @@ void
 s2a_shm_unlock(s2a_shm_t *shm)
 {
     uint64_t ns = mono_ns() - held.since_ns;
+    s2a_shm_hold_t *h =
+        hold_site_locked(shm, held.site != NULL ? held.site : "?");
 
     /* Still under the lock: plain writes are safe. */
+    h->count++;
+    h->total_ns += ns;
+    if (ns > h->max_ns) {
+        h->max_ns = ns;
+        h->max_pid = (int32_t) getpid();
+    }
     shm->hold_count++;
     shm->hold_total_ns += ns;
     if (ns > shm->hold_max_ns) {

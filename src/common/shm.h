@@ -175,6 +175,16 @@ typedef struct s2a_shm_revoked_s {
     int64_t expires; /* unix seconds */
 } s2a_shm_revoked_t;
 
+/* Lock-hold statistics of one call site (the function taking the lock). */
+#define S2A_SHM_HOLD_SITES 24 /* the last row also takes any overflow */
+typedef struct s2a_shm_hold_s {
+    char site[44]; /* function name; "" when the row is free */
+    int32_t max_pid;
+    uint64_t count;
+    uint64_t total_ns;
+    uint64_t max_ns;
+} s2a_shm_hold_t;
+
 typedef struct s2a_shm_s {
     uint64_t magic;
     uint32_t version;
@@ -205,6 +215,7 @@ typedef struct s2a_shm_s {
     uint64_t hold_max_ns;
     int32_t hold_max_pid;   /* process that held it longest */
     char hold_max_site[44]; /* function that took it then */
+    s2a_shm_hold_t hold_sites[S2A_SHM_HOLD_SITES]; /* the same per site */
 
     /* Seqlock: odd while the master writes `settings`. */
     volatile uint32_t settings_seq;

@@ -729,6 +729,12 @@ test_hold_stats(void **state)
     assert_true(total >= max);
     assert_int_equal(pid, getpid());
     assert_string_equal(site, "test_hold_stats");
+    /* Per site: this function's three holds, the stats read's own. */
+    assert_string_equal(shm->hold_sites[0].site, "test_hold_stats");
+    assert_int_equal(shm->hold_sites[0].count, 3);
+    assert_true(shm->hold_sites[0].max_ns >= 3000000);
+    assert_string_equal(shm->hold_sites[1].site, "s2a_shm_hold_stats");
+    assert_int_equal(shm->hold_sites[1].count, 1);
 }
 
 int
