@@ -204,13 +204,11 @@ pump_cb(evutil_socket_t fd, short what, void *arg)
     S2A_UNUSED(fd);
     S2A_UNUSED(what);
     S2A_UNUSED(arg);
+    /* next_scan_ms is no later than the first deadline of the last scan,
+     * and a newly queued job kicks: no need to walk the queue here. */
     if (!S.kicked && gen == S.seen_gen && now < S.next_scan_ms) {
-        for (w = S.head; w != NULL && now < w->deadline_ms; w = w->next) {
-        }
-        if (w == NULL) {
-            pump_later(POLL_MS);
-            return;
-        }
+        pump_later(POLL_MS);
+        return;
     }
     /* Read before scanning: a change made during the scan shows next time. */
     S.kicked = false;
