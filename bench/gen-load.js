@@ -1001,6 +1001,26 @@ class Run {
     return out;
   }
 
+  // The master's notice at exit: how often the shm lock was taken over
+  // the whole run (import included) and its longest hold, with the
+  // function that held it (see docs/locking.md).
+  shmLockStats() {
+    const m = /shm lock: (\d+) holds, (\d+) us in all, longest (\d+) us in (\S+) \(pid (\d+)\)/.exec(this.readLog());
+    if (!m) return null;
+    const holds = Number(m[1]);
+    const totalUs = Number(m[2]);
+    const sites = [];
+    const re = /shm lock site (\S+): (\d+) holds, (\d+) us in all, longest (\d+) us \(pid (\d+)\)/g;
+    for (let x = re.exec(this.readLog()); x; x = re.exec(this.readLog())) {
+      sites.push({ site: x[1], holds: Number(x[2]), total_us: Number(x[3]), longest_us: Number(x[4]), pid: Number(x[5]) });
+    }
+    sites.sort((a, b) => b.longest_us - a.longest_us);
+    return {
+      holds, total_us: totalUs, mean_us: holds ? Number((totalUs / holds).toFixed(2)) : 0,
+      longest_us: Number(m[3]), longest_site: m[4], longest_pid: Number(m[5]), sites,
+    };
+  }
+
   logProblems() {
     const lines = this.readLog().split('\n').filter((l) => /\[(warn|error|crit|alert|emerg)\]/.test(l));
     const groups = new Map();
@@ -1178,6 +1198,7 @@ class Run {
     const ex = await this.stopDaemon();
     const logIssues = this.logProblems();
     this.result.daemon_exit = ex;
+    this.result.shm_lock = this.shmLockStats();
     this.result.daemon_log = logIssues.slice(0, 30).map((g) => ({ count: g.count, example: g.example }));
     if (ex && (ex.code !== 0 || ex.signal)) this.problems.push(`the daemon exited ${JSON.stringify(ex)} on SIGTERM`);
     const sanitizer = this.daemonOut.split('\n').filter((l) => /AddressSanitizer|LeakSanitizer|runtime error:/.test(l));
@@ -1269,6 +1290,15 @@ class Run {
     if (r.setup_only) {
       w(`  setup-only probe: GET /v1/models ${r.setup_only.models_status}, POST /v1/chat/completions ${r.setup_only.chat_status}`);
       w(`  daemon RSS sum ${fmtMB(r.setup_only.rss_kb)}, PSS sum ${fmtMB(r.setup_only.pss_kb)}`);
+    }
+    if (r.shm_lock) {
+      const k = r.shm_lock;
+      w(`  shm lock: ${fmtInt(k.holds)} holds, ${fmtInt(k.total_us)} us in all (mean ${k.mean_us} us),`
+        + ` longest ${fmtInt(k.longest_us)} us in ${k.longest_site} (pid ${k.longest_pid})`);
+      for (const x of k.sites) {
+        w(`    ${x.site.padEnd(34)} ${fmtInt(x.holds).padStart(9)} holds ${fmtInt(x.total_us).padStart(10)} us`
+          + `  longest ${fmtInt(x.longest_us).padStart(8)} us (pid ${x.pid})`);
+      }
     }
     w(`  daemon exit on SIGTERM: ${JSON.stringify(r.daemon_exit)}`);
     if (r.daemon_log.length) {

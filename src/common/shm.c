@@ -12,6 +12,71 @@
 #include <stdatomic.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+/*
+ * The holder's side of the lock-hold statistics. Process-local: only the
+ * process that took the lock releases it, and each process has one
+ * thread touching the table.
+ */
+static struct {
+    uint64_t since_ns;
+    const char *site;
+    /* Which row of hold_sites each site string went to (pointers are the
+     * same in every process: workers are forked, not exec'ed). */
+    const char *cached[S2A_SHM_HOLD_SITES];
+    int ncached;
+} held;
+
+/* The statistics row of `site`, claimed on first use. Lock held. */
+static s2a_shm_hold_t *
+hold_site_locked(s2a_shm_t *shm, const char *site)
+{
+    s2a_shm_hold_t *h;
+    int i;
+
+    for (i = 0; i < held.ncached; i++) {
+        if (held.cached[i] == site) {
+            break;
+        }
+    }
+    if (i < held.ncached
+        && strncmp(shm->hold_sites[i].site, site,
+                   sizeof(shm->hold_sites[i].site) - 1)
+            == 0)
+    {
+        return &shm->hold_sites[i];
+    }
+    for (i = 0; i < S2A_SHM_HOLD_SITES - 1; i++) {
+        h = &shm->hold_sites[i];
+        if (h->site[0] == '\0') {
+            snprintf(h->site, sizeof(h->site), "%s", site);
+        }
+        if (strncmp(h->site, site, sizeof(h->site) - 1) == 0) {
+            break;
+        }
+    }
+    h = &shm->hold_sites[i];
+    if (i == S2A_SHM_HOLD_SITES - 1) {
+        snprintf(h->site, sizeof(h->site), "%s", "(other)");
+    }
+    /* Cache by row index: entry i of the cache is row i. */
+    while (held.ncached <= i) {
+        held.cached[held.ncached++] = NULL;
+    }
+    held.cached[i] = site;
+    return h;
+}
+
+static uint64_t
+mono_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t) ts.tv_sec * 1000000000u + (uint64_t) ts.tv_nsec;
+}
 
 static size_t
 align_up(size_t n, size_t a)
@@ -70,9 +135,45 @@ s2a_shm_create(uint32_t max_tokens, uint32_t max_leases)
 void
 s2a_shm_destroy(s2a_shm_t *shm)
 {
-    if (shm != NULL) {
-        munmap(shm, shm->size);
+    static s2a_shm_hold_t sites[S2A_SHM_HOLD_SITES];
+    uint64_t count, total, max;
+    int32_t pid;
+    char site[sizeof(shm->hold_max_site)];
+    int i;
+
+    if (shm == NULL) {
+        return;
     }
+    /* The master's last word on the lock, read by bench/gen-load.js. */
+    if (shm->master_pid == (int64_t) getpid()
+        && s2a_shm_hold_stats(shm, &count, &total, &max, &pid, site,
+                              sizeof(site))
+            == S2A_OK)
+    {
+        if (s2a_shm_lock(shm) == S2A_OK) {
+            memcpy(sites, shm->hold_sites, sizeof(sites));
+            s2a_shm_unlock(shm);
+        }
+        for (i = 0; i < S2A_SHM_HOLD_SITES; i++) {
+            if (sites[i].count == 0) {
+                continue;
+            }
+            s2a_log(LOG_NOTICE, 0,
+                    "shm lock site %s: %llu holds, %llu us in all, "
+                    "longest %llu us (pid %d)",
+                    sites[i].site, (unsigned long long) sites[i].count,
+                    (unsigned long long) (sites[i].total_ns / 1000),
+                    (unsigned long long) (sites[i].max_ns / 1000),
+                    (int) sites[i].max_pid);
+        }
+        s2a_log(LOG_NOTICE, 0,
+                "shm lock: %llu holds, %llu us in all, longest %llu us "
+                "in %s (pid %d)",
+                (unsigned long long) count, (unsigned long long) (total / 1000),
+                (unsigned long long) (max / 1000), site[0] ? site : "-",
+                (int) pid);
+    }
+    munmap(shm, shm->size);
 }
 
 s2a_shm_token_t *
@@ -94,10 +195,14 @@ s2a_shm_leases(s2a_shm_t *shm)
 }
 
 static int
-after_lock(s2a_shm_t *shm, int rc)
+after_lock(s2a_shm_t *shm, int rc, const char *site)
 {
     int dropped;
 
+    if (rc == 0 || rc == EOWNERDEAD) {
+        held.since_ns = mono_ns();
+        held.site = site;
+    }
     if (rc == 0) {
         return S2A_OK;
     }
@@ -121,21 +226,79 @@ after_lock(s2a_shm_t *shm, int rc)
 }
 
 int
-s2a_shm_lock(s2a_shm_t *shm)
+s2a_shm_lock_at(s2a_shm_t *shm, const char *site)
 {
-    return after_lock(shm, pthread_mutex_lock(&shm->lock));
+    return after_lock(shm, pthread_mutex_lock(&shm->lock), site);
 }
 
 int
-s2a_shm_trylock(s2a_shm_t *shm)
+s2a_shm_trylock_at(s2a_shm_t *shm, const char *site)
 {
-    return after_lock(shm, pthread_mutex_trylock(&shm->lock));
+    return after_lock(shm, pthread_mutex_trylock(&shm->lock), site);
 }
 
 void
 s2a_shm_unlock(s2a_shm_t *shm)
 {
+    uint64_t ns = mono_ns() - held.since_ns;
+    s2a_shm_hold_t *h =
+        hold_site_locked(shm, held.site != NULL ? held.site : "?");
+
+    /* Still under the lock: plain writes are safe. */
+    h->count++;
+    h->total_ns += ns;
+    if (ns > h->max_ns) {
+        h->max_ns = ns;
+        h->max_pid = (int32_t) getpid();
+    }
+    shm->hold_count++;
+    shm->hold_total_ns += ns;
+    if (ns > shm->hold_max_ns) {
+        shm->hold_max_ns = ns;
+        shm->hold_max_pid = (int32_t) getpid();
+        snprintf(shm->hold_max_site, sizeof(shm->hold_max_site), "%s",
+                 held.site != NULL ? held.site : "?");
+    }
     pthread_mutex_unlock(&shm->lock);
+}
+
+int
+s2a_shm_hold_stats(s2a_shm_t *shm, uint64_t *count, uint64_t *total_ns,
+                   uint64_t *max_ns, int32_t *max_pid, char *site,
+                   size_t sitelen)
+{
+    if (s2a_shm_lock(shm) != S2A_OK) {
+        return S2A_ERROR;
+    }
+    if (count != NULL) {
+        *count = shm->hold_count;
+    }
+    if (total_ns != NULL) {
+        *total_ns = shm->hold_total_ns;
+    }
+    if (max_ns != NULL) {
+        *max_ns = shm->hold_max_ns;
+    }
+    if (max_pid != NULL) {
+        *max_pid = shm->hold_max_pid;
+    }
+    if (site != NULL && sitelen > 0) {
+        snprintf(site, sitelen, "%s", shm->hold_max_site);
+    }
+    s2a_shm_unlock(shm);
+    return S2A_OK;
+}
+
+uint32_t
+s2a_shm_pool_gen(const s2a_shm_t *shm)
+{
+    return atomic_load_explicit(&shm->pool_gen, memory_order_acquire);
+}
+
+void
+s2a_shm_pool_bump_locked(s2a_shm_t *shm)
+{
+    atomic_fetch_add_explicit(&shm->pool_gen, 1, memory_order_release);
 }
 
 static bool
@@ -152,7 +315,7 @@ s2a_shm_repair_locked(s2a_shm_t *shm)
 {
     s2a_shm_token_t *tokens = s2a_shm_tokens(shm);
     s2a_shm_lease_t *leases = s2a_shm_leases(shm);
-    uint32_t i, high = 0, thigh = 0;
+    uint32_t i, high = 0, thigh;
     int dropped = 0;
 
     if (shm->token_high > shm->max_tokens) {
@@ -164,9 +327,6 @@ s2a_shm_repair_locked(s2a_shm_t *shm)
     for (i = 0; i < shm->token_high; i++) {
         tokens[i].inflight[S2A_KIND_IMAGE] = 0;
         tokens[i].inflight[S2A_KIND_VIDEO] = 0;
-        if (tokens[i].id != 0) {
-            thigh = i + 1;
-        }
     }
     for (i = 0; i < shm->lease_high; i++) {
         s2a_shm_lease_t *l = &leases[i];
@@ -186,6 +346,22 @@ s2a_shm_repair_locked(s2a_shm_t *shm)
         tokens[l->token_slot].inflight[l->kind]++;
         high = i + 1;
     }
+    /* A removed token (negative id) held its slot only for its leases;
+     * with the dead owners' leases gone it may be free now. */
+    thigh = 0;
+    for (i = 0; i < shm->token_high; i++) {
+        if (tokens[i].id < 0
+            && tokens[i].inflight[S2A_KIND_IMAGE]
+                    + tokens[i].inflight[S2A_KIND_VIDEO]
+                == 0)
+        {
+            tokens[i].id = 0;
+            tokens[i].state = S2A_TOKEN_FREE;
+        }
+        if (tokens[i].id != 0) {
+            thigh = i + 1;
+        }
+    }
     shm->lease_high = high;
     shm->token_high = thigh;
     if (shm->lease_hint >= shm->max_leases) {
@@ -194,6 +370,7 @@ s2a_shm_repair_locked(s2a_shm_t *shm)
     if (shm->rr_cursor >= shm->max_tokens) {
         shm->rr_cursor = 0;
     }
+    s2a_shm_pool_bump_locked(shm);
     return dropped;
 }
 
@@ -306,6 +483,7 @@ s2a_shm_token_put_locked(s2a_shm_t *shm, const s2a_shm_token_t *t,
         secret->len = (uint32_t) len;
     }
     secret->version = tokens[slot].version;
+    s2a_shm_pool_bump_locked(shm);
     return slot;
 }
 
@@ -329,6 +507,7 @@ s2a_shm_token_remove_locked(s2a_shm_t *shm, int64_t id)
     secret = &s2a_shm_secrets(shm)[slot];
     explicit_bzero(secret->access_token, secret->len);
     secret->len = 0;
+    s2a_shm_pool_bump_locked(shm);
     return S2A_OK;
 }
 
@@ -383,6 +562,17 @@ s2a_skip_name(s2a_skip_t why)
         return "unknown";
     }
     return names[why];
+}
+
+bool
+s2a_skip_hopeless(const s2a_skip_report_t *report, int64_t deadline)
+{
+    if (report->counts[S2A_SKIP_NONE] > 0 || report->counts[S2A_SKIP_BUSY] > 0)
+    {
+        return false;
+    }
+    return report->counts[S2A_SKIP_COOLING] == 0
+        || report->earliest_cooldown >= deadline;
 }
 
 static int
@@ -568,6 +758,7 @@ lease_drop_locked(s2a_shm_t *shm, s2a_shm_lease_t *l)
     }
     l->owner_pid = 0;
     l->serial++;
+    s2a_shm_pool_bump_locked(shm);
 }
 
 int
@@ -625,23 +816,44 @@ s2a_shm_lease_count_locked(s2a_shm_t *shm, pid_t pid)
 #define THROTTLE_WINDOW     (15 * 60)
 #define THROTTLE_MAX_LOCK   3600
 
+/*
+ * How willing we are to give up row `t` for a new address, lowest first:
+ * a free row, then one whose window ran out, then one still counting,
+ * then one that is locking an address out (evicting it would lift the
+ * lock early, so those go last).
+ */
+static int
+throttle_class(const s2a_shm_throttle_t *t, int64_t now)
+{
+    if (t->window_start == 0) {
+        return 0;
+    }
+    if (t->locked_until > now) {
+        return 3;
+    }
+    return t->window_start + THROTTLE_WINDOW < now ? 1 : 2;
+}
+
 static s2a_shm_throttle_t *
 throttle_find(s2a_shm_t *shm, const uint8_t key[16], bool create, int64_t now)
 {
     s2a_shm_throttle_t *t, *victim = NULL;
-    int i;
+    int i, c, vc = 0;
 
     for (i = 0; i < S2A_SHM_THROTTLE; i++) {
         t = &shm->throttle[i];
         if (memcmp(t->key, key, 16) == 0 && t->window_start != 0) {
             return t;
         }
-        /* Reuse the stalest row: an expired window, else the oldest. */
-        if (victim == NULL
-            || (t->window_start + THROTTLE_WINDOW < now && t->locked_until < now
-                && victim->window_start > t->window_start))
+        /* Reuse the stalest row: a free one, else an expired window, else
+         * the oldest (locked rows last, the one unlocking first). */
+        c = throttle_class(t, now);
+        if (victim == NULL || c < vc
+            || (c == vc && c < 3 && t->window_start < victim->window_start)
+            || (c == vc && c == 3 && t->locked_until < victim->locked_until))
         {
             victim = t;
+            vc = c;
         }
     }
     if (!create) {

@@ -23,6 +23,7 @@
 #include "common/core.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <sys/types.h>
 
 #define S2A_SHM_MAGIC   0x5332414153484d31ULL /* "S2AASHM1" */
@@ -174,6 +175,16 @@ typedef struct s2a_shm_revoked_s {
     int64_t expires; /* unix seconds */
 } s2a_shm_revoked_t;
 
+/* Lock-hold statistics of one call site (the function taking the lock). */
+#define S2A_SHM_HOLD_SITES 24 /* the last row also takes any overflow */
+typedef struct s2a_shm_hold_s {
+    char site[44]; /* function name; "" when the row is free */
+    int32_t max_pid;
+    uint64_t count;
+    uint64_t total_ns;
+    uint64_t max_ns;
+} s2a_shm_hold_t;
+
 typedef struct s2a_shm_s {
     uint64_t magic;
     uint32_t version;
@@ -189,6 +200,22 @@ typedef struct s2a_shm_s {
     int64_t master_pid;
 
     pthread_mutex_t lock;
+
+    /*
+     * Pool generation: bumped (under the lock) by every lease release and
+     * every token put, removal or repair; read without the lock by the
+     * schedulers' wait queues, which rescan only when it moved.
+     */
+    _Atomic uint32_t pool_gen;
+    uint32_t _pad3;
+
+    /* Lock-hold statistics, written by the holder just before unlocking. */
+    uint64_t hold_count;
+    uint64_t hold_total_ns;
+    uint64_t hold_max_ns;
+    int32_t hold_max_pid;   /* process that held it longest */
+    char hold_max_site[44]; /* function that took it then */
+    s2a_shm_hold_t hold_sites[S2A_SHM_HOLD_SITES]; /* the same per site */
 
     /* Seqlock: odd while the master writes `settings`. */
     volatile uint32_t settings_seq;
@@ -217,11 +244,39 @@ void s2a_shm_destroy(s2a_shm_t *shm);
 /*
  * Takes the table lock. A previous owner that died holding it is repaired
  * here (s2a_shm_repair_locked) before the lock is marked consistent.
- * Returns S2A_OK, or S2A_ERROR when the mutex is unrecoverable.
+ * Returns S2A_OK, or S2A_ERROR when the mutex is unrecoverable. `site`
+ * names the caller for the lock-hold statistics (the macros below pass
+ * __func__; it must be a string that outlives the hold).
  */
-int s2a_shm_lock(s2a_shm_t *shm);
-int s2a_shm_trylock(s2a_shm_t *shm); /* S2A_OK, S2A_AGAIN, S2A_ERROR */
+int s2a_shm_lock_at(s2a_shm_t *shm, const char *site);
+/* The same without waiting: S2A_OK, S2A_AGAIN or S2A_ERROR. */
+int s2a_shm_trylock_at(s2a_shm_t *shm, const char *site);
+#define s2a_shm_lock(shm)    s2a_shm_lock_at((shm), __func__)
+#define s2a_shm_trylock(shm) s2a_shm_trylock_at((shm), __func__)
+
+/*
+ * Releases the lock after adding the time it was held to the statistics
+ * (hold_count, hold_total_ns, hold_max_ns and where the longest was).
+ */
 void s2a_shm_unlock(s2a_shm_t *shm);
+
+/*
+ * Reads the lock-hold statistics into the out-parameters (any may be
+ * NULL; `site` gets at least `sitelen` bytes, NUL-terminated). Takes the
+ * lock itself; the caller must not hold it. Returns S2A_OK or S2A_ERROR.
+ */
+int s2a_shm_hold_stats(s2a_shm_t *shm, uint64_t *count, uint64_t *total_ns,
+                       uint64_t *max_ns, int32_t *max_pid, char *site,
+                       size_t sitelen);
+
+/*
+ * The pool generation (see s2a_shm_t.pool_gen), read without the lock.
+ * `_bump_locked` moves it; shm.c calls it on every change that can let a
+ * waiting job through or end its hope (release, token put/remove, repair),
+ * and a caller that edits token rows directly should call it too.
+ */
+uint32_t s2a_shm_pool_gen(const s2a_shm_t *shm);
+void s2a_shm_pool_bump_locked(s2a_shm_t *shm);
 
 /*
  * Rebuilds every derived field from the lease table: drops leases of dead
@@ -265,6 +320,15 @@ typedef struct s2a_skip_report_s {
 } s2a_skip_report_t;
 
 /*
+ * True when the tokens of `report` (a declined selection) leave nothing
+ * to wait for: none eligible or busy, and none cooling until before
+ * `deadline` (unix seconds). Time alone cannot make a disabled, invalid,
+ * expired, incapable or exhausted token usable; only a pool change can,
+ * and that bumps the pool generation.
+ */
+bool s2a_skip_hopeless(const s2a_skip_report_t *report, int64_t deadline);
+
+/*
  * Chooses a token for `kind` under `policy` and records a lease for
  * `owner_pid`. Returns S2A_OK and fills `lease`; S2A_DECLINED when no token
  * is eligible (then `report`, if not NULL, says why); S2A_AGAIN when the
@@ -292,6 +356,8 @@ int s2a_shm_select_avoid_locked(s2a_shm_t *shm, s2a_kind_t kind,
 /*
  * Tokens outside `avoid` that could serve `kind` now or once a slot frees
  * up (eligible or busy). Zero means waiting cannot help. Lock held.
+ * (The wait queue uses s2a_skip_hopeless on its selection report instead,
+ * which also counts cooling tokens that come back before its deadline.)
  */
 int s2a_shm_candidates_locked(s2a_shm_t *shm, s2a_kind_t kind, int64_t now,
                               const int64_t *avoid, int navoid);

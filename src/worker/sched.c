@@ -1,5 +1,14 @@
 /*
  * sched.c: the per-worker wait queue in front of shm token selection.
+ *
+ * Waiters are retried when the pool can have changed, not on a clock:
+ * every lease release and token change bumps the pool generation in the
+ * shm header; the queue's timer looks at it every POLL_MS without the
+ * lock and rescans (under the lock) only when it moved, when this worker
+ * released a lease or queued a job, when a waiter's deadline or a cooling
+ * token's end comes, and every RESCAN_MS regardless (time alone can end
+ * a cooldown or an expiry; the safety scan needs no bump to be right).
+ * A job no token could ever serve fails at once (see docs/locking.md).
  */
 #include "worker/sched.h"
 #include "common/crypto.h"
@@ -14,7 +23,8 @@
 #include <unistd.h>
 
 #define QUEUE_MAX 10000
-#define RETRY_MS  100
+#define POLL_MS   50   /* lock-free look at the pool generation */
+#define RESCAN_MS 1000 /* scan under the lock even if nothing moved */
 
 typedef struct waiter_s {
     uint64_t id;
@@ -32,7 +42,11 @@ static struct {
     waiter_t *head, **tail;
     int n;
     uint64_t next_id;
-    uint16_t *mine; /* per token slot: leases this worker holds */
+    uint16_t *mine;       /* per token slot: leases this worker holds */
+    uint32_t seen_gen;    /* pool generation when the last scan began */
+    int64_t next_scan_ms; /* monotonic: scan by then even if nothing moved */
+    bool kicked;          /* this worker queued a job or released: scan */
+    uint64_t scans;       /* scans under the lock (for the tests) */
 } S;
 
 static void
@@ -104,17 +118,19 @@ explain(const s2a_skip_report_t *rep, s2a_kind_t kind, char *out, size_t outlen)
     }
 }
 
-/* One attempt for `w`: S2A_OK (granted), S2A_DECLINED (still none). */
+/* One attempt for `w`: S2A_OK (granted), S2A_DECLINED (none; `rep` says
+ * why), S2A_ERROR (the table cannot be locked; `rep` says nothing). */
 static int
 try_waiter(waiter_t *w, s2a_lease_t *lease, s2a_skip_report_t *rep)
 {
     uint32_t rnd;
     int rc;
 
+    memset(rep, 0, sizeof(*rep));
     s2a_worker_refresh_settings();
     s2a_random_bytes(&rnd, sizeof(rnd));
     if (s2a_shm_lock(s2a_worker.shm) != S2A_OK) {
-        return S2A_DECLINED;
+        return S2A_ERROR;
     }
     rc = s2a_shm_select_avoid_locked(
         s2a_worker.shm, w->kind, (s2a_policy_t) s2a_worker.settings.policy,
@@ -122,6 +138,10 @@ try_waiter(waiter_t *w, s2a_lease_t *lease, s2a_skip_report_t *rep)
     s2a_shm_unlock(s2a_worker.shm);
     if (rc == S2A_OK && S.mine != NULL) {
         S.mine[lease->token_slot]++;
+    }
+    if (rc == S2A_AGAIN) {
+        /* The lease table is full: an eligible token exists. */
+        rep->counts[S2A_SKIP_NONE] += rep->counts[S2A_SKIP_NONE] == 0;
     }
     return rc == S2A_OK ? S2A_OK : S2A_DECLINED;
 }
@@ -134,36 +154,103 @@ grant(waiter_t *w, const s2a_lease_t *lease)
     free(w);
 }
 
+/* Unix seconds when monotonic time `mono_ms` comes (rounded up). */
+static int64_t
+wall_at(int64_t mono_ms, int64_t now_mono)
+{
+    return s2a_now() + (mono_ms - now_mono + 999) / 1000;
+}
+
+/* Fails `w` at once with the reasons of `rep`. */
+static void
+refuse(waiter_t *w, const s2a_skip_report_t *rep)
+{
+    char why[512];
+
+    explain(rep, w->kind, why, sizeof(why));
+    unlink_waiter(w);
+    w->done(NULL, why, w->arg);
+    free(w);
+}
+
+/* A cooling token of `rep` comes back before the next planned scan:
+ * scan then (nothing bumps the generation when a cooldown runs out). */
+static void
+plan_cooldown(const s2a_skip_report_t *rep, int64_t now_mono)
+{
+    int64_t at;
+
+    if (rep->counts[S2A_SKIP_COOLING] == 0 || rep->earliest_cooldown == 0) {
+        return;
+    }
+    at = now_mono + (rep->earliest_cooldown - s2a_now()) * 1000;
+    if (at < S.next_scan_ms) {
+        S.next_scan_ms = at < now_mono ? now_mono : at;
+    }
+}
+
 static void
 pump_cb(evutil_socket_t fd, short what, void *arg)
 {
     waiter_t *w, *next;
     s2a_lease_t lease;
-    s2a_skip_report_t rep;
-    bool blocked[S2A_KIND_COUNT] = { false, false }, tried;
-    int64_t now = s2a_mono_ms();
-    char why[512];
+    s2a_skip_report_t rep, krep[S2A_KIND_COUNT];
+    bool blocked[S2A_KIND_COUNT] = { false, false }, tried, known;
+    bool kknown[S2A_KIND_COUNT] = { false, false };
+    int rc;
+    int64_t now = s2a_mono_ms(), first_deadline = INT64_MAX;
+    uint32_t gen = s2a_shm_pool_gen(s2a_worker.shm);
 
     S2A_UNUSED(fd);
     S2A_UNUSED(what);
     S2A_UNUSED(arg);
+    /* next_scan_ms is no later than the first deadline of the last scan,
+     * and a newly queued job kicks: no need to walk the queue here. */
+    if (!S.kicked && gen == S.seen_gen && now < S.next_scan_ms) {
+        pump_later(POLL_MS);
+        return;
+    }
+    /* Read before scanning: a change made during the scan shows next time. */
+    S.kicked = false;
+    S.seen_gen = gen;
+    S.next_scan_ms = now + RESCAN_MS;
+    S.scans++;
     for (w = S.head; w != NULL; w = next) {
         next = w->next;
         tried = false;
+        known = true;
         /* FIFO per kind: once one job of a kind found nothing, later ones
          * of that kind wait their turn (unless they avoid tokens, which
          * makes their answer different). */
         if (!blocked[w->kind] || w->navoid > 0) {
             tried = true;
-            if (try_waiter(w, &lease, &rep) == S2A_OK) {
+            rc = try_waiter(w, &lease, &rep);
+            if (rc == S2A_OK) {
                 grant(w, &lease);
                 continue;
             }
+            known = rc == S2A_DECLINED;
+            plan_cooldown(&rep, now);
             if (w->navoid == 0) {
                 blocked[w->kind] = true;
+                krep[w->kind] = rep;
+                kknown[w->kind] = known;
             }
+        } else {
+            /* Same kind, nothing avoided: the first one's answer holds. */
+            rep = krep[w->kind];
+            known = kknown[w->kind];
+        }
+        /* No token could ever serve it: waiting out the queue timeout
+         * would only delay the same refusal. */
+        if (known && s2a_skip_hopeless(&rep, wall_at(w->deadline_ms, now))) {
+            refuse(w, &rep);
+            continue;
         }
         if (now < w->deadline_ms) {
+            if (w->deadline_ms < first_deadline) {
+                first_deadline = w->deadline_ms;
+            }
             continue;
         }
         /* Out of time: one last look, which also explains the refusal. */
@@ -171,12 +258,23 @@ pump_cb(evutil_socket_t fd, short what, void *arg)
             grant(w, &lease);
             continue;
         }
-        explain(&rep, w->kind, why, sizeof(why));
-        unlink_waiter(w);
-        w->done(NULL, why, w->arg);
-        free(w);
+        refuse(w, &rep);
     }
-    pump_later(RETRY_MS);
+    if (first_deadline < S.next_scan_ms) {
+        S.next_scan_ms = first_deadline;
+    }
+    pump_later(POLL_MS);
+}
+
+/* Runs the queue from the loop as soon as possible, with a scan. */
+static void
+kick(void)
+{
+    S.kicked = true;
+    if (S.head != NULL) {
+        evtimer_del(S.pump);
+        pump_later(0);
+    }
 }
 
 int
@@ -187,6 +285,7 @@ s2a_sched_init(struct event_base *base)
     S.next_id = 1;
     S.pump = evtimer_new(base, pump_cb, NULL);
     S.mine = calloc(s2a_worker.shm->max_tokens, sizeof(S.mine[0]));
+    S.seen_gen = s2a_shm_pool_gen(s2a_worker.shm);
     return S.pump != NULL && S.mine != NULL ? S2A_OK : S2A_ERROR;
 }
 
@@ -239,8 +338,7 @@ s2a_sched_acquire(s2a_kind_t kind, const int64_t *avoid, int navoid,
     S.tail = &w->next;
     S.n++;
     /* Even a free token is handed out from the loop, never re-entrantly. */
-    evtimer_del(S.pump);
-    pump_later(0);
+    kick();
     return w->id;
 }
 
@@ -273,16 +371,21 @@ s2a_sched_release(s2a_lease_t *lease)
         }
         s2a_shm_unlock(s2a_worker.shm);
     }
-    if (S.head != NULL) {
-        evtimer_del(S.pump);
-        pump_later(0);
-    }
+    /* Our own release wakes our own queue at once; other workers see the
+     * generation move within POLL_MS. */
+    kick();
 }
 
 int
 s2a_sched_waiting(void)
 {
     return S.n;
+}
+
+uint64_t
+s2a_sched_scans(void)
+{
+    return S.scans;
 }
 
 int

@@ -1,9 +1,14 @@
 /*
  * sched.h: getting a token for a job. Selection itself is in shm.c; this
  * adds the waiting: when no token is free, the job waits in a bounded
- * FIFO queue, retried as leases come back (at once for this worker's
- * releases, every 100 ms for other workers'), until queue_timeout; then
- * it fails with a message saying why each token was passed over.
+ * FIFO queue (per kind), retried as leases come back or tokens change (at
+ * once for this worker's releases; within 50 ms for other processes',
+ * seen through the pool generation in the shm header, without the lock),
+ * until queue_timeout; then it fails with a message saying why each token
+ * was passed over. A job that no token could ever serve (empty pool,
+ * every token disabled, invalid, expired, without the capability or
+ * quota, or cooling past its deadline) fails at once with those reasons,
+ * on entry or as soon as the pool changes that way while it waits.
  */
 #ifndef S2A_SCHED_H
 #define S2A_SCHED_H
@@ -48,5 +53,8 @@ int s2a_sched_candidates(s2a_kind_t kind, const int64_t *avoid, int navoid);
 
 /* Jobs waiting in this worker. */
 int s2a_sched_waiting(void);
+
+/* Queue scans under the lock so far in this worker (tests, stats). */
+uint64_t s2a_sched_scans(void);
 
 #endif /* S2A_SCHED_H */

@@ -300,14 +300,15 @@ test('drafts are followed across pages until every finished task is found', asyn
   }
 });
 
-test('no token within queue_timeout: no_available_token with the reasons', async () => {
+test('no token could ever serve: no_available_token with the reasons at once', async () => {
   await fresh(0);
   const logs503 = Number(d.sqlite('SELECT count(*) FROM request_logs WHERE status_code = 503'));
-  assert.equal((await admin('/api/admin/config', { queue_timeout: 1 })).status, 200);
+  // A long queue_timeout: waiting cannot help, so the answer must not wait.
+  assert.equal((await admin('/api/admin/config', { queue_timeout: 30 })).status, 200);
   try {
     let t0 = Date.now();
     const r = await plain({ model: 'sora-video-10s', messages: user(tag('nobody home')) });
-    assert.ok(Date.now() - t0 >= 900, `answered after ${Date.now() - t0} ms`);
+    assert.ok(Date.now() - t0 < 2000, `answered after ${Date.now() - t0} ms`);
     g.assertHttpError(r, 503, 'no_available_token', 'server_error');
     assert.match(r.json.error.message, /no video token is available: the pool has no usable token/);
     assert.equal(r.calls.length, 0);
@@ -315,7 +316,7 @@ test('no token within queue_timeout: no_available_token with the reasons', async
     assert.equal((await request(d.base, 'POST', `/api/tokens/${off.id}/disable`, { headers: ctx.H })).status, 200);
     t0 = Date.now();
     const s = await stream({ model: 'sora-image', messages: user(tag('nobody home, streamed')) });
-    assert.ok(Date.now() - t0 >= 900);
+    assert.ok(Date.now() - t0 < 2000, `answered after ${Date.now() - t0} ms`);
     g.assertShape(s.rcs, [S.started]);
     const e = streamError(s, 'no_available_token', 'server_error');
     assert.match(e.message, /1 disabled/);

@@ -11,6 +11,7 @@
 
 #include <signal.h>
 #include <string.h>
+#include <time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -451,10 +452,302 @@ test_locality(void **state)
     assert_int_equal(l.token_id, 1);
 }
 
+/* A repaired table frees what it removed: tokens removed while a dead
+ * worker still held their leases, and the dead worker's lease rows. */
+static void
+test_repair_frees_removed_slots(void **state)
+{
+    s2a_shm_t *small = s2a_shm_create(4, 8);
+    s2a_shm_token_t t;
+    s2a_lease_t l;
+    pid_t child;
+    int i, st;
+
+    (void) state;
+    assert_non_null(small);
+    memset(&t, 0, sizeof(t));
+    t.state = S2A_TOKEN_ACTIVE;
+    t.flags = ALL;
+    t.quota_left = -1;
+    for (i = 0; i < 4; i++) {
+        t.id = i + 1;
+        assert_int_equal(s2a_shm_token_put_locked(small, &t, "x"), i);
+    }
+    /* A worker takes two leases on every token, then dies. */
+    child = fork();
+    assert_true(child >= 0);
+    if (child == 0) {
+        for (i = 0; i < 8; i++) {
+            s2a_shm_lease_acquire_locked(small, i % 4, S2A_KIND_VIDEO, NOW_MS,
+                                         getpid(), &l);
+        }
+        _exit(0);
+    }
+    assert_int_equal(waitpid(child, &st, 0), child);
+    /* The operator deletes every token meanwhile: slots stay reserved
+     * (negative ids) for the leases. */
+    for (i = 0; i < 4; i++) {
+        assert_int_equal(s2a_shm_token_remove_locked(small, i + 1), S2A_OK);
+        assert_true(s2a_shm_tokens(small)[i].id < 0);
+    }
+    assert_int_equal(s2a_shm_repair_locked(small), 8);
+    assert_int_equal(small->token_high, 0);
+    assert_int_equal(small->lease_high, 0);
+    /* Every slot and every lease row can be used again. */
+    for (i = 0; i < 4; i++) {
+        t.id = 100 + i;
+        assert_int_equal(s2a_shm_token_put_locked(small, &t, "y"), i);
+    }
+    for (i = 0; i < 8; i++) {
+        assert_int_equal(s2a_shm_lease_acquire_locked(small, i % 4,
+                                                      S2A_KIND_VIDEO, NOW_MS,
+                                                      getpid(), &l),
+                         S2A_OK);
+    }
+    assert_int_equal(s2a_shm_tokens(small)[0].inflight[S2A_KIND_VIDEO], 2);
+    s2a_shm_destroy(small);
+}
+
+/* The same through the lock: the dead process held the lock as well. */
+static void
+test_repair_on_lock_frees_slots(void **state)
+{
+    s2a_shm_t *small = s2a_shm_create(2, 4);
+    s2a_shm_token_t t;
+    s2a_lease_t l;
+    pid_t child;
+    int st;
+
+    (void) state;
+    assert_non_null(small);
+    memset(&t, 0, sizeof(t));
+    t.state = S2A_TOKEN_ACTIVE;
+    t.flags = ALL;
+    t.id = 1;
+    assert_int_equal(s2a_shm_token_put_locked(small, &t, "x"), 0);
+    t.id = 2;
+    assert_int_equal(s2a_shm_token_put_locked(small, &t, "x"), 1);
+    child = fork();
+    assert_true(child >= 0);
+    if (child == 0) {
+        s2a_shm_lease_acquire_locked(small, 0, S2A_KIND_IMAGE, NOW_MS, getpid(),
+                                     &l);
+        s2a_shm_lease_acquire_locked(small, 1, S2A_KIND_IMAGE, NOW_MS, getpid(),
+                                     &l);
+        /* Removed mid-update, then killed holding the lock. */
+        s2a_shm_lock(small);
+        s2a_shm_token_remove_locked(small, 1);
+        s2a_shm_token_remove_locked(small, 2);
+        raise(SIGKILL);
+    }
+    assert_int_equal(waitpid(child, &st, 0), child);
+    assert_int_equal(s2a_shm_lock(small), S2A_OK);
+    assert_int_equal(small->repairs, 1);
+    t.id = 3;
+    assert_true(s2a_shm_token_put_locked(small, &t, "x") >= 0);
+    t.id = 4;
+    assert_true(s2a_shm_token_put_locked(small, &t, "x") >= 0);
+    s2a_shm_unlock(small);
+    s2a_shm_destroy(small);
+}
+
+static int
+throttle_row_of(uint8_t k)
+{
+    int i;
+
+    for (i = 0; i < S2A_SHM_THROTTLE; i++) {
+        if (shm->throttle[i].window_start != 0 && shm->throttle[i].key[0] == k
+            && shm->throttle[i].key[1] == 0xee)
+        {
+            return i;
+        }
+    }
+    return -1;
+}
+
+/* A full throttle table gives up its oldest row, not row 0. */
+static void
+test_throttle_evicts_oldest(void **state)
+{
+    uint8_t key[16] = { 0 };
+    int i;
+
+    (void) state;
+    key[1] = 0xee;
+    /* Row 0 is the newest, row 7 the oldest; all windows still open. */
+    for (i = 0; i < S2A_SHM_THROTTLE; i++) {
+        key[0] = (uint8_t) i;
+        assert_int_equal(s2a_shm_throttle_fail_locked(shm, key,
+                                                      i == 0 ? NOW
+                                                          : i == 7
+                                                          ? NOW - 600
+                                                          : NOW - 300 + i),
+                         0);
+        assert_int_equal(throttle_row_of((uint8_t) i), i);
+    }
+    key[0] = 0; /* a new address: first byte 0, second byte 0xff */
+    key[1] = 0xff;
+    s2a_shm_throttle_fail_locked(shm, key, NOW);
+    key[1] = 0xee;
+    assert_int_equal(throttle_row_of(0), 0);
+    assert_int_equal(throttle_row_of(7), -1);
+    assert_int_equal(shm->throttle[7].key[1], 0xff);
+    /* A row that locks an address out goes after every unlocked one. */
+    key[0] = 8;
+    for (i = 0; i < 5; i++) {
+        s2a_shm_throttle_fail_locked(shm, key, NOW - 700);
+    }
+    assert_true(s2a_shm_throttle_check_locked(shm, key, NOW - 699) > 0);
+    shm->throttle[8].locked_until = NOW + 60;
+    key[0] = 1;
+    key[1] = 0xfe;
+    s2a_shm_throttle_fail_locked(shm, key, NOW);
+    assert_true(throttle_row_of(8) == 8);
+    /* An expired window goes before an older open one. */
+    shm->throttle[9].window_start = NOW - 2000;
+    shm->throttle[9].fails = 1;
+    shm->throttle[10].window_start = NOW - 2100;
+    shm->throttle[10].locked_until = NOW + 10; /* locked: kept */
+    key[0] = 2;
+    s2a_shm_throttle_fail_locked(shm, key, NOW);
+    assert_int_equal(shm->throttle[9].key[0], 2);
+    assert_int_equal(shm->throttle[9].key[1], 0xfe);
+}
+
+/* The generation moves on every change a waiting job cares about. */
+static void
+test_pool_gen(void **state)
+{
+    s2a_lease_t l;
+    uint32_t g;
+    int slot;
+
+    (void) state;
+    g = s2a_shm_pool_gen(shm);
+    slot = put(1, S2A_TOKEN_ACTIVE, ALL, 0, 1);
+    assert_true(s2a_shm_pool_gen(shm) != g);
+    assert_int_equal(
+        s2a_shm_lease_acquire_locked(shm, slot, S2A_KIND_VIDEO, NOW_MS, 5, &l),
+        S2A_OK);
+    g = s2a_shm_pool_gen(shm);
+    assert_int_equal(s2a_shm_lease_release_locked(shm, &l), S2A_OK);
+    assert_true(s2a_shm_pool_gen(shm) != g);
+    g = s2a_shm_pool_gen(shm);
+    assert_int_equal(
+        s2a_shm_lease_acquire_locked(shm, slot, S2A_KIND_VIDEO, NOW_MS, 5, &l),
+        S2A_OK);
+    assert_int_equal(s2a_shm_pool_gen(shm), g); /* taking is no news */
+    assert_int_equal(s2a_shm_release_owner_locked(shm, 5), 1);
+    assert_true(s2a_shm_pool_gen(shm) != g);
+    g = s2a_shm_pool_gen(shm);
+    assert_int_equal(s2a_shm_token_remove_locked(shm, 1), S2A_OK);
+    assert_true(s2a_shm_pool_gen(shm) != g);
+    g = s2a_shm_pool_gen(shm);
+    s2a_shm_repair_locked(shm);
+    assert_true(s2a_shm_pool_gen(shm) != g);
+}
+
+/* When waiting for a token is pointless. */
+static void
+test_hopeless(void **state)
+{
+    s2a_skip_report_t rep;
+    s2a_lease_t l;
+    int slot;
+
+    (void) state;
+    /* Empty pool. */
+    assert_int_equal(s2a_shm_select_locked(shm, S2A_KIND_VIDEO,
+                                           S2A_POLICY_LEAST_BUSY, NOW_MS, 1, 0,
+                                           &l, &rep),
+                     S2A_DECLINED);
+    assert_true(s2a_skip_hopeless(&rep, NOW + 10));
+    /* Disabled, invalid, expired, no video, no Sora 2, no quota. */
+    put(1, S2A_TOKEN_DISABLED, ALL, 0, 0);
+    put(2, S2A_TOKEN_INVALID, ALL, 0, 0);
+    put(3, S2A_TOKEN_EXPIRED, ALL, 0, 0);
+    put(4, S2A_TOKEN_ACTIVE, S2A_TOKEN_F_IMAGE | S2A_TOKEN_F_SORA2, 0, 0);
+    put(5, S2A_TOKEN_ACTIVE, S2A_TOKEN_F_VIDEO, 0, 0);
+    slot = put(6, S2A_TOKEN_ACTIVE, ALL, 0, 0);
+    s2a_shm_tokens(shm)[slot].quota_left = 0;
+    assert_int_equal(s2a_shm_select_locked(shm, S2A_KIND_VIDEO,
+                                           S2A_POLICY_ROUND_ROBIN, NOW_MS, 1, 0,
+                                           &l, &rep),
+                     S2A_DECLINED);
+    assert_int_equal(rep.n_tokens, 6);
+    assert_true(s2a_skip_hopeless(&rep, NOW + 10));
+    /* Token 4 serves images. */
+    assert_int_equal(s2a_shm_select_locked(shm, S2A_KIND_IMAGE,
+                                           S2A_POLICY_LEAST_BUSY, NOW_MS, 1, 0,
+                                           &l, &rep),
+                     S2A_OK);
+    /* A token cooling until after the deadline is no hope; before it is. */
+    slot = put(7, S2A_TOKEN_COOLING, ALL, 0, 1);
+    s2a_shm_tokens(shm)[slot].cooldown_until = NOW + 30;
+    assert_int_equal(s2a_shm_select_locked(shm, S2A_KIND_VIDEO,
+                                           S2A_POLICY_LEAST_BUSY, NOW_MS, 1, 0,
+                                           &l, &rep),
+                     S2A_DECLINED);
+    assert_true(s2a_skip_hopeless(&rep, NOW + 10));
+    assert_false(s2a_skip_hopeless(&rep, NOW + 60));
+    /* A busy token is hope: its lease comes back. */
+    s2a_shm_tokens(shm)[slot].state = S2A_TOKEN_ACTIVE;
+    assert_int_equal(
+        s2a_shm_lease_acquire_locked(shm, slot, S2A_KIND_VIDEO, NOW_MS, 9, &l),
+        S2A_OK);
+    assert_int_equal(s2a_shm_select_locked(shm, S2A_KIND_VIDEO,
+                                           S2A_POLICY_LEAST_BUSY, NOW_MS, 1, 0,
+                                           &l, &rep),
+                     S2A_DECLINED);
+    assert_false(s2a_skip_hopeless(&rep, NOW + 10));
+}
+
+/* The longest hold is recorded with the function that took the lock. */
+static void
+test_hold_stats(void **state)
+{
+    struct timespec ts = { 0, 3000000 };
+    uint64_t count, total, max;
+    int32_t pid;
+    char site[64];
+
+    (void) state;
+    assert_int_equal(s2a_shm_lock(shm), S2A_OK);
+    s2a_shm_unlock(shm);
+    assert_int_equal(s2a_shm_lock(shm), S2A_OK);
+    nanosleep(&ts, NULL);
+    s2a_shm_unlock(shm);
+    assert_int_equal(s2a_shm_trylock(shm), S2A_OK);
+    s2a_shm_unlock(shm);
+    assert_int_equal(
+        s2a_shm_hold_stats(shm, &count, &total, &max, &pid, site, sizeof(site)),
+        S2A_OK);
+    assert_int_equal(count, 3);
+    assert_true(max >= 3000000);
+    assert_true(max < 1000000000);
+    assert_true(total >= max);
+    assert_int_equal(pid, getpid());
+    assert_string_equal(site, "test_hold_stats");
+    /* Per site: this function's three holds, the stats read's own. */
+    assert_string_equal(shm->hold_sites[0].site, "test_hold_stats");
+    assert_int_equal(shm->hold_sites[0].count, 3);
+    assert_true(shm->hold_sites[0].max_ns >= 3000000);
+    assert_string_equal(shm->hold_sites[1].site, "s2a_shm_hold_stats");
+    assert_int_equal(shm->hold_sites[1].count, 1);
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_repair_frees_removed_slots),
+        cmocka_unit_test(test_repair_on_lock_frees_slots),
+        cmocka_unit_test_setup_teardown(test_throttle_evicts_oldest, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_pool_gen, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_hopeless, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_hold_stats, setup, teardown),
         cmocka_unit_test(test_skip_reasons),
         cmocka_unit_test_setup_teardown(test_candidates, setup, teardown),
         cmocka_unit_test_setup_teardown(test_locality, setup, teardown),
