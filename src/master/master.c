@@ -1353,9 +1353,11 @@ on_worker_msg(s2a_chan_t *chan, json_t *msg, void *arg)
         handle_records_list(proc, msg, false);
     } else if (strcmp(op, "tasks_list") == 0) {
         handle_records_list(proc, msg, true);
+#ifdef S2A_TEST_HOOKS
     } else if (strcmp(op, "sweep_now") == 0) {
         sweep_tokens();
         sweep_cache();
+#endif
     } else if (strcmp(op, "ping") == 0) {
         reply = reply_for(msg);
         if (s2a_db_ping(M.db) != S2A_OK) {

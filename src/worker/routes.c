@@ -12,7 +12,9 @@
 #include "worker/context.h"
 #include "worker/media.h"
 #include "worker/static.h"
+#ifdef S2A_TEST_HOOKS
 #include "worker/testhooks.h"
+#endif
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -286,11 +288,13 @@ s2a_routes_dispatch(s2a_req_t *req, void *arg)
         preflight(req);
         return;
     }
+#ifdef S2A_TEST_HOOKS
     if (s2a_worker.test_hooks && strncmp(req->path, "/__test/", 8) == 0) {
         req->route = "test";
         s2a_testhooks_dispatch(req);
         return;
     }
+#endif
     if (strncmp(req->path, "/tmp/", 5) == 0) {
         req->route = "media";
         s2a_media_serve(req, req->path + 5);

@@ -1,8 +1,13 @@
 /*
- * testhooks.c: test-only routes (SORA2API_TEST_HOOKS=1). Never enabled in
- * production; the black-box tests use them to reach states that are
- * otherwise only reached by accident (a worker dying inside the shm lock).
+ * testhooks.c: test-only routes, built only with configure
+ * --enable-test-hooks (S2A_TEST_HOOKS). Never in a release binary; the
+ * black-box tests use them to reach states that are otherwise only
+ * reached by accident (a worker dying inside the shm lock).
  */
+#ifndef S2A_TEST_HOOKS
+#error \
+    "testhooks.c belongs to a test build only (configure --enable-test-hooks)"
+#endif
 #include "worker/testhooks.h"
 #include "common/crypto.h"
 #include "common/log.h"

@@ -17,7 +17,7 @@ typedef struct s2a_worker_args_s {
     int ctl_fd; /* its end of the control socketpair */
     int listen_fds[S2A_CONF_MAX_LISTEN];
     int n_listen;
-    bool test_hooks; /* SORA2API_TEST_HOOKS=1: /__test/ routes */
+    bool test_hooks; /* a test build: /__test/ routes */
 } s2a_worker_args_t;
 
 /*
