@@ -1,17 +1,33 @@
 # Top-level Makefile for sora2api (hand-written; ./configure writes config.mk).
 #
 #   make                 build build/sora2apid
-#   make check           unit tests + integration tests (normal build)
+#   make release         a build without test hooks (build-release/ when
+#                        build/ has them)
+#   make check           unit tests + integration tests (normal build), and
+#                        the release-binary tests
 #   make check-asan      the same suite against an ASan+UBSan build in build-asan/
-#   make install         honours PREFIX/DESTDIR
+#   make install         the release binary; honours PREFIX/DESTDIR
+#   make demo            the fake upstream and the daemon, wired together
 #   make clean distclean
 #
 # BUILDDIR selects the object/binary directory so that a normal and a
-# sanitizer build can live side by side.
+# sanitizer build can live side by side. TEST_HOOKS (from configure
+# --enable-test-hooks, or on the command line) compiles in the /__test/
+# routes the black-box suite drives; a release binary never has them.
 
+# In a fresh clone, `make` and `make demo` configure first (scripts/build
+# runs autoreconf and configure, then comes back here); other targets
+# still want a configured tree.
 ifeq ($(wildcard config.mk),)
-$(error config.mk is missing: run ./configure first (autoreconf -fi if there is no configure))
+ifneq ($(filter-out all demo release,$(or $(MAKECMDGOALS),all)),)
+$(error config.mk is missing: run ./configure first (autoreconf -fi if there is no configure), or scripts/build)
 endif
+.DEFAULT_GOAL := all
+all demo release:
+	scripts/build
+	$(MAKE) $@
+.PHONY: all demo release
+else
 include config.mk
 
 PREFIX     ?= $(prefix)
@@ -42,6 +58,9 @@ SAN_LDFLAGS = -fsanitize=address,undefined
 endif
 
 CPPFLAGS += -D_GNU_SOURCE -DS2A_VERSION='"$(VERSION)"' -Isrc
+ifeq ($(TEST_HOOKS),yes)
+CPPFLAGS += -DS2A_TEST_HOOKS=1
+endif
 ifeq ($(HAVE_ACCEPT4),yes)
 CPPFLAGS += -DHAVE_ACCEPT4=1
 endif
@@ -55,6 +74,9 @@ LDLIBS  += $(PKG_LIBS) -lpthread
 COMMON_SRC = $(sort $(wildcard src/common/*.c))
 MASTER_SRC = $(sort $(wildcard src/master/*.c))
 WORKER_SRC = $(sort $(wildcard src/worker/*.c))
+ifneq ($(TEST_HOOKS),yes)
+WORKER_SRC := $(filter-out src/worker/testhooks.c,$(WORKER_SRC))
+endif
 DAEMON_SRC = $(COMMON_SRC) $(MASTER_SRC) $(WORKER_SRC)
 DAEMON_OBJ = $(DAEMON_SRC:%.c=$(BUILDDIR)/%.o)
 LIB_OBJ    = $(filter-out $(BUILDDIR)/src/master/main.o,$(DAEMON_OBJ))
@@ -62,24 +84,72 @@ LIB_OBJ    = $(filter-out $(BUILDDIR)/src/master/main.o,$(DAEMON_OBJ))
 UNIT_SRC   = $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BIN   = $(UNIT_SRC:tests/unit/%.c=$(BUILDDIR)/tests/%)
 
+# The binary the black-box suite drives (with hooks) and the one that is
+# installed (without); one of them is $(BUILDDIR) itself.
+ifeq ($(TEST_HOOKS),yes)
+HOOKS_BUILDDIR   = $(BUILDDIR)
+RELEASE_BUILDDIR = $(BUILDDIR)-release
+else
+HOOKS_BUILDDIR   = $(BUILDDIR)-hooks
+RELEASE_BUILDDIR = $(BUILDDIR)
+endif
+
+# Black-box tests that need no test hook (no /__test/ route, and not
+# SORA2API_TEST_HEARTBEAT_MS as gen-reload.test.js does); they also run
+# against the release binary, with release.test.js.
+RELEASE_TESTS = tests/integration/release.test.js \
+                tests/integration/http-basics.test.js \
+                tests/integration/settings.test.js \
+                tests/integration/tokens.test.js \
+                tests/integration/tokens-bulk.test.js
+
 GENERATED  = $(BUILDDIR)/etc/sora2apid.service $(BUILDDIR)/etc/sora2api.init \
              $(BUILDDIR)/etc/sora2api.conf
 
 .PHONY: FORCE all check check-unit check-fake check-integration check-asan check-docs install \
-        uninstall clean distclean format format-check demo
+        uninstall clean distclean format format-check demo release hooks \
+        check-release print-release-bin
 
 all: $(BUILDDIR)/sora2apid $(GENERATED)
 
-$(BUILDDIR)/sora2apid: $(DAEMON_OBJ)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+# The other flavour, in its own directory.
+ifeq ($(TEST_HOOKS),yes)
+release:
+	$(MAKE) BUILDDIR=$(RELEASE_BUILDDIR) TEST_HOOKS=no all
+hooks: all
+else
+release: all
+hooks:
+	$(MAKE) BUILDDIR=$(HOOKS_BUILDDIR) TEST_HOOKS=yes all
+endif
 
-$(BUILDDIR)/%.o: %.c
+print-release-bin:
+	@echo $(RELEASE_BUILDDIR)/sora2apid
+
+$(BUILDDIR)/sora2apid: $(DAEMON_OBJ)
+	$(CC) $(LDFLAGS) -o $@ $(DAEMON_OBJ) $(LDLIBS)
+
+# Objects are rebuilt when the compiler flags change (hooks on or off,
+# sanitizers), not only when a source does.
+$(BUILDDIR)/cflags.txt: FORCE
+	@mkdir -p $(dir $@)
+	@echo '$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) $(LDLIBS)' > $@.tmp
+	@cmp -s $@.tmp $@ && rm -f $@.tmp || mv $@.tmp $@
+
+$(BUILDDIR)/%.o: %.c $(BUILDDIR)/cflags.txt
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -MMD -MP -c -o $@ $<
 
 $(BUILDDIR)/tests/%: tests/unit/%.c $(LIB_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(CMOCKA_CFLAGS) -o $@ $< $(LIB_OBJ) \
+	    $(LDFLAGS) $(LDLIBS) $(CMOCKA_LIBS)
+
+# test_http.c includes http.c to reach its static helpers.
+$(BUILDDIR)/tests/test_http: tests/unit/test_http.c src/worker/http.c $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(CMOCKA_CFLAGS) -o $@ $< \
+	    $(filter-out $(BUILDDIR)/src/worker/http.o,$(LIB_OBJ)) \
 	    $(LDFLAGS) $(LDLIBS) $(CMOCKA_LIBS)
 
 # Service files carry the installed paths.
@@ -110,7 +180,8 @@ $(BUILDDIR)/etc/sora2api.conf: etc/sora2api.conf Makefile config.mk $(BUILDDIR)/
 	    -e 's|^error_log = .*|error_log = $(LOGDIR)/error.log|' \
 	    -e 's|^access_log = .*|access_log = $(LOGDIR)/access.log|' $< > $@
 
-check: all check-unit check-docs format-check check-fake check-integration
+check: all check-unit check-docs format-check check-fake check-integration \
+       check-release
 
 check-unit: $(UNIT_BIN)
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
@@ -125,24 +196,32 @@ TEST_TIMEOUT = $(shell node --help 2>/dev/null | grep -q -- --test-timeout && ec
 check-fake:
 	node --test $(TEST_TIMEOUT) tests/fake-sora/test/
 
-check-integration: all
-	S2A_BUILDDIR=$(BUILDDIR) node --test --test-concurrency=1 $(TEST_TIMEOUT) tests/integration/
+# The whole black-box suite, against the binary with test hooks.
+check-integration: all hooks
+	S2A_BUILDDIR=$(HOOKS_BUILDDIR) node --test --test-concurrency=1 $(TEST_TIMEOUT) tests/integration/
+
+# A part of it against the release binary: no /__test/ route, no hook
+# symbol, and the hook-free tests pass.
+check-release: release
+	S2A_BUILDDIR=$(RELEASE_BUILDDIR) S2A_RELEASE=1 node --test --test-concurrency=1 $(TEST_TIMEOUT) $(RELEASE_TESTS)
 
 check-asan:
 	$(MAKE) BUILDDIR=build-asan SANITIZE=yes check-unit check-integration
 
-install: all
+# Never the hooks build: the release binary is built (in its own
+# directory when $(BUILDDIR) has hooks) and installed.
+install: release
 	$(INSTALL) -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(MANDIR)/man8 \
 	    $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(SYSCONFDIR)/sora2api \
 	    $(DESTDIR)$(DATADIR)/admin-ui $(DESTDIR)$(DATADIR)/service
-	$(INSTALL) -m 755 $(BUILDDIR)/sora2apid $(DESTDIR)$(SBINDIR)/sora2apid
+	$(INSTALL) -m 755 $(RELEASE_BUILDDIR)/sora2apid $(DESTDIR)$(SBINDIR)/sora2apid
 	$(INSTALL) -m 644 man/sora2apid.8 $(DESTDIR)$(MANDIR)/man8/sora2apid.8
 	$(INSTALL) -m 644 man/sora2api.conf.5 $(DESTDIR)$(MANDIR)/man5/sora2api.conf.5
 	test -f $(DESTDIR)$(SYSCONFDIR)/sora2api/sora2api.conf || \
-	    $(INSTALL) -m 640 $(BUILDDIR)/etc/sora2api.conf $(DESTDIR)$(SYSCONFDIR)/sora2api/sora2api.conf
+	    $(INSTALL) -m 640 $(RELEASE_BUILDDIR)/etc/sora2api.conf $(DESTDIR)$(SYSCONFDIR)/sora2api/sora2api.conf
 	cp -R admin-ui/. $(DESTDIR)$(DATADIR)/admin-ui/
-	$(INSTALL) -m 644 $(BUILDDIR)/etc/sora2apid.service $(DESTDIR)$(DATADIR)/service/sora2apid.service
-	$(INSTALL) -m 755 $(BUILDDIR)/etc/sora2api.init $(DESTDIR)$(DATADIR)/service/sora2api.init
+	$(INSTALL) -m 644 $(RELEASE_BUILDDIR)/etc/sora2apid.service $(DESTDIR)$(DATADIR)/service/sora2apid.service
+	$(INSTALL) -m 755 $(RELEASE_BUILDDIR)/etc/sora2api.init $(DESTDIR)$(DATADIR)/service/sora2api.init
 	$(INSTALL) -m 644 etc/sora2api.logrotate $(DESTDIR)$(DATADIR)/service/sora2api.logrotate
 
 uninstall:
@@ -156,13 +235,15 @@ format:
 format-check:
 	clang-format --dry-run --Werror src/*/*.c src/*/*.h tests/unit/*.c
 
-demo: all
-	scripts/demo
+demo: release
+	SORA2APID=$(RELEASE_BUILDDIR)/sora2apid scripts/demo
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-release build-hooks build-asan-release \
+	    build-asan-hooks
 
 distclean: clean
 	rm -rf config.mk config.log config.status autom4te.cache configure var
 
 -include $(DAEMON_OBJ:.o=.d)
+endif

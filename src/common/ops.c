@@ -38,7 +38,9 @@ const s2a_op_t s2a_ops[] = {
     { "request_log", TO_MASTER, "fields:obj", NULL, s2a_op_request_log, 0 },
     { "logs_list", TO_MASTER, "id:int limit:int?", "rows:arr", s2a_op_logs_list, 0 },
     { "tasks_list", TO_MASTER, "id:int limit:int? status:str?", "rows:arr", s2a_op_tasks_list, 0 },
+#ifdef S2A_TEST_HOOKS
     { "sweep_now", TO_MASTER, "", NULL, s2a_op_sweep_now, S2A_OP_TEST_ONLY },
+#endif
 
     /* master -> worker */
     { "reply", TO_WORKER, "re:any ok:bool error:str?", NULL, s2a_op_reply, 0 },

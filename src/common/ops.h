@@ -26,7 +26,7 @@ typedef enum {
 } s2a_op_dir_t;
 
 /* Row flags. */
-#define S2A_OP_TEST_ONLY 0x01 /* only the test build sends and takes it */
+#define S2A_OP_TEST_ONLY 0x01 /* compiled into test builds only */
 
 /*
  * Handles `msg` from `from`: the sending worker (an s2a_proc_t) in the

@@ -463,12 +463,14 @@ json_t *
 s2a_setting_to_json(const s2a_setting_t *s, const s2a_shm_settings_t *set)
 {
     const char *field = (const char *) set + s->off;
-    int32_t i32;
+    int32_t i32 = 0;
 
     if (s->flags & S2A_SET_SECRET) {
         return NULL;
     }
-    memcpy(&i32, field, sizeof(i32));
+    if (s->size == sizeof(i32)) {
+        memcpy(&i32, field, sizeof(i32));
+    }
     switch (s->type) {
     case S2A_SET_T_INT: return json_integer(i32);
     case S2A_SET_T_BOOL: return json_boolean(i32 != 0);

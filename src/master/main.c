@@ -7,6 +7,7 @@
 #include "common/log.h"
 #include "master/master.h"
 
+#include <curl/curl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,12 +33,11 @@ int
 main(int argc, char **argv)
 {
     s2a_master_opts_t opts = { NULL, false, false };
-    const char *hooks;
     static char conf_abs[PATH_MAX];
     char err[1024];
     s2a_conf_t *conf;
     bool test = false;
-    int c;
+    int c, rc;
 
     while ((c = getopt(argc, argv, "c:fdtkVh")) != -1) {
         switch (c) {
@@ -89,7 +89,18 @@ main(int argc, char **argv)
         free(conf);
         return S2A_EXIT_OK;
     }
-    hooks = getenv("SORA2API_TEST_HOOKS");
-    opts.test_hooks = hooks != NULL && strcmp(hooks, "1") == 0;
-    return s2a_master_run(conf, &opts);
+#ifdef S2A_TEST_HOOKS
+    /* A build configured with --enable-test-hooks always serves them. */
+    opts.test_hooks = true;
+#endif
+    /* Once, before the master forks or starts a thread: libcurl's global
+     * state (its TLS library) is then inherited by every worker. */
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+        fprintf(stderr, "sora2apid: curl_global_init() failed\n");
+        free(conf);
+        return S2A_EXIT_FAILURE;
+    }
+    rc = s2a_master_run(conf, &opts);
+    curl_global_cleanup();
+    return rc;
 }

@@ -10,7 +10,7 @@
 typedef struct s2a_master_opts_s {
     const char *conf_path; /* NULL: embedded defaults */
     bool daemonize;
-    bool test_hooks;
+    bool test_hooks; /* a test build (S2A_TEST_HOOKS): /__test/ routes */
 } s2a_master_opts_t;
 
 /* Exit statuses of sora2apid (documented in sora2apid(8)). */

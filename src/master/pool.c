@@ -65,9 +65,14 @@ stage_token(const s2a_shm_token_t *t, const char *at, const char *proxy,
     s->t = *t;
     s->at = strdup(at != NULL ? at : "");
     s->proxy = proxy != NULL ? strdup(proxy) : NULL;
-    if (s->at == NULL) {
+    /* A token without its own proxy would go direct: drop it instead
+     * (it is loaded again at its next change or the next reload). */
+    if (s->at == NULL || (proxy != NULL && s->proxy == NULL)) {
+        free(s->at);
         free(s->proxy);
         n_staged--;
+        s2a_log(LOG_ERR, 0, "out of memory staging token %lld",
+                (long long) t->id);
     }
 }
 

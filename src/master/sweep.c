@@ -144,6 +144,7 @@ s2a_sweep_tick(void)
     }
 }
 
+#ifdef S2A_TEST_HOOKS
 /* "sweep_now" (test builds): run both sweeps at once. */
 void
 s2a_op_sweep_now(void *from, json_t *msg)
@@ -153,3 +154,4 @@ s2a_op_sweep_now(void *from, json_t *msg)
     sweep_tokens();
     sweep_cache();
 }
+#endif

@@ -212,7 +212,8 @@ percent_decode(const char *in, size_t len, char *out)
 
     for (i = 0; i < len; i++) {
         if (in[i] == '%') {
-            if (i + 2 >= len + 0 && i + 2 > len - 1 + 1) {
+            /* Both hex digits must lie inside `in`: in[i + 2] too. */
+            if (i + 2 >= len) {
                 return S2A_ERROR;
             }
             hi = hexval((unsigned char) in[i + 1]);

@@ -176,7 +176,12 @@ download_done(const s2a_upstream_resp_t *resp, void *arg)
     }
     ext = extension_of(f->fd, resp->content_type, f->kind);
     snprintf(name, sizeof(name), "%s.%s", f->hash, ext);
-    if (fsync(f->fd) == -1 || close(f->fd) == -1) {
+    /* No fsync: it would hold the worker's event loop for as long as the
+     * disk takes to flush up to 1 GiB. Readers never see a partial file
+     * either way: it is written under its .part name and renamed whole.
+     * What is given up is power-loss durability only: after a crash a
+     * file renamed just before may come back short. */
+    if (close(f->fd) == -1) {
         f->fd = -1;
         unlinkat(cache_dir_fd(), f->part, 0);
         fetch_finish(f, NULL, "writing the cached file failed");

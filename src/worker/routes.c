@@ -17,7 +17,9 @@
 #include "worker/media.h"
 #include "worker/records.h"
 #include "worker/static.h"
+#ifdef S2A_TEST_HOOKS
 #include "worker/testhooks.h"
+#endif
 #include "worker/tokens.h"
 
 #include <stdint.h>
@@ -528,12 +530,14 @@ s2a_routes_dispatch(s2a_req_t *req, void *arg)
         preflight(req);
         return;
     }
-    /* Test hooks (SORA2API_TEST_HOOKS=1): outside the table, no auth. */
+#ifdef S2A_TEST_HOOKS
+    /* Test hooks (test builds only): outside the table, no auth. */
     if (s2a_worker.test_hooks && strncmp(req->path, "/__test/", 8) == 0) {
         req->route = "test";
         s2a_testhooks_dispatch(req);
         return;
     }
+#endif
 
     for (i = 0; i < S2A_NELEMS(routes); i++) {
         r = &routes[i];

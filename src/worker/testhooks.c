@@ -1,8 +1,13 @@
 /*
- * testhooks.c: test-only routes (SORA2API_TEST_HOOKS=1). Never enabled in
- * production; the black-box tests use them to reach states that are
- * otherwise only reached by accident (a worker dying inside the shm lock).
+ * testhooks.c: test-only routes, built only with configure
+ * --enable-test-hooks (S2A_TEST_HOOKS). Never in a release binary; the
+ * black-box tests use them to reach states that are otherwise only
+ * reached by accident (a worker dying inside the shm lock).
  */
+#ifndef S2A_TEST_HOOKS
+#error \
+    "testhooks.c belongs to a test build only (configure --enable-test-hooks)"
+#endif
 #include "worker/testhooks.h"
 #include "common/settings.h"
 #include "common/crypto.h"
@@ -220,6 +225,12 @@ hook_setting(s2a_req_t *req)
                     json_object_get(in, "value"));
     json_decref(in);
     p = calloc(1, sizeof(*p));
+    if (p == NULL) {
+        json_decref(msg);
+        s2a_http_reply_error(req, 503, "server_error", NULL, NULL,
+                             "out of memory");
+        return;
+    }
     p->req = req;
     p->call = s2a_worker_call_master(msg, setting_done, p);
     json_decref(msg);
@@ -281,6 +292,11 @@ hook_sleep(s2a_req_t *req)
     struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
     pending_t *p = calloc(1, sizeof(*p));
 
+    if (p == NULL) {
+        s2a_http_reply_error(req, 503, "server_error", NULL, NULL,
+                             "out of memory");
+        return;
+    }
     p->req = req;
     p->timer = evtimer_new(s2a_worker.base, sleep_done, p);
     evtimer_add(p->timer, &tv);
@@ -409,6 +425,12 @@ hook_acquire(s2a_req_t *req)
     acq_t *a = calloc(1, sizeof(*a));
     int64_t avoid = query_int(req, "avoid", 0);
 
+    if (a == NULL) {
+        free(k);
+        s2a_http_reply_error(req, 503, "server_error", NULL, NULL,
+                             "out of memory");
+        return;
+    }
     a->req = req;
     a->lease.row = -1;
     a->hold_ms = query_int(req, "hold_ms", 0);
@@ -475,6 +497,11 @@ hook_stream(s2a_req_t *req)
     stream_t *st = calloc(1, sizeof(*st));
     struct timeval now = { 0, 0 };
 
+    if (st == NULL) {
+        s2a_http_reply_error(req, 503, "server_error", NULL, NULL,
+                             "out of memory");
+        return;
+    }
     st->req = req;
     st->left = query_int(req, "n", 5);
     st->interval_ms = query_int(req, "interval_ms", 50);

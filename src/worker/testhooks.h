@@ -1,6 +1,8 @@
 /*
- * testhooks.h: /__test/ routes, present only when the daemon was started
- * with SORA2API_TEST_HOOKS=1. They let the black-box tests reach inside:
+ * testhooks.h: /__test/ routes, compiled only into a test build
+ * (configure --enable-test-hooks, which defines S2A_TEST_HOOKS; a release
+ * binary has neither the routes nor this file's symbols). They let the
+ * black-box tests reach inside:
  * hold leases, die while holding the shm lock, change a runtime setting
  * through the master, keep a request in flight.
  */

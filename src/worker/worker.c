@@ -22,7 +22,9 @@
 #include "worker/routes.h"
 #include "worker/sched.h"
 #include "worker/static.h"
+#ifdef S2A_TEST_HOOKS
 #include "worker/testhooks.h"
+#endif
 #include "worker/usage.h"
 
 #include <errno.h>
@@ -299,7 +301,9 @@ s2a_worker_main(const s2a_worker_args_t *args)
     s2a_http_destroy(w->http);
     s2a_chan_flush_blocking(w->chan, 1000);
     s2a_poller_cleanup();
+#ifdef S2A_TEST_HOOKS
     s2a_testhooks_cleanup();
+#endif
     s2a_upkeep_cleanup();
     s2a_sched_cleanup();
     s2a_sora_cleanup();

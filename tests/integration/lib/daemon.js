@@ -112,7 +112,7 @@ class Daemon {
     this.port = this.opts.port || this.port || (await freePort());
     fs.mkdirSync(path.join(this.dir, 'ui'), { recursive: true });
     this.writeConf();
-    const env = Object.assign({}, process.env, { SORA2API_TEST_HOOKS: '1' }, this.opts.env || {});
+    const env = Object.assign({}, process.env, this.opts.env || {});
     const logStart = this.log().length;   // a restart appends to the same log
     this.proc = spawn(BIN, ['-f', '-c', this.confFile], { env, stdio: ['ignore', 'pipe', 'pipe'] });
     this.output = '';
