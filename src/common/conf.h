@@ -40,6 +40,8 @@ typedef struct s2a_conf_s {
     char user[64];
     char pidfile[PATH_MAX];
     int backlog;
+    /* seconds of stream silence before an SSE keep-alive comment */
+    int keepalive_interval;
     int shutdown_timeout; /* seconds */
     int client_timeout;   /* seconds: read, write and keep-alive idle */
     long max_body_size;   /* bytes */

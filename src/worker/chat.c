@@ -13,20 +13,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define HEARTBEAT_MS 15000
-
-/* The quiet time before a keep-alive comment; tests may shorten it. */
+/* The quiet time before a keep-alive comment: [server]
+ * keepalive_interval. */
 static int64_t
 heartbeat_ms(void)
 {
-    const char *v;
-
-    if (s2a_worker.test_hooks
-        && (v = getenv("SORA2API_TEST_HEARTBEAT_MS")) != NULL && atoi(v) > 0)
-    {
-        return atoi(v);
-    }
-    return HEARTBEAT_MS;
+    return (int64_t) s2a_worker.conf->keepalive_interval * 1000;
 }
 
 typedef struct chat_s {
@@ -148,10 +140,12 @@ on_done(void *arg, json_t *result, int status, const char *type,
     c->gen = NULL;
     c->req->on_gone = NULL;
     if (c->stream) {
+        /* A failure ends like a refusal: an error result the contract's
+         * parsers read, never a chunk without choices. */
         if (result != NULL) {
             write_event(c, s2a_sse_result(&c->sse, result));
         } else {
-            write_event(c, s2a_sse_error(message, type, code));
+            write_event(c, s2a_sse_error(&c->sse, message, code));
         }
         s2a_http_stream_write(c->req, S2A_SSE_DONE, sizeof(S2A_SSE_DONE) - 1);
         s2a_http_stream_end(c->req);

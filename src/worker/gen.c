@@ -16,6 +16,7 @@
 #include "worker/poller.h"
 #include "worker/sched.h"
 #include "worker/sora.h"
+#include "worker/sse.h"
 #include "worker/upstream.h"
 
 #include <ctype.h>
@@ -70,8 +71,8 @@ struct s2a_gen_s {
     char media_id[96];
     char task_id[96];
     char generation_id[96];
-    char post_id[64];
-    bool post_cached;
+    char post_id[64];  /* the watermark-free post, while it exists */
+    char *watermarked; /* the video's own URL while the clean one is used */
 
     json_t *urls;   /* result URLs as they will be returned */
     size_t caching; /* index of the URL being cached */
@@ -199,6 +200,7 @@ job_free(s2a_gen_t *g)
     free(g->prompt);
     free(g->image_url);
     free(g->image);
+    free(g->watermarked);
     json_decref(g->urls);
     free(g);
     active_jobs--;
@@ -275,8 +277,7 @@ refuse(s2a_gen_t *g, const char *reason)
     record_end(g, "failed", text, 400);
     g->ops->progress(g->arg, "error", "error", -1, text, details);
     json_decref(details);
-    result = json_pack("{s:s, s:s, s:{s:s}}", "type", "error", "error", text,
-                       "data", "error", text);
+    result = s2a_result_error(text, S2A_CODE_CONTENT_POLICY);
     g->ops->done(g->arg, result, 200, NULL, NULL, NULL);
     json_decref(result);
     job_free(g);
@@ -682,11 +683,29 @@ static void
 cached(const char *name, const char *error, void *arg)
 {
     s2a_gen_t *g = arg;
-    char msg[256], *url;
+    char msg[400], *url;
     json_t *details;
     size_t n = json_array_size(g->urls);
 
     g->op = OP_NONE;
+    if (name == NULL && g->caching == 0 && g->watermarked != NULL) {
+        /* The clean file did not come: cache the watermarked one. */
+        snprintf(msg, sizeof(msg),
+                 "Watermark-free failed, using the watermarked video: the "
+                 "watermark-free video could not be fetched: %.200s",
+                 error);
+        details = json_pack("{s:s}", "error", error);
+        g->ops->progress(g->arg, "watermark_free", "error", -1, msg, details);
+        json_decref(details);
+        s2a_log(LOG_WARNING, 0,
+                "%s: caching the watermark-free video failed: %s", g->rid,
+                error);
+        json_array_set_new(g->urls, 0, json_string(g->watermarked));
+        free(g->watermarked);
+        g->watermarked = NULL;
+        cache_next(g);
+        return;
+    }
     if (name == NULL) {
         snprintf(msg, sizeof(msg), "Caching failed, using the upstream URL: %s",
                  error);
@@ -699,13 +718,15 @@ cached(const char *name, const char *error, void *arg)
         cache_next(g);
         return;
     }
+    if (g->caching == 0 && g->watermarked != NULL) {
+        /* The clean copy is ours: the fallback is not needed. */
+        free(g->watermarked);
+        g->watermarked = NULL;
+    }
     url = s2a_cache_public_url(name, g->host);
     if (url != NULL) {
         json_array_set_new(g->urls, g->caching, json_string(url));
         free(url);
-    }
-    if (g->caching == 0 && g->post_id[0] != '\0') {
-        g->post_cached = true;
     }
     g->caching++;
     if (g->caching == n) {
@@ -721,9 +742,11 @@ static void
 cache_next(s2a_gen_t *g)
 {
     if (g->caching >= json_array_size(g->urls)) {
-        /* The clean copy is ours now: the post may go. */
-        if (g->post_cached) {
+        /* Unless the answer is the clean URL itself (no cache), nothing
+         * needs the post any more. */
+        if (g->post_id[0] != '\0' && g->watermarked == NULL) {
             s2a_nowm_delete_post(g->token_id, g->post_id);
+            g->post_id[0] = '\0';
         }
         succeed(g);
         return;
@@ -778,6 +801,11 @@ nowm_done(const char *url, const char *post_id, const char *method,
         s2a_log(LOG_WARNING, 0, "%s: watermark-free failed: %s", g->rid, error);
     } else {
         snprintf(g->post_id, sizeof(g->post_id), "%s", post_id);
+        free(g->watermarked);
+        g->watermarked =
+            strdup(json_string_value(json_array_get(g->urls, 0)) != NULL
+                       ? json_string_value(json_array_get(g->urls, 0))
+                       : "");
         json_array_set_new(g->urls, 0, json_string(url));
         details =
             json_pack("{s:s, s:s}", "post_id", post_id, "parse_method", method);

@@ -1,21 +1,31 @@
 /*
- * nowm.c: watermark-free retrieval (protocol 5.7).
+ * nowm.c: watermark-free retrieval (protocol 5.7). The third-party URL
+ * is only a template, so before it is handed on it is asked for its
+ * first byte: a host that cannot serve the clean file means the
+ * watermarked one is used, and the post, which nothing needs then, is
+ * deleted again.
  */
 #include "worker/nowm.h"
 #include "common/log.h"
 #include "common/shm.h"
 #include "worker/context.h"
+#include "worker/mediacache.h"
 #include "worker/sora.h"
+#include "worker/upstream.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define PARSE_TIMEOUT_MS 30000L
+#define PROBE_TIMEOUT_MS 30000L
+#define PROBE_MAX_BYTES  (64u * 1024)
 
 typedef struct nowm_s {
     uint64_t id;
-    uint64_t call; /* sora call in flight */
+    uint64_t call;  /* sora call in flight */
+    uint64_t probe; /* upstream call asking the clean URL, in flight */
+    char *link;     /* the clean URL being probed */
     int64_t token_id;
     char post_id[64];
     s2a_nowm_done_pt done;
@@ -49,7 +59,56 @@ nowm_finish(nowm_t *n, const char *url, const char *method, const char *error)
     }
     nowm_unlink(n);
     n->done(url, n->post_id, method, error, n->arg);
+    free(n->link);
     free(n);
+}
+
+/* The clean URL answered (or not): a 2xx with a first byte is enough. */
+static void
+probed(const s2a_upstream_resp_t *resp, void *arg)
+{
+    nowm_t *n = arg;
+    char error[320];
+
+    n->probe = 0;
+    /* A host that ignores Range overruns the small limit: still served. */
+    if (resp->status >= 200 && resp->status <= 299
+        && (resp->curl_code == 0 || resp->truncated))
+    {
+        nowm_finish(n, n->link, "third_party", NULL);
+        return;
+    }
+    if (resp->status != 0) {
+        snprintf(error, sizeof(error),
+                 "the watermark-free video could not be fetched: HTTP %ld",
+                 resp->status);
+    } else {
+        snprintf(error, sizeof(error),
+                 "the watermark-free video could not be fetched: %.200s",
+                 resp->error);
+    }
+    nowm_finish(n, NULL, "third_party", error);
+}
+
+/* Asks the third-party host for the first byte of the clean file. */
+static void
+probe_start(nowm_t *n)
+{
+    s2a_upstream_req_t req;
+
+    memset(&req, 0, sizeof(req));
+    req.method = "GET";
+    req.url = n->link;
+    req.headers[0] = "Range: bytes=0-0";
+    req.proxy = s2a_cache_proxy();
+    req.timeout_ms = PROBE_TIMEOUT_MS;
+    req.max_response = PROBE_MAX_BYTES;
+    req.follow_redirects = true;
+    n->probe = s2a_upstream_start(&req, probed, n);
+    if (n->probe == 0) {
+        nowm_finish(n, NULL, "third_party",
+                    "the watermark-free video request did not start");
+    }
 }
 
 static void
@@ -127,8 +186,8 @@ published(const s2a_sora_result_t *r, void *arg)
             nowm_finish(n, NULL, "third_party", "out of memory");
             return;
         }
-        nowm_finish(n, link, "third_party", NULL);
-        free(link);
+        n->link = link;
+        probe_start(n);
         return;
     }
     if (s->wm_custom_url[0] == '\0' || s->wm_custom_token[0] == '\0') {
@@ -206,7 +265,15 @@ s2a_nowm_cancel(uint64_t id)
             if (n->call != 0) {
                 s2a_sora_cancel(n->call);
             }
+            if (n->probe != 0) {
+                s2a_upstream_cancel(n->probe);
+            }
+            /* The job goes away: nothing will use the post. */
+            if (n->post_id[0] != '\0') {
+                s2a_nowm_delete_post(n->token_id, n->post_id);
+            }
             nowm_unlink(n);
+            free(n->link);
             free(n);
             return;
         }

@@ -1,8 +1,10 @@
 /*
  * nowm.h: the watermark-free copy of a finished video. The draft is
  * published as a post; the post id then gives the clean file, through the
- * third-party URL template or the custom parse server of the settings.
- * After the file is cached the post is deleted again.
+ * third-party URL template (whose first byte is fetched before it is
+ * trusted) or the custom parse server of the settings. The post is
+ * deleted again whenever nothing needs it: on every failure here, and
+ * by the job once the file cache holds the video (clean or not).
  */
 #ifndef S2A_NOWM_H
 #define S2A_NOWM_H
@@ -11,8 +13,8 @@
 
 /*
  * `url` is the watermark-free URL (with `post_id` and the parse method),
- * or NULL with `error`. A post that was created but could not be parsed
- * has been deleted again.
+ * or NULL with `error`. A post that was created but gave no reachable
+ * URL has been deleted again.
  */
 typedef void (*s2a_nowm_done_pt)(const char *url, const char *post_id,
                                  const char *method, const char *error,
@@ -25,6 +27,8 @@ typedef void (*s2a_nowm_done_pt)(const char *url, const char *post_id,
  */
 uint64_t s2a_nowm_start(int64_t token_id, const char *generation_id,
                         s2a_nowm_done_pt done, void *arg);
+
+/* Stops job `id` (`done` never runs) and deletes a post it made. */
 void s2a_nowm_cancel(uint64_t id);
 
 /* Deletes post `post_id` in the background; a failure is only logged. */

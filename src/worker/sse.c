@@ -92,9 +92,13 @@ s2a_sse_progress(s2a_sse_t *sse, const char *stage, const char *status,
     return render(sse, delta, NULL, json_pack("{s:i}", "prompt_tokens", 0));
 }
 
+/* The final chunk of a stream (see sse.h). */
 char *
 s2a_sse_result(s2a_sse_t *sse, json_t *result)
 {
+    const char *type = json_string_value(json_object_get(result, "type"));
+    const char *code = json_string_value(
+        json_object_get(json_object_get(result, "data"), "code"));
     char *content = json_dumps(result, JSON_COMPACT);
     json_t *delta;
     char *out;
@@ -104,21 +108,47 @@ s2a_sse_result(s2a_sse_t *sse, json_t *result)
     }
     delta = json_pack("{s:s, s:n}", "content", content, "reasoning_content");
     free(content);
-    out = render(sse, delta, "STOP",
+    out = render(sse, delta, s2a_result_finish(type, code),
                  json_pack("{s:i, s:i, s:i}", "prompt_tokens", 0,
                            "completion_tokens", 1, "total_tokens", 1));
     return out;
 }
 
-char *
-s2a_sse_error(const char *message, const char *type, const char *code)
+/* The error result of the contract, plus data.code (see sse.h). */
+json_t *
+s2a_result_error(const char *message, const char *code)
 {
-    json_t *e = json_pack("{s:{s:s, s:s, s:n, s:o}}", "error", "message",
-                          message, "type", type, "param", "code",
-                          code != NULL ? json_string(code) : json_null());
-    char *body;
+    if (message == NULL) {
+        message = "the generation failed";
+    }
+    return json_pack("{s:s, s:s, s:{s:s, s:s}}", "type", "error", "error",
+                     message, "data", "error", message, "code",
+                     code != NULL ? code : "internal_error");
+}
 
-    body = e != NULL ? json_dumps(e, JSON_COMPACT) : NULL;
-    json_decref(e);
-    return event_of(body);
+/* finish_reason of a final chunk (see sse.h). */
+const char *
+s2a_result_finish(const char *type, const char *code)
+{
+    if (type != NULL && strcmp(type, "error") == 0 && code != NULL
+        && strcmp(code, S2A_CODE_CONTENT_POLICY) == 0)
+    {
+        return "content_filter";
+    }
+    return "STOP";
+}
+
+/* Every failure of a started stream ends through here (see sse.h). */
+char *
+s2a_sse_error(s2a_sse_t *sse, const char *message, const char *code)
+{
+    json_t *result = s2a_result_error(message, code);
+    char *out;
+
+    if (result == NULL) {
+        return NULL;
+    }
+    out = s2a_sse_result(sse, result);
+    json_decref(result);
+    return out;
 }

@@ -6,11 +6,20 @@
  *
  * Owns: the CURLM handle, one call_t (easy handle, header list, buffers)
  * per request, one socket_t (event) per socket curl watches.
+ *
+ * At log level debug (the debug_enabled setting) every call is written to
+ * the error log here, and only here: method, URL, headers, status, time
+ * taken and both bodies up to DEBUG_BODY_MAX bytes, with every secret
+ * masked (Authorization and Cookie headers, JSON fields and form or query
+ * parameters whose names look secret, anything shaped like a JWT). One
+ * integer comparison is all it costs otherwise.
  */
 #include "worker/upstream.h"
 #include "common/log.h"
+#include "common/util.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +29,8 @@
 #include <event2/buffer.h>
 
 #define DEFAULT_MAX_RESPONSE (8u * 1024 * 1024)
+#define DEBUG_BODY_MAX       2048 /* bytes of a body the debug log shows */
+#define DEBUG_LINE_MAX       1400 /* bytes of a body per log line */
 
 typedef struct call_s {
     uint64_t id;
@@ -35,6 +46,9 @@ typedef struct call_s {
     int64_t written;
     bool write_failed;
     bool private_refused;
+    bool debug;       /* log this call at debug level */
+    int64_t start_ms; /* when it started (debug) */
+    char *what;       /* "METHOD url" with secrets masked (debug) */
     char errbuf[CURL_ERROR_SIZE];
     s2a_upstream_done_pt done;
     void *arg;
@@ -257,7 +271,300 @@ call_free(call_t *c)
     curl_mime_free(c->mime);
     evbuffer_free(c->body);
     free(c->req_body);
+    free(c->what);
     free(c);
+}
+
+/* ---------------------------------------------------------------------
+ * Debug log of upstream calls
+ */
+
+/* Whether a field, parameter or header name looks like it holds a
+ * secret: tokens, passwords, cookies, keys, sessions, credentials. */
+static bool
+secret_name(const char *name, size_t len)
+{
+    static const char *const words[] = {
+        "token",   "secret",   "password", "passwd", "authorization",
+        "cookie",  "session",  "api_key",  "apikey", "credential",
+        "private", "sentinel", "auth",     NULL,
+    };
+    char low[64];
+    size_t i;
+
+    if (len == 0 || len >= sizeof(low)) {
+        return len >= sizeof(low); /* an odd name: play safe */
+    }
+    for (i = 0; i < len; i++) {
+        low[i] = (char) tolower((unsigned char) name[i]);
+    }
+    low[len] = '\0';
+    for (i = 0; words[i] != NULL; i++) {
+        if (strstr(low, words[i]) != NULL) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Appends `s` (`len` bytes) masked to its first and last 4 characters. */
+static void
+add_masked(struct evbuffer *out, const char *s, size_t len)
+{
+    char tmp[9];
+
+    if (len <= 12) {
+        evbuffer_add(out, "[redacted]", 10);
+        return;
+    }
+    memcpy(tmp, s, 4);
+    memcpy(tmp + 4, s + len - 4, 4);
+    evbuffer_add_printf(out, "%.4s...%.4s", tmp, tmp + 4);
+}
+
+/* Appends one byte so that the log line stays one line. */
+static void
+add_byte(struct evbuffer *out, unsigned char ch)
+{
+    if (ch == '\n') {
+        evbuffer_add(out, "\\n", 2);
+    } else if (ch == '\r') {
+        evbuffer_add(out, "\\r", 2);
+    } else if (ch == '\t') {
+        evbuffer_add(out, "\\t", 2);
+    } else if (ch < 0x20 || ch == 0x7f) {
+        evbuffer_add_printf(out, "\\x%02x", ch);
+    } else {
+        evbuffer_add(out, &ch, 1);
+    }
+}
+
+static bool
+is_word(unsigned char ch)
+{
+    return isalnum(ch) || ch == '_' || ch == '-' || ch == '.';
+}
+
+/*
+ * Appends `in` with name=value pairs whose name looks secret (forms,
+ * query strings, cookies) and anything shaped like a JWT masked.
+ */
+static void
+add_plain(struct evbuffer *out, const char *in, size_t n)
+{
+    size_t i = 0, j, k;
+
+    while (i < n) {
+        unsigned char ch = (unsigned char) in[i];
+
+        if (!is_word(ch) || (i > 0 && is_word((unsigned char) in[i - 1]))) {
+            add_byte(out, ch);
+            i++;
+            continue;
+        }
+        for (j = i; j < n && is_word((unsigned char) in[j]); j++) {
+        }
+        if (j - i >= 3 && memcmp(in + i, "eyJ", 3) == 0
+            && (j - i >= 24 || j == n)) {
+            add_masked(out, in + i, j - i);
+            i = j;
+            continue;
+        }
+        if (j < n && in[j] == '=' && secret_name(in + i, j - i)) {
+            for (k = j + 1; k < n && strchr("&; \",}", in[k]) == NULL; k++) {
+            }
+            evbuffer_add(out, in + i, j + 1 - i);
+            add_masked(out, in + j + 1, k - j - 1);
+            i = k;
+            continue;
+        }
+        for (; i < j; i++) {
+            add_byte(out, (unsigned char) in[i]);
+        }
+    }
+}
+
+/* The index of the '"' closing the JSON string opened at `in[i]`, or `n`
+ * when it is cut off. */
+static size_t
+string_end(const char *in, size_t n, size_t i)
+{
+    for (i++; i < n && in[i] != '"'; i++) {
+        if (in[i] == '\\') {
+            i++;
+        }
+    }
+    return i < n ? i : n;
+}
+
+/*
+ * Appends `in` with its secrets masked: the string value of a JSON field
+ * whose name looks secret, and everything add_plain() masks, inside
+ * strings or not. A value cut off at the end of `in` is masked whole.
+ */
+static void
+add_redacted(struct evbuffer *out, const char *in, size_t n)
+{
+    size_t i = 0, start = 0, j, k;
+
+    while (i < n) {
+        if (in[i] != '"') {
+            i++;
+            continue;
+        }
+        add_plain(out, in + start, i - start);
+        j = string_end(in, n, i);
+        for (k = j + 1; k < n && (in[k] == ' ' || in[k] == '\t'); k++) {
+        }
+        if (j < n && k < n && in[k] == ':'
+            && secret_name(in + i + 1, j - i - 1)) {
+            add_plain(out, in + i, k + 1 - i);
+            for (k++; k < n && (in[k] == ' ' || in[k] == '\t'); k++) {
+            }
+            i = k;
+            if (k < n && in[k] == '"') {
+                j = string_end(in, n, k);
+                evbuffer_add(out, "\"", 1);
+                add_masked(out, in + k + 1, (j < n ? j : n) - k - 1);
+                evbuffer_add(out, "\"", 1);
+                i = j < n ? j + 1 : n;
+            }
+        } else {
+            add_plain(out, in + i, (j < n ? j + 1 : n) - i);
+            i = j < n ? j + 1 : n;
+        }
+        start = i;
+    }
+    add_plain(out, in + start, n - start);
+}
+
+/* A NUL-terminated copy of `out`'s contents; `out` is emptied. */
+static char *
+drain_string(struct evbuffer *out)
+{
+    size_t len = evbuffer_get_length(out);
+    char *s = malloc(len + 1);
+
+    if (s != NULL) {
+        evbuffer_remove(out, s, len);
+        s[len] = '\0';
+    }
+    evbuffer_drain(out, evbuffer_get_length(out));
+    return s;
+}
+
+/* Logs a body (at most DEBUG_BODY_MAX bytes of it, masked) on as many
+ * lines as it needs; `label` says whose. */
+static void
+debug_body(uint64_t id, const char *label, const char *body, size_t len)
+{
+    struct evbuffer *out = evbuffer_new();
+    char *text;
+    size_t tlen, off, part, parts;
+
+    if (out == NULL) {
+        return;
+    }
+    add_redacted(out, body, len < DEBUG_BODY_MAX ? len : DEBUG_BODY_MAX);
+    if (len > DEBUG_BODY_MAX) {
+        evbuffer_add_printf(out, "\xe2\x80\xa6 (%zu bytes)", len);
+    }
+    text = drain_string(out);
+    evbuffer_free(out);
+    if (text == NULL) {
+        return;
+    }
+    tlen = strlen(text);
+    parts = (tlen + DEBUG_LINE_MAX - 1) / DEBUG_LINE_MAX;
+    for (off = 0, part = 1; off < tlen; off += DEBUG_LINE_MAX, part++) {
+        s2a_log(
+            LOG_DEBUG, 0, "upstream #%llu %s body [%zu/%zu]: %.*s",
+            (unsigned long long) id, label, part, parts,
+            (int) (tlen - off < DEBUG_LINE_MAX ? tlen - off : DEBUG_LINE_MAX),
+            text + off);
+    }
+    free(text);
+}
+
+/* The request of call `c`, before it is sent. */
+static void
+debug_request(call_t *c, const s2a_upstream_req_t *req)
+{
+    struct evbuffer *out = evbuffer_new();
+    char *headers;
+    const char *colon;
+    int i;
+
+    if (out == NULL) {
+        return;
+    }
+    evbuffer_add_printf(out, "%s ", req->method);
+    add_redacted(out, req->url, strlen(req->url));
+    c->what = drain_string(out);
+    if (req->bearer != NULL) {
+        evbuffer_add(out, "Authorization: Bearer ", 22);
+        add_masked(out, req->bearer, strlen(req->bearer));
+    }
+    if (req->content_type != NULL) {
+        evbuffer_add_printf(out, "%sContent-Type: %s",
+                            evbuffer_get_length(out) > 0 ? "; " : "",
+                            req->content_type);
+    }
+    for (i = 0; i < S2A_UPSTREAM_MAX_HEADERS && req->headers[i] != NULL; i++) {
+        colon = strchr(req->headers[i], ':');
+        if (evbuffer_get_length(out) > 0) {
+            evbuffer_add(out, "; ", 2);
+        }
+        if (colon != NULL
+            && secret_name(req->headers[i], (size_t) (colon - req->headers[i])))
+        {
+            evbuffer_add(out, req->headers[i],
+                         (size_t) (colon - req->headers[i]) + 1);
+            evbuffer_add(out, " [redacted]", 11);
+        } else {
+            add_redacted(out, req->headers[i], strlen(req->headers[i]));
+        }
+    }
+    headers = drain_string(out);
+    evbuffer_free(out);
+    s2a_log(LOG_DEBUG, 0, "upstream #%llu > %s (%s)",
+            (unsigned long long) c->id, c->what != NULL ? c->what : "?",
+            headers != NULL ? headers : "");
+    free(headers);
+    if (req->nparts > 0) {
+        for (i = 0; i < req->nparts; i++) {
+            s2a_log(LOG_DEBUG, 0,
+                    "upstream #%llu request part %d: name=%s%s%s type=%s, "
+                    "%zu bytes",
+                    (unsigned long long) c->id, i + 1, req->parts[i].name,
+                    req->parts[i].filename != NULL ? " filename=" : "",
+                    req->parts[i].filename != NULL ? req->parts[i].filename
+                                                   : "",
+                    req->parts[i].type != NULL ? req->parts[i].type : "-",
+                    req->parts[i].len);
+        }
+    } else if (req->body != NULL) {
+        debug_body(c->id, "request", req->body, req->body_len);
+    }
+}
+
+/* The answer of call `c` (or its transport error). */
+static void
+debug_response(const call_t *c, const s2a_upstream_resp_t *resp)
+{
+    s2a_log(LOG_DEBUG, 0, "upstream #%llu < %ld %s in %lld ms%s%s",
+            (unsigned long long) c->id, resp->status,
+            c->what != NULL ? c->what : "?",
+            (long long) (s2a_mono_ms() - c->start_ms),
+            resp->curl_code != 0 ? ": " : "",
+            resp->curl_code != 0 ? resp->error : "");
+    if (c->to_file && resp->written > 0) {
+        s2a_log(LOG_DEBUG, 0, "upstream #%llu response: %lld bytes to a file",
+                (unsigned long long) c->id, (long long) resp->written);
+    }
+    if (resp->body_len > 0) {
+        debug_body(c->id, "response", resp->body, resp->body_len);
+    }
 }
 
 static void
@@ -310,6 +617,9 @@ collect_done(void)
         resp.body_len = evbuffer_get_length(c->body) - 1;
         resp.body = (char *) evbuffer_pullup(c->body, -1);
         call_unlink(c);
+        if (c->debug) {
+            debug_response(c, &resp);
+        }
         c->done(&resp, c->arg);
         call_free(c);
     }
@@ -480,6 +790,12 @@ s2a_upstream_start(const s2a_upstream_req_t *req, s2a_upstream_done_pt done,
         curl_easy_setopt(c->easy, CURLOPT_CUSTOMREQUEST, req->method);
     }
     c->id = U.next_id++;
+    /* The one check every call pays when debug logging is off. */
+    if (s2a_log_get_level() >= LOG_DEBUG) {
+        c->debug = true;
+        c->start_ms = s2a_mono_ms();
+        debug_request(c, req);
+    }
     if (curl_multi_add_handle(U.multi, c->easy) != CURLM_OK) {
         goto failed;
     }
@@ -501,6 +817,7 @@ failed:
     curl_slist_free_all(c->headers);
     curl_mime_free(c->mime);
     free(c->req_body);
+    free(c->what);
     free(c);
     return 0;
 }

@@ -53,12 +53,14 @@ async function plain(body) {
   return Object.assign(r, { calls: await g.genCalls(fake, since) });
 }
 
-function streamError(s, code, type) {
-  assert.ok(s.error, `an error event; got ${JSON.stringify(s.content)}`);
-  assert.equal(s.error.error.code, code, JSON.stringify(s.error));
-  assert.equal(s.error.error.type, type, JSON.stringify(s.error));
-  assert.equal(s.final, null);
-  return s.error.error;
+// A stream that failed: its last chunk is the error result (the
+// contract's format, with data.code). `type` is only in the HTTP errors
+// of non-streaming requests.
+function streamError(s, code) {
+  assert.ok(s.error, `an error result; got ${JSON.stringify(s.content)}`);
+  assert.equal(s.error.code, code, JSON.stringify(s.content));
+  assert.deepEqual(s.content, { type: 'error', error: s.error.message, data: { error: s.error.message, code } });
+  return s.error;
 }
 
 const taskIdOf = (s) => s.rcs.find((x) => x.message === 'Generation task submitted').details.task_id;
@@ -69,10 +71,10 @@ test('a content-policy video: an error chunk, an error result, content_filter wi
   const s = await stream({ model: 'sora-video-10s', messages: user(tag('#violate a famous mouse')) });
   const why = `Content policy violation: ${VIOLATION}`;
   g.assertShape(s.rcs, [S.started, S.submitted, S.video(30), S.video(70), S.violation(VIOLATION)]);
-  assert.deepEqual(s.content, { type: 'error', error: why, data: { error: why } });
+  assert.deepEqual(s.content, { type: 'error', error: why, data: { error: why, code: 'content_policy_violation' } });
   const r = await plain({ model: 'sora-video-landscape-10s', messages: user(tag('#violate again')) });
   const content = g.parseCompletion(r, 'content_filter');
-  assert.deepEqual(content, { type: 'error', error: why, data: { error: why } });
+  assert.deepEqual(content, { type: 'error', error: why, data: { error: why, code: 'content_policy_violation' } });
   // A refusal counts as neither a video nor an error.
   await waitFor(() => d.sqlite(`SELECT count(*) FROM tasks WHERE status = 'failed' AND token_id = ${t.id}`) === '2',
     { what: 'two failed task rows' });
@@ -91,7 +93,7 @@ test('a failed image fails at once with generation_failed', async () => {
   const s = await stream({ model: 'sora-image', messages: user(tag('#fail a broken image')) });
   assert.ok(Date.now() - t0 < 3000, `failed after ${Date.now() - t0} ms`);
   g.assertShape(s.rcs, [S.started, S.submitted, S.image(50)]);
-  const e = streamError(s, 'generation_failed', 'upstream_error');
+  const e = streamError(s, 'generation_failed');
   assert.match(e.message, /Image generation failed due to an internal error\./);
   t0 = Date.now();
   const r = await plain({ model: 'sora-image-landscape', messages: user(tag('#fail once more')) });
@@ -112,16 +114,16 @@ test('a prompt refused at submit for content policy is a content-policy result, 
   const why = 'Content policy violation: This prompt violates our content policies.';
   const s = await stream({ model: 'sora-video-10s', messages: user(tag('#reject this')) });
   g.assertShape(s.rcs, [S.started, S.violation('This prompt violates our content policies.')]);
-  assert.deepEqual(s.content, { type: 'error', error: why, data: { error: why } });
+  assert.deepEqual(s.content, { type: 'error', error: why, data: { error: why, code: 'content_policy_violation' } });
   assert.equal(creates(s.calls).length, 1);
   const r = await plain({ model: 'sora-image', messages: user(tag('#reject me')) });
-  assert.deepEqual(g.parseCompletion(r, 'content_filter'), { type: 'error', error: why, data: { error: why } });
+  assert.deepEqual(g.parseCompletion(r, 'content_filter'), { type: 'error', error: why, data: { error: why, code: 'content_policy_violation' } });
   assert.equal(g.byPath(r.calls, 'POST', '/backend/video_gen').length, 1);
   // A refusal that is not about content fails with generation_failed.
   await fake.arm({ route: 'POST /backend/nf/create', status: 400, times: 1,
     body: { error: { message: 'Invalid n_frames', type: 'invalid_request_error', param: 'n_frames', code: 'invalid_n_frames' } } });
   const bad = await stream({ model: 'sora-video-10s', messages: user(tag('a plain refusal')) });
-  const e = streamError(bad, 'generation_failed', 'upstream_error');
+  const e = streamError(bad, 'generation_failed');
   assert.match(e.message, /Invalid n_frames/);
   assert.equal(creates(bad.calls).length, 1);
 });
@@ -142,7 +144,7 @@ test('a 401 while polling fails the job with token_invalidated and invalidates t
   await fake.arm({ route: 'GET /backend/nf/pending', preset: 'token_invalidated', skip: 1 });
   const s = await stream({ model: 'sora-video-10s', messages: user(tag('revoked midway, streamed')) });
   g.assertShape(s.rcs, [S.started, S.submitted]);
-  streamError(s, 'token_invalidated', 'upstream_error');
+  streamError(s, 'token_invalidated');
   await waitFor(async () => (await g.tokenById(ctx, u.id)).state === 'invalid', { what: 'the second token invalid' });
 });
 
@@ -211,7 +213,7 @@ test('an image that cannot be uploaded or fetched fails with upload_failed', asy
   const s = await stream({ model: 'sora-video-10s', messages: user(img) });
   assert.equal(s.rcs[0].message, S.started.message);
   assert.ok(s.rcs.slice(1).every((x) => x.message === S.uploading.message), JSON.stringify(s.rcs));
-  streamError(s, 'upload_failed', 'upstream_error');
+  streamError(s, 'upload_failed');
   assert.equal(creates(s.calls).length, 0);
   assert.equal(g.byPath(s.calls, 'POST', '/backend/uploads').length, 3, 'one upload per attempt');
   const r = await plain({ model: 'sora-image', messages: user(img) });
@@ -318,7 +320,7 @@ test('no token could ever serve: no_available_token with the reasons at once', a
     const s = await stream({ model: 'sora-image', messages: user(tag('nobody home, streamed')) });
     assert.ok(Date.now() - t0 < 2000, `answered after ${Date.now() - t0} ms`);
     g.assertShape(s.rcs, [S.started]);
-    const e = streamError(s, 'no_available_token', 'server_error');
+    const e = streamError(s, 'no_available_token');
     assert.match(e.message, /1 disabled/);
     await waitFor(() => Number(d.sqlite('SELECT count(*) FROM request_logs WHERE status_code = 503')) === logs503 + 2,
       { what: 'two 503 request logs' });
@@ -444,6 +446,56 @@ test('watermark-free publishing that fails falls back to the watermarked video',
   }
 });
 
+// The post's DELETE among the calls since `since` (the job sends it
+// without waiting); resolves the deleted post id.
+async function postDeleted(since) {
+  return waitFor(async () => {
+    const del = (await g.genCalls(fake, since)).find((e) => e.method === 'DELETE'
+      && /^\/backend\/project_y\/post\/s_[0-9a-f]{32}$/.test(e.path));
+    return del && (del.status === 200 || del.status === 204) ? del.path.split('/').pop() : null;
+  }, { what: 'the post deleted' });
+}
+
+test('watermark-free: a clean URL that cannot be fetched falls back to the watermarked video', async () => {
+  await fresh();
+  const r = await admin('/api/watermark-free/config', { watermark_free_enabled: true, parse_method: 'third_party',
+    third_party_url: `${fake.url}/MP4/{post_id}.mp4` });
+  assert.equal(r.status, 200, r.text);
+  try {
+    // The third-party host has nothing: without the cache.
+    await fake.arm({ route: 'GET /MP4/*', status: 404, times: -1 });
+    let since = await g.lastSeq(fake);
+    let s = await stream({ model: 'sora-video-10s', messages: user(tag('clean host down')) });
+    let task = await g.fakeTask(fake, taskIdOf(s));
+    g.assertShape(s.rcs, g.videoSteps().concat([S.wmStarted(task.draft.id), S.wmError]));
+    assert.match(s.rcs[s.rcs.length - 1].message, /could not be fetched: HTTP 404/);
+    assert.deepEqual(s.content, g.videoResult(`${fake.url}/media/vid/${task.draft.id}.mp4`));
+    const gone = await postDeleted(since);
+    assert.equal((await g.fakeCall(fake, 'GET', '/__fake/state')).posts.some((p) => p.id === gone), false);
+
+    // With the cache: the clean file answers the first byte, then fails
+    // to download; the watermarked file is cached instead.
+    await g.disarm(fake);
+    await fake.arm({ route: 'GET /MP4/*', status: 500, skip: 1, times: -1 });
+    assert.equal((await admin('/api/cache/enabled', { enabled: true })).status, 200);
+    since = await g.lastSeq(fake);
+    s = await stream({ model: 'sora-video-10s', messages: user(tag('clean download breaks')) });
+    task = await g.fakeTask(fake, taskIdOf(s));
+    const wm = s.rcs.find((x) => x.stage === 'watermark_free' && x.status === 'completed');
+    assert.ok(wm, JSON.stringify(s.rcs));
+    g.assertShape(s.rcs, g.videoSteps().concat([S.wmStarted(task.draft.id), S.wmDone(wm.details.post_id, 'third_party'),
+      S.cacheStarted(1), S.wmError, S.cacheDone(1)]));
+    assert.match(s.content.url, new RegExp(`^http://127\\.0\\.0\\.1:${d.port}/tmp/[\\w-]+\\.mp4$`));
+    const names = g.callNames(await g.genCalls(fake, since));
+    assert.ok(names.includes(`GET /media/vid/${task.draft.id}.mp4`), names.join(', '));
+    assert.equal(await postDeleted(since), wm.details.post_id);
+  } finally {
+    await g.disarm(fake);
+    await admin('/api/cache/enabled', { enabled: false });
+    await admin('/api/watermark-free/config', { watermark_free_enabled: false });
+  }
+});
+
 test('watermark-free and the cache together: publish first, then cache the clean video', async () => {
   await fresh();
   let r = await admin('/api/watermark-free/config', { watermark_free_enabled: true, parse_method: 'third_party',
@@ -466,6 +518,7 @@ test('watermark-free and the cache together: publish first, then cache the clean
     r = await request(d.base, 'GET', new URL(url).pathname);
     assert.equal(r.status, 200);
     assert.equal(r.headers['content-type'], 'video/mp4');
+    assert.equal(await postDeleted(s.calls[0].seq - 1), wm.details.post_id);
   } finally {
     await admin('/api/cache/enabled', { enabled: false });
     await admin('/api/watermark-free/config', { watermark_free_enabled: false });
@@ -494,12 +547,12 @@ test('no result within the timeout: generation_timeout', async () => {
   g.assertHttpError(r, 504, 'generation_timeout', 'timeout_error');
   // While it ran, the row said so, with the upstream task and the token.
   assert.match(await running, new RegExp(`^running\\|task_\\w+\\|${t.id}$`));
-  streamError(s, 'generation_timeout', 'timeout_error');
+  streamError(s, 'generation_timeout');
   assert.equal(s.rcs[0].message, S.started.message);
   // (Two jobs share the account here, so a pending read may advance both.)
   g.assertShape(v.rcs.slice(0, 2), [S.started, S.submitted]);
   assert.ok(v.rcs.slice(2).every((x) => /^Video generation progress: \d+%$/.test(x.message)), JSON.stringify(v.rcs));
-  streamError(v, 'generation_timeout', 'timeout_error');
+  streamError(v, 'generation_timeout');
   await waitFor(() => d.sqlite('SELECT count(*) FROM request_logs WHERE status_code = 504') === '3',
     { what: 'three 504 request logs' });
 });

@@ -268,12 +268,37 @@ test_sse(void **state)
                      1);
     json_decref(chunk);
 
-    ev = s2a_sse_error("boom", "server_error", NULL);
-    assert_string_equal(ev,
-                        "data: {\"error\":{\"message\":\"boom\",\"type\":"
-                        "\"server_error\",\"param\":null,\"code\":null}}"
-                        "\n\n");
+    /* A failure: a chunk with choices whose content is the error
+     * result, never a bare {"error":...}. */
+    ev = s2a_sse_error(&sse, "boom", "generation_timeout");
+    chunk = json_loads(ev + 6, 0, NULL);
     free(ev);
+    assert_null(json_object_get(chunk, "error"));
+    delta = json_object_get(
+        json_array_get(json_object_get(chunk, "choices"), 0), "delta");
+    assert_string_equal(
+        json_string_value(json_object_get(delta, "content")),
+        "{\"type\":\"error\",\"error\":\"boom\",\"data\":"
+        "{\"error\":\"boom\",\"code\":\"generation_timeout\"}}");
+    assert_string_equal(
+        json_string_value(json_object_get(
+            json_array_get(json_object_get(chunk, "choices"), 0),
+            "finish_reason")),
+        "STOP");
+    json_decref(chunk);
+
+    result = s2a_result_error("Content policy violation: no",
+                              S2A_CODE_CONTENT_POLICY);
+    ev = s2a_sse_result(&sse, result);
+    json_decref(result);
+    chunk = json_loads(ev + 6, 0, NULL);
+    free(ev);
+    assert_string_equal(
+        json_string_value(json_object_get(
+            json_array_get(json_object_get(chunk, "choices"), 0),
+            "finish_reason")),
+        "content_filter");
+    json_decref(chunk);
 }
 
 static void

@@ -95,15 +95,12 @@ function parseStream(r) {
   }
   assert.equal(events[events.length - 1], '[DONE]', 'data: [DONE] comes last');
   assert.equal(events.filter((e) => e === '[DONE]').length, 1);
-  const objs = events.slice(0, -1).map((e) => JSON.parse(e));
-  const error = objs.find((o) => o.error !== undefined);
-  const chunks = objs.filter((o) => o.error === undefined);
-  if (error) {
-    assert.equal(objs[objs.length - 1], error, 'the error event is the last before [DONE]');
-    assert.deepEqual(Object.keys(error), ['error']);
-    assert.deepEqual(Object.keys(error.error).sort(), ['code', 'message', 'param', 'type']);
-    assert.equal(error.error.param, null);
-  }
+  const chunks = events.slice(0, -1).map((e) => JSON.parse(e));
+  // Every event is a chunk with choices (the contract's parsers index
+  // choices[0] of each): a failure ends with an error result, never a
+  // bare {"error": ...} object.
+  chunks.forEach((o, i) => assert.ok(Array.isArray(o.choices) && o.error === undefined,
+    `event ${i} is a chat.completion.chunk: ${JSON.stringify(o)}`));
   assert.ok(chunks.length >= 1, 'at least one chunk');
   const id = chunks[0].id;
   assert.match(String(id), /^chatcmpl-/);
@@ -122,26 +119,38 @@ function parseStream(r) {
   });
   const rcs = [];
   let final = null;
+  let content = null;
   chunks.forEach((c, i) => {
     const ch = c.choices[0];
     if (typeof ch.delta.content === 'string') {
       assert.equal(final, null, 'one result chunk');
       assert.equal(i, chunks.length - 1, 'the result chunk is the last chunk');
-      assert.equal(ch.finish_reason, 'STOP');
+      content = JSON.parse(ch.delta.content);
+      const policy = content.type === 'error' && content.data && content.data.code === 'content_policy_violation';
+      assert.equal(ch.finish_reason, policy ? 'content_filter' : 'STOP');
       assert.deepEqual(c.usage, { prompt_tokens: 0, completion_tokens: 1, total_tokens: 1 });
       final = c;
     } else {
       assert.equal(ch.finish_reason, null, `progress chunk ${i} has no finish_reason`);
       const rc = ch.delta.reasoning_content;
       assert.equal(typeof rc, 'object', `chunk ${i} carries reasoning_content`);
+      assert.ok(rc !== null, `chunk ${i} carries reasoning_content`);
       const copy = Object.assign({}, rc);
       delete copy.timestamp;
       rcs.push(copy);
     }
   });
-  assert.ok(final !== null || error !== undefined, 'a result or an error');
-  if (final) assert.equal(error, undefined);
-  return { events, chunks, rcs, final, error, content: final ? JSON.parse(final.choices[0].delta.content) : null, text };
+  assert.ok(final !== null, 'a result chunk ends the stream');
+  // A failure (anything but a content-policy refusal): {message, code}.
+  let error;
+  if (content.type === 'error') {
+    assert.deepEqual(Object.keys(content).sort(), ['data', 'error', 'type']);
+    assert.deepEqual(Object.keys(content.data).sort(), ['code', 'error']);
+    assert.equal(content.data.error, content.error);
+    assert.equal(typeof content.data.code, 'string');
+    if (content.data.code !== 'content_policy_violation') error = { message: content.error, code: content.data.code };
+  }
+  return { events, chunks, rcs, final, error, content, text };
 }
 
 // `expected` with every predicate (a function) replaced by the actual
