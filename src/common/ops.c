@@ -15,7 +15,7 @@
 const s2a_op_t s2a_ops[] = {
     /* worker -> master: supervision */
     { "ready", TO_MASTER, "", NULL, s2a_op_ready, 0 },
-    { "usage", TO_MASTER, "rows:arr", NULL, s2a_op_usage, 0 },
+    { "usage", TO_MASTER, "rows:arr", NULL, s2a_op_usage, S2A_OP_QUEUED },
     { "ping", TO_MASTER, "id:int", "", s2a_op_ping, 0 },
     /* worker -> master: runtime settings and sessions */
     { "set_setting", TO_MASTER, "id:int key:str value:str", "", s2a_op_set_settings, 0 },
@@ -29,13 +29,13 @@ const s2a_op_t s2a_ops[] = {
     { "token_delete", TO_MASTER, "id:int token_id:int", "code:str?", s2a_op_token_delete, 0 },
     { "tokens_list", TO_MASTER, "id:int token_id:int? reveal:bool?", "tokens:arr", s2a_op_tokens_list, 0 },
     { "stats", TO_MASTER, "id:int", "stats:obj", s2a_op_stats, 0 },
-    { "token_refreshed", TO_MASTER, "token_id:int token:str sha256:str expiry_time:any rt:str? via:str?", NULL, s2a_op_token_refreshed, 0 },
-    { "token_refresh_failed", TO_MASTER, "token_id:int reason:str?", NULL, s2a_op_token_refresh_failed, 0 },
-    { "token_outcome", TO_MASTER, "token_id:int kind:str outcome:str message:str? until:int?", NULL, s2a_op_token_outcome, 0 },
-    { "video_submitted", TO_MASTER, "token_id:int", NULL, s2a_op_video_submitted, 0 },
+    { "token_refreshed", TO_MASTER, "token_id:int token:str sha256:str expiry_time:any rt:str? via:str?", NULL, s2a_op_token_refreshed, S2A_OP_QUEUED },
+    { "token_refresh_failed", TO_MASTER, "token_id:int reason:str?", NULL, s2a_op_token_refresh_failed, S2A_OP_QUEUED },
+    { "token_outcome", TO_MASTER, "token_id:int kind:str outcome:str message:str? until:int?", NULL, s2a_op_token_outcome, S2A_OP_QUEUED },
+    { "video_submitted", TO_MASTER, "token_id:int", NULL, s2a_op_video_submitted, S2A_OP_QUEUED },
     /* worker -> master: generation records */
-    { "task_record", TO_MASTER, "job_id:str fields:obj", NULL, s2a_op_task_record, 0 },
-    { "request_log", TO_MASTER, "fields:obj", NULL, s2a_op_request_log, 0 },
+    { "task_record", TO_MASTER, "job_id:str fields:obj", NULL, s2a_op_task_record, S2A_OP_QUEUED },
+    { "request_log", TO_MASTER, "fields:obj", NULL, s2a_op_request_log, S2A_OP_QUEUED },
     { "logs_list", TO_MASTER, "id:int limit:int?", "rows:arr", s2a_op_logs_list, 0 },
     { "tasks_list", TO_MASTER, "id:int limit:int? status:str?", "rows:arr", s2a_op_tasks_list, 0 },
 #ifdef S2A_TEST_HOOKS

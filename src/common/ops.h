@@ -11,7 +11,9 @@
  * Field lists are blank-separated "name:type" words; a trailing "?" makes
  * a field optional. Types: str, int, bool, obj, arr, any. The dispatcher
  * checks them before the handler runs, so a handler finds every required
- * field present and typed.
+ * field present and typed. A record (S2A_OP_QUEUED) reaches its handler
+ * later, from the master's write queue, with `from` NULL and the sender's
+ * pid in "worker_pid".
  */
 #ifndef S2A_OPS_H
 #define S2A_OPS_H
@@ -27,6 +29,7 @@ typedef enum {
 
 /* Row flags. */
 #define S2A_OP_TEST_ONLY 0x01 /* compiled into test builds only */
+#define S2A_OP_QUEUED    0x02 /* a record: queued, kept while the db is busy */
 
 /*
  * Handles `msg` from `from`: the sending worker (an s2a_proc_t) in the

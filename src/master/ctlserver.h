@@ -7,6 +7,7 @@
 #define S2A_MASTER_CTLSERVER_H
 
 #include "common/chan.h"
+#include "common/ops.h"
 #include "master/state.h"
 
 #include <jansson.h>
@@ -42,6 +43,24 @@ void s2a_ctlserver_reply_later(s2a_proc_t *proc, json_t *reply);
 
 /* Sends `reply` (taken) now. */
 void s2a_ctlserver_reply(s2a_proc_t *proc, json_t *reply);
+
+/*
+ * Queues a record: `handler` runs with `msg` (borrowed; a reference is
+ * kept) inside the next transaction, again at every tick while the
+ * database refuses writes. Bounded; the oldest go first when full.
+ */
+void s2a_ctlserver_enqueue(s2a_op_handler_pt handler, json_t *msg);
+
+/* Once a second (supervisor): retries queued records. */
+void s2a_ctlserver_tick(void);
+
+/* True while writes fail; records waiting in memory. */
+bool s2a_ctlserver_failing(void);
+size_t s2a_ctlserver_queued(void);
+
+/* Sends `reply` (taken) now: the database refused the write
+ * ("code":"database"; the admin API answers 503). */
+void s2a_ctlserver_fail_db(s2a_proc_t *proc, json_t *reply);
 
 /* Sends `reply` (taken) now with ok false and `err`. */
 void s2a_ctlserver_fail(s2a_proc_t *proc, json_t *reply, const char *err);

@@ -131,6 +131,11 @@ static const char *const migrations[] = {
     "  created_at INTEGER NOT NULL"
     ");"
     "CREATE INDEX request_logs_created ON request_logs(created_at);",
+
+    /* 6: who ran a task (a dead worker's tasks are closed) and why it
+     * failed, as a code */
+    "ALTER TABLE tasks ADD COLUMN worker_pid INTEGER;"
+    "ALTER TABLE tasks ADD COLUMN error_code TEXT;",
 };
 
 static int
@@ -233,7 +238,9 @@ s2a_db_open(const char *data_dir, char *err, size_t errlen)
                                   : sqlite3_errstr(rc));
         goto failed;
     }
-    sqlite3_busy_timeout(db->conn, 5000);
+    /* A locked database must not stall the master's loop: a write that
+     * cannot start fails at once and the caller retries later. */
+    sqlite3_busy_timeout(db->conn, 0);
     /* WAL keeps readers (sqlite3 CLI, backups) from blocking the writer;
      * synchronous=NORMAL is durable across a process kill in WAL mode. */
     if (exec_sql(db,
@@ -296,8 +303,10 @@ s2a_db_begin(s2a_db_t *db)
 {
     char msg[256];
 
+    /* A busy database is the caller's to report (it retries); this
+     * would repeat every second while another process holds the lock. */
     if (exec_sql(db, "BEGIN IMMEDIATE", msg, sizeof(msg)) != S2A_OK) {
-        s2a_log(LOG_ERR, 0, "database BEGIN failed: %s", msg);
+        s2a_log(LOG_DEBUG, 0, "database BEGIN failed: %s", msg);
         return S2A_ERROR;
     }
     return S2A_OK;
@@ -1088,7 +1097,7 @@ s2a_db_tokens_end_cooldown(s2a_db_t *db, int64_t id, int64_t now,
 }
 
 int
-s2a_db_token_outcome(s2a_db_t *db, int64_t id, bool video, bool success,
+s2a_db_token_outcome(s2a_db_t *db, int64_t id, bool video, int result,
                      int64_t now)
 {
     sqlite3_stmt *st;
@@ -1101,18 +1110,19 @@ s2a_db_token_outcome(s2a_db_t *db, int64_t id, bool video, bool success,
             db->conn,
             "UPDATE tokens SET "
             " today_image_count = CASE WHEN today_date = ?2 "
-            "   THEN today_image_count ELSE 0 END + (?3 AND NOT ?4),"
+            "   THEN today_image_count ELSE 0 END + (?3 = 1 AND NOT ?4),"
             " today_video_count = CASE WHEN today_date = ?2 "
-            "   THEN today_video_count ELSE 0 END + (?3 AND ?4),"
+            "   THEN today_video_count ELSE 0 END + (?3 = 1 AND ?4),"
             " today_error_count = CASE WHEN today_date = ?2 "
-            "   THEN today_error_count ELSE 0 END + (NOT ?3),"
+            "   THEN today_error_count ELSE 0 END + (?3 = 0),"
             " today_date = ?2,"
-            " image_count = image_count + (?3 AND NOT ?4),"
-            " video_count = video_count + (?3 AND ?4),"
-            " error_count = error_count + (NOT ?3),"
+            " image_count = image_count + (?3 = 1 AND NOT ?4),"
+            " video_count = video_count + (?3 = 1 AND ?4),"
+            " error_count = error_count + (?3 = 0),"
             " use_count = use_count + 1,"
-            " consecutive_errors = CASE WHEN ?3 THEN 0 "
-            "   ELSE consecutive_errors + 1 END,"
+            " consecutive_errors = CASE WHEN ?3 = 1 THEN 0 "
+            "   WHEN ?3 = 0 THEN consecutive_errors + 1 "
+            "   ELSE consecutive_errors END,"
             " last_used_at = ?5 "
             "WHERE id = ?1 RETURNING consecutive_errors",
             -1, &st, NULL)
@@ -1122,7 +1132,7 @@ s2a_db_token_outcome(s2a_db_t *db, int64_t id, bool video, bool success,
     }
     sqlite3_bind_int64(st, 1, id);
     sqlite3_bind_text(st, 2, today, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_int(st, 3, success);
+    sqlite3_bind_int(st, 3, result);
     sqlite3_bind_int(st, 4, video);
     sqlite3_bind_int64(st, 5, now);
     rc = sqlite3_step(st);
@@ -1290,7 +1300,8 @@ s2a_db_token_mark(s2a_db_t *db, int64_t id, const char *column, int64_t now)
 static const char *const task_columns[] = {
     "upstream_task_id", "token_id",     "model",       "mode",
     "prompt",           "status",       "progress",    "result_urls",
-    "error_message",    "completed_at", "duration_ms",
+    "error_message",    "completed_at", "duration_ms", "worker_pid",
+    "error_code",
 };
 
 static bool
@@ -1382,6 +1393,33 @@ s2a_db_task_upsert(s2a_db_t *db, const char *job_id, json_t *fields,
         return S2A_ERROR;
     }
     return S2A_OK;
+}
+
+int
+s2a_db_tasks_close(s2a_db_t *db, int64_t worker_pid, const char *code,
+                   const char *message, int64_t now)
+{
+    sqlite3_stmt *st;
+    int rc;
+
+    if (sqlite3_prepare_v2(
+            db->conn,
+            "UPDATE tasks SET status = 'failed', error_code = ?2, "
+            " error_message = ?3, completed_at = ?4, updated_at = ?4 "
+            "WHERE status IN ('queued', 'running') "
+            " AND (?1 = 0 OR worker_pid = ?1)",
+            -1, &st, NULL)
+        != SQLITE_OK)
+    {
+        return -1;
+    }
+    sqlite3_bind_int64(st, 1, worker_pid);
+    sqlite3_bind_text(st, 2, code, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, message, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 4, now);
+    rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? sqlite3_changes(db->conn) : -1;
 }
 
 int

@@ -133,13 +133,23 @@ int s2a_db_tokens_end_cooldown(s2a_db_t *db, int64_t id, int64_t now,
                                void (*cb)(int64_t id));
 
 /*
- * The end of one generation on token `id`: `success` counts an image or
- * a video (today's too) and ends the run of errors; otherwise an error is
- * counted and the run grows. Returns the run length after the update, or
- * -1 when the token is gone or the write failed.
+ * The end of one generation on token `id`, a use either way. `result`
+ * 1 (success) counts an image or a video (today's too) and ends the run
+ * of errors; 0 (a token or upstream fault) counts an error and the run
+ * grows; -1 (the request's own fault: content policy, a prompt Sora
+ * failed, bad input) leaves both alone. Returns the run length after the
+ * update, or -1 when the token is gone or the write failed.
  */
-int s2a_db_token_outcome(s2a_db_t *db, int64_t id, bool video, bool success,
+int s2a_db_token_outcome(s2a_db_t *db, int64_t id, bool video, int result,
                          int64_t now);
+
+/*
+ * Closes the task rows still queued or running as failed with `code` and
+ * `message`: those of `worker_pid`, or all of them when it is 0 (start
+ * after a crash). Returns how many, or -1.
+ */
+int s2a_db_tasks_close(s2a_db_t *db, int64_t worker_pid, const char *code,
+                       const char *message, int64_t now);
 
 /*
  * Generation records. A task row is keyed by the gateway's job id and

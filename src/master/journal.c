@@ -26,6 +26,11 @@ s2a_op_task_record(void *from, json_t *msg)
         s2a_log(LOG_WARNING, 0, "malformed task record ignored");
         return;
     }
+    /* Whose it is: a dead worker's unfinished tasks are closed. */
+    if (json_is_integer(json_object_get(msg, "worker_pid"))) {
+        json_object_set(fields, "worker_pid",
+                        json_object_get(msg, "worker_pid"));
+    }
     if (s2a_db_task_upsert(s2a_master.db, job, fields, s2a_now(), err,
                            sizeof(err))
         != S2A_OK)
@@ -132,4 +137,60 @@ s2a_op_usage(void *from, json_t *msg)
                          (int) json_integer_value(status),
                          json_integer_value(count));
     }
+}
+
+/* The queued record behind s2a_journal_worker_gone. */
+static void
+close_worker_tasks(void *from, json_t *msg)
+{
+    json_int_t pid = json_integer_value(json_object_get(msg, "worker_pid"));
+    int n;
+
+    S2A_UNUSED(from);
+    if (pid <= 0 || s2a_ctlserver_batch() != S2A_OK) {
+        return;
+    }
+    n = s2a_db_tasks_close(s2a_master.db, pid, "worker_died",
+                           "the worker process running it died", s2a_now());
+    if (n > 0) {
+        s2a_log(LOG_WARNING, 0,
+                "%d tasks of worker pid %lld closed as failed (worker_died)", n,
+                (long long) pid);
+    }
+}
+
+void
+s2a_journal_worker_gone(pid_t pid)
+{
+    json_t *msg = json_pack("{s:I}", "worker_pid", (json_int_t) pid);
+
+    if (msg != NULL) {
+        /* After whatever the worker sent last, which is queued already. */
+        s2a_ctlserver_enqueue(close_worker_tasks, msg);
+        json_decref(msg);
+    }
+}
+
+int
+s2a_journal_recover(void)
+{
+    int n;
+
+    if (s2a_db_begin(s2a_master.db) != S2A_OK) {
+        return S2A_ERROR;
+    }
+    n = s2a_db_tasks_close(s2a_master.db, 0, "interrupted",
+                           "the daemon stopped before the task finished",
+                           s2a_now());
+    if (n < 0 || s2a_db_commit(s2a_master.db) != S2A_OK) {
+        s2a_db_rollback(s2a_master.db);
+        return S2A_ERROR;
+    }
+    if (n > 0) {
+        s2a_log(LOG_WARNING, 0,
+                "%d tasks left unfinished by the last run closed as failed "
+                "(interrupted)",
+                n);
+    }
+    return S2A_OK;
 }

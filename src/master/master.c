@@ -17,6 +17,7 @@
 #include "common/util.h"
 #include "master/ctlserver.h"
 #include "master/daemon.h"
+#include "master/journal.h"
 #include "master/listeners.h"
 #include "master/pool.h"
 #include "master/runtime.h"
@@ -393,8 +394,10 @@ reap_children(void)
         if (proc == NULL) {
             continue;
         }
-        /* Whatever the worker sent before exiting is still applied. */
+        /* Whatever the worker sent before exiting is still applied;
+         * then its unfinished tasks are closed. */
         s2a_chan_drain_input(proc->chan);
+        s2a_journal_worker_gone(pid);
 
         dropped = 0;
         if (s2a_shm_lock(s2a_master.shm) == S2A_OK) {
@@ -700,6 +703,7 @@ tick_cb(evutil_socket_t fd, short what, void *arg)
     }
     /* A missed SIGCHLD (coalesced signals) is caught here. */
     reap_children();
+    s2a_ctlserver_tick();
     s2a_sweep_tick();
 }
 
@@ -802,7 +806,7 @@ s2a_master_run(s2a_conf_t *conf, const s2a_master_opts_t *opts)
         goto done;
     }
     if (s2a_db_seed(s2a_master.db, conf) != S2A_OK
-        || load_secret_key(conf) != S2A_OK)
+        || load_secret_key(conf) != S2A_OK || s2a_journal_recover() != S2A_OK)
     {
         goto done;
     }

@@ -239,7 +239,7 @@ s2a_op_token_add(void *from, json_t *msg)
         return;
     }
     if (s2a_ctlserver_batch() != S2A_OK) {
-        s2a_ctlserver_fail(proc, reply, "database unavailable");
+        s2a_ctlserver_fail_db(proc, reply);
         return;
     }
     rc = s2a_db_token_insert(s2a_master.db, s2a_master.key, sha, fields,
@@ -284,7 +284,7 @@ s2a_op_token_update(void *from, json_t *msg)
         return;
     }
     if (s2a_ctlserver_batch() != S2A_OK) {
-        s2a_ctlserver_fail(proc, reply, "database unavailable");
+        s2a_ctlserver_fail_db(proc, reply);
         return;
     }
     rc = s2a_db_token_update(s2a_master.db, s2a_master.key, id, fields, sha,
@@ -324,7 +324,7 @@ s2a_op_token_state(void *from, json_t *msg)
         return;
     }
     if (s2a_ctlserver_batch() != S2A_OK) {
-        s2a_ctlserver_fail(proc, reply, "database unavailable");
+        s2a_ctlserver_fail_db(proc, reply);
         return;
     }
     rc = s2a_db_token_set_state(s2a_master.db, id, state, reason, until,
@@ -350,8 +350,12 @@ s2a_op_token_delete(void *from, json_t *msg)
     json_t *reply = s2a_ctlserver_reply_for(msg);
     int rc;
 
-    if (id <= 0 || s2a_ctlserver_batch() != S2A_OK) {
+    if (id <= 0) {
         s2a_ctlserver_fail(proc, reply, "token_delete needs id");
+        return;
+    }
+    if (s2a_ctlserver_batch() != S2A_OK) {
+        s2a_ctlserver_fail_db(proc, reply);
         return;
     }
     rc = s2a_db_token_delete(s2a_master.db, id);
@@ -481,14 +485,17 @@ s2a_op_token_outcome(void *from, json_t *msg)
         text = "";
     }
     if (strcmp(outcome, "success") == 0 || strcmp(outcome, "error") == 0
-        || strcmp(outcome, "invalid") == 0)
+        || strcmp(outcome, "invalid") == 0 || strcmp(outcome, "neutral") == 0)
     {
         run = s2a_db_token_outcome(s2a_master.db, id, video,
-                                   strcmp(outcome, "success") == 0, now);
+                                   strcmp(outcome, "success") == 0       ? 1
+                                       : strcmp(outcome, "neutral") == 0 ? -1
+                                                                         : 0,
+                                   now);
         if (run < 0) {
             return; /* deleted meanwhile */
         }
-        if (run == 0) {
+        if (run == 0 && strcmp(outcome, "success") == 0) {
             /* A success after the cooldown: the token is fine again. */
             s2a_db_tokens_end_cooldown(s2a_master.db, id, now,
                                        s2a_pool_touched);

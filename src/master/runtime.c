@@ -161,8 +161,9 @@ s2a_op_set_settings(void *from, json_t *msg)
         }
     }
     if (s2a_ctlserver_batch() != S2A_OK) {
-        snprintf(err, sizeof(err), "database unavailable");
-        goto failed;
+        json_decref(single);
+        s2a_ctlserver_fail_db(proc, reply);
+        return;
     }
     json_object_foreach (values, key, v) {
         if (write_setting(key, json_string_value(v)) != S2A_OK) {
@@ -273,7 +274,7 @@ s2a_op_revoke_session(void *from, json_t *msg)
     if (s2a_ctlserver_batch() != S2A_OK
         || s2a_db_revoked_add(s2a_master.db, nonce, expires) != S2A_OK)
     {
-        s2a_ctlserver_fail(proc, reply, "database write failed");
+        s2a_ctlserver_fail_db(proc, reply);
         return;
     }
     revoked_to_shm(nonce, expires);

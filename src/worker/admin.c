@@ -376,7 +376,8 @@ settings_done(json_t *reply, void *arg)
     }
     if (!json_is_true(json_object_get(reply, "ok"))) {
         err = json_string_value(json_object_get(reply, "error"));
-        s2a_http_reply_detail(req, 400, "%s", err != NULL ? err : "rejected");
+        s2a_http_reply_detail(req, s2a_worker_failure_status(reply, 400), "%s",
+                              err != NULL ? err : "rejected");
         json_decref(so->extra);
         free(so);
         return;

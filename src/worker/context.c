@@ -188,3 +188,14 @@ s2a_op_reply(void *from, json_t *msg)
         s2a_worker_call_finish(msg, (uint64_t) id);
     }
 }
+
+int
+s2a_worker_failure_status(json_t *reply, int otherwise)
+{
+    const char *code = json_string_value(json_object_get(reply, "code"));
+
+    if (reply == NULL || (code != NULL && strcmp(code, "database") == 0)) {
+        return 503;
+    }
+    return otherwise;
+}

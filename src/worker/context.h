@@ -61,6 +61,13 @@ bool s2a_worker_token_at(int64_t id, char *out);
  * it has none: the global proxy applies). */
 bool s2a_worker_token_secret(int64_t id, char *at, char *proxy);
 
+/*
+ * The HTTP status for a refused master call: 503 when the master is gone
+ * or its database refused the write ("code":"database"), else
+ * `otherwise` (the request itself was wrong).
+ */
+int s2a_worker_failure_status(json_t *reply, int otherwise);
+
 /* Sends a message that expects no answer. */
 void s2a_worker_notify_master(json_t *msg);
 

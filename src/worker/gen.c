@@ -337,10 +337,17 @@ refused(s2a_gen_t *g, const s2a_sora_result_t *r, bool upload)
                       s2a_now() + f.cooldown_s);
         break;
     case S2A_FAIL_RETRYABLE: break; /* not the token's fault */
-    case S2A_FAIL_CONTENT_POLICY: refuse(g, f.message); return;
+    case S2A_FAIL_CONTENT_POLICY:
+        /* The request's fault: a use, not an error of the token. */
+        token_outcome(token, g->kind, "neutral", f.message, 0);
+        refuse(g, f.message);
+        return;
     case S2A_FAIL_NONE:
     case S2A_FAIL_TASK:
-        token_outcome(token, g->kind, "error", f.message, 0);
+        /* A 4xx here is Sora refusing the input; the rest is a fault. */
+        token_outcome(token, g->kind,
+                      r->status >= 400 && r->status < 500 ? "neutral" : "error",
+                      f.message, 0);
         fail(g, 502, "upstream_error",
              upload ? "upload_failed" : "generation_failed", f.message);
         return;
@@ -664,14 +671,23 @@ polled(const s2a_poll_update_t *u, void *arg)
                          NULL);
         finish_media(g);
         return;
-    case S2A_POLL_VIOLATION: refuse(g, u->message); return;
+    case S2A_POLL_VIOLATION:
+        token_outcome(g->token_id, g->kind, "neutral", u->message, 0);
+        refuse(g, u->message);
+        return;
     case S2A_POLL_TOKEN_INVALID:
         token_outcome(g->token_id, g->kind, "invalid", u->message, 0);
         fail(g, 502, "upstream_error", "token_invalidated", u->message);
         return;
     case S2A_POLL_FAILED:
     case S2A_POLL_PROGRESS:
-        token_outcome(g->token_id, g->kind, "error", u->message, 0);
+        /* An image Sora failed is the prompt's doing; a video that never
+         * got its file is the upstream's. */
+        token_outcome(g->token_id, g->kind,
+                      u->event == S2A_POLL_FAILED && g->kind == S2A_KIND_IMAGE
+                          ? "neutral"
+                          : "error",
+                      u->message, 0);
         fail(g, 502, "upstream_error", "generation_failed", u->message);
         return;
     }
@@ -979,6 +995,14 @@ s2a_gen_start(const s2a_chatreq_t *req, const char *request_id,
                 req->image.base64, strlen(req->image.base64), &g->image_len);
         } else if (req->image.url != NULL) {
             g->image_url = strdup(req->image.url);
+        }
+        /* Without its image the job would quietly become text-to-X. */
+        if ((req->image.base64 != NULL && g->image == NULL)
+            || (req->image.url != NULL && req->image.base64 == NULL
+                && g->image_url == NULL))
+        {
+            job_free(g);
+            return NULL;
         }
     }
     record(g,

@@ -312,7 +312,8 @@ add_stored(json_t *reply, void *arg)
                  (long long) json_integer_value(
                      json_object_get(reply, "token_id")));
         } else {
-            fail(job, 500, "Cannot store the token: %s",
+            fail(job, s2a_worker_failure_status(reply, 500),
+                 "Cannot store the token: %s",
                  json_string_value(json_object_get(reply, "error")));
         }
         return;
@@ -432,7 +433,7 @@ simple_done(json_t *reply, void *arg)
         } else if (strcmp(reply_code(reply), "duplicate") == 0) {
             fail(job, 409, "Another token already uses this access token");
         } else {
-            fail(job, reply == NULL ? 503 : 400, "%s",
+            fail(job, s2a_worker_failure_status(reply, 400), "%s",
                  reply == NULL
                      ? "Master unavailable"
                      : json_string_value(json_object_get(reply, "error")));

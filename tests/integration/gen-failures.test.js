@@ -100,10 +100,12 @@ test('a failed image fails at once with generation_failed', async () => {
   assert.ok(Date.now() - t0 < 3000);
   g.assertHttpError(r, 502, 'generation_failed', 'upstream_error');
   assert.match(r.json.error.message, /Image generation failed due to an internal error\./);
+  // The prompt's doing, not the token's: two uses, no error.
   const tok = await waitFor(async () => {
     const x = await g.tokenById(ctx, t.id);
-    return x.error_count === 2 ? x : null;
-  }, { what: 'two errors counted' });
+    return x.use_count === 2 ? x : null;
+  }, { what: 'two uses counted' });
+  assert.equal(tok.error_count, 0);
   assert.equal(tok.image_count, 0);
   await waitFor(() => d.sqlite(`SELECT count(*) FROM request_logs WHERE operation = 'generate_image' AND status_code = 502`) === '2',
     { what: 'two 502 request logs' });
@@ -239,24 +241,45 @@ test('an upload failing on the only token is upload_failed, not a wait for anoth
   }
 });
 
-test('consecutive errors disable the token; a success resets the run', async () => {
+test('failures the request caused never count toward error_ban_threshold', async () => {
   const [t] = await fresh();
   const img = (p) => plain({ model: 'sora-image', messages: user(tag(p)) });
-  g.assertHttpError(await img('#fail one'), 502, 'generation_failed');
-  assert.equal(g.parseCompletion(await img('fine')).type, 'image');
+  // An image Sora fails, a content-policy refusal at submit and while
+  // polling: uses of the token, none of them its fault.
+  for (const p of ['#fail one', '#fail two', '#fail three', '#fail four']) {
+    g.assertHttpError(await img(p), 502, 'generation_failed');
+  }
+  assert.equal(g.parseCompletion(await img('#reject this'), 'content_filter').type, 'error');
+  const vid = await plain({ model: 'sora-video-10s', messages: user(tag('#violate this')) });
+  assert.equal(g.parseCompletion(vid, 'content_filter').type, 'error');
+  const tok = await waitFor(async () => {
+    const x = await g.tokenById(ctx, t.id);
+    return x.use_count === 6 ? x : null;
+  }, { what: 'six uses counted' });
+  assert.equal(tok.error_count, 0);
+  assert.equal(tok.consecutive_errors, 0);
+  assert.equal(tok.state, 'active');
+});
+
+test('consecutive token faults disable the token; a success resets the run', async () => {
+  const [t] = await fresh();
+  const vid = (p) => plain({ model: 'sora-video-10s', messages: user(tag(p)) });
+  // A video that never gets a file is the upstream's fault.
+  g.assertHttpError(await vid('#fail one'), 502, 'generation_failed');
+  assert.equal(g.parseCompletion(await vid('fine')).type, 'video');
   let tok = await waitFor(async () => {
     const x = await g.tokenById(ctx, t.id);
-    return x.error_count === 1 && x.image_count === 1 ? x : null;
-  }, { what: 'one error and one image counted' });
+    return x.error_count === 1 && x.video_count === 1 ? x : null;
+  }, { what: 'one error and one video counted' });
   assert.equal(tok.consecutive_errors, 0);
   assert.equal(tok.use_count, 2, 'a failed generation is a use too');
-  for (const p of ['#fail two', '#fail three']) g.assertHttpError(await img(p), 502, 'generation_failed');
+  for (const p of ['#fail two', '#fail three']) g.assertHttpError(await vid(p), 502, 'generation_failed');
   tok = await waitFor(async () => {
     const x = await g.tokenById(ctx, t.id);
     return x.error_count === 3 ? x : null;
   }, { what: 'three errors counted' });
   assert.equal(tok.state, 'active', 'two in a row is under error_ban_threshold (3)');
-  g.assertHttpError(await img('#fail four'), 502, 'generation_failed');
+  g.assertHttpError(await vid('#fail four'), 502, 'generation_failed');
   tok = await waitFor(async () => {
     const x = await g.tokenById(ctx, t.id);
     return x.state === 'disabled' ? x : null;
