@@ -6,6 +6,8 @@
 #   make check           unit tests + integration tests (normal build), and
 #                        the release-binary tests
 #   make check-asan      the same suite against an ASan+UBSan build in build-asan/
+#   make fuzz            builds the libFuzzer targets (clang) in build-fuzz/
+#                        and runs each for FUZZ_SECONDS (60); fails on a crash
 #   make install         the release binary; honours PREFIX/DESTDIR
 #   make demo            the fake upstream and the daemon, wired together
 #   make clean distclean
@@ -52,9 +54,23 @@ ifeq ($(DEBUG),yes)
 OPT     = -O0 -g3
 endif
 ifeq ($(SANITIZE),yes)
-OPT     = -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
-          -fno-sanitize-recover=undefined
-SAN_LDFLAGS = -fsanitize=address,undefined
+# float-cast-overflow is not part of "undefined"; added where the compiler
+# has it (probed only for a sanitizer build).
+SAN_FCO := $(shell echo 'int main(void){return 0;}' | $(CC) \
+             -fsanitize=float-cast-overflow -x c -o /dev/null - \
+             >/dev/null 2>&1 && echo ,float-cast-overflow)
+OPT     = -O1 -g -fno-omit-frame-pointer \
+          -fsanitize=address,undefined$(SAN_FCO) \
+          -fno-sanitize-recover=undefined$(SAN_FCO)
+SAN_LDFLAGS = -fsanitize=address,undefined$(SAN_FCO)
+endif
+# The fuzzing build (make fuzz): clang, every object instrumented for
+# libFuzzer, ASan and UBSan; any sanitizer report aborts the run.
+ifeq ($(FUZZ),yes)
+FUZZ_SAN = address,undefined,float-cast-overflow
+OPT     = -O1 -g -fno-omit-frame-pointer \
+          -fsanitize=fuzzer-no-link,$(FUZZ_SAN) -fno-sanitize-recover=all
+SAN_LDFLAGS = -fsanitize=$(FUZZ_SAN)
 endif
 
 CPPFLAGS += -D_GNU_SOURCE -DS2A_VERSION='"$(VERSION)"' -Isrc
@@ -82,6 +98,10 @@ DAEMON_OBJ = $(DAEMON_SRC:%.c=$(BUILDDIR)/%.o)
 LIB_OBJ    = $(filter-out $(BUILDDIR)/src/master/main.o,$(DAEMON_OBJ))
 
 UNIT_SRC   = $(sort $(wildcard tests/unit/test_*.c))
+FUZZ_SRC   = $(sort $(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_BIN   = $(FUZZ_SRC:tests/fuzz/%.c=$(BUILDDIR)/fuzz/%)
+FUZZ_CC      ?= clang
+FUZZ_SECONDS ?= 60
 UNIT_BIN   = $(UNIT_SRC:tests/unit/%.c=$(BUILDDIR)/tests/%)
 
 # The binary the black-box suite drives (with hooks) and the one that is
@@ -108,7 +128,7 @@ GENERATED  = $(BUILDDIR)/etc/sora2apid.service $(BUILDDIR)/etc/sora2api.init \
 
 .PHONY: FORCE all check check-unit check-fake check-integration check-asan check-docs install \
         uninstall clean distclean format format-check demo release hooks \
-        check-release print-release-bin
+        check-release print-release-bin fuzz fuzz-build fuzz-run
 
 all: $(BUILDDIR)/sora2apid $(GENERATED)
 
@@ -151,6 +171,35 @@ $(BUILDDIR)/tests/test_http: tests/unit/test_http.c src/worker/http.c $(LIB_OBJ)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(CMOCKA_CFLAGS) -o $@ $< \
 	    $(filter-out $(BUILDDIR)/src/worker/http.o,$(LIB_OBJ)) \
 	    $(LDFLAGS) $(LDLIBS) $(CMOCKA_LIBS)
+
+# libFuzzer targets: one tests/fuzz/fuzz_<name>.c each, linked against
+# every daemon object but main.o; seeds and regression inputs live in
+# tests/fuzz/corpus/<name>/ (read-only here: what the fuzzer finds goes to
+# build-fuzz/corpus/<name>/, a crash to build-fuzz/crash/<name>-*).
+$(BUILDDIR)/fuzz/%: tests/fuzz/%.c $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -fsanitize=fuzzer -o $@ $< $(LIB_OBJ) \
+	    $(LDFLAGS) $(LDLIBS)
+
+fuzz:
+	$(MAKE) BUILDDIR=build-fuzz CC=$(FUZZ_CC) FUZZ=yes TEST_HOOKS=no fuzz-run
+
+fuzz-build: $(FUZZ_BIN)
+
+# Each target in turn for FUZZ_SECONDS, every corpus input replayed first.
+fuzz-run: fuzz-build
+	@set -e; for t in $(FUZZ_BIN); do \
+	    n=$${t##*/fuzz_}; \
+	    mkdir -p $(BUILDDIR)/corpus/$$n $(BUILDDIR)/crash; \
+	    echo "== fuzz $$n ($(FUZZ_SECONDS) s)"; \
+	    $$t -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2048 \
+	        -max_len=65536 -print_final_stats=1 \
+	        -artifact_prefix=$(BUILDDIR)/crash/$$n- \
+	        $(BUILDDIR)/corpus/$$n tests/fuzz/corpus/$$n 2>$(BUILDDIR)/fuzz-$$n.log \
+	        || { tail -60 $(BUILDDIR)/fuzz-$$n.log; echo "fuzz $$n: FAILED"; exit 1; }; \
+	    grep -E '^stat::number_of_executed_units|^stat::new_units_added' \
+	        $(BUILDDIR)/fuzz-$$n.log | tr '\n' ' '; echo; \
+	done
 
 # Service files carry the installed paths.
 SUBST = sed -e 's|@SBINDIR@|$(SBINDIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' \
@@ -230,17 +279,18 @@ uninstall:
 	rm -rf $(DESTDIR)$(DATADIR)
 
 format:
-	clang-format -i src/*/*.c src/*/*.h tests/unit/*.c
+	clang-format -i src/*/*.c src/*/*.h tests/unit/*.c tests/fuzz/*.c
 
 format-check:
-	clang-format --dry-run --Werror src/*/*.c src/*/*.h tests/unit/*.c
+	clang-format --dry-run --Werror src/*/*.c src/*/*.h tests/unit/*.c \
+	    tests/fuzz/*.c
 
 demo: release
 	SORA2APID=$(RELEASE_BUILDDIR)/sora2apid scripts/demo
 
 clean:
 	rm -rf build build-asan build-release build-hooks build-asan-release \
-	    build-asan-hooks
+	    build-asan-hooks build-fuzz
 
 distclean: clean
 	rm -rf config.mk config.log config.status autom4te.cache configure var

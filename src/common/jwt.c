@@ -10,6 +10,9 @@
 #include <jansson.h>
 #include <openssl/evp.h>
 
+/* 2^63: every double strictly inside (-2^63, 2^63) converts to int64_t. */
+#define S2A_JWT_EXP_LIMIT 9223372036854775808.0
+
 char *
 s2a_base64url_decode(const char *in, size_t len, size_t *outlen)
 {
@@ -73,6 +76,7 @@ s2a_jwt_decode(const char *token, s2a_jwt_claims_t *out)
     json_t *payload, *profile, *exp, *cid;
     size_t len;
     char *raw;
+    double d;
 
     memset(out, 0, sizeof(*out));
     dot1 = strchr(token, '.');
@@ -96,7 +100,14 @@ s2a_jwt_decode(const char *token, s2a_jwt_claims_t *out)
     if (json_is_integer(exp)) {
         out->exp = json_integer_value(exp);
     } else if (json_is_real(exp)) {
-        out->exp = (int64_t) json_real_value(exp);
+        /* Converting a double outside the int64_t range is undefined
+         * behaviour; such an expiry is no time at all: not a token. */
+        d = json_real_value(exp);
+        if (!(d >= -S2A_JWT_EXP_LIMIT && d < S2A_JWT_EXP_LIMIT)) {
+            json_decref(payload);
+            return S2A_ERROR;
+        }
+        out->exp = (int64_t) d;
     }
     profile = json_object_get(payload, "https://api.openai.com/profile");
     email = json_string_value(json_object_get(profile, "email"));

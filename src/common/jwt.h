@@ -16,7 +16,8 @@ typedef struct s2a_jwt_claims_s {
 
 /*
  * Decodes `token` (header.payload.signature, base64url). Returns S2A_OK,
- * or S2A_ERROR when it is not a JWT with a JSON object payload.
+ * or S2A_ERROR when it is not a JWT with a JSON object payload, or when
+ * its `exp` is a number outside the int64_t range (1e300).
  */
 int s2a_jwt_decode(const char *token, s2a_jwt_claims_t *out);
 

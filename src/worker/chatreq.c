@@ -336,20 +336,43 @@ take_media(const char *v, const char *kind, s2a_media_in_t *out, char *err,
     return S2A_OK;
 }
 
-static void
-add_text(char **prompt, const char *text)
+/*
+ * Appends `text` (n bytes) to the prompt on a line of its own. The prompt
+ * keeps its length and capacity so that joining many parts is linear.
+ * Returns S2A_ERROR when the prompt would pass S2A_CHATREQ_MAX_PROMPT.
+ */
+static int
+add_text(s2a_chatreq_t *req, const char *text, size_t n)
 {
-    size_t old = *prompt != NULL ? strlen(*prompt) : 0, n = strlen(text);
-    char *p = realloc(*prompt, old + n + 2);
+    size_t need = req->prompt_len + (req->prompt_len > 0 ? 1 : 0) + n;
+    char *p;
 
-    if (p == NULL) {
-        return;
+    if (need > S2A_CHATREQ_MAX_PROMPT) {
+        return S2A_ERROR;
     }
-    if (old > 0) {
-        p[old++] = '\n';
+    if (need + 1 > req->prompt_cap) {
+        /* Doubling, capped at the largest prompt allowed. */
+        size_t cap = req->prompt_cap > 0 ? req->prompt_cap * 2 : 256;
+        while (cap < need + 1) {
+            cap *= 2;
+        }
+        if (cap > S2A_CHATREQ_MAX_PROMPT + 1) {
+            cap = S2A_CHATREQ_MAX_PROMPT + 1;
+        }
+        p = realloc(req->prompt, cap);
+        if (p == NULL) {
+            return S2A_OK; /* as before: the text is dropped */
+        }
+        req->prompt = p;
+        req->prompt_cap = cap;
     }
-    memcpy(p + old, text, n + 1);
-    *prompt = p;
+    if (req->prompt_len > 0) {
+        req->prompt[req->prompt_len++] = '\n';
+    }
+    memcpy(req->prompt + req->prompt_len, text, n);
+    req->prompt_len += n;
+    req->prompt[req->prompt_len] = '\0';
+    return S2A_OK;
 }
 
 #define FAIL(prm, ...) \
@@ -363,12 +386,18 @@ static int
 parse_content(json_t *content, s2a_chatreq_t *req, char *err, size_t errlen,
               const char **param)
 {
-    json_t *part, *url;
+    json_t *part, *url, *v;
     const char *type, *text;
     size_t i;
 
     if (json_is_string(content)) {
-        add_text(&req->prompt, json_string_value(content));
+        if (add_text(req, json_string_value(content),
+                     json_string_length(content))
+            != S2A_OK)
+        {
+            FAIL("messages", "the prompt is longer than %d bytes",
+                 S2A_CHATREQ_MAX_PROMPT);
+        }
         return S2A_OK;
     }
     if (!json_is_array(content)) {
@@ -376,17 +405,27 @@ parse_content(json_t *content, s2a_chatreq_t *req, char *err, size_t errlen,
              "the content of the last message must be a string "
              "or an array of parts");
     }
+    if (json_array_size(content) > S2A_CHATREQ_MAX_PARTS) {
+        FAIL("messages",
+             "the last message has %zu content parts; at most %d are "
+             "allowed",
+             json_array_size(content), S2A_CHATREQ_MAX_PARTS);
+    }
     json_array_foreach (content, i, part) {
         type = json_string_value(json_object_get(part, "type"));
         if (type == NULL) {
             FAIL("messages", "content part %zu has no type", i);
         }
         if (strcmp(type, "text") == 0) {
-            text = json_string_value(json_object_get(part, "text"));
+            v = json_object_get(part, "text");
+            text = json_string_value(v);
             if (text == NULL) {
                 FAIL("messages", "content part %zu: text must be a string", i);
             }
-            add_text(&req->prompt, text);
+            if (add_text(req, text, json_string_length(v)) != S2A_OK) {
+                FAIL("messages", "the prompt is longer than %d bytes",
+                     S2A_CHATREQ_MAX_PROMPT);
+            }
         } else if (strcmp(type, "image_url") == 0
                    || strcmp(type, "video_url") == 0) {
             bool image = type[0] == 'i';
@@ -444,6 +483,10 @@ s2a_chatreq_parse(json_t *body, s2a_chatreq_t *req, char *err, size_t errlen,
     messages = json_object_get(body, "messages");
     if (!json_is_array(messages) || json_array_size(messages) == 0) {
         FAIL("messages", "messages must be a non-empty array");
+    }
+    if (json_array_size(messages) > S2A_CHATREQ_MAX_MESSAGES) {
+        FAIL("messages", "messages has %zu items; at most %d are allowed",
+             json_array_size(messages), S2A_CHATREQ_MAX_MESSAGES);
     }
     last = json_array_get(messages, json_array_size(messages) - 1);
     if (!json_is_object(last)) {
@@ -549,4 +592,6 @@ s2a_chatreq_cleanup(s2a_chatreq_t *req)
 {
     free(req->prompt);
     req->prompt = NULL;
+    req->prompt_len = 0;
+    req->prompt_cap = 0;
 }

@@ -31,10 +31,20 @@ typedef struct s2a_media_in_s {
     char mime[64];      /* from a data URL, or "" */
 } s2a_media_in_t;
 
+/*
+ * Request caps, each refused with a 400 naming it. Only the last message
+ * is read, but a chat client sends the whole conversation; the prompt is
+ * the last message's texts joined by newlines.
+ */
+#define S2A_CHATREQ_MAX_MESSAGES 4096
+#define S2A_CHATREQ_MAX_PARTS    256
+#define S2A_CHATREQ_MAX_PROMPT   65536 /* bytes */
+
 typedef struct s2a_chatreq_s {
     const s2a_model_t *model;
     bool stream;
-    char *prompt; /* owned; the last text of the message */
+    char *prompt; /* owned; the texts of the last message, one per line */
+    size_t prompt_len, prompt_cap;
     s2a_media_in_t image;
     s2a_media_in_t video;
     char remix_id[40]; /* s_<32 hex>, or "" */

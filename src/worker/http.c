@@ -14,6 +14,7 @@
  * with "Connection: close" and a lingering close so the client reads it.
  */
 #include "worker/http.h"
+#include "common/jsonlimit.h"
 #include "common/log.h"
 #include "common/util.h"
 
@@ -1325,12 +1326,33 @@ s2a_http_reply_detail(s2a_req_t *req, int status, const char *fmt, ...)
 json_t *
 s2a_req_json_object(s2a_req_t *req, bool detail_errors)
 {
+    /* String values are bounded by max_body_size alone: base64 images
+     * arrive as one long string. */
+    static const s2a_json_limits_t lim = { S2A_JSON_MAX_VALUES,
+                                           S2A_JSON_MAX_DEPTH, SIZE_MAX,
+                                           S2A_JSON_MAX_KEY };
     const unsigned char *body;
     json_error_t jerr;
     json_t *obj;
     size_t len;
+    char why[160];
 
     body = s2a_req_body(req, &len);
+    /* Refused before Jansson builds a tree of it. */
+    if (s2a_json_limits_check((const char *) body, len, &lim, why, sizeof(why))
+        != S2A_OK)
+    {
+        if (detail_errors) {
+            s2a_http_reply_detail(req, 400, "JSON body over a limit: %s", why);
+        } else {
+            s2a_http_reply_error(req, 400, "invalid_request_error",
+                                 "json_too_complex", NULL,
+                                 "The JSON body of your request is over a "
+                                 "limit: %s",
+                                 why);
+        }
+        return NULL;
+    }
     obj = len > 0
         ? json_loadb((const char *) body, len, JSON_REJECT_DUPLICATES, &jerr)
         : NULL;

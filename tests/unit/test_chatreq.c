@@ -363,13 +363,104 @@ test_classify(void **state)
                  NULL, S2A_FAIL_TASK, -1);
 }
 
+/* A body whose last message has `nparts` text parts of `text`. */
+static json_t *
+parts_body(size_t nparts, const char *text)
+{
+    json_t *body, *parts, *msg;
+    size_t i;
+
+    parts = json_array();
+    for (i = 0; i < nparts; i++) {
+        json_array_append_new(
+            parts, json_pack("{s:s,s:s}", "type", "text", "text", text));
+    }
+    msg = json_pack("{s:s,s:o}", "role", "user", "content", parts);
+    body = json_pack("{s:s,s:[o]}", "model", "sora-image", "messages", msg);
+    assert_non_null(body);
+    return body;
+}
+
+static int
+parse_body(json_t *body, char *err, const char **param)
+{
+    s2a_chatreq_t req;
+    int rc = s2a_chatreq_parse(body, &req, err, 256, param);
+
+    s2a_chatreq_cleanup(&req);
+    return rc;
+}
+
+/*
+ * The caps on messages, parts and prompt length; joining texts is linear
+ * (the last part used to cost a strlen of everything before it: 2,000,000
+ * parts blocked a worker for about two minutes).
+ */
+static void
+test_caps(void **state)
+{
+    s2a_chatreq_t req;
+    const char *param = NULL;
+    char err[256], *big;
+    json_t *body, *msgs;
+    size_t i;
+
+    (void) state;
+    /* The most parts allowed join into one line each. */
+    body = parts_body(S2A_CHATREQ_MAX_PARTS, "ab");
+    assert_int_equal(s2a_chatreq_parse(body, &req, err, 256, &param), S2A_OK);
+    assert_int_equal(strlen(req.prompt), S2A_CHATREQ_MAX_PARTS * 3 - 1);
+    assert_int_equal(req.prompt[2], '\n');
+    assert_int_equal(req.prompt[3], 'a');
+    s2a_chatreq_cleanup(&req);
+    json_decref(body);
+    /* One more is refused, naming the cap. */
+    body = parts_body(S2A_CHATREQ_MAX_PARTS + 1, "ab");
+    assert_int_equal(parse_body(body, err, &param), S2A_ERROR);
+    assert_string_equal(param, "messages");
+    assert_non_null(strstr(err, "at most 256"));
+    json_decref(body);
+    /* A prompt of exactly the cap passes; one byte more does not. */
+    big = malloc(S2A_CHATREQ_MAX_PROMPT + 2);
+    assert_non_null(big);
+    memset(big, 'p', S2A_CHATREQ_MAX_PROMPT + 1);
+    big[S2A_CHATREQ_MAX_PROMPT] = '\0';
+    body = json_pack("{s:s,s:[{s:s}]}", "model", "sora-image", "messages",
+                     "content", big);
+    assert_int_equal(parse_body(body, err, &param), S2A_OK);
+    json_decref(body);
+    big[S2A_CHATREQ_MAX_PROMPT] = 'p';
+    big[S2A_CHATREQ_MAX_PROMPT + 1] = '\0';
+    body = json_pack("{s:s,s:[{s:s}]}", "model", "sora-image", "messages",
+                     "content", big);
+    assert_int_equal(parse_body(body, err, &param), S2A_ERROR);
+    assert_non_null(strstr(err, "longer than 65536 bytes"));
+    json_decref(body);
+    /* Two parts of half the cap each: the newline tips it over. */
+    big[S2A_CHATREQ_MAX_PROMPT / 2] = '\0';
+    body = parts_body(2, big);
+    assert_int_equal(parse_body(body, err, &param), S2A_ERROR);
+    json_decref(body);
+    free(big);
+    /* Too many messages (only the last is read, but all are sent). */
+    msgs = json_array();
+    for (i = 0; i <= S2A_CHATREQ_MAX_MESSAGES; i++) {
+        json_array_append_new(msgs, json_pack("{s:s}", "content", "hi"));
+    }
+    body = json_pack("{s:s,s:o}", "model", "sora-image", "messages", msgs);
+    assert_int_equal(parse_body(body, err, &param), S2A_ERROR);
+    assert_non_null(strstr(err, "at most 4096"));
+    json_decref(body);
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_modes),        cmocka_unit_test(test_errors),
-        cmocka_unit_test(test_remix_prompt), cmocka_unit_test(test_storyboard),
-        cmocka_unit_test(test_sse),          cmocka_unit_test(test_classify),
+        cmocka_unit_test(test_modes),      cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_caps),       cmocka_unit_test(test_remix_prompt),
+        cmocka_unit_test(test_storyboard), cmocka_unit_test(test_sse),
+        cmocka_unit_test(test_classify),
     };
 
     return cmocka_run_group_tests_name("chatreq", tests, NULL, NULL);

@@ -156,6 +156,29 @@ test_jwt(void **state)
     free(raw);
 }
 
+/* An exp outside the int64_t range was converted anyway (undefined
+ * behaviour, reachable from POST /api/tokens): it is refused now. */
+static void
+test_jwt_exp_range(void **state)
+{
+    s2a_jwt_claims_t c;
+
+    (void) state;
+    /* {"exp":1800000000.5} */
+    assert_int_equal(s2a_jwt_decode("e30.eyJleHAiOjE4MDAwMDAwMDAuNX0.s", &c),
+                     S2A_OK);
+    assert_int_equal(c.exp, 1800000000);
+    /* {"exp":1e300} */
+    assert_int_equal(s2a_jwt_decode("e30.eyJleHAiOjFlMzAwfQ.s", &c), S2A_ERROR);
+    /* {"exp":-1e300} */
+    assert_int_equal(s2a_jwt_decode("e30.eyJleHAiOi0xZTMwMH0.s", &c),
+                     S2A_ERROR);
+    /* {"exp":9223372036854775808.0}: 2^63, one past INT64_MAX */
+    assert_int_equal(
+        s2a_jwt_decode("e30.eyJleHAiOjkyMjMzNzIwMzY4NTQ3NzU4MDguMH0.s", &c),
+        S2A_ERROR);
+}
+
 static void
 test_media_names_and_ranges(void **state)
 {
@@ -234,6 +257,7 @@ main(void)
         cmocka_unit_test(test_seal),
         cmocka_unit_test(test_media_names_and_ranges),
         cmocka_unit_test(test_jwt),
+        cmocka_unit_test(test_jwt_exp_range),
         cmocka_unit_test(test_base64_decode),
     };
 
