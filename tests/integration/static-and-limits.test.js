@@ -117,8 +117,8 @@ test('an oversized head gets 431, malformed requests 400, unknown versions 505',
     ['GET /v1/models HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n', 400],
     ['GET /v1/models HTTP/1.1\r\nContent-Length: -1\r\n\r\n', 400],
     ['GET /v1/models HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n', 400],
-    ['GET v1/models HTTP/1.1\r\n\r\n', 400],
-    ['GET /%zz HTTP/1.1\r\n\r\n', 400],
+    ['GET v1/models HTTP/1.1\r\nHost: x\r\n\r\n', 400],
+    ['GET /%zz HTTP/1.1\r\nHost: x\r\n\r\n', 400],
   ];
   for (const [req, status] of cases) {
     const r = await raw(d.port, req);
