@@ -49,6 +49,13 @@ const s2a_conf_key_t s2a_conf_keys[] = {
     { "server", "max_header_size", S2A_CONF_T_SIZE, OFF(max_header_size), 0,
       1024, 1L << 20, S2A_CONF_RELOAD, "16k",
       "largest request line plus headers accepted" },
+    { "server", "max_inflight_body", S2A_CONF_T_SIZE, OFF(max_inflight_body), 0,
+      1024, 1L << 40, S2A_CONF_RELOAD, "256m",
+      "request body bytes one worker buffers at once; new bodies over it "
+      "get 503" },
+    { "server", "admin_cors_origins", S2A_CONF_T_STRING,
+      OFF(admin_cors_origins), SZ(admin_cors_origins), 0, 0, S2A_CONF_RELOAD,
+      "", "blank-separated exact origins allowed to call /api/* (CORS)" },
 
     { "paths", "data_dir", S2A_CONF_T_PATH, OFF(data_dir), SZ(data_dir), 0, 0,
       0, "var/data", "directory of the SQLite database and key files" },

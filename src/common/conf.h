@@ -42,10 +42,13 @@ typedef struct s2a_conf_s {
     int backlog;
     /* seconds of stream silence before an SSE keep-alive comment */
     int keepalive_interval;
-    int shutdown_timeout; /* seconds */
-    int client_timeout;   /* seconds: read, write and keep-alive idle */
-    long max_body_size;   /* bytes */
-    long max_header_size; /* bytes */
+    int shutdown_timeout;   /* seconds */
+    int client_timeout;     /* seconds: read, write and keep-alive idle */
+    long max_body_size;     /* bytes */
+    long max_header_size;   /* bytes */
+    long max_inflight_body; /* bytes of request bodies one worker holds */
+    /* blank-separated origins allowed to call the admin API (CORS) */
+    char admin_cors_origins[1024];
 
     /* [paths] */
     char data_dir[PATH_MAX];

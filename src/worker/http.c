@@ -14,6 +14,7 @@
  * with "Connection: close" and a lingering close so the client reads it.
  */
 #include "worker/http.h"
+#include "worker/h1.h"
 #include "common/jsonlimit.h"
 #include "common/log.h"
 #include "common/util.h"
@@ -35,7 +36,6 @@
 #include <event2/bufferevent.h>
 #include <event2/listener.h>
 
-#define MAX_HEADERS    100
 #define ACCESS_BUF_MAX (64 * 1024)
 #define LINGER_MS      2000
 /* Appends a string literal without its NUL. */
@@ -52,18 +52,6 @@ typedef enum {
     C_LINGER     /* closing: discarding input */
 } conn_state_t;
 
-typedef struct header_s {
-    const char *name;
-    const char *value;
-} header_t;
-
-typedef enum {
-    CH_SIZE = 0,
-    CH_DATA,
-    CH_DATA_END,
-    CH_TRAILER
-} chunk_phase_t;
-
 typedef struct conn_s {
     s2a_http_t *http;
     struct bufferevent *bev;
@@ -71,14 +59,15 @@ typedef struct conn_s {
     char peer[INET6_ADDRSTRLEN];
     char *head; /* copy of the request head, parsed in place */
     size_t head_cap;
-    header_t headers[MAX_HEADERS];
-    int nheaders;
+    size_t head_seen; /* input bytes already seen without a head end */
+    s2a_h1_head_t h;  /* the parsed head; strings point into `head` */
     struct evbuffer *body;
     struct evbuffer *extra; /* response headers added by the handler */
     int64_t body_left;      /* Content-Length bytes still to read */
+    int64_t body_counted;   /* bytes this body holds of http->body_bytes */
+    bool body_unread;       /* a body was announced and not all read */
     bool chunked;
-    chunk_phase_t chunk_phase;
-    int64_t chunk_left;
+    s2a_h1_chunked_t ck;
     bool keep_alive;
     bool close_after;
     bool req_live; /* `req` is in use */
@@ -97,6 +86,9 @@ struct s2a_http_s {
     void *arg;
     s2a_http_done_pt on_done;
     void *done_arg;
+    s2a_http_admit_pt admit;
+    void *admit_arg;
+    int64_t body_bytes; /* request body bytes buffered or promised */
     int slot;
     uint64_t seq;
     int inflight;
@@ -118,6 +110,8 @@ static void conn_close(conn_t *c);
 static void conn_process(conn_t *c);
 static void conn_error(conn_t *c, int status, const char *code,
                        const char *msg);
+static void conn_error_retry(conn_t *c, int status, const char *code,
+                             const char *msg, const char *retry_after);
 
 /* ---------------------------------------------------------------------
  * Small helpers
@@ -183,12 +177,6 @@ http_date(s2a_http_t *http)
                  &tm);
     }
     return http->date;
-}
-
-static bool
-is_tchar(int c)
-{
-    return isalnum(c) || (c != 0 && strchr("!#$%&'*+-.^_`|~", c) != NULL);
 }
 
 static int
@@ -376,6 +364,8 @@ conn_free(conn_t *c)
         c->next->prev = c->prev;
     }
     http->nconns--;
+    http->body_bytes -= c->body_counted;
+    c->body_counted = 0;
     if (c->timer != NULL) {
         event_free(c->timer);
     }
@@ -428,11 +418,12 @@ static void
 reset_for_next(conn_t *c)
 {
     memset(&c->req, 0, sizeof(c->req));
-    c->nheaders = 0;
+    c->h.nheaders = 0;
     c->body_left = 0;
+    c->http->body_bytes -= c->body_counted;
+    c->body_counted = 0;
+    c->body_unread = false;
     c->chunked = false;
-    c->chunk_phase = CH_SIZE;
-    c->chunk_left = 0;
     c->close_after = false;
     if (c->body != NULL) {
         evbuffer_drain(c->body, evbuffer_get_length(c->body));
@@ -460,8 +451,12 @@ answer_sent(conn_t *c)
 
     req_finish(c);
     if (!keep) {
+        /* Unread input, here or still in the kernel, would turn the
+         * close into a reset that can destroy our answer. */
         if (c->close_after
-            && evbuffer_get_length(bufferevent_get_input(c->bev)) > 0) {
+            && (c->body_unread
+                || evbuffer_get_length(bufferevent_get_input(c->bev)) > 0))
+        {
             conn_linger(c);
         } else {
             conn_close(c);
@@ -596,41 +591,14 @@ accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa,
 }
 
 /* ---------------------------------------------------------------------
- * Parsing
+ * Parsing: the framing is h1.c's; here the request path, the admission
+ * of the body (before any of it is read) and reading it.
  */
 
 static const char *
 find_header(conn_t *c, const char *name)
 {
-    int i;
-
-    for (i = 0; i < c->nheaders; i++) {
-        if (strcasecmp(c->headers[i].name, name) == 0) {
-            return c->headers[i].value;
-        }
-    }
-    return NULL;
-}
-
-static bool
-has_token(const char *list, const char *token)
-{
-    size_t tlen = strlen(token);
-    const char *p = list;
-
-    while (p != NULL && *p != '\0') {
-        while (*p == ' ' || *p == '\t' || *p == ',') {
-            p++;
-        }
-        if (strncasecmp(p, token, tlen) == 0
-            && (p[tlen] == '\0' || p[tlen] == ',' || p[tlen] == ' '
-                || p[tlen] == '\t'))
-        {
-            return true;
-        }
-        p = strchr(p, ',');
-    }
-    return false;
+    return s2a_h1_header(&c->h, name);
 }
 
 static s2a_method_t
@@ -648,63 +616,50 @@ parse_method(const char *m)
     return S2A_M_OTHER;
 }
 
+/* The request starts to exist: request id, in-flight count. */
+static void
+req_begin(conn_t *c)
+{
+    s2a_http_t *http = c->http;
+    s2a_req_t *req = &c->req;
+
+    if (c->req_live) {
+        return;
+    }
+    req->conn = c;
+    req->peer = c->peer;
+    if (req->start_us == 0) {
+        req->start_us = now_us();
+    }
+    if (req->method_name == NULL) {
+        req->method_name = "-";
+    }
+    req->route = "other";
+    http->seq++;
+    snprintf(req->rid, sizeof(req->rid), "%02x%06x%08llx", http->slot & 0xff,
+             (unsigned) (getpid() & 0xffffff),
+             (unsigned long long) (http->seq & 0xffffffffULL));
+    c->req_live = true;
+    http->inflight++;
+    http->last_activity = s2a_mono_ms();
+}
+
 /*
- * Parses the head now in c->head (NUL-terminated lines). Returns S2A_OK,
- * or answers an error itself and returns S2A_ERROR.
+ * Fills c->req from the parsed head: method, version, the path (an
+ * absolute-form target reduced to its path), percent-decoded into
+ * c->head after the head. Returns S2A_OK, or answers 400 and returns
+ * S2A_ERROR.
  */
 static int
-parse_head(conn_t *c, size_t len)
+head_to_req(conn_t *c)
 {
-    char *p = c->head, *end = c->head + len, *line, *sp1, *sp2, *target;
-    char *colon, *v, *vend, *q, *decoded;
-    const char *cl, *te, *conn;
+    char *target = c->h.target, *q, *decoded;
     size_t tlen;
-    long long n;
 
-    /* Lines end in CRLF (a bare LF is tolerated). */
-    line = p;
-    p = memchr(line, '\n', (size_t) (end - line));
-    if (p == NULL) {
-        conn_error(c, 400, "bad_request", "Malformed request line.");
-        return S2A_ERROR;
-    }
-    *p = '\0';
-    if (p > line && p[-1] == '\r') {
-        p[-1] = '\0';
-    }
-    p++;
-    sp1 = strchr(line, ' ');
-    sp2 = sp1 != NULL ? strchr(sp1 + 1, ' ') : NULL;
-    if (sp1 == NULL || sp2 == NULL || strchr(sp2 + 1, ' ') != NULL
-        || sp1 == line) {
-        conn_error(c, 400, "bad_request", "Malformed request line.");
-        return S2A_ERROR;
-    }
-    *sp1 = '\0';
-    *sp2 = '\0';
-    for (q = line; *q != '\0'; q++) {
-        if (!is_tchar((unsigned char) *q)) {
-            conn_error(c, 400, "bad_request", "Malformed request method.");
-            return S2A_ERROR;
-        }
-    }
-    if (strncmp(sp2 + 1, "HTTP/1.", 7) != 0 || !isdigit((unsigned char) sp2[8])
-        || sp2[9] != '\0')
-    {
-        if (strncmp(sp2 + 1, "HTTP/", 5) == 0) {
-            conn_error(c, 505, "http_version_not_supported",
-                       "Only HTTP/1.0 and HTTP/1.1 are supported.");
-        } else {
-            conn_error(c, 400, "bad_request", "Malformed HTTP version.");
-        }
-        return S2A_ERROR;
-    }
-    c->req.version_minor = sp2[8] - '0';
-    c->req.method = parse_method(line);
-    c->req.method_name = c->req.method == S2A_M_OTHER ? "OTHER" : line;
-    c->req.method_name = line;
-    target = sp1 + 1;
-    /* Absolute form (from proxies): keep the path part. */
+    c->req.version_minor = c->h.version_minor;
+    c->req.method = parse_method(c->h.method);
+    c->req.method_name = c->h.method;
+    c->keep_alive = c->h.keep_alive;
     if (strncasecmp(target, "http://", 7) == 0
         || strncasecmp(target, "https://", 8) == 0)
     {
@@ -717,73 +672,6 @@ parse_head(conn_t *c, size_t len)
         conn_error(c, 400, "bad_request", "Malformed request target.");
         return S2A_ERROR;
     }
-    for (q = target; *q != '\0'; q++) {
-        if ((unsigned char) *q <= 0x20 || *q == 0x7f) {
-            conn_error(c, 400, "bad_request", "Malformed request target.");
-            return S2A_ERROR;
-        }
-    }
-
-    /* Header fields. */
-    c->nheaders = 0;
-    while (p < end) {
-        line = p;
-        p = memchr(line, '\n', (size_t) (end - line));
-        if (p == NULL) {
-            break;
-        }
-        *p = '\0';
-        if (p > line && p[-1] == '\r') {
-            p[-1] = '\0';
-        }
-        p++;
-        if (line[0] == '\0') {
-            break; /* end of head */
-        }
-        if (line[0] == ' ' || line[0] == '\t') {
-            conn_error(c, 400, "bad_request",
-                       "Obsolete header line folding is not accepted.");
-            return S2A_ERROR;
-        }
-        colon = strchr(line, ':');
-        if (colon == NULL || colon == line) {
-            conn_error(c, 400, "bad_request", "Malformed header field.");
-            return S2A_ERROR;
-        }
-        *colon = '\0';
-        for (q = line; *q != '\0'; q++) {
-            if (!is_tchar((unsigned char) *q)) {
-                conn_error(c, 400, "bad_request",
-                           "Malformed header field name.");
-                return S2A_ERROR;
-            }
-        }
-        v = colon + 1;
-        while (*v == ' ' || *v == '\t') {
-            v++;
-        }
-        vend = v + strlen(v);
-        while (vend > v && (vend[-1] == ' ' || vend[-1] == '\t')) {
-            *--vend = '\0';
-        }
-        for (q = v; *q != '\0'; q++) {
-            if (((unsigned char) *q < 0x20 && *q != '\t') || *q == 0x7f) {
-                conn_error(c, 400, "bad_request",
-                           "Malformed header field value.");
-                return S2A_ERROR;
-            }
-        }
-        if (c->nheaders == MAX_HEADERS) {
-            conn_error(c, 431, "request_header_fields_too_large",
-                       "Too many header fields.");
-            return S2A_ERROR;
-        }
-        c->headers[c->nheaders].name = line;
-        c->headers[c->nheaders].value = v;
-        c->nheaders++;
-    }
-
-    /* The decoded path goes after the head in the same buffer. */
     q = strchr(target, '?');
     tlen = q != NULL ? (size_t) (q - target) : strlen(target);
     if (q != NULL) {
@@ -791,58 +679,81 @@ parse_head(conn_t *c, size_t len)
         c->req.query = q + 1;
     }
     c->req.raw_path = target;
-    decoded = c->head + len + 1;
+    decoded = c->head + c->h.head_len + 1;
     if (percent_decode(target, tlen, decoded) != S2A_OK) {
         conn_error(c, 400, "bad_request", "Malformed percent-encoding.");
         return S2A_ERROR;
     }
     c->req.path = decoded;
+    return S2A_OK;
+}
 
-    /* Message framing: Content-Length or chunked, never both. */
-    conn = find_header(c, "Connection");
-    if (c->req.version_minor >= 1) {
-        c->keep_alive = conn == NULL || !has_token(conn, "close");
-    } else {
-        c->keep_alive = conn != NULL && has_token(conn, "keep-alive");
+/*
+ * Decides, from the head alone, whether the body will be read: the
+ * admission callback (routes.c) checks the credential and picks the
+ * route's body limit, then the size limit and the worker's cap on
+ * buffered body bytes apply. Returns S2A_OK to read the body, or
+ * S2A_ERROR when the request was answered (the body is never read and
+ * the connection closes after the answer).
+ */
+static int
+admit_request(conn_t *c)
+{
+    s2a_http_t *http = c->http;
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    int64_t limit = http->conf->max_body_size;
+    const char *expect;
+    bool has_body;
+
+    req_begin(c);
+    c->chunked = c->h.chunked;
+    c->body_left = c->h.content_length > 0 ? c->h.content_length : 0;
+    has_body = c->chunked || c->body_left > 0;
+    c->body_unread = has_body;
+    expect = find_header(c, "Expect");
+    if (expect != NULL && has_body && strcasecmp(expect, "100-continue") != 0) {
+        conn_error(c, 417, "expectation_failed", "Unsupported expectation.");
+        return S2A_ERROR;
     }
-    cl = find_header(c, "Content-Length");
-    te = find_header(c, "Transfer-Encoding");
-    if (te != NULL) {
-        if (cl != NULL) {
-            conn_error(c, 400, "bad_request",
-                       "Content-Length and Transfer-Encoding together.");
-            return S2A_ERROR;
-        }
-        if (strcasecmp(te, "chunked") != 0) {
-            conn_error(c, 501, "not_implemented",
-                       "Only the chunked transfer coding is supported.");
-            return S2A_ERROR;
-        }
-        c->chunked = true;
-        c->chunk_phase = CH_SIZE;
-    } else if (cl != NULL) {
-        char *e;
-        int i, count = 0;
-        for (i = 0; i < c->nheaders; i++) {
-            if (strcasecmp(c->headers[i].name, "Content-Length") == 0) {
-                count++;
-            }
-        }
-        errno = 0;
-        n = strtoll(cl, &e, 10);
-        if (count != 1 || *cl == '\0' || *e != '\0' || errno != 0 || n < 0
-            || !isdigit((unsigned char) cl[0]))
-        {
-            conn_error(c, 400, "bad_request", "Malformed Content-Length.");
-            return S2A_ERROR;
-        }
-        if (n > c->http->conf->max_body_size) {
-            conn_error(c, 413, "request_too_large",
-                       "The request body is larger than the limit.");
-            return S2A_ERROR;
-        }
-        c->body_left = n;
+    event_del(c->timer);
+    c->state = C_HANDLING;
+    /* An answer given before the body was read must close: what follows
+     * on the connection is that body, not a next request. */
+    c->close_after = has_body;
+    if (http->admit != NULL
+        && http->admit(&c->req, http->admit_arg, &limit) != S2A_OK)
+    {
+        return S2A_ERROR;
     }
+    c->close_after = false;
+    if (!has_body) {
+        c->state = C_BODY;
+        return S2A_OK;
+    }
+    if (c->body_left > limit) {
+        conn_error(c, 413, "request_too_large",
+                   "The request body is larger than the limit.");
+        return S2A_ERROR;
+    }
+    /* Bodies already accepted keep going; only new ones are refused. */
+    if (http->body_bytes + (c->chunked ? 1 : c->body_left)
+        > http->conf->max_inflight_body)
+    {
+        conn_error_retry(c, 503, "server_busy",
+                         "Too many request bodies in flight; retry later.",
+                         "1");
+        return S2A_ERROR;
+    }
+    c->body_counted = c->body_left;
+    http->body_bytes += c->body_left;
+    if (c->chunked) {
+        s2a_h1_chunked_init(&c->ck, (uint64_t) limit);
+    }
+    if (expect != NULL && evbuffer_get_length(in) == 0) {
+        ADD_LIT(bufferevent_get_output(c->bev),
+                "HTTP/1.1 100 Continue\r\n\r\n");
+    }
+    c->state = C_BODY;
     return S2A_OK;
 }
 
@@ -851,113 +762,110 @@ parse_head(conn_t *c, size_t len)
 static int
 read_chunked(conn_t *c, struct evbuffer *in)
 {
-    char *line, *e;
-    size_t n;
-    long long size;
+    struct evbuffer_iovec v;
+    size_t used, dlen;
+    int rc;
 
-    for (;;) {
-        switch (c->chunk_phase) {
-        case CH_SIZE:
-            line = evbuffer_readln(in, &n, EVBUFFER_EOL_CRLF);
-            if (line == NULL) {
-                if (evbuffer_get_length(in) > 1024) {
-                    conn_error(c, 400, "bad_request", "Malformed chunk size.");
-                    return S2A_ERROR;
-                }
-                return S2A_AGAIN;
-            }
-            errno = 0;
-            size = strtoll(line, &e, 16);
-            if (e == line || (*e != '\0' && *e != ';') || errno != 0
-                || size < 0) {
-                free(line);
-                conn_error(c, 400, "bad_request", "Malformed chunk size.");
-                return S2A_ERROR;
-            }
-            free(line);
-            if ((int64_t) evbuffer_get_length(c->body) + size
-                > c->http->conf->max_body_size)
-            {
-                conn_error(c, 413, "request_too_large",
-                           "The request body is larger than the limit.");
-                return S2A_ERROR;
-            }
-            c->chunk_left = size;
-            c->chunk_phase = size == 0 ? CH_TRAILER : CH_DATA;
-            break;
-        case CH_DATA:
-            n = evbuffer_get_length(in);
-            if (n == 0) {
-                return S2A_AGAIN;
-            }
-            if ((int64_t) n > c->chunk_left) {
-                n = (size_t) c->chunk_left;
-            }
-            evbuffer_remove_buffer(in, c->body, n);
-            c->chunk_left -= (int64_t) n;
-            if (c->chunk_left == 0) {
-                c->chunk_phase = CH_DATA_END;
-            }
-            break;
-        case CH_DATA_END:
-            line = evbuffer_readln(in, &n, EVBUFFER_EOL_CRLF);
-            if (line == NULL) {
-                return S2A_AGAIN;
-            }
-            free(line);
-            if (n != 0) {
-                conn_error(c, 400, "bad_request", "Malformed chunk.");
-                return S2A_ERROR;
-            }
-            c->chunk_phase = CH_SIZE;
-            break;
-        case CH_TRAILER:
-            line = evbuffer_readln(in, &n, EVBUFFER_EOL_CRLF);
-            if (line == NULL) {
-                return S2A_AGAIN;
-            }
-            free(line);
-            if (n == 0) {
-                return S2A_OK; /* trailers are ignored */
-            }
-            break;
+    while (evbuffer_peek(in, -1, NULL, &v, 1) > 0 && v.iov_len > 0) {
+        rc = s2a_h1_chunked_parse(&c->ck, v.iov_base, v.iov_len, &used, &dlen);
+        if (rc == S2A_ERROR) {
+            conn_error(c, c->ck.status, c->ck.code, c->ck.message);
+            return S2A_ERROR;
+        }
+        evbuffer_drain(in, used - dlen);
+        if (dlen > 0) {
+            evbuffer_remove_buffer(in, c->body, dlen);
+            c->body_counted += (int64_t) dlen;
+            c->http->body_bytes += (int64_t) dlen;
+        }
+        if (rc == S2A_OK) {
+            return S2A_OK;
         }
     }
+    return S2A_AGAIN;
 }
 
 static void
 dispatch(conn_t *c)
 {
     s2a_http_t *http = c->http;
-    s2a_req_t *req = &c->req;
 
     c->state = C_HANDLING;
     event_del(c->timer);
     /* No read deadline while a handler works (long polls, streams); a
      * client that goes away is still noticed through EOF. */
     set_read_timeout(c, false);
-    req->conn = c;
-    req->peer = c->peer;
-    req->start_us = req->start_us != 0 ? req->start_us : now_us();
-    req->route = "other";
-    http->seq++;
-    snprintf(req->rid, sizeof(req->rid), "%02x%06x%08llx", http->slot & 0xff,
-             (unsigned) (getpid() & 0xffffff),
-             (unsigned long long) (http->seq & 0xffffffffULL));
-    c->req_live = true;
-    http->inflight++;
     http->last_activity = s2a_mono_ms();
-    http->handler(req, http->arg);
+    http->handler(&c->req, http->arg);
+}
+
+/*
+ * Reads a request head once a line end arrived: h1.c parses a copy of
+ * what is there (at most max_header_size bytes). S2A_OK when the head was
+ * parsed and consumed, S2A_AGAIN to wait, S2A_ERROR after an answer.
+ */
+static int
+read_head(conn_t *c, struct evbuffer *in)
+{
+    size_t avail = evbuffer_get_length(in);
+    size_t max = (size_t) c->http->conf->max_header_size;
+    size_t n = avail < max ? avail : max;
+    struct evbuffer_ptr pos;
+    int rc;
+
+    /* A head ends with a LF: nothing to parse until a new one arrives. */
+    if (c->head_seen < n) {
+        evbuffer_ptr_set(in, &pos, c->head_seen, EVBUFFER_PTR_SET);
+        pos = evbuffer_search(in, "\n", 1, &pos);
+        if (pos.pos >= 0 && (size_t) pos.pos < n) {
+            c->head_seen = (size_t) pos.pos;
+            rc = S2A_OK;
+        } else {
+            c->head_seen = n;
+            rc = S2A_AGAIN;
+        }
+    } else {
+        rc = S2A_AGAIN;
+    }
+    if (rc == S2A_OK) {
+        /* Sized to this head (and its decoded path), not to the limit:
+         * thousands of streams keep their heads for hours. */
+        if (c->head == NULL || c->head_cap < 2 * n + 2) {
+            free(c->head);
+            c->head_cap = (2 * n + 2 + 511) & ~(size_t) 511;
+            c->head = malloc(c->head_cap);
+            if (c->head == NULL) {
+                conn_close(c);
+                return S2A_ERROR;
+            }
+        }
+        evbuffer_copyout(in, c->head, n);
+        rc = s2a_h1_parse_head(c->head, n, &c->h);
+        if (rc == S2A_ERROR) {
+            conn_error(c, c->h.status, c->h.code, c->h.message);
+            return S2A_ERROR;
+        }
+        if (rc == S2A_OK) {
+            evbuffer_drain(in, c->h.head_len);
+            c->head_seen = 0;
+            return S2A_OK;
+        }
+        c->head_seen = n;
+    }
+    if (n == max) {
+        conn_error(c, 431, "request_header_fields_too_large",
+                   "The request head is larger than the limit.");
+        return S2A_ERROR;
+    }
+    return S2A_AGAIN;
 }
 
 static void
 conn_process(conn_t *c)
 {
     struct evbuffer *in = bufferevent_get_input(c->bev);
-    struct evbuffer_ptr pos;
-    size_t len, max = (size_t) c->http->conf->max_header_size;
     struct timeval tv;
-    const char *expect;
+    size_t len;
     int rc;
 
     if (c->state == C_IDLE || c->state == C_HEAD) {
@@ -976,45 +884,12 @@ conn_process(conn_t *c)
         }
         if (c->state == C_IDLE) {
             c->state = C_HEAD;
+            c->head_seen = 0;
             c->req.start_us = now_us();
             tv = c->http->client_tv;
             evtimer_add(c->timer, &tv);
         }
-        pos = evbuffer_search(in, "\r\n\r\n", 4, NULL);
-        if (pos.pos < 0) {
-            struct evbuffer_ptr lf = evbuffer_search(in, "\n\n", 2, NULL);
-            if (lf.pos >= 0) {
-                pos = lf;
-                len = (size_t) lf.pos + 2;
-            } else {
-                if (evbuffer_get_length(in) > max) {
-                    conn_error(c, 431, "request_header_fields_too_large",
-                               "The request head is larger than the limit.");
-                }
-                return;
-            }
-        } else {
-            len = (size_t) pos.pos + 4;
-        }
-        if (len > max) {
-            conn_error(c, 431, "request_header_fields_too_large",
-                       "The request head is larger than the limit.");
-            return;
-        }
-        /* Sized to this head (and its decoded path), not to the limit:
-         * thousands of streams keep their heads for hours. */
-        if (c->head == NULL || c->head_cap < 2 * len + 2) {
-            free(c->head);
-            c->head_cap = (2 * len + 2 + 511) & ~(size_t) 511;
-            c->head = malloc(c->head_cap);
-            if (c->head == NULL) {
-                conn_close(c);
-                return;
-            }
-        }
-        evbuffer_remove(in, c->head, len);
-        c->head[len] = '\0';
-        if (parse_head(c, len) != S2A_OK) {
+        if (read_head(c, in) != S2A_OK) {
             return;
         }
         if (c->body == NULL) {
@@ -1025,28 +900,14 @@ conn_process(conn_t *c)
                 return;
             }
         }
-        c->state = C_BODY;
-        event_del(c->timer);
-        expect = find_header(c, "Expect");
-        if (expect != NULL && (c->body_left > 0 || c->chunked)) {
-            if (strcasecmp(expect, "100-continue") != 0) {
-                conn_error(c, 417, "expectation_failed",
-                           "Unsupported expectation.");
-                return;
-            }
-            if (evbuffer_get_length(in) == 0) {
-                ADD_LIT(bufferevent_get_output(c->bev),
-                        "HTTP/1.1 100 Continue\r\n\r\n");
-            }
+        if (head_to_req(c) != S2A_OK || admit_request(c) != S2A_OK) {
+            return;
         }
     }
     if (c->state == C_BODY) {
         if (c->chunked) {
             rc = read_chunked(c, in);
-            if (rc == S2A_ERROR) {
-                return;
-            }
-            if (rc == S2A_AGAIN) {
+            if (rc != S2A_OK) {
                 return;
             }
         } else if (c->body_left > 0) {
@@ -1060,6 +921,7 @@ conn_process(conn_t *c)
                 return;
             }
         }
+        c->body_unread = false;
         dispatch(c);
     }
 }
@@ -1278,6 +1140,45 @@ s2a_http_reply_json(s2a_req_t *req, int status, const json_t *body)
     free(text);
 }
 
+/*
+ * Replaces every byte of `s` that is not part of a well-formed UTF-8
+ * sequence with '?': messages quote request paths, which may hold any
+ * byte, and JSON text must be UTF-8.
+ */
+static void
+utf8_sanitize(char *s)
+{
+    unsigned char *p = (unsigned char *) s;
+    size_t n, i;
+    uint32_t cp;
+
+    while (*p != '\0') {
+        if (*p < 0x80) {
+            p++;
+            continue;
+        }
+        n = (*p & 0xe0) == 0xc0   ? 2
+            : (*p & 0xf0) == 0xe0 ? 3
+            : (*p & 0xf8) == 0xf0 ? 4
+                                  : 0;
+        cp = n == 2 ? (*p & 0x1fu) : n == 3 ? (*p & 0x0fu) : (*p & 0x07u);
+        for (i = 1; i < n; i++) {
+            if ((p[i] & 0xc0) != 0x80) {
+                break;
+            }
+            cp = cp << 6 | (p[i] & 0x3fu);
+        }
+        if (n == 0 || i < n || (n == 2 && cp < 0x80)
+            || (n == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff)))
+            || (n == 4 && (cp < 0x10000 || cp > 0x10ffff)))
+        {
+            *p++ = '?';
+            continue;
+        }
+        p += n;
+    }
+}
+
 static json_t *
 error_body(const char *type, const char *code, const char *param,
            const char *msg)
@@ -1299,6 +1200,7 @@ s2a_http_reply_error(s2a_req_t *req, int status, const char *type,
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
+    utf8_sanitize(msg);
     body = error_body(type, code, param, msg);
     if (body == NULL) {
         S2A_HTTP_REPLY_LIT(req, status, "application/json", "{}");
@@ -1318,6 +1220,7 @@ s2a_http_reply_detail(s2a_req_t *req, int status, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
+    utf8_sanitize(msg);
     body = json_pack("{s:s}", "detail", msg);
     s2a_http_reply_json(req, status, body);
     json_decref(body);
@@ -1377,29 +1280,20 @@ s2a_req_json_object(s2a_req_t *req, bool detail_errors)
     return NULL;
 }
 
-/* An error the server itself detected while reading a request. */
+/* An error the server itself detected while reading a request; with
+ * `retry_after` (seconds as text, or NULL) a Retry-After field. */
 static void
-conn_error(conn_t *c, int status, const char *code, const char *msg)
+conn_error_retry(conn_t *c, int status, const char *code, const char *msg,
+                 const char *retry_after)
 {
-    s2a_http_t *http = c->http;
     json_t *body;
     char *text;
 
     event_del(c->timer);
-    if (c->req.method_name == NULL) {
-        c->req.method_name = "-";
+    if (!c->req_live) {
+        req_begin(c);
+        c->req.route = "protocol";
     }
-    if (c->req.start_us == 0) {
-        c->req.start_us = now_us();
-    }
-    http->seq++;
-    snprintf(c->req.rid, sizeof(c->req.rid), "%02x%06x%08llx",
-             http->slot & 0xff, (unsigned) (getpid() & 0xffffff),
-             (unsigned long long) (http->seq & 0xffffffffULL));
-    c->req.conn = c;
-    c->req.route = "protocol";
-    c->req_live = true;
-    http->inflight++;
     c->close_after = true;
     c->keep_alive = false;
     if (c->extra == NULL) {
@@ -1410,6 +1304,9 @@ conn_error(conn_t *c, int status, const char *code, const char *msg)
         }
     }
     evbuffer_drain(c->extra, evbuffer_get_length(c->extra));
+    if (retry_after != NULL) {
+        evbuffer_add_printf(c->extra, "Retry-After: %s\r\n", retry_after);
+    }
     body = error_body(status >= 500 ? "server_error" : "invalid_request_error",
                       code, NULL, msg);
     text = body != NULL ? json_dumps(body, JSON_COMPACT) : NULL;
@@ -1425,6 +1322,12 @@ conn_error(conn_t *c, int status, const char *code, const char *msg)
     }
     bufferevent_disable(c->bev, EV_READ);
     start_writing(c);
+}
+
+static void
+conn_error(conn_t *c, int status, const char *code, const char *msg)
+{
+    conn_error_retry(c, status, code, msg, NULL);
 }
 
 void
@@ -1558,6 +1461,13 @@ s2a_http_set_done_cb(s2a_http_t *http, s2a_http_done_pt cb, void *arg)
 {
     http->on_done = cb;
     http->done_arg = arg;
+}
+
+void
+s2a_http_set_admit_cb(s2a_http_t *http, s2a_http_admit_pt cb, void *arg)
+{
+    http->admit = cb;
+    http->admit_arg = arg;
 }
 
 void

@@ -49,6 +49,7 @@ struct s2a_req_s {
      * the prefix of a prefix route ("" when nothing or none). */
     int64_t path_id;
     const char *path_tail;
+    const void *route_row; /* routes.c's row, chosen at admission */
     int status;
     bool answered;
     bool gone; /* the client went away before the answer */
@@ -71,6 +72,18 @@ s2a_http_t *s2a_http_create(struct event_base *base, const s2a_conf_t *conf,
                             const int *fds, int nfds, int slot,
                             s2a_http_handler_pt handler, void *arg);
 void s2a_http_destroy(s2a_http_t *http);
+
+/*
+ * Called once a request's head is parsed, before any of its body is
+ * read (the body is not available yet): it may answer the request itself
+ * (a missing credential, an unknown route) and return S2A_DECLINED, and
+ * the body is then never read and the connection closes; or it sets
+ * *body_limit (preset to max_body_size) to the largest body this request
+ * may send and returns S2A_OK. It must answer synchronously.
+ */
+typedef int (*s2a_http_admit_pt)(s2a_req_t *req, void *arg,
+                                 int64_t *body_limit);
+void s2a_http_set_admit_cb(s2a_http_t *http, s2a_http_admit_pt cb, void *arg);
 
 /* Called after every answer (usage counters). */
 typedef void (*s2a_http_done_pt)(s2a_req_t *req, void *arg);

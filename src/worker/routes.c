@@ -51,18 +51,45 @@ typedef enum {
     FAMILY_API        /* /api/...: {"detail"} errors, CORS */
 } route_family_t;
 
+/* How a family answers browsers from other origins. */
+typedef enum {
+    CORS_NONE = 0, /* no CORS headers; preflight answered permissively */
+    CORS_ANY,      /* Access-Control-Allow-Origin: * (the OpenAI API) */
+    CORS_ALLOWLIST /* only origins in admin_cors_origins, reflected */
+} route_cors_t;
+
 typedef struct route_family_info_s {
     route_auth_t auth;        /* for a path no row matches */
     const char *unknown_name; /* its counter name */
     bool detail;              /* {"detail"} rather than {"error"} */
-    bool cors;
+    route_cors_t cors;
+    bool admin; /* the admin's: security headers on every answer */
 } route_family_info_t;
 
 static const route_family_info_t families[] = {
-    [FAMILY_OTHER] = { AUTH_NONE, "static", false, false },
-    [FAMILY_V1] = { AUTH_API_KEY, "unknown", false, true },
-    [FAMILY_API] = { AUTH_SESSION, "admin", true, true },
+    [FAMILY_OTHER] = { AUTH_NONE, "static", false, CORS_NONE, false },
+    [FAMILY_V1] = { AUTH_API_KEY, "unknown", false, CORS_ANY, false },
+    [FAMILY_API] = { AUTH_SESSION, "admin", true, CORS_ALLOWLIST, true },
 };
+
+/*
+ * Body limits: the admin API takes small JSON documents, 1 MiB at most
+ * (or max_body_size when lower); rows marked R_BIG_BODY take up to
+ * max_body_size: generation (image data in the prompt) and the token
+ * import (a whole exported pool).
+ */
+#define ADMIN_BODY_MAX (1024 * 1024)
+
+/* Row flags. */
+#define R_BIG_BODY 0x01 /* body up to max_body_size */
+#define R_ADMIN_UI 0x02 /* the admin UI's files: security headers */
+
+/* Security headers of the admin UI and the admin API. */
+#define CSP_UI \
+    "default-src 'self'; img-src 'self' data: blob:; " \
+    "media-src 'self' blob:; object-src 'none'; base-uri 'none'; " \
+    "form-action 'self'; frame-ancestors 'none'"
+#define CSP_API "default-src 'none'; frame-ancestors 'none'"
 
 /*
  * One row. `pattern` is literal text plus "{id}" segments (a positive
@@ -77,6 +104,7 @@ typedef struct route_s {
     route_auth_t auth;
     const char *name; /* route class for usage counters */
     route_handler_pt handler;
+    unsigned flags; /* R_* */
 } route_t;
 
 #define BIT(m)   (1u << (m))
@@ -96,76 +124,85 @@ static void handle_media(s2a_req_t *req);
 
 static const route_t routes[] = {
     /* OpenAI API */
-    { M_GET, "/v1/models", AUTH_API_KEY, "models", handle_models },
-    { M_GET, "/v1/models/", AUTH_API_KEY, "models", handle_models },
+    { M_GET, "/v1/models", AUTH_API_KEY, "models", handle_models, 0 },
+    { M_GET, "/v1/models/", AUTH_API_KEY, "models", handle_models, 0 },
     { M_POST, "/v1/chat/completions", AUTH_API_KEY, "chat",
-      s2a_chat_completions },
+      s2a_chat_completions, R_BIG_BODY },
 
     /* admin API: sessions and settings */
-    { M_POST, "/api/login", AUTH_NONE, "admin", s2a_admin_login },
-    { M_POST, "/api/logout", AUTH_SESSION, "admin", s2a_admin_logout },
-    { M_GET, "/api/session", AUTH_SESSION, "admin", s2a_admin_session },
-    { M_POST, "/api/admin/password", AUTH_SESSION, "admin",
-      s2a_admin_password },
-    { M_POST, "/api/admin/apikey", AUTH_SESSION, "admin", s2a_admin_apikey },
-    { M_GET, "/api/admin/config", AUTH_SESSION, "admin", s2a_admin_config_get },
-    { M_POST, "/api/admin/config", AUTH_SESSION, "admin",
-      s2a_admin_config_post },
-    { M_GET, "/api/proxy/config", AUTH_SESSION, "admin", s2a_admin_proxy_get },
-    { M_POST, "/api/proxy/config", AUTH_SESSION, "admin",
-      s2a_admin_proxy_post },
-    { M_POST, "/api/proxy/test", AUTH_SESSION, "admin", s2a_admin_proxy_test },
+    { M_POST, "/api/login", AUTH_NONE, "admin", s2a_admin_login, 0 },
+    { M_POST, "/api/logout", AUTH_SESSION, "admin", s2a_admin_logout, 0 },
+    { M_GET, "/api/session", AUTH_SESSION, "admin", s2a_admin_session, 0 },
+    { M_POST, "/api/admin/password", AUTH_SESSION, "admin", s2a_admin_password,
+      0 },
+    { M_POST, "/api/admin/apikey", AUTH_SESSION, "admin", s2a_admin_apikey, 0 },
+    { M_GET, "/api/admin/config", AUTH_SESSION, "admin", s2a_admin_config_get,
+      0 },
+    { M_POST, "/api/admin/config", AUTH_SESSION, "admin", s2a_admin_config_post,
+      0 },
+    { M_GET, "/api/proxy/config", AUTH_SESSION, "admin", s2a_admin_proxy_get,
+      0 },
+    { M_POST, "/api/proxy/config", AUTH_SESSION, "admin", s2a_admin_proxy_post,
+      0 },
+    { M_POST, "/api/proxy/test", AUTH_SESSION, "admin", s2a_admin_proxy_test,
+      0 },
     { M_GET, "/api/watermark-free/config", AUTH_SESSION, "admin",
-      s2a_admin_watermark_get },
+      s2a_admin_watermark_get, 0 },
     { M_POST, "/api/watermark-free/config", AUTH_SESSION, "admin",
-      s2a_admin_watermark_post },
+      s2a_admin_watermark_post, 0 },
     { M_GET, "/api/generation/timeout", AUTH_SESSION, "admin",
-      s2a_admin_timeout_get },
+      s2a_admin_timeout_get, 0 },
     { M_POST, "/api/generation/timeout", AUTH_SESSION, "admin",
-      s2a_admin_timeout_post },
-    { M_GET, "/api/cache/config", AUTH_SESSION, "admin", s2a_admin_cache_get },
+      s2a_admin_timeout_post, 0 },
+    { M_GET, "/api/cache/config", AUTH_SESSION, "admin", s2a_admin_cache_get,
+      0 },
     { M_POST, "/api/cache/config", AUTH_SESSION, "admin",
-      s2a_admin_cache_config },
+      s2a_admin_cache_config, 0 },
     { M_POST, "/api/cache/enabled", AUTH_SESSION, "admin",
-      s2a_admin_cache_enabled },
+      s2a_admin_cache_enabled, 0 },
     { M_POST, "/api/cache/base-url", AUTH_SESSION, "admin",
-      s2a_admin_cache_base_url },
+      s2a_admin_cache_base_url, 0 },
     { M_GET, "/api/token-refresh/config", AUTH_SESSION, "admin",
-      s2a_admin_refresh_get },
+      s2a_admin_refresh_get, 0 },
     { M_POST, "/api/token-refresh/enabled", AUTH_SESSION, "admin",
-      s2a_admin_refresh_enabled },
+      s2a_admin_refresh_enabled, 0 },
 
     /* admin API: the account pool */
-    { M_GET, "/api/tokens", AUTH_SESSION, "tokens", s2a_tokens_list },
-    { M_POST, "/api/tokens", AUTH_SESSION, "tokens", s2a_tokens_add },
-    { M_GET, "/api/tokens/export", AUTH_SESSION, "tokens", s2a_tokens_export },
-    { M_POST, "/api/tokens/import", AUTH_SESSION, "tokens", s2a_tokens_import },
-    { M_POST, "/api/tokens/st2at", AUTH_SESSION, "tokens", s2a_tokens_st2at },
-    { M_POST, "/api/tokens/rt2at", AUTH_SESSION, "tokens", s2a_tokens_rt2at },
-    { M_PUT, "/api/tokens/{id}", AUTH_SESSION, "tokens", s2a_tokens_update },
-    { M_DELETE, "/api/tokens/{id}", AUTH_SESSION, "tokens", s2a_tokens_delete },
+    { M_GET, "/api/tokens", AUTH_SESSION, "tokens", s2a_tokens_list, 0 },
+    { M_POST, "/api/tokens", AUTH_SESSION, "tokens", s2a_tokens_add, 0 },
+    { M_GET, "/api/tokens/export", AUTH_SESSION, "tokens", s2a_tokens_export,
+      0 },
+    { M_POST, "/api/tokens/import", AUTH_SESSION, "tokens", s2a_tokens_import,
+      R_BIG_BODY },
+    { M_POST, "/api/tokens/st2at", AUTH_SESSION, "tokens", s2a_tokens_st2at,
+      0 },
+    { M_POST, "/api/tokens/rt2at", AUTH_SESSION, "tokens", s2a_tokens_rt2at,
+      0 },
+    { M_PUT, "/api/tokens/{id}", AUTH_SESSION, "tokens", s2a_tokens_update, 0 },
+    { M_DELETE, "/api/tokens/{id}", AUTH_SESSION, "tokens", s2a_tokens_delete,
+      0 },
     { M_POST, "/api/tokens/{id}/enable", AUTH_SESSION, "tokens",
-      s2a_tokens_enable },
+      s2a_tokens_enable, 0 },
     { M_POST, "/api/tokens/{id}/disable", AUTH_SESSION, "tokens",
-      s2a_tokens_disable },
+      s2a_tokens_disable, 0 },
     { M_PUT, "/api/tokens/{id}/status", AUTH_SESSION, "tokens",
-      s2a_tokens_status },
-    { M_POST, "/api/tokens/{id}/test", AUTH_SESSION, "tokens",
-      s2a_tokens_test },
+      s2a_tokens_status, 0 },
+    { M_POST, "/api/tokens/{id}/test", AUTH_SESSION, "tokens", s2a_tokens_test,
+      0 },
     { M_POST, "/api/tokens/{id}/sora2/activate", AUTH_SESSION, "tokens",
-      s2a_tokens_activate },
+      s2a_tokens_activate, 0 },
 
     /* admin API: records */
-    { M_GET, "/api/logs", AUTH_SESSION, "tokens", s2a_records_logs },
-    { M_GET, "/api/tasks", AUTH_SESSION, "tokens", s2a_records_tasks },
-    { M_GET, "/api/stats", AUTH_SESSION, "tokens", s2a_records_stats },
+    { M_GET, "/api/logs", AUTH_SESSION, "tokens", s2a_records_logs, 0 },
+    { M_GET, "/api/tasks", AUTH_SESSION, "tokens", s2a_records_tasks, 0 },
+    { M_GET, "/api/stats", AUTH_SESSION, "tokens", s2a_records_stats, 0 },
 
     /* public */
-    { M_GET, "/healthz", AUTH_NONE, "health", handle_healthz },
-    { M_GET, "/readyz", AUTH_NONE, "health", handle_readyz },
-    { M_GET, "/tmp/", AUTH_NONE, "media", handle_media },
+    { M_GET, "/healthz", AUTH_NONE, "health", handle_healthz, 0 },
+    { M_GET, "/readyz", AUTH_NONE, "health", handle_readyz, 0 },
+    { M_GET, "/tmp/", AUTH_NONE, "media", handle_media, 0 },
     /* the admin UI: every other path outside /v1 and /api */
-    { M_GET, "/", AUTH_NONE, "static", s2a_static_serve },
+    { M_GET, "/", AUTH_NONE, "static", s2a_static_serve, R_ADMIN_UI },
 };
 
 /* Renders the /v1/models bodies once per worker; see routes.h. */
@@ -340,10 +377,62 @@ handle_readyz(s2a_req_t *req)
     req->gone_arg = r;
 }
 
-static void
-cors_headers(s2a_req_t *req)
+/* Whether `origin` is one of the blank-separated admin_cors_origins. */
+static bool
+admin_origin_allowed(const char *origin)
 {
-    s2a_http_add_header(req, "Access-Control-Allow-Origin", "*");
+    const char *p = s2a_worker.conf->admin_cors_origins;
+    size_t olen = strlen(origin), n;
+
+    while (*p != '\0') {
+        p += strspn(p, " \t");
+        n = strcspn(p, " \t");
+        if (n > 0 && n == olen && memcmp(p, origin, n) == 0) {
+            return true;
+        }
+        p += n;
+    }
+    return false;
+}
+
+/*
+ * The CORS headers of an answer in a family with `cors`; returns whether
+ * the request's origin may call it (for the preflight).
+ */
+static bool
+cors_headers(s2a_req_t *req, route_cors_t cors)
+{
+    const char *origin;
+
+    switch (cors) {
+    case CORS_ANY:
+        s2a_http_add_header(req, "Access-Control-Allow-Origin", "*");
+        return true;
+    case CORS_ALLOWLIST:
+        /* Caches must not hand one origin's answer to another. */
+        s2a_http_add_header(req, "Vary", "Origin");
+        origin = s2a_req_header(req, "Origin");
+        if (origin == NULL || !admin_origin_allowed(origin)) {
+            return false;
+        }
+        s2a_http_add_header(req, "Access-Control-Allow-Origin", origin);
+        return true;
+    case CORS_NONE: break;
+    }
+    return false;
+}
+
+/* Framing, sniffing, referrer and content policy of the admin's pages;
+ * the UI's files get nosniff from static.c. */
+static void
+security_headers(s2a_req_t *req, const char *csp)
+{
+    s2a_http_add_header(req, "X-Frame-Options", "DENY");
+    if (csp != NULL && strcmp(csp, CSP_UI) != 0) {
+        s2a_http_add_header(req, "X-Content-Type-Options", "nosniff");
+    }
+    s2a_http_add_header(req, "Referrer-Policy", "no-referrer");
+    s2a_http_add_header(req, "Content-Security-Policy", csp);
 }
 
 static void
@@ -495,47 +584,56 @@ reply_bad_method(s2a_req_t *req, const route_family_info_t *f, unsigned allowed)
 }
 
 /*
- * Routes one request: CORS and preflight, the test hooks, then the table.
- * The credential (of the row that will serve it, else of the first row
- * matching the path, else of the path's family) is checked before anything
- * else is revealed; then the first row matching path and method serves
- * it, or 405 (Allow: every method of the rows matching the path) or 404
- * answers in the family's envelope.
+ * Admits one request from its head, before its body is read: CORS and
+ * preflight, the test hooks, then the table. The credential (of the row
+ * that will serve it, else of the first row matching the path, else of
+ * the path's family) is checked before anything else is revealed, and
+ * before any body is buffered; a path no row serves gets 405 (Allow:
+ * every method of the rows matching the path) or 404 in the family's
+ * envelope. Then the row's body limit is set and the row is kept in the
+ * request for s2a_routes_dispatch. See s2a_http_admit_pt.
  */
-void
-s2a_routes_dispatch(s2a_req_t *req, void *arg)
+int
+s2a_routes_admit(s2a_req_t *req, void *arg, int64_t *body_limit)
 {
     const route_t *r, *first = NULL, *match = NULL;
     const route_family_info_t *f;
     const char *tail, *match_tail = "";
-    int64_t id, match_id = 0;
+    int64_t id, match_id = 0, max = s2a_worker.conf->max_body_size;
     route_family_t fam;
     unsigned allowed = 0;
+    bool origin_ok;
     size_t i;
 
     S2A_UNUSED(arg);
     if (s2a_worker.shm->workers[s2a_worker.args->shm_row].pid != 0) {
         s2a_worker.shm->workers[s2a_worker.args->shm_row].requests++;
     }
+    *body_limit = max < ADMIN_BODY_MAX ? max : ADMIN_BODY_MAX;
     fam = family_of(req->path);
     f = &families[fam];
-    if (f->cors) {
-        cors_headers(req);
+    if (f->admin) {
+        security_headers(req, CSP_API);
     }
-    if (req->method == S2A_M_OPTIONS) {
+    origin_ok = cors_headers(req, f->cors);
+    /* A preflight from an origin the admin did not allow is an ordinary
+     * OPTIONS request: it needs the credential and finds no route. */
+    if (req->method == S2A_M_OPTIONS
+        && (f->cors != CORS_ALLOWLIST || origin_ok)) {
         req->route = "preflight";
-        if (!f->cors) {
-            cors_headers(req);
+        if (f->cors == CORS_NONE) {
+            cors_headers(req, CORS_ANY);
         }
         preflight(req);
-        return;
+        return S2A_DECLINED;
     }
 #ifdef S2A_TEST_HOOKS
     /* Test hooks (test builds only): outside the table, no auth. */
     if (s2a_worker.test_hooks && strncmp(req->path, "/__test/", 8) == 0) {
         req->route = "test";
-        s2a_testhooks_dispatch(req);
-        return;
+        req->route_row = NULL;
+        *body_limit = max;
+        return S2A_OK;
     }
 #endif
 
@@ -558,20 +656,54 @@ s2a_routes_dispatch(s2a_req_t *req, void *arg)
             match_tail = tail;
         }
     }
-    /* The credential comes first: without it, nobody learns which paths
-     * or methods exist. */
     r = match != NULL ? match : first;
     req->route = r != NULL ? r->name : f->unknown_name;
+    if (fam == FAMILY_OTHER && (r == NULL || (r->flags & R_ADMIN_UI))) {
+        security_headers(req, CSP_UI);
+    }
+    /* The credential comes first: without it, nobody learns which paths
+     * or methods exist, and no body is read. */
     if (!check_auth(req, r != NULL ? r->auth : f->auth)) {
+        return S2A_DECLINED;
+    }
+    if (match == NULL) {
+        if (first != NULL) {
+            reply_bad_method(req, f, allowed);
+        } else {
+            reply_not_found(req, f);
+        }
+        return S2A_DECLINED;
+    }
+    req->path_id = match_id;
+    req->path_tail = match_tail;
+    req->route_row = match;
+    if (match->flags & R_BIG_BODY) {
+        *body_limit = max;
+    }
+    return S2A_OK;
+}
+
+/*
+ * Serves a request s2a_routes_admit accepted, its body now read: runs the
+ * row it chose (or the test hooks).
+ */
+void
+s2a_routes_dispatch(s2a_req_t *req, void *arg)
+{
+    const route_t *r = req->route_row;
+
+    S2A_UNUSED(arg);
+    if (r != NULL) {
+        r->handler(req);
         return;
     }
-    if (match != NULL) {
-        req->path_id = match_id;
-        req->path_tail = match_tail;
-        match->handler(req);
-    } else if (first != NULL) {
-        reply_bad_method(req, f, allowed);
-    } else {
-        reply_not_found(req, f);
+#ifdef S2A_TEST_HOOKS
+    if (s2a_worker.test_hooks && strncmp(req->path, "/__test/", 8) == 0) {
+        s2a_testhooks_dispatch(req);
+        return;
     }
+#endif
+    /* Not admitted (no admission callback): nothing serves it. */
+    s2a_http_reply_error(req, 500, "server_error", NULL, NULL,
+                         "The request was not routed.");
 }

@@ -13,8 +13,16 @@ int s2a_routes_init(void);
 void s2a_routes_cleanup(void);
 
 /*
- * The facade's handler: routes one request through the table (routes.c)
- * and answers it, or hands it to a handler that will.
+ * The server's admission callback (s2a_http_admit_pt): routes a request
+ * from its head through the table, checks its credential and answers
+ * 401/404/405 or a preflight itself (S2A_DECLINED), or keeps the row in
+ * the request, sets the row's body limit and returns S2A_OK.
+ */
+int s2a_routes_admit(s2a_req_t *req, void *arg, int64_t *body_limit);
+
+/*
+ * The server's handler: runs the row s2a_routes_admit chose for the
+ * request, its body read; the row answers it or hands it on.
  */
 void s2a_routes_dispatch(s2a_req_t *req, void *arg);
 

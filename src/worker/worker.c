@@ -276,6 +276,7 @@ s2a_worker_main(const s2a_worker_args_t *args)
         return 2;
     }
     s2a_http_set_done_cb(w->http, on_request_done, NULL);
+    s2a_http_set_admit_cb(w->http, s2a_routes_admit, NULL);
     tick_ev = event_new(w->base, -1, EV_PERSIST, tick_cb, NULL);
     usage_ev = event_new(w->base, -1, EV_PERSIST, usage_cb, NULL);
     term_ev = evsignal_new(w->base, SIGTERM, term_cb, NULL);
