@@ -29,6 +29,14 @@ typedef struct s2a_listen_s {
     int family; /* AF_INET or AF_INET6 */
 } s2a_listen_t;
 
+/* A network: `prefix` leading bits of `addr` (IPv4 in the first 4). */
+#define S2A_CONF_MAX_PROXIES 32
+typedef struct s2a_cidr_s {
+    int family; /* AF_INET or AF_INET6 */
+    int prefix;
+    uint8_t addr[16];
+} s2a_cidr_t;
+
 typedef struct s2a_conf_s {
     char path[PATH_MAX]; /* file loaded, "" for embedded defaults */
 
@@ -44,6 +52,9 @@ typedef struct s2a_conf_s {
     int client_timeout;   /* seconds: read, write and keep-alive idle */
     long max_body_size;   /* bytes */
     long max_header_size; /* bytes */
+    /* peers whose X-Forwarded-For names the client (admin login) */
+    s2a_cidr_t trusted_proxies[S2A_CONF_MAX_PROXIES];
+    int n_trusted_proxies;
 
     /* [paths] */
     char data_dir[PATH_MAX];
@@ -84,7 +95,8 @@ typedef enum {
     S2A_CONF_T_LOGLEVEL,
     S2A_CONF_T_LISTEN,
     S2A_CONF_T_WORKERS,
-    S2A_CONF_T_BOOL /* yes/no, on/off, true/false, 1/0 */
+    S2A_CONF_T_BOOL, /* yes/no, on/off, true/false, 1/0 */
+    S2A_CONF_T_CIDRS /* addresses or networks (a/n), blank-separated */
 } s2a_conf_type_t;
 
 typedef struct s2a_conf_key_s {
@@ -131,6 +143,12 @@ const s2a_conf_key_t *s2a_conf_find(const char *section, const char *name);
 
 /* Prints every key as "section.name = default  # flags" to `fp`. */
 void s2a_conf_dump_keys(void *fp);
+
+/*
+ * True when the numeric address `addr` (IPv4, IPv6 or IPv4-mapped IPv6)
+ * lies in one of the `trusted_proxies` networks of `conf`.
+ */
+bool s2a_conf_is_trusted_proxy(const s2a_conf_t *conf, const char *addr);
 
 /* Formats a listen address as host:port ([v6]:port). */
 const char *s2a_listen_str(const s2a_listen_t *l, char *buf, size_t len);

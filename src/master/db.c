@@ -131,6 +131,15 @@ static const char *const migrations[] = {
     "  created_at INTEGER NOT NULL"
     ");"
     "CREATE INDEX request_logs_created ON request_logs(created_at);",
+
+    /* 6: admin login throttle rows that started a lock */
+    "CREATE TABLE login_throttle ("
+    "  key TEXT PRIMARY KEY,"
+    "  kind INTEGER NOT NULL,"
+    "  fails INTEGER NOT NULL,"
+    "  window_start INTEGER NOT NULL,"
+    "  locked_until INTEGER NOT NULL"
+    ") WITHOUT ROWID;",
 };
 
 static int
@@ -533,6 +542,74 @@ s2a_db_revoked_load(s2a_db_t *db, int64_t now, s2a_db_revoked_pt cb, void *arg)
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         cb((const char *) sqlite3_column_text(st, 0),
            sqlite3_column_int64(st, 1), arg);
+    }
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? S2A_OK : S2A_ERROR;
+}
+
+int
+s2a_db_throttle_save(s2a_db_t *db, const char *key, int kind, int fails,
+                     int64_t window_start, int64_t locked_until)
+{
+    sqlite3_stmt *st;
+    int rc;
+
+    rc = fails <= 0
+        ? sqlite3_prepare_v2(db->conn,
+                             "DELETE FROM login_throttle WHERE key = ?1", -1,
+                             &st, NULL)
+        : sqlite3_prepare_v2(db->conn,
+                             "INSERT OR REPLACE INTO login_throttle(key, kind, "
+                             "fails, window_start, locked_until) "
+                             "VALUES (?1, ?2, ?3, ?4, ?5)",
+                             -1, &st, NULL);
+    if (rc != SQLITE_OK) {
+        return S2A_ERROR;
+    }
+    sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+    if (fails > 0) {
+        sqlite3_bind_int(st, 2, kind);
+        sqlite3_bind_int(st, 3, fails);
+        sqlite3_bind_int64(st, 4, window_start);
+        sqlite3_bind_int64(st, 5, locked_until);
+    }
+    rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? S2A_OK : S2A_ERROR;
+}
+
+int
+s2a_db_throttle_load(s2a_db_t *db, int64_t now, s2a_db_throttle_pt cb,
+                     void *arg)
+{
+    sqlite3_stmt *st;
+    int rc;
+
+    /* A row whose lock ended and whose window closed counts for nothing. */
+    if (sqlite3_prepare_v2(
+            db->conn,
+            "DELETE FROM login_throttle WHERE locked_until <= ?1 "
+            "AND window_start + 900 < ?1",
+            -1, &st, NULL)
+        != SQLITE_OK)
+    {
+        return S2A_ERROR;
+    }
+    sqlite3_bind_int64(st, 1, now);
+    sqlite3_step(st);
+    sqlite3_finalize(st);
+    if (sqlite3_prepare_v2(db->conn,
+                           "SELECT key, kind, fails, window_start, "
+                           "locked_until FROM login_throttle",
+                           -1, &st, NULL)
+        != SQLITE_OK)
+    {
+        return S2A_ERROR;
+    }
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        cb((const char *) sqlite3_column_text(st, 0), sqlite3_column_int(st, 1),
+           sqlite3_column_int(st, 2), sqlite3_column_int64(st, 3),
+           sqlite3_column_int64(st, 4), arg);
     }
     sqlite3_finalize(st);
     return rc == SQLITE_DONE ? S2A_OK : S2A_ERROR;

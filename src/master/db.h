@@ -66,6 +66,20 @@ int s2a_db_revoked_load(s2a_db_t *db, int64_t now, s2a_db_revoked_pt cb,
                         void *arg);
 
 /*
+ * Admin login throttle rows that started a lock (see shm.h), keyed by the
+ * hex of their 16-byte key. `_save` with `fails` 0 deletes the row.
+ * `_load` calls `cb` for every row still counting or locking (the others
+ * are deleted).
+ */
+int s2a_db_throttle_save(s2a_db_t *db, const char *key, int kind, int fails,
+                         int64_t window_start, int64_t locked_until);
+typedef void (*s2a_db_throttle_pt)(const char *key, int kind, int fails,
+                                   int64_t window_start, int64_t locked_until,
+                                   void *arg);
+int s2a_db_throttle_load(s2a_db_t *db, int64_t now, s2a_db_throttle_pt cb,
+                         void *arg);
+
+/*
  * The account pool. `fields` maps column names (see token_columns in
  * db.c) to JSON values; token, st and rt are sealed with `key`.
  * Insert/update return S2A_DECLINED for a duplicate token (or, update, an

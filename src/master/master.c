@@ -818,6 +818,7 @@ s2a_master_run(s2a_conf_t *conf, const s2a_master_opts_t *opts)
     }
     s2a_runtime_warn_defaults();
     s2a_runtime_load_revoked();
+    s2a_runtime_load_throttle();
     s2a_pool_load_all();
     for (i = 0; i < S2A_NELEMS(sigs); i++) {
         if (add_signal(sigs[i]) != S2A_OK) {
