@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <stdio.h>
@@ -258,6 +259,8 @@ s2a_key_file_load(const char *path, uint8_t key[32])
 
     fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd >= 0) {
+        /* A key file left readable by others is made private again. */
+        (void) fchmod(fd, 0600);
         n = read(fd, key, 32);
         close(fd);
         if (n != 32) {

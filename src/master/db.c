@@ -8,8 +8,13 @@
 #include "common/crypto.h"
 #include "common/log.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <sqlite3.h>
 #include <time.h>
 
@@ -215,6 +220,37 @@ migrate(s2a_db_t *db, char *err, size_t errlen)
     return S2A_OK;
 }
 
+/*
+ * The database file exists with mode 0600 before SQLite opens it: SQLite
+ * gives the WAL and its index the mode of the database, so all three
+ * stay private. Files left looser by an older version are tightened.
+ */
+static int
+private_files(const char *path, char *err, size_t errlen)
+{
+    static const char *const suffixes[] = { "-wal", "-shm", "-journal" };
+    char other[PATH_MAX + 16];
+    size_t i;
+    int fd;
+
+    fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0 || fchmod(fd, 0600) != 0) {
+        snprintf(err, errlen, "open(\"%s\") failed: %s", path, strerror(errno));
+        if (fd >= 0) {
+            close(fd);
+        }
+        return S2A_ERROR;
+    }
+    close(fd);
+    for (i = 0; i < S2A_NELEMS(suffixes); i++) {
+        snprintf(other, sizeof(other), "%s%s", path, suffixes[i]);
+        if (chmod(other, 0600) != 0 && errno != ENOENT) {
+            s2a_log(LOG_WARNING, errno, "chmod(\"%s\") failed", other);
+        }
+    }
+    return S2A_OK;
+}
+
 s2a_db_t *
 s2a_db_open(const char *data_dir, char *err, size_t errlen)
 {
@@ -226,6 +262,9 @@ s2a_db_open(const char *data_dir, char *err, size_t errlen)
         >= (int) sizeof(path))
     {
         snprintf(err, errlen, "database path too long");
+        return NULL;
+    }
+    if (private_files(path, err, errlen) != S2A_OK) {
         return NULL;
     }
     db = calloc(1, sizeof(*db));
@@ -298,6 +337,107 @@ s2a_db_close(s2a_db_t *db)
     sqlite3_finalize(db->usage_add);
     sqlite3_close(db->conn);
     free(db);
+}
+
+/* True when `target` is one of the master-only files under `dir`. */
+static bool
+is_master_file(const char *dir, const char *target)
+{
+    static const char *const names[] = { S2A_DB_FILE,
+                                         S2A_DB_FILE "-wal",
+                                         S2A_DB_FILE "-shm",
+                                         S2A_DB_FILE "-journal",
+                                         "secret.key",
+                                         "sora2apid.lock",
+                                         NULL };
+    size_t n = strlen(dir);
+    int i;
+
+    if (strncmp(target, dir, n) != 0 || target[n] != '/') {
+        return false;
+    }
+    for (i = 0; names[i] != NULL; i++) {
+        if (strcmp(target + n + 1, names[i]) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Unmaps every mapping of a master-only file (SQLite maps the -shm WAL
+ * index). */
+static void
+unmap_master_files(const char *dir)
+{
+    char line[PATH_MAX + 128], *path;
+    unsigned long lo, hi;
+    FILE *fp = fopen("/proc/self/maps", "re");
+
+    if (fp == NULL) {
+        return;
+    }
+    while (fgets(line, sizeof(line), fp) != NULL) {
+        line[strcspn(line, "\n")] = '\0';
+        path = strchr(line, '/');
+        if (path != NULL && is_master_file(dir, path)
+            && sscanf(line, "%lx-%lx", &lo, &hi) == 2 && hi > lo)
+        {
+            munmap((void *) lo, hi - lo);
+        }
+    }
+    fclose(fp);
+}
+
+int
+s2a_db_drop_after_fork(const char *data_dir)
+{
+    char dir[PATH_MAX], link[64], target[PATH_MAX];
+    struct dirent *de;
+    DIR *d;
+    ssize_t n;
+    int fd, null_fd, dropped = 0;
+
+    if (realpath(data_dir, dir) == NULL) {
+        return -1;
+    }
+    unmap_master_files(dir);
+    null_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+    d = opendir("/proc/self/fd");
+    if (d == NULL || null_fd < 0) {
+        if (d != NULL) {
+            closedir(d);
+        }
+        if (null_fd >= 0) {
+            close(null_fd);
+        }
+        return -1;
+    }
+    while ((de = readdir(d)) != NULL) {
+        if (de->d_name[0] < '0' || de->d_name[0] > '9') {
+            continue;
+        }
+        fd = atoi(de->d_name);
+        if (fd == dirfd(d) || fd == null_fd) {
+            continue;
+        }
+        snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+        n = readlink(link, target, sizeof(target) - 1);
+        if (n <= 0) {
+            continue;
+        }
+        target[n] = '\0';
+        if (!is_master_file(dir, target)) {
+            continue;
+        }
+        /* Keep the number taken (by /dev/null), so nothing else ever
+         * lands on a descriptor the inherited SQLite handle names. */
+        if (dup3(null_fd, fd, O_CLOEXEC) == fd) {
+            dropped++;
+        }
+    }
+    closedir(d);
+    close(null_fd);
+    return dropped;
 }
 
 int

@@ -21,6 +21,18 @@ typedef struct s2a_db_s s2a_db_t;
 s2a_db_t *s2a_db_open(const char *data_dir, char *err, size_t errlen);
 void s2a_db_close(s2a_db_t *db);
 
+/*
+ * In a freshly forked worker: makes the database, its WAL, WAL index and
+ * journal, secret.key and the data_dir lock file unreachable, without
+ * calling into SQLite (closing the handle would checkpoint the master's
+ * WAL from the child). Each descriptor naming one of those files under
+ * `data_dir` (found through /proc/self/fd) is replaced by /dev/null, and
+ * every mapping of them (the -shm WAL index) is unmapped. The inherited
+ * handle must never be used afterwards. Returns how many descriptors it
+ * dropped, or -1 when /proc could not be read.
+ */
+int s2a_db_drop_after_fork(const char *data_dir);
+
 /* Schema version after migrations (PRAGMA user_version). */
 int s2a_db_schema_version(s2a_db_t *db);
 

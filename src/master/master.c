@@ -206,6 +206,13 @@ after_fork(int slot, s2a_worker_args_t *args)
         S.status_fd = -1;
     }
     OPENSSL_cleanse(s2a_master.key, sizeof(s2a_master.key));
+    /* The database, its WAL and the key file are the master's alone: drop
+     * their descriptors and mappings without touching SQLite (see db.h),
+     * and forget the handle so nothing in the worker can reach it. */
+    if (s2a_db_drop_after_fork(s2a_master.conf->data_dir) < 0) {
+        _exit(S2A_EXIT_FAILURE);
+    }
+    s2a_master.db = NULL;
 }
 
 /* A worker process: after_fork, then the worker's own main. */
@@ -782,6 +789,7 @@ s2a_master_run(s2a_conf_t *conf, const s2a_master_opts_t *opts)
     }
     s2a_daemon_raise_fd_limit();
     if (s2a_daemon_make_dirs(conf) != S2A_OK
+        || s2a_daemon_lock_data_dir(conf) != S2A_OK
         || s2a_daemon_pidfile_write(conf->pidfile) != S2A_OK)
     {
         goto done;

@@ -76,3 +76,103 @@ test('behind a trusted proxy: per-address locks by X-Forwarded-For, a gentler pe
     d.cleanup();
   }
 });
+
+// Every readable private mapping of `pid` searched for `needle`.
+function memoryHas(pid, needle) {
+  const maps = fs.readFileSync(`/proc/${pid}/maps`, 'utf8').trim().split('\n');
+  const fd = fs.openSync(`/proc/${pid}/mem`, 'r');
+  try {
+    for (const line of maps) {
+      const [range, perms] = line.split(/\s+/);
+      if (perms[0] !== 'r' || /\[(vvar|vsyscall)\]/.test(line)) continue;
+      const [lo, hi] = range.split('-').map((h) => BigInt(`0x${h}`));
+      const len = Number(hi - lo);
+      if (len > 256 * 1024 * 1024) continue;
+      const buf = Buffer.alloc(len);
+      let got = 0;
+      try { got = fs.readSync(fd, buf, 0, len, lo); } catch (_) { continue; }
+      if (buf.subarray(0, got).indexOf(needle) >= 0) return line;
+    }
+  } finally {
+    fs.closeSync(fd);
+  }
+  return null;
+}
+
+test('a worker holds no descriptor or mapping of the database, its WAL or secret.key, nor the key bytes', async () => {
+  const d = new Daemon();
+  try {
+    await d.start();
+    // Something written, so the WAL exists and the master has it open.
+    const t = (await login(d, 'admin', 'admin')).json.token;
+    assert.equal((await request(d.base, 'POST', '/api/admin/config', {
+      headers: { Authorization: `Bearer ${t}` }, body: json({ error_ban_threshold: 4 }),
+    })).status, 200);
+    const dataDir = fs.realpathSync(path.join(d.dir, 'data'));
+    const isMaster = (p) => p.startsWith(dataDir + '/') && /(sora2api\.db(-wal|-shm|-journal)?|secret\.key|sora2apid\.lock)$/.test(p);
+    const links = (pid) => fs.readdirSync(`/proc/${pid}/fd`).map((f) => {
+      try { return fs.readlinkSync(`/proc/${pid}/fd/${f}`); } catch (_) { return ''; }
+    });
+    assert.ok(links(d.pid).some((p) => p === path.join(dataDir, 'sora2api.db')), 'the master has the database open');
+    const key = fs.readFileSync(path.join(dataDir, 'secret.key'));
+    assert.equal(key.length, 32);
+    const workers = d.workers();
+    assert.ok(workers.length >= 2);
+    for (const w of workers) {
+      assert.deepEqual(links(w).filter(isMaster), [], `worker ${w} fds`);
+      const maps = fs.readFileSync(`/proc/${w}/maps`, 'utf8');
+      assert.ok(!maps.split('\n').some((l) => isMaster(l.slice(l.indexOf('/')))), `worker ${w} maps`);
+      assert.equal(memoryHas(w, key), null, `secret.key bytes in worker ${w}`);
+    }
+    assert.equal((await d.stop()).code, 0);
+    assert.deepEqual(d.unexpectedErrors(), []);
+  } finally {
+    d.cleanup();
+  }
+});
+
+test('a second daemon on the same data_dir refuses to start with status 1', async () => {
+  const d = new Daemon();
+  try {
+    await d.start();
+    const conf2 = path.join(d.dir, 'second.conf');
+    const text = d.confText({ server: { listen: '127.0.0.1:0', pidfile: path.join(d.dir, 'second.pid') },
+      log: { error_log: path.join(d.dir, 'second.log') } });
+    fs.writeFileSync(conf2, text);
+    const r = spawnSync(BIN, ['-f', '-c', conf2], { encoding: 'utf8', timeout: 15000 });
+    assert.equal(r.status, 1, r.stderr);
+    const log2 = fs.readFileSync(path.join(d.dir, 'second.log'), 'utf8');
+    assert.match(log2, /data_dir ".*" is in use by another sora2apid \(pid \d+\)/);
+    // The first one still serves, and its pid file is untouched.
+    assert.equal((await request(d.base, 'GET', '/healthz')).status, 200);
+    assert.equal(fs.readFileSync(d.pidFile, 'utf8').trim(), String(d.pid));
+    assert.equal((await d.stop()).code, 0);
+    assert.deepEqual(d.unexpectedErrors(), []);
+  } finally {
+    d.cleanup();
+  }
+});
+
+test('the database, its WAL and index and secret.key are mode 0600', async () => {
+  const d = new Daemon();
+  try {
+    await d.start();
+    const t = (await login(d, 'admin', 'admin')).json.token;
+    await request(d.base, 'POST', '/api/admin/config', { headers: { Authorization: `Bearer ${t}` }, body: json({ error_ban_threshold: 4 }) });
+    const data = path.join(d.dir, 'data');
+    for (const f of ['sora2api.db', 'sora2api.db-wal', 'sora2api.db-shm', 'secret.key', 'sora2apid.lock']) {
+      assert.equal(fs.statSync(path.join(data, f)).mode & 0o777, 0o600, f);
+    }
+    assert.equal((await d.stop()).code, 0);
+    // An existing database with looser modes is tightened at start.
+    fs.chmodSync(path.join(data, 'sora2api.db'), 0o644);
+    fs.chmodSync(path.join(data, 'secret.key'), 0o644);
+    await d.start();
+    for (const f of ['sora2api.db', 'secret.key']) {
+      assert.equal(fs.statSync(path.join(data, f)).mode & 0o777, 0o600, f);
+    }
+    assert.equal((await d.stop()).code, 0);
+  } finally {
+    d.cleanup();
+  }
+});
