@@ -5,6 +5,7 @@
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <openssl/rand.h>
 
 #include <errno.h>
@@ -141,6 +142,35 @@ s2a_password_verify(const char *password, const char *stored)
     ok = s2a_ct_equal(got, want, sizeof(got));
     OPENSSL_cleanse(got, sizeof(got));
     return ok;
+}
+
+void
+s2a_hmac_sha256(const void *key, size_t keylen, const void *data, size_t len,
+                uint8_t out[S2A_SHA256_LEN])
+{
+    unsigned int n = S2A_SHA256_LEN;
+
+    if (HMAC(EVP_sha256(), key, (int) keylen, data, len, out, &n) == NULL) {
+        /* Cannot happen with SHA-256; never leave a guessable value. */
+        (void) s2a_random_bytes(out, S2A_SHA256_LEN);
+    }
+}
+
+void
+s2a_derive_key(const uint8_t master[32], const char *label, uint8_t out[32])
+{
+    s2a_hmac_sha256(master, 32, label, strlen(label), out);
+}
+
+void
+s2a_api_key_mac(const uint8_t vkey[32], const char *key,
+                uint8_t out[S2A_SHA256_LEN])
+{
+    uint8_t h[S2A_SHA256_LEN];
+
+    s2a_sha256(key, strlen(key), h);
+    s2a_hmac_sha256(vkey, 32, h, sizeof(h), out);
+    OPENSSL_cleanse(h, sizeof(h));
 }
 
 #define GCM_NONCE 12

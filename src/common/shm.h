@@ -130,7 +130,8 @@ typedef struct s2a_shm_worker_s {
 
 /* Runtime settings every worker needs on the hot path. */
 typedef struct s2a_shm_settings_s {
-    uint8_t api_key_hash[32]; /* SHA-256 of the API key */
+    uint8_t api_key_hash[32]; /* s2a_api_key_mac() of the API key */
+    uint8_t api_key_vkey[32]; /* derived from secret.key by the master */
     int32_t log_level;        /* -1: follow the configuration file */
     int32_t policy;           /* s2a_policy_t */
     int32_t error_ban_threshold;

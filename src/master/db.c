@@ -528,21 +528,73 @@ s2a_db_setting_set(s2a_db_t *db, const char *key, const char *value)
  * Every runtime setting that has no row yet gets its default, or the
  * value its seed makes from the configuration (first start).
  */
+/*
+ * Brings a stored secret of row `s` to its current form, in place:
+ * a SEALED row in clear (older versions) is sealed, a bare SHA-256 API
+ * key becomes the keyed MAC. Returns 1 when `value` changed, 0 when it
+ * was current, -1 on error.
+ */
+static int
+upgrade_secret(const s2a_setting_t *s, const uint8_t key[32], char *value,
+               size_t len)
+{
+    uint8_t h[S2A_SHA256_LEN], vkey[32], mac[S2A_SHA256_LEN];
+    char *sealed;
+    size_t i;
+
+    if ((s->flags & S2A_SET_SEALED) && strncmp(value, "v1:", 3) != 0) {
+        sealed = s2a_seal(key, value);
+        if (sealed == NULL || strlen(sealed) >= len) {
+            free(sealed);
+            return -1;
+        }
+        snprintf(value, len, "%s", sealed);
+        free(sealed);
+        return 1;
+    }
+    if (s->type == S2A_SET_T_APIKEY && strlen(value) == 64
+        && s2a_is_hex(value, 64)) {
+        for (i = 0; i < sizeof(h); i++) {
+            sscanf(value + 2 * i, "%2hhx", &h[i]);
+        }
+        s2a_derive_key(key, S2A_APIKEY_LABEL, vkey);
+        s2a_hmac_sha256(vkey, sizeof(vkey), h, sizeof(h), mac);
+        memcpy(value, S2A_APIKEY_PREFIX, strlen(S2A_APIKEY_PREFIX));
+        s2a_hex(mac, sizeof(mac), value + strlen(S2A_APIKEY_PREFIX));
+        OPENSSL_cleanse(vkey, sizeof(vkey));
+        return 1;
+    }
+    return 0;
+}
+
 int
-s2a_db_seed(s2a_db_t *db, const s2a_conf_t *conf)
+s2a_db_seed(s2a_db_t *db, const s2a_conf_t *conf, const uint8_t key[32])
 {
     const s2a_setting_t *s;
-    char probe[8], value[S2A_PASSWORD_HASH_LEN + 64];
+    char value[S2A_PASSWORD_HASH_LEN + 64];
     size_t i;
-    int rc = S2A_ERROR, got;
+    int rc = S2A_ERROR, got, up;
 
     if (s2a_db_begin(db) != S2A_OK) {
         return S2A_ERROR;
     }
     for (i = 0; i < s2a_nsettings; i++) {
         s = &s2a_settings[i];
-        got = s2a_db_setting_get(db, s->name, probe, sizeof(probe));
+        got = s2a_db_setting_get(db, s->name, value, sizeof(value));
         if (got == S2A_OK) {
+            /* Secrets an older version stored weaker are converted once. */
+            up = upgrade_secret(s, key, value, sizeof(value));
+            if (up < 0
+                || (up > 0 && s2a_db_setting_set(db, s->name, value) != S2A_OK))
+            {
+                goto done;
+            }
+            if (up > 0) {
+                s2a_log(LOG_NOTICE, 0, "runtime setting %s: %s", s->name,
+                        s->type == S2A_SET_T_APIKEY
+                            ? "stored as a keyed HMAC instead of SHA-256"
+                            : "sealed under secret.key");
+            }
             continue;
         }
         if (got != S2A_DECLINED) {
@@ -555,7 +607,9 @@ s2a_db_seed(s2a_db_t *db, const s2a_conf_t *conf)
             s2a_log(LOG_ERR, 0, "cannot make the first value of %s", s->name);
             goto done;
         }
-        if (s2a_db_setting_set(db, s->name, value) != S2A_OK) {
+        if (upgrade_secret(s, key, value, sizeof(value)) < 0
+            || s2a_db_setting_set(db, s->name, value) != S2A_OK)
+        {
             goto done;
         }
     }
@@ -570,10 +624,11 @@ done:
 }
 
 int
-s2a_db_load_settings(s2a_db_t *db, s2a_shm_settings_t *out, bool warn)
+s2a_db_load_settings(s2a_db_t *db, s2a_shm_settings_t *out, bool warn,
+                     const uint8_t key[32])
 {
     const s2a_setting_t *s;
-    char buf[1024], err[256];
+    char buf[1024], err[256], *plain;
     size_t i;
     int rc;
 
@@ -583,6 +638,14 @@ s2a_db_load_settings(s2a_db_t *db, s2a_shm_settings_t *out, bool warn)
         rc = s2a_db_setting_get(db, s->name, buf, sizeof(buf));
         if (rc == S2A_ERROR) {
             return S2A_ERROR;
+        }
+        if (rc == S2A_OK && (s->flags & S2A_SET_SEALED)) {
+            plain = s2a_open(key, buf);
+            snprintf(buf, sizeof(buf), "%s", plain != NULL ? plain : "");
+            if (plain != NULL) {
+                OPENSSL_cleanse(plain, strlen(plain));
+                free(plain);
+            }
         }
         if (rc == S2A_OK
             && s2a_setting_parse(s, buf, out, err, sizeof(err)) == S2A_OK) {

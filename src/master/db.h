@@ -49,20 +49,26 @@ int s2a_db_setting_get(s2a_db_t *db, const char *key, char *buf, size_t len);
 int s2a_db_setting_set(s2a_db_t *db, const char *key, const char *value);
 
 /*
+ * Secrets are kept in their current form: SEALED rows sealed with `key`
+ * (secret.key), the API key as a keyed HMAC (S2A_SET_T_APIKEY); rows an
+ * older version stored in clear or as a bare SHA-256 are converted here,
+ * once, in the same transaction.
+ *
  * Stores every runtime setting that has no row yet: its default, or what
  * its seed makes from the [defaults] section of `conf` (the API key and
  * admin password hashed). Rows present are left alone. Returns S2A_OK or
  * S2A_ERROR.
  */
-int s2a_db_seed(s2a_db_t *db, const s2a_conf_t *conf);
+int s2a_db_seed(s2a_db_t *db, const s2a_conf_t *conf, const uint8_t key[32]);
 
 /*
  * Builds the shm settings snapshot from the database, row by row of the
- * settings table. A stored value its row refuses is replaced by the
+ * settings table (SEALED rows opened with `key`). A stored value its row refuses is replaced by the
  * default (with a warning naming the key when `warn`); a required one
  * missing or corrupt fails with S2A_ERROR.
  */
-int s2a_db_load_settings(s2a_db_t *db, s2a_shm_settings_t *out, bool warn);
+int s2a_db_load_settings(s2a_db_t *db, s2a_shm_settings_t *out, bool warn,
+                         const uint8_t key[32]);
 
 /* Adds `count` to the usage row (day, route, status). */
 int s2a_db_usage_add(s2a_db_t *db, const char *day, const char *route,

@@ -809,8 +809,9 @@ s2a_master_run(s2a_conf_t *conf, const s2a_master_opts_t *opts)
         s2a_log(LOG_ERR, 0, "database: %s", err);
         goto done;
     }
-    if (s2a_db_seed(s2a_master.db, conf) != S2A_OK
-        || load_secret_key(conf) != S2A_OK)
+    /* The key first: seeding seals secrets and converts older ones. */
+    if (load_secret_key(conf) != S2A_OK
+        || s2a_db_seed(s2a_master.db, conf, s2a_master.key) != S2A_OK)
     {
         goto done;
     }

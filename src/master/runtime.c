@@ -37,9 +37,13 @@ s2a_runtime_publish(bool warn)
 {
     s2a_shm_settings_t s;
 
-    if (s2a_db_load_settings(s2a_master.db, &s, warn) != S2A_OK) {
+    if (s2a_db_load_settings(s2a_master.db, &s, warn, s2a_master.key) != S2A_OK)
+    {
         return S2A_ERROR;
     }
+    /* Workers verify API keys with this derived key; secret.key itself
+     * never leaves the master. */
+    s2a_derive_key(s2a_master.key, S2A_APIKEY_LABEL, s.api_key_vkey);
     s2a_shm_settings_write(s2a_master.shm, &s);
     apply_log_level();
     return S2A_OK;
@@ -56,7 +60,7 @@ s2a_runtime_warn_defaults(void)
                 "the admin password is still the default "
                 "\"admin\": change it in the admin UI");
     }
-    s2a_sha256("han1234", 7, hash);
+    s2a_api_key_mac(s2a_master.shm->settings.api_key_vkey, "han1234", hash);
     if (memcmp(hash, s2a_master.shm->settings.api_key_hash, sizeof(hash)) == 0)
     {
         s2a_log(LOG_WARNING, 0,
@@ -67,8 +71,8 @@ s2a_runtime_warn_defaults(void)
 
 /*
  * A value a worker wants for setting `key`, checked against its row of
- * the settings table. Secrets arrive already hashed: the master never
- * sees a password or an API key.
+ * the settings table. Secrets arrive already hashed (the API key as its
+ * keyed MAC): the master never sees a password or an API key.
  */
 static int
 validate_setting(const char *key, const char *value, char *err, size_t errlen)

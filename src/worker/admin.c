@@ -779,7 +779,7 @@ static void
 handle_apikey(s2a_req_t *req)
 {
     uint8_t hash[S2A_SHA256_LEN];
-    char hex[2 * S2A_SHA256_LEN + 1];
+    char hex[2 * S2A_SHA256_LEN + 1], stored[sizeof(hex) + 16];
     const char *key, *p;
     json_t *in;
 
@@ -800,11 +800,15 @@ handle_apikey(s2a_req_t *req)
                               "characters without spaces");
         return;
     }
-    /* Only the hash is stored: the key cannot be shown again. */
-    s2a_sha256(key, strlen(key), hash);
+    /* Only a keyed hash is stored (the key is derived from secret.key by
+     * the master): the key cannot be shown again, and a copy of the
+     * database alone does not allow guessing it offline. */
+    s2a_worker_refresh_settings();
+    s2a_api_key_mac(s2a_worker.settings.api_key_vkey, key, hash);
     s2a_hex(hash, sizeof(hash), hex);
+    snprintf(stored, sizeof(stored), "%s%s", S2A_APIKEY_PREFIX, hex);
     json_decref(in);
-    apply_settings(req, json_pack("{s:s}", "api_key_sha256", hex),
+    apply_settings(req, json_pack("{s:s}", "api_key_sha256", stored),
                    "API key updated");
 }
 

@@ -176,3 +176,48 @@ test('the database, its WAL and index and secret.key are mode 0600', async () =>
     d.cleanup();
   }
 });
+
+test('secrets at rest: the session secret is sealed, the API key a keyed HMAC; older clear values migrate', async () => {
+  const crypto = require('node:crypto');
+  const d = new Daemon();
+  try {
+    await d.start();
+    const stored = (k) => d.sqlite(`SELECT value FROM settings WHERE key = '${k}'`);
+    assert.match(stored('session_secret'), /^v1:/);
+    const sha = (s) => crypto.createHash('sha256').update(s).digest('hex');
+    assert.match(stored('api_key_sha256'), /^hmac-sha256:[0-9a-f]{64}$/);
+    assert.ok(!stored('api_key_sha256').includes(sha('han1234')));
+    assert.match(d.log(), /the API key is still the shipped default/);
+    assert.equal((await request(d.base, 'GET', '/v1/models', { headers: AUTH })).status, 200);
+    assert.equal((await d.stop()).code, 0);
+
+    // What an older version stored: the secret in clear, a bare SHA-256.
+    const secret = crypto.randomBytes(32).toString('hex');
+    d.sqlite(`UPDATE settings SET value = '${secret}' WHERE key = 'session_secret';` +
+      `UPDATE settings SET value = '${sha('sk-legacy-key-0001')}' WHERE key = 'api_key_sha256'`);
+    await d.start();
+    assert.match(stored('session_secret'), /^v1:/);
+    assert.ok(!d.sqlite('SELECT group_concat(value) FROM settings').includes(secret));
+    assert.match(stored('api_key_sha256'), /^hmac-sha256:/);
+    assert.match(d.log(), /session_secret: sealed under secret.key/);
+    assert.equal((await request(d.base, 'GET', '/v1/models', { headers: { Authorization: 'Bearer sk-legacy-key-0001' } })).status, 200);
+    assert.equal((await request(d.base, 'GET', '/v1/models', { headers: AUTH })).status, 401);
+    // A session signed with the migrated secret (as an older daemon would
+    // have issued) is still accepted: the secret itself did not change.
+    const nonce = crypto.randomBytes(16).toString('hex');
+    const exp = Math.floor(Date.now() / 1000) + 3600;
+    const body = `s2a1.${exp}.1.${nonce}`;
+    const mac = crypto.createHmac('sha256', Buffer.from(secret, 'hex')).update(body).digest('hex');
+    const session = await request(d.base, 'GET', '/api/session', { headers: { Authorization: `Bearer ${body}.${mac}` } });
+    assert.equal(session.status, 200, 'a session of the old secret');
+    // A new key set through the admin API is stored keyed too.
+    const t = (await login(d, 'admin', 'admin')).json.token;
+    assert.equal((await request(d.base, 'POST', '/api/admin/apikey', { headers: { Authorization: `Bearer ${t}` }, body: json({ new_api_key: 'sk-new-key-0002' }) })).status, 200);
+    assert.match(stored('api_key_sha256'), /^hmac-sha256:/);
+    assert.equal((await request(d.base, 'GET', '/v1/models', { headers: { Authorization: 'Bearer sk-new-key-0002' } })).status, 200);
+    assert.equal((await d.stop()).code, 0);
+    assert.deepEqual(d.unexpectedErrors(), []);
+  } finally {
+    d.cleanup();
+  }
+});
