@@ -788,9 +788,11 @@ s2a_master_run(s2a_conf_t *conf, const s2a_master_opts_t *opts)
         return S2A_EXIT_FAILURE;
     }
     s2a_daemon_raise_fd_limit();
+    /* The pid file first: the same configuration started twice is told
+     * "already running"; another one on the same data_dir, the lock. */
     if (s2a_daemon_make_dirs(conf) != S2A_OK
-        || s2a_daemon_lock_data_dir(conf) != S2A_OK
-        || s2a_daemon_pidfile_write(conf->pidfile) != S2A_OK)
+        || s2a_daemon_pidfile_write(conf->pidfile) != S2A_OK
+        || s2a_daemon_lock_data_dir(conf) != S2A_OK)
     {
         goto done;
     }
