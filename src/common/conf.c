@@ -56,6 +56,10 @@ const s2a_conf_key_t s2a_conf_keys[] = {
     { "server", "admin_cors_origins", S2A_CONF_T_STRING,
       OFF(admin_cors_origins), SZ(admin_cors_origins), 0, 0, S2A_CONF_RELOAD,
       "", "blank-separated exact origins allowed to call /api/* (CORS)" },
+    { "server", "trusted_proxies", S2A_CONF_T_CIDRS, OFF(trusted_proxies), 0, 0,
+      0, S2A_CONF_RELOAD, "",
+      "proxies (addresses or a/n networks, blank-separated) whose "
+      "X-Forwarded-For header names the client of an admin login" },
 
     { "paths", "data_dir", S2A_CONF_T_PATH, OFF(data_dir), SZ(data_dir), 0, 0,
       0, "var/data", "directory of the SQLite database and key files" },
@@ -272,6 +276,125 @@ bad:
     return S2A_ERROR;
 }
 
+/* One address or network "a", "a/n" into `c`. */
+static int
+parse_cidr_one(const char *tok, s2a_cidr_t *c)
+{
+    char host[64], *slash, *end;
+    long n;
+    int max;
+
+    if (snprintf(host, sizeof(host), "%s", tok) >= (int) sizeof(host)) {
+        return S2A_ERROR;
+    }
+    memset(c, 0, sizeof(*c));
+    slash = strchr(host, '/');
+    if (slash != NULL) {
+        *slash++ = '\0';
+    }
+    if (inet_pton(AF_INET, host, c->addr) == 1) {
+        c->family = AF_INET;
+        max = 32;
+    } else if (inet_pton(AF_INET6, host, c->addr) == 1) {
+        c->family = AF_INET6;
+        max = 128;
+    } else {
+        return S2A_ERROR;
+    }
+    c->prefix = max;
+    if (slash != NULL) {
+        if (*slash < '0' || *slash > '9') {
+            return S2A_ERROR;
+        }
+        n = strtol(slash, &end, 10);
+        if (*end != '\0' || n < 0 || n > max) {
+            return S2A_ERROR;
+        }
+        c->prefix = (int) n;
+    }
+    return S2A_OK;
+}
+
+static int
+parse_cidrs(s2a_conf_t *conf, const char *value, char *err, size_t errlen)
+{
+    char buf[2048], *tok, *save = NULL;
+    int n = 0;
+
+    if (snprintf(buf, sizeof(buf), "%s", value) >= (int) sizeof(buf)) {
+        snprintf(err, errlen, "trusted_proxies value too long");
+        return S2A_ERROR;
+    }
+    for (tok = strtok_r(buf, " \t,", &save); tok != NULL;
+         tok = strtok_r(NULL, " \t,", &save))
+    {
+        if (n == S2A_CONF_MAX_PROXIES) {
+            snprintf(err, errlen, "more than %d trusted proxies",
+                     S2A_CONF_MAX_PROXIES);
+            return S2A_ERROR;
+        }
+        if (parse_cidr_one(tok, &conf->trusted_proxies[n]) != S2A_OK) {
+            snprintf(err, errlen,
+                     "bad trusted proxy \"%s\": want a numeric address or "
+                     "address/prefix",
+                     tok);
+            return S2A_ERROR;
+        }
+        n++;
+    }
+    conf->n_trusted_proxies = n;
+    return S2A_OK;
+}
+
+static bool
+cidr_has(const s2a_cidr_t *c, const uint8_t *addr)
+{
+    int bytes = c->prefix / 8, bits = c->prefix % 8;
+    uint8_t mask;
+
+    if (memcmp(c->addr, addr, (size_t) bytes) != 0) {
+        return false;
+    }
+    if (bits == 0) {
+        return true;
+    }
+    mask = (uint8_t) (0xff << (8 - bits));
+    return (c->addr[bytes] & mask) == (addr[bytes] & mask);
+}
+
+bool
+s2a_conf_is_trusted_proxy(const s2a_conf_t *conf, const char *addr)
+{
+    static const uint8_t mapped[12] = {
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff
+    };
+    uint8_t a6[16], a4[4];
+    bool v4 = false, v6 = false;
+    int i;
+
+    if (addr == NULL || conf->n_trusted_proxies == 0) {
+        return false;
+    }
+    if (inet_pton(AF_INET, addr, a4) == 1) {
+        v4 = true;
+    } else if (inet_pton(AF_INET6, addr, a6) == 1) {
+        v6 = true;
+        if (memcmp(a6, mapped, sizeof(mapped)) == 0) {
+            memcpy(a4, a6 + 12, 4);
+            v4 = true;
+        }
+    }
+    for (i = 0; i < conf->n_trusted_proxies; i++) {
+        const s2a_cidr_t *c = &conf->trusted_proxies[i];
+        if ((c->family == AF_INET && v4 && cidr_has(c, a4))
+            || (c->family == AF_INET6 && v6 && cidr_has(c, a6)))
+        {
+            return true;
+        }
+    }
+    return false;
+}
+
 static int
 parse_listen(s2a_conf_t *conf, const char *value, char *err, size_t errlen)
 {
@@ -444,6 +567,8 @@ s2a_conf_set(s2a_conf_t *conf, const s2a_conf_key_t *key, const char *value,
         return S2A_OK;
 
     case S2A_CONF_T_LISTEN: return parse_listen(conf, value, err, errlen);
+
+    case S2A_CONF_T_CIDRS: return parse_cidrs(conf, value, err, errlen);
 
     case S2A_CONF_T_BOOL:
         if (strcmp(value, "yes") == 0 || strcmp(value, "on") == 0

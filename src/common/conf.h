@@ -29,6 +29,14 @@ typedef struct s2a_listen_s {
     int family; /* AF_INET or AF_INET6 */
 } s2a_listen_t;
 
+/* A network: `prefix` leading bits of `addr` (IPv4 in the first 4). */
+#define S2A_CONF_MAX_PROXIES 32
+typedef struct s2a_cidr_s {
+    int family; /* AF_INET or AF_INET6 */
+    int prefix;
+    uint8_t addr[16];
+} s2a_cidr_t;
+
 typedef struct s2a_conf_s {
     char path[PATH_MAX]; /* file loaded, "" for embedded defaults */
 
@@ -49,6 +57,9 @@ typedef struct s2a_conf_s {
     long max_inflight_body; /* bytes of request bodies one worker holds */
     /* blank-separated origins allowed to call the admin API (CORS) */
     char admin_cors_origins[1024];
+    /* peers whose X-Forwarded-For names the client (admin login) */
+    s2a_cidr_t trusted_proxies[S2A_CONF_MAX_PROXIES];
+    int n_trusted_proxies;
 
     /* [paths] */
     char data_dir[PATH_MAX];
@@ -89,7 +100,8 @@ typedef enum {
     S2A_CONF_T_LOGLEVEL,
     S2A_CONF_T_LISTEN,
     S2A_CONF_T_WORKERS,
-    S2A_CONF_T_BOOL /* yes/no, on/off, true/false, 1/0 */
+    S2A_CONF_T_BOOL, /* yes/no, on/off, true/false, 1/0 */
+    S2A_CONF_T_CIDRS /* addresses or networks (a/n), blank-separated */
 } s2a_conf_type_t;
 
 typedef struct s2a_conf_key_s {
@@ -136,6 +148,12 @@ const s2a_conf_key_t *s2a_conf_find(const char *section, const char *name);
 
 /* Prints every key as "section.name = default  # flags" to `fp`. */
 void s2a_conf_dump_keys(void *fp);
+
+/*
+ * True when the numeric address `addr` (IPv4, IPv6 or IPv4-mapped IPv6)
+ * lies in one of the `trusted_proxies` networks of `conf`.
+ */
+bool s2a_conf_is_trusted_proxy(const s2a_conf_t *conf, const char *addr);
 
 /* Formats a listen address as host:port ([v6]:port). */
 const char *s2a_listen_str(const s2a_listen_t *l, char *buf, size_t len);

@@ -5,11 +5,13 @@
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <openssl/rand.h>
 
 #include <errno.h>
 #include <limits.h>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <stdio.h>
@@ -142,6 +144,35 @@ s2a_password_verify(const char *password, const char *stored)
     return ok;
 }
 
+void
+s2a_hmac_sha256(const void *key, size_t keylen, const void *data, size_t len,
+                uint8_t out[S2A_SHA256_LEN])
+{
+    unsigned int n = S2A_SHA256_LEN;
+
+    if (HMAC(EVP_sha256(), key, (int) keylen, data, len, out, &n) == NULL) {
+        /* Cannot happen with SHA-256; never leave a guessable value. */
+        (void) s2a_random_bytes(out, S2A_SHA256_LEN);
+    }
+}
+
+void
+s2a_derive_key(const uint8_t master[32], const char *label, uint8_t out[32])
+{
+    s2a_hmac_sha256(master, 32, label, strlen(label), out);
+}
+
+void
+s2a_api_key_mac(const uint8_t vkey[32], const char *key,
+                uint8_t out[S2A_SHA256_LEN])
+{
+    uint8_t h[S2A_SHA256_LEN];
+
+    s2a_sha256(key, strlen(key), h);
+    s2a_hmac_sha256(vkey, 32, h, sizeof(h), out);
+    OPENSSL_cleanse(h, sizeof(h));
+}
+
 #define GCM_NONCE 12
 #define GCM_TAG   16
 
@@ -258,6 +289,8 @@ s2a_key_file_load(const char *path, uint8_t key[32])
 
     fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd >= 0) {
+        /* A key file left readable by others is made private again. */
+        (void) fchmod(fd, 0600);
         n = read(fd, key, 32);
         close(fd);
         if (n != 32) {

@@ -20,6 +20,29 @@ int s2a_random_bytes(void *buf, size_t len);
 /* Lower-case hex of `len` bytes into `out` (2*len+1 bytes). */
 void s2a_hex(const uint8_t *in, size_t len, char *out);
 
+/* HMAC-SHA256 of `len` bytes under a key of `keylen` bytes. */
+void s2a_hmac_sha256(const void *key, size_t keylen, const void *data,
+                     size_t len, uint8_t out[S2A_SHA256_LEN]);
+
+/*
+ * A key for one purpose, derived from the master key (secret.key):
+ * HMAC-SHA256(master, label). Knowing it reveals neither the master key
+ * nor any other derived key.
+ */
+void s2a_derive_key(const uint8_t master[32], const char *label,
+                    uint8_t out[32]);
+
+/*
+ * API keys at rest: HMAC-SHA256 under the API key verification key (see
+ * S2A_APIKEY_LABEL) of the key's SHA-256, stored as S2A_APIKEY_PREFIX +
+ * hex. Hashing first lets a stored bare SHA-256 of an older version be
+ * converted without knowing the key.
+ */
+#define S2A_APIKEY_LABEL  "sora2api api key verification v1"
+#define S2A_APIKEY_PREFIX "hmac-sha256:"
+void s2a_api_key_mac(const uint8_t vkey[32], const char *key,
+                     uint8_t out[S2A_SHA256_LEN]);
+
 #define S2A_PASSWORD_HASH_LEN 160
 #define S2A_PBKDF2_ITERATIONS 210000
 

@@ -21,6 +21,7 @@ const s2a_op_t s2a_ops[] = {
     { "set_setting", TO_MASTER, "id:int key:str value:str", "", s2a_op_set_settings, 0 },
     { "set_settings", TO_MASTER, "id:int values:obj", "", s2a_op_set_settings, 0 },
     { "revoke_session", TO_MASTER, "id:int nonce:str expires:int", "", s2a_op_revoke_session, 0 },
+    { "throttle_save", TO_MASTER, "rows:arr", NULL, s2a_op_throttle_save, S2A_OP_QUEUED },
     /* worker -> master: the account pool */
     { "token_exists", TO_MASTER, "id:int sha256:str? email:str?", "exists:bool token_id:int? email:str?", s2a_op_token_exists, 0 },
     { "token_add", TO_MASTER, "id:int sha256:str fields:obj state:str?", "token_id:int? code:str? email:str?", s2a_op_token_add, 0 },

@@ -64,6 +64,7 @@ void s2a_op_usage(void *from, json_t *msg);
 void s2a_op_ping(void *from, json_t *msg);
 void s2a_op_set_settings(void *from, json_t *msg);
 void s2a_op_revoke_session(void *from, json_t *msg);
+void s2a_op_throttle_save(void *from, json_t *msg);
 void s2a_op_token_exists(void *from, json_t *msg);
 void s2a_op_token_add(void *from, json_t *msg);
 void s2a_op_token_update(void *from, json_t *msg);

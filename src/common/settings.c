@@ -24,6 +24,8 @@ static const char *const http_schemes[] = { "http", "https", NULL };
 static const char *const proxy_schemes[] = { "http", "https", "socks5",
                                              "socks5h", NULL };
 
+/* A bare SHA-256, as older versions stored it: the database converts it
+ * to the keyed form (S2A_SET_T_APIKEY) in the same transaction. */
 static int
 seed_api_key(const s2a_conf_t *conf, char *out, size_t len)
 {
@@ -79,7 +81,7 @@ seed_random_key(const s2a_conf_t *conf, char *out, size_t len)
 /* clang-format off */
 const s2a_setting_t s2a_settings[] = {
     /* Credentials */
-    { "api_key_sha256", S2A_SET_T_HEX256, 0, 0, NULL, NULL, seed_api_key,
+    { "api_key_sha256", S2A_SET_T_APIKEY, 0, 0, NULL, NULL, seed_api_key,
       NULL, OFF(api_key_hash), SZ(api_key_hash),
       S2A_SET_SECRET | S2A_SET_REQUIRED, "/api/admin/apikey", "at once",
       NULL, NULL },
@@ -97,8 +99,8 @@ const s2a_setting_t s2a_settings[] = {
       NULL, NULL },
     { "session_secret", S2A_SET_T_HEX256, 0, 0, NULL, NULL, seed_random_key,
       NULL, OFF(session_secret), SZ(session_secret),
-      S2A_SET_SECRET | S2A_SET_REQUIRED | S2A_SET_INTERNAL, NULL,
-      "never changes", NULL, NULL },
+      S2A_SET_SECRET | S2A_SET_REQUIRED | S2A_SET_INTERNAL | S2A_SET_SEALED,
+      NULL, "never changes", NULL, NULL },
     { "session_epoch", S2A_SET_T_EPOCH, 1, 0xffffffffL, NULL, "1", NULL, NULL,
       OFF(session_epoch), SZ(session_epoch), 0, "/api/admin/password",
       "at once: older sessions end", NULL, NULL },
@@ -355,6 +357,10 @@ refusal(const s2a_setting_t *s, char *err, size_t errlen)
     case S2A_SET_T_EPOCH:
         snprintf(err, errlen, "%s can only be bumped", s->name);
         break;
+    case S2A_SET_T_APIKEY:
+        snprintf(err, errlen, "%s must be %s and 64 hex digits", s->name,
+                 S2A_APIKEY_PREFIX);
+        break;
     }
 }
 
@@ -413,6 +419,13 @@ s2a_setting_parse(const s2a_setting_t *s, const char *value,
             goto refused;
         }
         break;
+    case S2A_SET_T_APIKEY:
+        if (strncmp(value, S2A_APIKEY_PREFIX, strlen(S2A_APIKEY_PREFIX)) != 0
+            || !unhex256(value + strlen(S2A_APIKEY_PREFIX), key))
+        {
+            goto refused;
+        }
+        break;
     case S2A_SET_T_PWHASH:
         if (strncmp(value, "pbkdf2-sha256$", 14) != 0 || len >= s->size
             || !is_printable(value))
@@ -437,6 +450,7 @@ s2a_setting_parse(const s2a_setting_t *s, const char *value,
         memcpy(field, value, len);
         break;
     case S2A_SET_T_HEX256:
+    case S2A_SET_T_APIKEY:
         memcpy(field, key, sizeof(key));
         OPENSSL_cleanse(key, sizeof(key));
         break;

@@ -26,7 +26,8 @@ typedef enum {
     S2A_SET_T_URL,      /* "" or a URL with a scheme of `values` -> char[] */
     S2A_SET_T_HEX256,   /* 64 lower-case hex digits -> uint8_t[32] */
     S2A_SET_T_PWHASH,   /* an s2a_password_hash() string -> char[] */
-    S2A_SET_T_EPOCH     /* a counter workers can only bump -> uint32_t */
+    S2A_SET_T_EPOCH,    /* a counter workers can only bump -> uint32_t */
+    S2A_SET_T_APIKEY    /* S2A_APIKEY_PREFIX + 64 hex digits -> uint8_t[32] */
 } s2a_setting_type_t;
 
 /* Row flags. */
@@ -34,6 +35,7 @@ typedef enum {
 #define S2A_SET_REQUIRED 0x02 /* missing or corrupt: the daemon cannot run */
 #define S2A_SET_INTERNAL 0x04 /* made by the daemon; workers cannot set it */
 #define S2A_SET_NONEMPTY 0x08 /* a URL that cannot be left empty */
+#define S2A_SET_SEALED   0x10 /* stored sealed under secret.key (s2a_seal) */
 
 /* Fills `out` with the first-start value made from the configuration. */
 typedef int (*s2a_setting_seed_pt)(const s2a_conf_t *conf, char *out,

@@ -812,14 +812,22 @@ s2a_shm_lease_count_locked(s2a_shm_t *shm, pid_t pid)
     return n;
 }
 
-#define THROTTLE_FREE_FAILS 5
-#define THROTTLE_WINDOW     (15 * 60)
-#define THROTTLE_MAX_LOCK   3600
+#define THROTTLE_WINDOW (15 * 60)
+
+/* What each kind of row allows (see shm.h for the policy in words). */
+static const struct {
+    int32_t budget; /* attempts before a lock */
+    int64_t first;  /* seconds of the first lock */
+    int64_t max;    /* longest lock */
+} throttle_policy[] = {
+    [S2A_THROTTLE_ADDR] = { 5, 60, 3600 },
+    [S2A_THROTTLE_USER] = { 20, 60, 900 },
+};
 
 /*
- * How willing we are to give up row `t` for a new address, lowest first:
+ * How willing we are to give up row `t` for a new key, lowest first:
  * a free row, then one whose window ran out, then one still counting,
- * then one that is locking an address out (evicting it would lift the
+ * then one that is locking a key out (evicting it would lift the
  * lock early, so those go last).
  */
 static int
@@ -835,14 +843,16 @@ throttle_class(const s2a_shm_throttle_t *t, int64_t now)
 }
 
 static s2a_shm_throttle_t *
-throttle_find(s2a_shm_t *shm, const uint8_t key[16], bool create, int64_t now)
+throttle_find(s2a_shm_t *shm, const uint8_t key[16], int32_t kind, bool create,
+              int64_t now)
 {
     s2a_shm_throttle_t *t, *victim = NULL;
     int i, c, vc = 0;
 
     for (i = 0; i < S2A_SHM_THROTTLE; i++) {
         t = &shm->throttle[i];
-        if (memcmp(t->key, key, 16) == 0 && t->window_start != 0) {
+        if (memcmp(t->key, key, 16) == 0 && t->kind == kind
+            && t->window_start != 0) {
             return t;
         }
         /* Reuse the stalest row: a free one, else an expired window, else
@@ -861,16 +871,83 @@ throttle_find(s2a_shm_t *shm, const uint8_t key[16], bool create, int64_t now)
     }
     memset(victim, 0, sizeof(*victim));
     memcpy(victim->key, key, 16);
+    victim->kind = kind;
     victim->window_start = now;
     return victim;
+}
+
+/* Counts one attempt on `t`; `free` attempts pass before a lock. Returns
+ * the lock it starts (0: none). */
+static int64_t
+throttle_count(s2a_shm_throttle_t *t, int32_t budget, int64_t now)
+{
+    int64_t lock;
+    int over;
+
+    if (t->window_start + THROTTLE_WINDOW < now && t->locked_until <= now) {
+        t->fails = 0;
+        t->window_start = now;
+    }
+    t->fails++;
+    if (t->fails < budget) {
+        return 0;
+    }
+    over = t->fails - budget;
+    lock = throttle_policy[t->kind].first << (over > 6 ? 6 : over);
+    if (lock > throttle_policy[t->kind].max) {
+        lock = throttle_policy[t->kind].max;
+    }
+    t->locked_until = now + lock;
+    /* The window follows the lock so a locked key stays counted. */
+    t->window_start = now;
+    return lock;
+}
+
+int64_t
+s2a_shm_throttle_reserve_locked(s2a_shm_t *shm, const uint8_t addr[16],
+                                const uint8_t *user, int64_t now, bool *locked)
+{
+    s2a_shm_throttle_t *a, *u = NULL;
+    int32_t budget = throttle_policy[S2A_THROTTLE_ADDR].budget;
+    int64_t la, lu = 0;
+
+    *locked = false;
+    a = throttle_find(shm, addr, S2A_THROTTLE_ADDR, false, now);
+    if (a != NULL && a->locked_until > now) {
+        return a->locked_until - now;
+    }
+    if (user != NULL) {
+        u = throttle_find(shm, user, S2A_THROTTLE_USER, false, now);
+    }
+    if (u != NULL && u->locked_until > now) {
+        /* A locked name: only an address with a clean window may try, and
+         * once. */
+        if (a != NULL && a->fails > 0
+            && a->window_start + THROTTLE_WINDOW >= now) {
+            return u->locked_until - now;
+        }
+        budget = 1;
+    }
+    a = throttle_find(shm, addr, S2A_THROTTLE_ADDR, true, now);
+    la = throttle_count(a, budget, now);
+    if (user != NULL) {
+        u = throttle_find(shm, user, S2A_THROTTLE_USER, true, now);
+        lu = throttle_count(u, throttle_policy[S2A_THROTTLE_USER].budget, now);
+    }
+    *locked = la > 0 || lu > 0;
+    return 0;
 }
 
 int64_t
 s2a_shm_throttle_check_locked(s2a_shm_t *shm, const uint8_t key[16],
                               int64_t now)
 {
-    s2a_shm_throttle_t *t = throttle_find(shm, key, false, now);
+    s2a_shm_throttle_t *t;
 
+    t = throttle_find(shm, key, S2A_THROTTLE_ADDR, false, now);
+    if (t == NULL) {
+        t = throttle_find(shm, key, S2A_THROTTLE_USER, false, now);
+    }
     if (t == NULL || t->locked_until <= now) {
         return 0;
     }
@@ -880,36 +957,54 @@ s2a_shm_throttle_check_locked(s2a_shm_t *shm, const uint8_t key[16],
 int64_t
 s2a_shm_throttle_fail_locked(s2a_shm_t *shm, const uint8_t key[16], int64_t now)
 {
-    s2a_shm_throttle_t *t = throttle_find(shm, key, true, now);
-    int64_t lock;
-    int over;
+    s2a_shm_throttle_t *t =
+        throttle_find(shm, key, S2A_THROTTLE_ADDR, true, now);
 
-    if (t->window_start + THROTTLE_WINDOW < now && t->locked_until <= now) {
-        t->fails = 0;
-        t->window_start = now;
-    }
-    t->fails++;
-    if (t->fails < THROTTLE_FREE_FAILS) {
-        return 0;
-    }
-    over = t->fails - THROTTLE_FREE_FAILS;
-    lock = 60LL << (over > 6 ? 6 : over);
-    if (lock > THROTTLE_MAX_LOCK) {
-        lock = THROTTLE_MAX_LOCK;
-    }
-    t->locked_until = now + lock;
-    /* The window follows the lock so a locked address stays counted. */
-    t->window_start = now;
-    return lock;
+    return throttle_count(t, throttle_policy[S2A_THROTTLE_ADDR].budget, now);
 }
 
 void
 s2a_shm_throttle_reset_locked(s2a_shm_t *shm, const uint8_t key[16])
 {
-    s2a_shm_throttle_t *t = throttle_find(shm, key, false, 0);
+    s2a_shm_throttle_t *t;
+    int32_t kind;
 
-    if (t != NULL) {
-        memset(t, 0, sizeof(*t));
+    for (kind = S2A_THROTTLE_ADDR; kind <= S2A_THROTTLE_USER; kind++) {
+        t = throttle_find(shm, key, kind, false, 0);
+        if (t != NULL) {
+            memset(t, 0, sizeof(*t));
+        }
+    }
+}
+
+int
+s2a_shm_throttle_get_locked(s2a_shm_t *shm, const uint8_t key[16],
+                            s2a_shm_throttle_t *out)
+{
+    s2a_shm_throttle_t *t;
+    int32_t kind;
+
+    for (kind = S2A_THROTTLE_ADDR; kind <= S2A_THROTTLE_USER; kind++) {
+        t = throttle_find(shm, key, kind, false, 0);
+        if (t != NULL) {
+            *out = *t;
+            return S2A_OK;
+        }
+    }
+    return S2A_DECLINED;
+}
+
+void
+s2a_shm_throttle_put_locked(s2a_shm_t *shm, const s2a_shm_throttle_t *row)
+{
+    s2a_shm_throttle_t *t;
+
+    if (row->kind != S2A_THROTTLE_ADDR && row->kind != S2A_THROTTLE_USER) {
+        return;
+    }
+    t = throttle_find(shm, row->key, row->kind, true, row->window_start);
+    if (row->locked_until >= t->locked_until) {
+        *t = *row;
     }
 }
 

@@ -27,7 +27,7 @@
 #include <sys/types.h>
 
 #define S2A_SHM_MAGIC   0x5332414153484d31ULL /* "S2AASHM1" */
-#define S2A_SHM_VERSION 1
+#define S2A_SHM_VERSION 2
 #define S2A_SHM_AT_MAX  4096 /* longest access token kept */
 #define S2A_SHM_WORKERS 128  /* worker rows (slots x generations) */
 
@@ -130,7 +130,8 @@ typedef struct s2a_shm_worker_s {
 
 /* Runtime settings every worker needs on the hot path. */
 typedef struct s2a_shm_settings_s {
-    uint8_t api_key_hash[32]; /* SHA-256 of the API key */
+    uint8_t api_key_hash[32]; /* s2a_api_key_mac() of the API key */
+    uint8_t api_key_vkey[32]; /* derived from secret.key by the master */
     int32_t log_level;        /* -1: follow the configuration file */
     int32_t policy;           /* s2a_policy_t */
     int32_t error_ban_threshold;
@@ -158,12 +159,20 @@ typedef struct s2a_shm_settings_s {
     char admin_password_hash[160];
 } s2a_shm_settings_t;
 
-/* Failed admin logins per client address (see s2a_shm_throttle_*). */
+/*
+ * Admin login attempts per client address and per user name (see
+ * s2a_shm_throttle_*). An attempt is counted before its password check.
+ */
 #define S2A_SHM_THROTTLE 256
+typedef enum {
+    S2A_THROTTLE_ADDR = 0, /* key: hash of the client address */
+    S2A_THROTTLE_USER      /* key: hash of the admin user name */
+} s2a_throttle_kind_t;
+
 typedef struct s2a_shm_throttle_s {
-    uint8_t key[16]; /* truncated hash of the client address */
-    int32_t fails;
-    int32_t _pad;
+    uint8_t key[16];      /* truncated hash of the address or user name */
+    int32_t fails;        /* attempts in the window not ended by a success */
+    int32_t kind;         /* s2a_throttle_kind_t */
     int64_t window_start; /* unix seconds */
     int64_t locked_until; /* unix seconds */
 } s2a_shm_throttle_t;
@@ -225,6 +234,8 @@ typedef struct s2a_shm_s {
     s2a_shm_worker_t workers[S2A_SHM_WORKERS];
 
     s2a_shm_throttle_t throttle[S2A_SHM_THROTTLE];
+    /* Admin password checks started (any worker; tests read it). */
+    _Atomic uint64_t login_checks;
     s2a_shm_revoked_t revoked[S2A_SHM_REVOKED];
 
     /* Offsets from the start of the region. */
@@ -384,17 +395,39 @@ int s2a_shm_release_owner_locked(s2a_shm_t *shm, pid_t pid);
 int s2a_shm_lease_count_locked(s2a_shm_t *shm, pid_t pid);
 
 /*
- * Login throttling (lock held). `_check` returns the seconds the address
- * `key` must still wait (0: may try). `_fail` records a failed attempt
- * and returns the wait it now imposes; `_reset` forgets the address.
- * Policy: 5 failures within 15 minutes lock the address for 1 minute,
- * doubling with every further failure up to 1 hour.
+ * Login throttling (lock held). Policy, per address: 5 attempts within
+ * 15 minutes lock the address for 1 minute, doubling with every further
+ * attempt up to 1 hour. Per user name (gentler, since anyone can send
+ * it): 20 attempts within 15 minutes from any addresses lock the name
+ * for 1 minute, doubling up to 15 minutes; while it is locked an address
+ * with no attempt of its own in its window still gets one, so a flood
+ * from elsewhere cannot keep the real admin out.
+ *
+ * `_reserve` counts an attempt for `addr` (and `user`, unless NULL)
+ * before the password is checked, so parallel attempts cannot outrun the
+ * count. It returns 0 when the attempt may go ahead (then `locked` says
+ * whether it started a lock: persist the rows), or the seconds to wait
+ * (nothing counted). `_check` returns the wait of one row without
+ * counting; `_fail` counts one attempt for an address row and returns the
+ * wait it imposes; `_reset` forgets a row after a successful login.
  */
+int64_t s2a_shm_throttle_reserve_locked(s2a_shm_t *shm, const uint8_t addr[16],
+                                        const uint8_t *user, int64_t now,
+                                        bool *locked);
 int64_t s2a_shm_throttle_check_locked(s2a_shm_t *shm, const uint8_t key[16],
                                       int64_t now);
 int64_t s2a_shm_throttle_fail_locked(s2a_shm_t *shm, const uint8_t key[16],
                                      int64_t now);
 void s2a_shm_throttle_reset_locked(s2a_shm_t *shm, const uint8_t key[16]);
+
+/*
+ * Copies row `key` into `out` (S2A_OK) or S2A_DECLINED when it has none
+ * (persistence of the rows a lock started). `_put` stores a row read back
+ * from the database at start, keeping the later lock of the two.
+ */
+int s2a_shm_throttle_get_locked(s2a_shm_t *shm, const uint8_t key[16],
+                                s2a_shm_throttle_t *out);
+void s2a_shm_throttle_put_locked(s2a_shm_t *shm, const s2a_shm_throttle_t *row);
 
 /*
  * Revoked admin sessions (lock held). `_add` returns S2A_OK, or

@@ -18,11 +18,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 static bool pidfile_written;
+static int data_lock_fd = -1;
 
 int
 s2a_daemon_detach(int *status_fd)
@@ -94,6 +96,52 @@ s2a_daemon_make_dirs(const s2a_conf_t *conf)
         return S2A_ERROR;
     }
     return S2A_OK;
+}
+
+int
+s2a_daemon_lock_data_dir(const s2a_conf_t *conf)
+{
+    char path[PATH_MAX + 32], buf[32];
+    long pid;
+    ssize_t n;
+    int fd, len;
+
+    snprintf(path, sizeof(path), "%s/%s", conf->data_dir, S2A_DAEMON_LOCK_FILE);
+    fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        s2a_log(LOG_ERR, errno, "open(\"%s\") failed", path);
+        return S2A_ERROR;
+    }
+    (void) fchmod(fd, 0600);
+    /* Held for the master's life; the kernel drops it when the master
+     * dies, so a stale file never blocks a start (unlike a pid check). */
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        if (errno == EWOULDBLOCK) {
+            n = pread(fd, buf, sizeof(buf) - 1, 0);
+            buf[n > 0 ? n : 0] = '\0';
+            pid = strtol(buf, NULL, 10);
+            s2a_log(LOG_ERR, 0,
+                    "data_dir \"%s\" is in use by another sora2apid "
+                    "(pid %ld): refusing to share its database",
+                    conf->data_dir, pid);
+        } else {
+            s2a_log(LOG_ERR, errno, "flock(\"%s\") failed", path);
+        }
+        close(fd);
+        return S2A_ERROR;
+    }
+    len = snprintf(buf, sizeof(buf), "%d\n", (int) getpid());
+    if (ftruncate(fd, 0) != 0 || pwrite(fd, buf, (size_t) len, 0) != len) {
+        s2a_log(LOG_WARNING, errno, "writing \"%s\" failed", path);
+    }
+    data_lock_fd = fd;
+    return S2A_OK;
+}
+
+int
+s2a_daemon_lock_fd(void)
+{
+    return data_lock_fd;
 }
 
 int

@@ -16,6 +16,19 @@ int s2a_daemon_detach(int *status_fd);
 /* Creates the data, cache and pid-file directories. */
 int s2a_daemon_make_dirs(const s2a_conf_t *conf);
 
+#define S2A_DAEMON_LOCK_FILE "sora2apid.lock"
+
+/*
+ * Takes an exclusive flock(2) on `<data_dir>/sora2apid.lock` (holding our
+ * pid), kept until the master exits, so a second daemon on the same
+ * data_dir refuses to start instead of sharing the database. Returns
+ * S2A_OK, or S2A_ERROR after logging who holds it.
+ */
+int s2a_daemon_lock_data_dir(const s2a_conf_t *conf);
+
+/* The descriptor holding that lock (-1: none); workers close it. */
+int s2a_daemon_lock_fd(void);
+
 /* Refuses to start over a live pid in `path`, else writes ours. */
 int s2a_daemon_pidfile_write(const char *path);
 

@@ -8,8 +8,13 @@
 #include "common/crypto.h"
 #include "common/log.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <sqlite3.h>
 #include <time.h>
 
@@ -136,6 +141,15 @@ static const char *const migrations[] = {
      * failed, as a code */
     "ALTER TABLE tasks ADD COLUMN worker_pid INTEGER;"
     "ALTER TABLE tasks ADD COLUMN error_code TEXT;",
+
+    /* 7: admin login throttle rows that started a lock */
+    "CREATE TABLE login_throttle ("
+    "  key TEXT PRIMARY KEY,"
+    "  kind INTEGER NOT NULL,"
+    "  fails INTEGER NOT NULL,"
+    "  window_start INTEGER NOT NULL,"
+    "  locked_until INTEGER NOT NULL"
+    ") WITHOUT ROWID;",
 };
 
 static int
@@ -211,6 +225,37 @@ migrate(s2a_db_t *db, char *err, size_t errlen)
     return S2A_OK;
 }
 
+/*
+ * The database file exists with mode 0600 before SQLite opens it: SQLite
+ * gives the WAL and its index the mode of the database, so all three
+ * stay private. Files left looser by an older version are tightened.
+ */
+static int
+private_files(const char *path, char *err, size_t errlen)
+{
+    static const char *const suffixes[] = { "-wal", "-shm", "-journal" };
+    char other[PATH_MAX + 16];
+    size_t i;
+    int fd;
+
+    fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0 || fchmod(fd, 0600) != 0) {
+        snprintf(err, errlen, "open(\"%s\") failed: %s", path, strerror(errno));
+        if (fd >= 0) {
+            close(fd);
+        }
+        return S2A_ERROR;
+    }
+    close(fd);
+    for (i = 0; i < S2A_NELEMS(suffixes); i++) {
+        snprintf(other, sizeof(other), "%s%s", path, suffixes[i]);
+        if (chmod(other, 0600) != 0 && errno != ENOENT) {
+            s2a_log(LOG_WARNING, errno, "chmod(\"%s\") failed", other);
+        }
+    }
+    return S2A_OK;
+}
+
 s2a_db_t *
 s2a_db_open(const char *data_dir, char *err, size_t errlen)
 {
@@ -222,6 +267,9 @@ s2a_db_open(const char *data_dir, char *err, size_t errlen)
         >= (int) sizeof(path))
     {
         snprintf(err, errlen, "database path too long");
+        return NULL;
+    }
+    if (private_files(path, err, errlen) != S2A_OK) {
         return NULL;
     }
     db = calloc(1, sizeof(*db));
@@ -296,6 +344,107 @@ s2a_db_close(s2a_db_t *db)
     sqlite3_finalize(db->usage_add);
     sqlite3_close(db->conn);
     free(db);
+}
+
+/* True when `target` is one of the master-only files under `dir`. */
+static bool
+is_master_file(const char *dir, const char *target)
+{
+    static const char *const names[] = { S2A_DB_FILE,
+                                         S2A_DB_FILE "-wal",
+                                         S2A_DB_FILE "-shm",
+                                         S2A_DB_FILE "-journal",
+                                         "secret.key",
+                                         "sora2apid.lock",
+                                         NULL };
+    size_t n = strlen(dir);
+    int i;
+
+    if (strncmp(target, dir, n) != 0 || target[n] != '/') {
+        return false;
+    }
+    for (i = 0; names[i] != NULL; i++) {
+        if (strcmp(target + n + 1, names[i]) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Unmaps every mapping of a master-only file (SQLite maps the -shm WAL
+ * index). */
+static void
+unmap_master_files(const char *dir)
+{
+    char line[PATH_MAX + 128], *path;
+    unsigned long lo, hi;
+    FILE *fp = fopen("/proc/self/maps", "re");
+
+    if (fp == NULL) {
+        return;
+    }
+    while (fgets(line, sizeof(line), fp) != NULL) {
+        line[strcspn(line, "\n")] = '\0';
+        path = strchr(line, '/');
+        if (path != NULL && is_master_file(dir, path)
+            && sscanf(line, "%lx-%lx", &lo, &hi) == 2 && hi > lo)
+        {
+            munmap((void *) lo, hi - lo);
+        }
+    }
+    fclose(fp);
+}
+
+int
+s2a_db_drop_after_fork(const char *data_dir)
+{
+    char dir[PATH_MAX], link[64], target[PATH_MAX];
+    struct dirent *de;
+    DIR *d;
+    ssize_t n;
+    int fd, null_fd, dropped = 0;
+
+    if (realpath(data_dir, dir) == NULL) {
+        return -1;
+    }
+    unmap_master_files(dir);
+    null_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+    d = opendir("/proc/self/fd");
+    if (d == NULL || null_fd < 0) {
+        if (d != NULL) {
+            closedir(d);
+        }
+        if (null_fd >= 0) {
+            close(null_fd);
+        }
+        return -1;
+    }
+    while ((de = readdir(d)) != NULL) {
+        if (de->d_name[0] < '0' || de->d_name[0] > '9') {
+            continue;
+        }
+        fd = atoi(de->d_name);
+        if (fd == dirfd(d) || fd == null_fd) {
+            continue;
+        }
+        snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+        n = readlink(link, target, sizeof(target) - 1);
+        if (n <= 0) {
+            continue;
+        }
+        target[n] = '\0';
+        if (!is_master_file(dir, target)) {
+            continue;
+        }
+        /* Keep the number taken (by /dev/null), so nothing else ever
+         * lands on a descriptor the inherited SQLite handle names. */
+        if (dup3(null_fd, fd, O_CLOEXEC) == fd) {
+            dropped++;
+        }
+    }
+    closedir(d);
+    close(null_fd);
+    return dropped;
 }
 
 int
@@ -388,21 +537,73 @@ s2a_db_setting_set(s2a_db_t *db, const char *key, const char *value)
  * Every runtime setting that has no row yet gets its default, or the
  * value its seed makes from the configuration (first start).
  */
+/*
+ * Brings a stored secret of row `s` to its current form, in place:
+ * a SEALED row in clear (older versions) is sealed, a bare SHA-256 API
+ * key becomes the keyed MAC. Returns 1 when `value` changed, 0 when it
+ * was current, -1 on error.
+ */
+static int
+upgrade_secret(const s2a_setting_t *s, const uint8_t key[32], char *value,
+               size_t len)
+{
+    uint8_t h[S2A_SHA256_LEN], vkey[32], mac[S2A_SHA256_LEN];
+    char *sealed;
+    size_t i;
+
+    if ((s->flags & S2A_SET_SEALED) && strncmp(value, "v1:", 3) != 0) {
+        sealed = s2a_seal(key, value);
+        if (sealed == NULL || strlen(sealed) >= len) {
+            free(sealed);
+            return -1;
+        }
+        snprintf(value, len, "%s", sealed);
+        free(sealed);
+        return 1;
+    }
+    if (s->type == S2A_SET_T_APIKEY && strlen(value) == 64
+        && s2a_is_hex(value, 64)) {
+        for (i = 0; i < sizeof(h); i++) {
+            sscanf(value + 2 * i, "%2hhx", &h[i]);
+        }
+        s2a_derive_key(key, S2A_APIKEY_LABEL, vkey);
+        s2a_hmac_sha256(vkey, sizeof(vkey), h, sizeof(h), mac);
+        memcpy(value, S2A_APIKEY_PREFIX, strlen(S2A_APIKEY_PREFIX));
+        s2a_hex(mac, sizeof(mac), value + strlen(S2A_APIKEY_PREFIX));
+        OPENSSL_cleanse(vkey, sizeof(vkey));
+        return 1;
+    }
+    return 0;
+}
+
 int
-s2a_db_seed(s2a_db_t *db, const s2a_conf_t *conf)
+s2a_db_seed(s2a_db_t *db, const s2a_conf_t *conf, const uint8_t key[32])
 {
     const s2a_setting_t *s;
-    char probe[8], value[S2A_PASSWORD_HASH_LEN + 64];
+    char value[S2A_PASSWORD_HASH_LEN + 64];
     size_t i;
-    int rc = S2A_ERROR, got;
+    int rc = S2A_ERROR, got, up;
 
     if (s2a_db_begin(db) != S2A_OK) {
         return S2A_ERROR;
     }
     for (i = 0; i < s2a_nsettings; i++) {
         s = &s2a_settings[i];
-        got = s2a_db_setting_get(db, s->name, probe, sizeof(probe));
+        got = s2a_db_setting_get(db, s->name, value, sizeof(value));
         if (got == S2A_OK) {
+            /* Secrets an older version stored weaker are converted once. */
+            up = upgrade_secret(s, key, value, sizeof(value));
+            if (up < 0
+                || (up > 0 && s2a_db_setting_set(db, s->name, value) != S2A_OK))
+            {
+                goto done;
+            }
+            if (up > 0) {
+                s2a_log(LOG_NOTICE, 0, "runtime setting %s: %s", s->name,
+                        s->type == S2A_SET_T_APIKEY
+                            ? "stored as a keyed HMAC instead of SHA-256"
+                            : "sealed under secret.key");
+            }
             continue;
         }
         if (got != S2A_DECLINED) {
@@ -415,7 +616,9 @@ s2a_db_seed(s2a_db_t *db, const s2a_conf_t *conf)
             s2a_log(LOG_ERR, 0, "cannot make the first value of %s", s->name);
             goto done;
         }
-        if (s2a_db_setting_set(db, s->name, value) != S2A_OK) {
+        if (upgrade_secret(s, key, value, sizeof(value)) < 0
+            || s2a_db_setting_set(db, s->name, value) != S2A_OK)
+        {
             goto done;
         }
     }
@@ -430,10 +633,11 @@ done:
 }
 
 int
-s2a_db_load_settings(s2a_db_t *db, s2a_shm_settings_t *out, bool warn)
+s2a_db_load_settings(s2a_db_t *db, s2a_shm_settings_t *out, bool warn,
+                     const uint8_t key[32])
 {
     const s2a_setting_t *s;
-    char buf[1024], err[256];
+    char buf[1024], err[256], *plain;
     size_t i;
     int rc;
 
@@ -443,6 +647,14 @@ s2a_db_load_settings(s2a_db_t *db, s2a_shm_settings_t *out, bool warn)
         rc = s2a_db_setting_get(db, s->name, buf, sizeof(buf));
         if (rc == S2A_ERROR) {
             return S2A_ERROR;
+        }
+        if (rc == S2A_OK && (s->flags & S2A_SET_SEALED)) {
+            plain = s2a_open(key, buf);
+            snprintf(buf, sizeof(buf), "%s", plain != NULL ? plain : "");
+            if (plain != NULL) {
+                OPENSSL_cleanse(plain, strlen(plain));
+                free(plain);
+            }
         }
         if (rc == S2A_OK
             && s2a_setting_parse(s, buf, out, err, sizeof(err)) == S2A_OK) {
@@ -542,6 +754,74 @@ s2a_db_revoked_load(s2a_db_t *db, int64_t now, s2a_db_revoked_pt cb, void *arg)
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         cb((const char *) sqlite3_column_text(st, 0),
            sqlite3_column_int64(st, 1), arg);
+    }
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? S2A_OK : S2A_ERROR;
+}
+
+int
+s2a_db_throttle_save(s2a_db_t *db, const char *key, int kind, int fails,
+                     int64_t window_start, int64_t locked_until)
+{
+    sqlite3_stmt *st;
+    int rc;
+
+    rc = fails <= 0
+        ? sqlite3_prepare_v2(db->conn,
+                             "DELETE FROM login_throttle WHERE key = ?1", -1,
+                             &st, NULL)
+        : sqlite3_prepare_v2(db->conn,
+                             "INSERT OR REPLACE INTO login_throttle(key, kind, "
+                             "fails, window_start, locked_until) "
+                             "VALUES (?1, ?2, ?3, ?4, ?5)",
+                             -1, &st, NULL);
+    if (rc != SQLITE_OK) {
+        return S2A_ERROR;
+    }
+    sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+    if (fails > 0) {
+        sqlite3_bind_int(st, 2, kind);
+        sqlite3_bind_int(st, 3, fails);
+        sqlite3_bind_int64(st, 4, window_start);
+        sqlite3_bind_int64(st, 5, locked_until);
+    }
+    rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? S2A_OK : S2A_ERROR;
+}
+
+int
+s2a_db_throttle_load(s2a_db_t *db, int64_t now, s2a_db_throttle_pt cb,
+                     void *arg)
+{
+    sqlite3_stmt *st;
+    int rc;
+
+    /* A row whose lock ended and whose window closed counts for nothing. */
+    if (sqlite3_prepare_v2(
+            db->conn,
+            "DELETE FROM login_throttle WHERE locked_until <= ?1 "
+            "AND window_start + 900 < ?1",
+            -1, &st, NULL)
+        != SQLITE_OK)
+    {
+        return S2A_ERROR;
+    }
+    sqlite3_bind_int64(st, 1, now);
+    sqlite3_step(st);
+    sqlite3_finalize(st);
+    if (sqlite3_prepare_v2(db->conn,
+                           "SELECT key, kind, fails, window_start, "
+                           "locked_until FROM login_throttle",
+                           -1, &st, NULL)
+        != SQLITE_OK)
+    {
+        return S2A_ERROR;
+    }
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        cb((const char *) sqlite3_column_text(st, 0), sqlite3_column_int(st, 1),
+           sqlite3_column_int(st, 2), sqlite3_column_int64(st, 3),
+           sqlite3_column_int64(st, 4), arg);
     }
     sqlite3_finalize(st);
     return rc == SQLITE_DONE ? S2A_OK : S2A_ERROR;

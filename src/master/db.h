@@ -21,6 +21,18 @@ typedef struct s2a_db_s s2a_db_t;
 s2a_db_t *s2a_db_open(const char *data_dir, char *err, size_t errlen);
 void s2a_db_close(s2a_db_t *db);
 
+/*
+ * In a freshly forked worker: makes the database, its WAL, WAL index and
+ * journal, secret.key and the data_dir lock file unreachable, without
+ * calling into SQLite (closing the handle would checkpoint the master's
+ * WAL from the child). Each descriptor naming one of those files under
+ * `data_dir` (found through /proc/self/fd) is replaced by /dev/null, and
+ * every mapping of them (the -shm WAL index) is unmapped. The inherited
+ * handle must never be used afterwards. Returns how many descriptors it
+ * dropped, or -1 when /proc could not be read.
+ */
+int s2a_db_drop_after_fork(const char *data_dir);
+
 /* Schema version after migrations (PRAGMA user_version). */
 int s2a_db_schema_version(s2a_db_t *db);
 
@@ -37,20 +49,26 @@ int s2a_db_setting_get(s2a_db_t *db, const char *key, char *buf, size_t len);
 int s2a_db_setting_set(s2a_db_t *db, const char *key, const char *value);
 
 /*
+ * Secrets are kept in their current form: SEALED rows sealed with `key`
+ * (secret.key), the API key as a keyed HMAC (S2A_SET_T_APIKEY); rows an
+ * older version stored in clear or as a bare SHA-256 are converted here,
+ * once, in the same transaction.
+ *
  * Stores every runtime setting that has no row yet: its default, or what
  * its seed makes from the [defaults] section of `conf` (the API key and
  * admin password hashed). Rows present are left alone. Returns S2A_OK or
  * S2A_ERROR.
  */
-int s2a_db_seed(s2a_db_t *db, const s2a_conf_t *conf);
+int s2a_db_seed(s2a_db_t *db, const s2a_conf_t *conf, const uint8_t key[32]);
 
 /*
  * Builds the shm settings snapshot from the database, row by row of the
- * settings table. A stored value its row refuses is replaced by the
+ * settings table (SEALED rows opened with `key`). A stored value its row refuses is replaced by the
  * default (with a warning naming the key when `warn`); a required one
  * missing or corrupt fails with S2A_ERROR.
  */
-int s2a_db_load_settings(s2a_db_t *db, s2a_shm_settings_t *out, bool warn);
+int s2a_db_load_settings(s2a_db_t *db, s2a_shm_settings_t *out, bool warn,
+                         const uint8_t key[32]);
 
 /* Adds `count` to the usage row (day, route, status). */
 int s2a_db_usage_add(s2a_db_t *db, const char *day, const char *route,
@@ -64,6 +82,20 @@ typedef void (*s2a_db_revoked_pt)(const char *nonce, int64_t expires,
                                   void *arg);
 int s2a_db_revoked_load(s2a_db_t *db, int64_t now, s2a_db_revoked_pt cb,
                         void *arg);
+
+/*
+ * Admin login throttle rows that started a lock (see shm.h), keyed by the
+ * hex of their 16-byte key. `_save` with `fails` 0 deletes the row.
+ * `_load` calls `cb` for every row still counting or locking (the others
+ * are deleted).
+ */
+int s2a_db_throttle_save(s2a_db_t *db, const char *key, int kind, int fails,
+                         int64_t window_start, int64_t locked_until);
+typedef void (*s2a_db_throttle_pt)(const char *key, int kind, int fails,
+                                   int64_t window_start, int64_t locked_until,
+                                   void *arg);
+int s2a_db_throttle_load(s2a_db_t *db, int64_t now, s2a_db_throttle_pt cb,
+                         void *arg);
 
 /*
  * The account pool. `fields` maps column names (see token_columns in

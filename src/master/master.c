@@ -207,6 +207,13 @@ after_fork(int slot, s2a_worker_args_t *args)
         S.status_fd = -1;
     }
     OPENSSL_cleanse(s2a_master.key, sizeof(s2a_master.key));
+    /* The database, its WAL and the key file are the master's alone: drop
+     * their descriptors and mappings without touching SQLite (see db.h),
+     * and forget the handle so nothing in the worker can reach it. */
+    if (s2a_db_drop_after_fork(s2a_master.conf->data_dir) < 0) {
+        _exit(S2A_EXIT_FAILURE);
+    }
+    s2a_master.db = NULL;
 }
 
 /* A worker process: after_fork, then the worker's own main. */
@@ -785,8 +792,11 @@ s2a_master_run(s2a_conf_t *conf, const s2a_master_opts_t *opts)
         return S2A_EXIT_FAILURE;
     }
     s2a_daemon_raise_fd_limit();
+    /* The pid file first: the same configuration started twice is told
+     * "already running"; another one on the same data_dir, the lock. */
     if (s2a_daemon_make_dirs(conf) != S2A_OK
-        || s2a_daemon_pidfile_write(conf->pidfile) != S2A_OK)
+        || s2a_daemon_pidfile_write(conf->pidfile) != S2A_OK
+        || s2a_daemon_lock_data_dir(conf) != S2A_OK)
     {
         goto done;
     }
@@ -805,8 +815,10 @@ s2a_master_run(s2a_conf_t *conf, const s2a_master_opts_t *opts)
         s2a_log(LOG_ERR, 0, "database: %s", err);
         goto done;
     }
-    if (s2a_db_seed(s2a_master.db, conf) != S2A_OK
-        || load_secret_key(conf) != S2A_OK || s2a_journal_recover() != S2A_OK)
+    /* The key first: seeding seals secrets and converts older ones. */
+    if (load_secret_key(conf) != S2A_OK
+        || s2a_db_seed(s2a_master.db, conf, s2a_master.key) != S2A_OK
+        || s2a_journal_recover() != S2A_OK)
     {
         goto done;
     }
@@ -822,6 +834,7 @@ s2a_master_run(s2a_conf_t *conf, const s2a_master_opts_t *opts)
     }
     s2a_runtime_warn_defaults();
     s2a_runtime_load_revoked();
+    s2a_runtime_load_throttle();
     s2a_pool_load_all();
     for (i = 0; i < S2A_NELEMS(sigs); i++) {
         if (add_signal(sigs[i]) != S2A_OK) {

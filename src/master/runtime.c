@@ -37,9 +37,13 @@ s2a_runtime_publish(bool warn)
 {
     s2a_shm_settings_t s;
 
-    if (s2a_db_load_settings(s2a_master.db, &s, warn) != S2A_OK) {
+    if (s2a_db_load_settings(s2a_master.db, &s, warn, s2a_master.key) != S2A_OK)
+    {
         return S2A_ERROR;
     }
+    /* Workers verify API keys with this derived key; secret.key itself
+     * never leaves the master. */
+    s2a_derive_key(s2a_master.key, S2A_APIKEY_LABEL, s.api_key_vkey);
     s2a_shm_settings_write(s2a_master.shm, &s);
     apply_log_level();
     return S2A_OK;
@@ -56,7 +60,7 @@ s2a_runtime_warn_defaults(void)
                 "the admin password is still the default "
                 "\"admin\": change it in the admin UI");
     }
-    s2a_sha256("han1234", 7, hash);
+    s2a_api_key_mac(s2a_master.shm->settings.api_key_vkey, "han1234", hash);
     if (memcmp(hash, s2a_master.shm->settings.api_key_hash, sizeof(hash)) == 0)
     {
         s2a_log(LOG_WARNING, 0,
@@ -67,8 +71,8 @@ s2a_runtime_warn_defaults(void)
 
 /*
  * A value a worker wants for setting `key`, checked against its row of
- * the settings table. Secrets arrive already hashed: the master never
- * sees a password or an API key.
+ * the settings table. Secrets arrive already hashed (the API key as its
+ * keyed MAC): the master never sees a password or an API key.
  */
 static int
 validate_setting(const char *key, const char *value, char *err, size_t errlen)
@@ -279,4 +283,111 @@ s2a_op_revoke_session(void *from, json_t *msg)
     }
     revoked_to_shm(nonce, expires);
     s2a_ctlserver_reply_later(proc, reply);
+}
+
+/* Unhexes the 32-digit key of a throttle row; false when malformed. */
+static bool
+throttle_key_parse(const char *hex, uint8_t key[16])
+{
+    int i, hi, lo;
+
+    if (hex == NULL || strlen(hex) != 32 || !s2a_is_hex(hex, 32)) {
+        return false;
+    }
+    for (i = 0; i < 16; i++) {
+        hi = hex[2 * i] <= '9' ? hex[2 * i] - '0'
+                               : (hex[2 * i] | 0x20) - 'a' + 10;
+        lo = hex[2 * i + 1] <= '9' ? hex[2 * i + 1] - '0'
+                                   : (hex[2 * i + 1] | 0x20) - 'a' + 10;
+        key[i] = (uint8_t) (hi << 4 | lo);
+    }
+    return true;
+}
+
+/*
+ * "throttle_save" {rows: [{key, kind, fails, window_start, locked_until}]}:
+ * a worker started a login lock (or a login cleared one); written in the
+ * batch, read back at the next start. Only locks and their end reach the
+ * database, never every attempt.
+ */
+void
+s2a_op_throttle_save(void *from, json_t *msg)
+{
+    json_t *rows = json_object_get(msg, "rows"), *r;
+    uint8_t key[16];
+    const char *hex;
+    size_t i;
+
+    S2A_UNUSED(from);
+    if (s2a_ctlserver_batch() != S2A_OK) {
+        return;
+    }
+    json_array_foreach (rows, i, r) {
+        hex = json_string_value(json_object_get(r, "key"));
+        if (!throttle_key_parse(hex, key)) {
+            s2a_log(LOG_WARNING, 0, "throttle_save: a row without a valid key");
+            continue;
+        }
+        s2a_db_throttle_save(
+            s2a_master.db, hex,
+            (int) json_integer_value(json_object_get(r, "kind")),
+            (int) json_integer_value(json_object_get(r, "fails")),
+            json_integer_value(json_object_get(r, "window_start")),
+            json_integer_value(json_object_get(r, "locked_until")));
+    }
+}
+
+typedef struct throttle_list_s {
+    s2a_shm_throttle_t *rows;
+    size_t n, cap;
+} throttle_list_t;
+
+static void
+throttle_collect(const char *hex, int kind, int fails, int64_t window_start,
+                 int64_t locked_until, void *arg)
+{
+    throttle_list_t *l = arg;
+    s2a_shm_throttle_t *grown;
+    size_t cap;
+
+    if (l->n == l->cap) {
+        cap = l->cap == 0 ? 16 : l->cap * 2;
+        grown = realloc(l->rows, cap * sizeof(*grown));
+        if (grown == NULL) {
+            return;
+        }
+        l->rows = grown;
+        l->cap = cap;
+    }
+    memset(&l->rows[l->n], 0, sizeof(l->rows[0]));
+    if (!throttle_key_parse(hex, l->rows[l->n].key)) {
+        return;
+    }
+    l->rows[l->n].kind = kind;
+    l->rows[l->n].fails = fails;
+    l->rows[l->n].window_start = window_start;
+    l->rows[l->n].locked_until = locked_until;
+    l->n++;
+}
+
+int
+s2a_runtime_load_throttle(void)
+{
+    throttle_list_t l = { NULL, 0, 0 };
+    size_t i;
+    int rc;
+
+    /* Read first, then copy under the lock: no SQLite inside it. */
+    rc = s2a_db_throttle_load(s2a_master.db, s2a_now(), throttle_collect, &l);
+    if (l.n > 0 && s2a_shm_lock(s2a_master.shm) == S2A_OK) {
+        for (i = 0; i < l.n; i++) {
+            s2a_shm_throttle_put_locked(s2a_master.shm, &l.rows[i]);
+        }
+        s2a_shm_unlock(s2a_master.shm);
+    }
+    if (l.n > 0) {
+        s2a_log(LOG_NOTICE, 0, "%zu admin login throttle rows restored", l.n);
+    }
+    free(l.rows);
+    return rc;
 }

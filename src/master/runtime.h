@@ -20,6 +20,12 @@ void s2a_runtime_warn_defaults(void);
 /* Copies the unexpired revoked sessions of the database into shm. */
 int s2a_runtime_load_revoked(void);
 
+/*
+ * Copies the stored admin login throttle rows into shm (start-up), so a
+ * lock survives a restart. Returns S2A_OK or S2A_ERROR.
+ */
+int s2a_runtime_load_throttle(void);
+
 /* The batch ended (`ok`: committed): publish the settings it changed. */
 void s2a_runtime_committed(bool ok);
 

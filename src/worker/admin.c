@@ -16,6 +16,8 @@
 #include "worker/kdf.h"
 #include "worker/sora.h"
 
+#include <arpa/inet.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,7 +33,9 @@ typedef struct op_s {
     uint64_t call;
     int kind;
     bool user_ok;
-    uint8_t throttle_key[16];
+    uint8_t throttle_key[16]; /* the client address */
+    uint8_t user_key[16];     /* the admin user name */
+    char client[64];          /* the client address as text */
     char *new_password;
     char *username;
 } op_t;
@@ -91,31 +95,167 @@ op_finish(op_t *op)
     op_free(op);
 }
 
+static bool
+is_address(const char *s)
+{
+    uint8_t buf[16];
+
+    return inet_pton(AF_INET, s, buf) == 1 || inet_pton(AF_INET6, s, buf) == 1;
+}
+
+/*
+ * The client's address: the peer, unless the peer is one of the
+ * trusted_proxies; then X-Forwarded-For is read from the right, skipping
+ * trusted hops, and the first untrusted address is the client (the
+ * leftmost one when every hop is trusted). A malformed entry ends the
+ * walk at the last hop known good, so a client cannot pick its own key.
+ */
 static void
-throttle_key(s2a_req_t *req, uint8_t key[16])
+client_address(s2a_req_t *req, char *out, size_t len)
+{
+    const char *peer = req->peer != NULL ? req->peer : "-";
+    const char *xff;
+    char buf[1024], *comma, *tok, *end;
+
+    snprintf(out, len, "%s", peer);
+    if (!s2a_conf_is_trusted_proxy(s2a_worker.conf, peer)) {
+        return;
+    }
+    xff = s2a_req_header(req, "X-Forwarded-For");
+    if (xff == NULL
+        || snprintf(buf, sizeof(buf), "%s", xff) >= (int) sizeof(buf)) {
+        return;
+    }
+    for (;;) {
+        comma = strrchr(buf, ',');
+        tok = comma != NULL ? comma + 1 : buf;
+        while (*tok == ' ' || *tok == '\t') {
+            tok++;
+        }
+        end = tok + strlen(tok);
+        while (end > tok && (end[-1] == ' ' || end[-1] == '\t')) {
+            *--end = '\0';
+        }
+        if (!is_address(tok)) {
+            return;
+        }
+        snprintf(out, len, "%s", tok);
+        if (!s2a_conf_is_trusted_proxy(s2a_worker.conf, tok) || comma == NULL) {
+            return;
+        }
+        *comma = '\0';
+    }
+}
+
+static void
+throttle_key(const char *prefix, const char *name, uint8_t key[16])
 {
     uint8_t h[S2A_SHA256_LEN];
-    const char *peer = req->peer != NULL ? req->peer : "-";
+    char buf[FIELD_MAX + 16];
 
-    s2a_sha256(peer, strlen(peer), h);
+    snprintf(buf, sizeof(buf), "%s:%s", prefix, name);
+    s2a_sha256(buf, strlen(buf), h);
     memcpy(key, h, 16);
 }
 
-static int64_t
-throttle(const uint8_t key[16], bool fail)
+/* The rows of `keys` (up to two) as the master stores them; a key
+ * without a row is sent with fails 0, which deletes it. */
+static void
+throttle_persist(const uint8_t *const keys[], int n)
 {
-    int64_t wait = 0;
+    s2a_shm_throttle_t rows[2];
+    bool have[2] = { false, false };
+    char hex[33];
+    json_t *arr, *msg;
+    int i;
+
+    if (s2a_shm_lock(s2a_worker.shm) != S2A_OK) {
+        return;
+    }
+    for (i = 0; i < n; i++) {
+        have[i] = s2a_shm_throttle_get_locked(s2a_worker.shm, keys[i], &rows[i])
+            == S2A_OK;
+    }
+    s2a_shm_unlock(s2a_worker.shm);
+    arr = json_array();
+    for (i = 0; i < n; i++) {
+        s2a_hex(keys[i], 16, hex);
+        json_array_append_new(
+            arr,
+            json_pack("{s:s, s:i, s:i, s:I, s:I}", "key", hex, "kind",
+                      have[i] ? rows[i].kind : 0, "fails",
+                      have[i] ? rows[i].fails : 0, "window_start",
+                      (json_int_t) (have[i] ? rows[i].window_start : 0),
+                      "locked_until",
+                      (json_int_t) (have[i] ? rows[i].locked_until : 0)));
+    }
+    msg = json_pack("{s:s, s:o}", "op", "throttle_save", "rows", arr);
+    s2a_worker_notify_master(msg);
+    json_decref(msg);
+}
+
+/*
+ * Counts this attempt before its password is checked. Returns 0 (go on)
+ * or the seconds the client must wait. A lock it starts is sent to the
+ * master, which keeps it across restarts.
+ */
+static int64_t
+throttle_reserve(op_t *op, bool by_user)
+{
+    const uint8_t *keys[2] = { op->throttle_key, op->user_key };
+    bool locked = false;
+    int64_t wait;
 
     if (s2a_shm_lock(s2a_worker.shm) != S2A_OK) {
         return 0;
     }
-    if (fail) {
-        wait = s2a_shm_throttle_fail_locked(s2a_worker.shm, key, s2a_now());
-    } else {
-        wait = s2a_shm_throttle_check_locked(s2a_worker.shm, key, s2a_now());
+    wait = s2a_shm_throttle_reserve_locked(s2a_worker.shm, op->throttle_key,
+                                           by_user ? op->user_key : NULL,
+                                           s2a_now(), &locked);
+    s2a_shm_unlock(s2a_worker.shm);
+    if (locked) {
+        throttle_persist(keys, by_user ? 2 : 1);
+    }
+    return wait;
+}
+
+/* After a correct password: the attempts are forgiven. */
+static void
+throttle_forgive(op_t *op, bool by_user)
+{
+    const uint8_t *keys[2] = { op->throttle_key, op->user_key };
+    s2a_shm_throttle_t row;
+    bool stored = false;
+    int i, n = by_user ? 2 : 1;
+
+    if (s2a_shm_lock(s2a_worker.shm) != S2A_OK) {
+        return;
+    }
+    for (i = 0; i < n; i++) {
+        if (s2a_shm_throttle_get_locked(s2a_worker.shm, keys[i], &row)
+            == S2A_OK) {
+            /* Only a row that ever locked can be in the database. */
+            stored = stored || row.locked_until != 0;
+            s2a_shm_throttle_reset_locked(s2a_worker.shm, keys[i]);
+        }
     }
     s2a_shm_unlock(s2a_worker.shm);
-    return wait;
+    if (stored) {
+        throttle_persist(keys, n);
+    }
+}
+
+static bool
+address_locked(op_t *op)
+{
+    int64_t wait = 0;
+
+    if (s2a_shm_lock(s2a_worker.shm) == S2A_OK) {
+        wait = s2a_shm_throttle_check_locked(s2a_worker.shm, op->throttle_key,
+                                             s2a_now());
+        s2a_shm_unlock(s2a_worker.shm);
+    }
+    return wait > 0;
 }
 
 static void
@@ -187,10 +327,13 @@ login_checked(bool ok, const char *hash, void *arg)
     S2A_UNUSED(hash);
     op->kdf_job = 0;
     if (!ok || !op->user_ok) {
-        int64_t wait = throttle(op->throttle_key, true);
+        bool locked = address_locked(op);
+        char client[64];
+
+        snprintf(client, sizeof(client), "%s", op->client);
         op_finish(op);
-        s2a_log(LOG_WARNING, 0, "admin login failed from %s%s", req->peer,
-                wait > 0 ? "; address locked" : "");
+        s2a_log(LOG_WARNING, 0, "admin login failed from %s%s", client,
+                locked ? "; address locked" : "");
         body =
             json_pack("{s:b, s:n, s:s, s:s}", "success", 0, "token", "message",
                       "Invalid credentials", "detail", "Invalid credentials");
@@ -198,10 +341,7 @@ login_checked(bool ok, const char *hash, void *arg)
         json_decref(body);
         return;
     }
-    if (s2a_shm_lock(s2a_worker.shm) == S2A_OK) {
-        s2a_shm_throttle_reset_locked(s2a_worker.shm, op->throttle_key);
-        s2a_shm_unlock(s2a_worker.shm);
-    }
+    throttle_forgive(op, true);
     op_finish(op);
     s2a_worker_refresh_settings();
     expires = s2a_now() + s2a_worker.settings.session_ttl;
@@ -248,21 +388,26 @@ handle_login(s2a_req_t *req)
         json_decref(in);
         return;
     }
-    throttle_key(req, op->throttle_key);
-    wait = throttle(op->throttle_key, false);
+    s2a_worker_refresh_settings();
+    s2a_sha256(user, strlen(user), a);
+    s2a_sha256(s2a_worker.settings.admin_username,
+               strlen(s2a_worker.settings.admin_username), b);
+    op->user_ok = s2a_ct_equal(a, b, sizeof(a));
+    client_address(req, op->client, sizeof(op->client));
+    throttle_key("addr", op->client, op->throttle_key);
+    throttle_key("user", s2a_worker.settings.admin_username, op->user_key);
+    /* Only the real user name has a row: names that cannot log in
+     * anyway do not crowd the table. */
+    wait = throttle_reserve(op, op->user_ok);
     if (wait > 0) {
         op_finish(op);
         json_decref(in);
         reply_throttled(req, wait);
         return;
     }
-    s2a_worker_refresh_settings();
-    s2a_sha256(user, strlen(user), a);
-    s2a_sha256(s2a_worker.settings.admin_username,
-               strlen(s2a_worker.settings.admin_username), b);
-    op->user_ok = s2a_ct_equal(a, b, sizeof(a));
     /* The password is checked even for a wrong user name, so the answer
      * takes as long either way. */
+    atomic_fetch_add(&s2a_worker.shm->login_checks, 1);
     op->kdf_job = s2a_kdf_verify(pass, s2a_worker.settings.admin_password_hash,
                                  login_checked, op);
     json_decref(in);
@@ -556,11 +701,11 @@ old_password_checked(bool ok, const char *hash, void *arg)
     S2A_UNUSED(hash);
     op->kdf_job = 0;
     if (!ok) {
-        throttle(op->throttle_key, true);
         op_finish(op);
         s2a_http_reply_detail(req, 400, "Old password is incorrect");
         return;
     }
+    throttle_forgive(op, false);
     op->kdf_job = s2a_kdf_hash(op->new_password, password_hashed, op);
     if (op->kdf_job == 0) {
         op_finish(op);
@@ -608,8 +753,9 @@ handle_password(s2a_req_t *req)
         json_decref(in);
         return;
     }
-    throttle_key(req, op->throttle_key);
-    wait = throttle(op->throttle_key, false);
+    client_address(req, op->client, sizeof(op->client));
+    throttle_key("addr", op->client, op->throttle_key);
+    wait = throttle_reserve(op, false);
     if (wait > 0) {
         op_finish(op);
         json_decref(in);
@@ -619,6 +765,7 @@ handle_password(s2a_req_t *req)
     op->new_password = strdup(new_pw);
     op->username = user != NULL ? strdup(user) : NULL;
     s2a_worker_refresh_settings();
+    atomic_fetch_add(&s2a_worker.shm->login_checks, 1);
     op->kdf_job =
         s2a_kdf_verify(old_pw, s2a_worker.settings.admin_password_hash,
                        old_password_checked, op);
@@ -633,7 +780,7 @@ static void
 handle_apikey(s2a_req_t *req)
 {
     uint8_t hash[S2A_SHA256_LEN];
-    char hex[2 * S2A_SHA256_LEN + 1];
+    char hex[2 * S2A_SHA256_LEN + 1], stored[sizeof(hex) + 16];
     const char *key, *p;
     json_t *in;
 
@@ -654,11 +801,15 @@ handle_apikey(s2a_req_t *req)
                               "characters without spaces");
         return;
     }
-    /* Only the hash is stored: the key cannot be shown again. */
-    s2a_sha256(key, strlen(key), hash);
+    /* Only a keyed hash is stored (the key is derived from secret.key by
+     * the master): the key cannot be shown again, and a copy of the
+     * database alone does not allow guessing it offline. */
+    s2a_worker_refresh_settings();
+    s2a_api_key_mac(s2a_worker.settings.api_key_vkey, key, hash);
     s2a_hex(hash, sizeof(hash), hex);
+    snprintf(stored, sizeof(stored), "%s%s", S2A_APIKEY_PREFIX, hex);
     json_decref(in);
-    apply_settings(req, json_pack("{s:s}", "api_key_sha256", hex),
+    apply_settings(req, json_pack("{s:s}", "api_key_sha256", stored),
                    "API key updated");
 }
 

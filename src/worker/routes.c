@@ -273,7 +273,7 @@ s2a_routes_check_api_key(s2a_req_t *req)
     s2a_worker_refresh_settings();
     /* Comparing fixed-size hashes keeps the time independent of where a
      * wrong key differs and of its length. */
-    s2a_sha256(h, strlen(h), hash);
+    s2a_api_key_mac(s2a_worker.settings.api_key_vkey, h, hash);
     if (!s2a_ct_equal(hash, s2a_worker.settings.api_key_hash, sizeof(hash))) {
         s2a_http_reply_error(req, 401, "invalid_request_error",
                              "invalid_api_key", NULL,

@@ -19,6 +19,7 @@
 #include "worker/sse.h"
 
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -121,9 +122,11 @@ hook_shm(s2a_req_t *req)
                       w->slot, "generation", (int) w->generation, "state",
                       (int) w->state, "settings_seen", (int) w->settings_seen));
     }
-    body = json_pack("{s:i, s:o, s:i, s:i, s:o}", "leases", leases, "inflight",
-                     inflight, "repairs", (int) shm->repairs, "settings_seq",
-                     (int) s2a_shm_settings_seq(shm), "workers", workers);
+    body = json_pack("{s:i, s:o, s:i, s:i, s:o, s:I}", "leases", leases,
+                     "inflight", inflight, "repairs", (int) shm->repairs,
+                     "settings_seq", (int) s2a_shm_settings_seq(shm), "workers",
+                     workers, "login_checks",
+                     (json_int_t) atomic_load(&shm->login_checks));
     s2a_shm_unlock(shm);
     s2a_http_reply_json(req, 200, body);
     json_decref(body);

@@ -563,6 +563,23 @@ test_stored(json_t *reply, void *arg)
     json_decref(body);
 }
 
+/* Whether token `id` is `invalid` in the shared table. */
+static bool
+token_is_invalid(int64_t id)
+{
+    bool invalid = false;
+    int slot;
+
+    if (s2a_shm_lock(s2a_worker.shm) != S2A_OK) {
+        return false;
+    }
+    slot = s2a_shm_token_find_locked(s2a_worker.shm, id);
+    invalid = slot >= 0
+        && s2a_shm_tokens(s2a_worker.shm)[slot].state == S2A_TOKEN_INVALID;
+    s2a_shm_unlock(s2a_worker.shm);
+    return invalid;
+}
+
 static void
 test_onboarded(const s2a_onboard_result_t *r, void *arg)
 {
@@ -598,6 +615,16 @@ test_onboarded(const s2a_onboard_result_t *r, void *arg)
         if (json_object_get(r->fields, "sora2_cooldown_until") != NULL) {
             json_object_set(fields, "sora2_cooldown_until",
                             json_object_get(r->fields, "sora2_cooldown_until"));
+        }
+        if (token_is_invalid(job->id)) {
+            /* Sora accepts it again: an earlier rejection is over (an
+             * operator's disable is left alone). */
+            json_t *st =
+                json_pack("{s:s, s:I, s:s, s:s}", "op", "token_state",
+                          "token_id", (json_int_t) job->id, "state", "active",
+                          "reason", "a token test found it valid");
+            s2a_worker_notify_master(st);
+            json_decref(st);
         }
         msg = json_pack("{s:s, s:I, s:o}", "op", "token_update", "token_id",
                         (json_int_t) job->id, "fields", fields);

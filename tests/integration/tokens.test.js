@@ -219,6 +219,13 @@ test('testing a token refreshes its quota; a revoked one becomes invalid', async
   const t = (await list()).find((x) => x.id === id);
   assert.equal(t.state, 'invalid');
   assert.match(t.state_reason, /rejected/);
+  // Sora takes it again: a test that finds it valid makes it active.
+  await fake.updateAccount({ access_token: acc.access_token, revoked: false });
+  r = await request(d.base, 'POST', `/api/tokens/${id}/test`, { headers: H });
+  assert.equal(r.json.status, 'success');
+  const back = (await list()).find((x) => x.id === id);
+  assert.equal(back.state, 'active');
+  assert.match(back.state_reason, /token test found it valid/);
   r = await request(d.base, 'POST', '/api/tokens/99999/test', { headers: H });
   assert.equal(r.status, 404);
   assert.equal(r.json.message, 'Token not found');

@@ -16,6 +16,32 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* RFC 4231 test case 2; a derived key differs per label; the API key MAC
+ * is the keyed hash of the key's SHA-256 (so stored SHA-256 values can be
+ * converted). */
+static void
+test_hmac_and_derivation(void **state)
+{
+    uint8_t out[32], k1[32], k2[32], master[32] = { 7 }, h[32], mac[32];
+    char hex[65];
+
+    (void) state;
+    s2a_hmac_sha256("Jefe", 4, "what do ya want for nothing?", 28, out);
+    s2a_hex(out, sizeof(out), hex);
+    assert_string_equal(hex,
+                        "5bdcc146bf60754e6a042426089575c7"
+                        "5a003f089d2739839dec58b964ec3843");
+    s2a_derive_key(master, S2A_APIKEY_LABEL, k1);
+    s2a_derive_key(master, "another purpose", k2);
+    assert_memory_not_equal(k1, k2, 32);
+    assert_memory_not_equal(k1, master, 32);
+    s2a_api_key_mac(k1, "han1234", out);
+    s2a_sha256("han1234", 7, h);
+    s2a_hmac_sha256(k1, 32, h, 32, mac);
+    assert_memory_equal(out, mac, 32);
+    assert_memory_not_equal(out, h, 32);
+}
+
 static void
 test_sha256_vector(void **state)
 {
@@ -251,6 +277,7 @@ main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sha256_vector),
+        cmocka_unit_test(test_hmac_and_derivation),
         cmocka_unit_test(test_password),
         cmocka_unit_test(test_mask),
         cmocka_unit_test(test_static_paths),

@@ -134,10 +134,14 @@ test_text_urls_and_hashes(void **state)
     assert_false(ok("watermark_third_party_url", "https://cdn.example/x"));
     assert_true(ok("watermark_third_party_url", "https://c.example/{post_id}"));
     assert_true(ok("api_key_sha256",
-                   "00112233445566778899aabbccddeeff"
+                   "hmac-sha256:00112233445566778899aabbccddeeff"
                    "00112233445566778899aabbccddeeff"));
+    /* A bare SHA-256 (older versions) is converted at start, not taken. */
     assert_false(ok("api_key_sha256",
-                    "00112233445566778899AABBCCDDEEFF"
+                    "00112233445566778899aabbccddeeff"
+                    "00112233445566778899aabbccddeeff"));
+    assert_false(ok("api_key_sha256",
+                    "hmac-sha256:00112233445566778899AABBCCDDEEFF"
                     "00112233445566778899aabbccddeeff"));
     assert_false(ok("api_key_sha256", "abc"));
     assert_true(ok("admin_password_hash", "pbkdf2-sha256$1$aa$bb"));

@@ -615,6 +615,65 @@ test_throttle_evicts_oldest(void **state)
     assert_int_equal(shm->throttle[9].key[1], 0xfe);
 }
 
+/* Attempts are counted before the check: only 5 of many get through, a
+ * success clears the row, and a locked user name lets a clean address
+ * try once while an address that already guessed waits. */
+static void
+test_throttle_reserve(void **state)
+{
+    uint8_t addr[16] = { 0x11 }, user[16] = { 0x22 }, other[16] = { 0x33 };
+    s2a_shm_throttle_t row;
+    bool locked;
+    int i, passed = 0;
+
+    (void) state;
+    for (i = 0; i < 100; i++) {
+        if (s2a_shm_throttle_reserve_locked(shm, addr, NULL, NOW, &locked) == 0)
+        {
+            passed++;
+            assert_true(locked == (passed == 5));
+        } else {
+            assert_false(locked);
+        }
+    }
+    assert_int_equal(passed, 5);
+    assert_int_equal(s2a_shm_throttle_check_locked(shm, addr, NOW), 60);
+    /* After the lock, the next attempt doubles it. */
+    assert_int_equal(
+        s2a_shm_throttle_reserve_locked(shm, addr, NULL, NOW + 61, &locked), 0);
+    assert_true(locked);
+    assert_int_equal(s2a_shm_throttle_check_locked(shm, addr, NOW + 61), 120);
+    s2a_shm_throttle_reset_locked(shm, addr);
+    assert_int_equal(s2a_shm_throttle_get_locked(shm, addr, &row),
+                     S2A_DECLINED);
+
+    /* 20 addresses, one guess each, lock the user name. */
+    for (i = 0; i < 20; i++) {
+        addr[1] = (uint8_t) i;
+        assert_int_equal(
+            s2a_shm_throttle_reserve_locked(shm, addr, user, NOW, &locked), 0);
+        assert_true(locked == (i == 19));
+    }
+    assert_int_equal(s2a_shm_throttle_check_locked(shm, user, NOW), 60);
+    addr[1] = 3;
+    assert_int_equal(
+        s2a_shm_throttle_reserve_locked(shm, addr, user, NOW, &locked), 60);
+    assert_int_equal(
+        s2a_shm_throttle_reserve_locked(shm, other, user, NOW, &locked), 0);
+    /* ... and it had its one try. */
+    assert_true(s2a_shm_throttle_reserve_locked(shm, other, user, NOW, &locked)
+                > 0);
+    /* A stored row comes back; an older copy does not shorten it. */
+    assert_int_equal(s2a_shm_throttle_get_locked(shm, user, &row), S2A_OK);
+    assert_int_equal(row.kind, S2A_THROTTLE_USER);
+    s2a_shm_throttle_reset_locked(shm, user);
+    row.locked_until = NOW + 500;
+    s2a_shm_throttle_put_locked(shm, &row);
+    row.locked_until = NOW + 5;
+    s2a_shm_throttle_put_locked(shm, &row);
+    assert_int_equal(s2a_shm_throttle_check_locked(shm, user, NOW), 500);
+}
+
 /* The generation moves on every change a waiting job cares about. */
 static void
 test_pool_gen(void **state)
@@ -745,6 +804,7 @@ main(void)
         cmocka_unit_test(test_repair_on_lock_frees_slots),
         cmocka_unit_test_setup_teardown(test_throttle_evicts_oldest, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_throttle_reserve, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pool_gen, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hopeless, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hold_stats, setup, teardown),
