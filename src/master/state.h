@@ -41,6 +41,7 @@ typedef struct s2a_master_s {
     struct event_base *base;
     s2a_shm_t *shm;
     s2a_db_t *db;
+    s2a_db_t *db_inherited; /* in a worker: the master's, never used */
     s2a_proc_t *procs;
     int stopping;    /* 0 running, 1 graceful, 2 fast */
     uint8_t key[32]; /* seals secrets at rest (secret.key) */

@@ -1307,8 +1307,14 @@ conn_error_retry(conn_t *c, int status, const char *code, const char *msg,
     if (retry_after != NULL) {
         evbuffer_add_printf(c->extra, "Retry-After: %s\r\n", retry_after);
     }
-    body = error_body(status >= 500 ? "server_error" : "invalid_request_error",
-                      code, NULL, msg);
+    /* The admin API answers in its own shape, {"detail"}. */
+    if (c->req.path != NULL && strncmp(c->req.path, "/api/", 5) == 0) {
+        body = json_pack("{s:s}", "detail", msg);
+    } else {
+        body =
+            error_body(status >= 500 ? "server_error" : "invalid_request_error",
+                       code, NULL, msg);
+    }
     text = body != NULL ? json_dumps(body, JSON_COMPACT) : NULL;
     json_decref(body);
     c->req.answered = true;

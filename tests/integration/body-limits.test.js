@@ -7,7 +7,7 @@
 const { test, before, after } = require('node:test');
 const assert = require('node:assert/strict');
 const fs = require('node:fs');
-const { Daemon, request, adminLogin, AUTH } = require('./lib/daemon');
+const { Daemon, request, adminLogin, AUTH, LAG_BOUND_MS } = require('./lib/daemon');
 
 let d;
 let admin;
@@ -52,10 +52,15 @@ test('64 MiB of [{},{},...] is refused before parsing, in both error shapes', as
   // Jansson would build 22 million objects: gigabytes and many seconds.
   assert.ok(ms < 5000, `answered in ${ms} ms`);
   t = Date.now();
-  r = await post('/api/tokens', admin, body);
+  // The import takes large bodies (up to max_body_size): the JSON limit
+  // is what stops it. Other admin routes stop at 1 MiB, before the body.
+  r = await post('/api/tokens/import', admin, body);
   assert.equal(r.status, 400, r.text);
   assert.match(r.json.detail, /JSON body over a limit: the body holds more than 262144 JSON values/);
   assert.ok(Date.now() - t < 5000);
+  r = await post('/api/tokens', admin, body);
+  assert.equal(r.status, 413, r.text);
+  assert.equal(r.json.detail, 'The request body is larger than the limit.');
   // The body buffer itself (and its copy) but no tree of it.
   const grown = workerPeakMiB() - peak;
   assert.ok(grown < 400, `worker peak grew by ${grown.toFixed(0)} MiB`);
@@ -131,5 +136,5 @@ test('/healthz on the only worker stays fast while a large allowed request is pr
     assert.equal(r.json.error.code, 'no_available_token');
   }
   const worst = Math.max(...lags);
-  assert.ok(worst < 100, `worst /healthz ${worst} ms`);
+  assert.ok(worst < LAG_BOUND_MS, `worst /healthz ${worst} ms (bound ${LAG_BOUND_MS})`);
 });
