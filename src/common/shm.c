@@ -27,7 +27,8 @@ static struct {
      * same in every process: workers are forked, not exec'ed). */
     const char *cached[S2A_SHM_HOLD_SITES];
     int ncached;
-} held;
+    int repaired; /* >= 0: a repair to report after the unlock */
+} held = { .repaired = -1 };
 
 /* The statistics row of `site`, claimed on first use. Lock held. */
 static s2a_shm_hold_t *
@@ -212,10 +213,8 @@ after_lock(s2a_shm_t *shm, int rc, const char *site)
         dropped = s2a_shm_repair_locked(shm);
         shm->repairs++;
         pthread_mutex_consistent(&shm->lock);
-        s2a_log(LOG_WARNING, 0,
-                "shm lock owner died holding the lock; table repaired "
-                "(%d stale leases dropped)",
-                dropped);
+        /* Logged by s2a_shm_unlock, once the lock is released. */
+        held.repaired = dropped;
         return S2A_OK;
     }
     if (rc == EBUSY) {
@@ -260,6 +259,13 @@ s2a_shm_unlock(s2a_shm_t *shm)
                  held.site != NULL ? held.site : "?");
     }
     pthread_mutex_unlock(&shm->lock);
+    if (held.repaired >= 0) {
+        s2a_log(LOG_WARNING, 0,
+                "shm lock owner died holding the lock; table repaired "
+                "(%d stale leases dropped)",
+                held.repaired);
+        held.repaired = -1;
+    }
 }
 
 int

@@ -13,7 +13,8 @@ const BUILDDIR = process.env.S2A_BUILDDIR || 'build';
 const BIN = path.resolve(ROOT, BUILDDIR, 'sora2apid');
 // The bound on event-loop lag the hardening tests hold a worker to:
 // 100 ms, with room for the several-fold slowdown of a sanitizer build.
-const LAG_BOUND_MS = /asan|san/.test(BUILDDIR) ? 400 : 100;
+const SANITIZED = /asan|san/.test(BUILDDIR);
+const LAG_BOUND_MS = SANITIZED ? 400 : 100;
 
 function freePort() {
   return new Promise((resolve, reject) => {
@@ -242,4 +243,4 @@ async function adminLogin(d) {
   return { Authorization: `Bearer ${r.json.token}` };
 }
 
-module.exports = { Daemon, request, raw, freePort, sleep, waitFor, pidAlive, childPids, BIN, ROOT, AUTH, adminLogin, LAG_BOUND_MS };
+module.exports = { Daemon, request, raw, freePort, sleep, waitFor, pidAlive, childPids, BIN, ROOT, AUTH, adminLogin, LAG_BOUND_MS, SANITIZED };
