@@ -90,6 +90,21 @@ const s2a_conf_key_t s2a_conf_keys[] = {
       "OAuth endpoint exchanging a refresh token for an access token" },
     { "upstream", "timeout", S2A_CONF_T_SECONDS, OFF(upstream_timeout), 0, 1,
       3600, S2A_CONF_RELOAD, "120", "seconds one upstream call may take" },
+    { "upstream", "connect_timeout", S2A_CONF_T_SECONDS,
+      OFF(upstream_connect_timeout), 0, 1, 600, S2A_CONF_RELOAD, "10",
+      "seconds an upstream connection (TCP and TLS) may take to set up" },
+    { "upstream", "read_timeout", S2A_CONF_T_SECONDS,
+      OFF(upstream_read_timeout), 0, 1, 3600, S2A_CONF_RELOAD, "30",
+      "seconds an upstream call may go without a byte sent or received, "
+      "from the first byte of the answer to the last" },
+    { "upstream", "submit_budget", S2A_CONF_T_SECONDS, OFF(submit_budget), 0, 1,
+      3600, S2A_CONF_RELOAD, "60",
+      "seconds all upload and submit attempts of one generation may take "
+      "together" },
+    { "upstream", "poll_backoff_max", S2A_CONF_T_SECONDS, OFF(poll_backoff_max),
+      0, 1, 3600, S2A_CONF_RELOAD, "30",
+      "longest pause, in seconds, between polls of an account whose polls "
+      "keep failing" },
     { "upstream", "poll_interval_ms", S2A_CONF_T_INT, OFF(poll_interval_ms), 0,
       20, 60000, S2A_CONF_RELOAD, "2500",
       "milliseconds between two polls of one account's running tasks" },

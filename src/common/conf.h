@@ -75,10 +75,14 @@ typedef struct s2a_conf_s {
     char base_url[S2A_CONF_STR];
     char session_url[S2A_CONF_STR];
     char oauth_url[S2A_CONF_STR];
-    int upstream_timeout; /* seconds */
-    int poll_interval_ms; /* between two polls of one token's tasks */
-    int submit_attempts;  /* tokens one generation may be tried on */
-    int fetch_private;    /* client URLs may point at private addresses */
+    int upstream_timeout;         /* seconds */
+    int upstream_connect_timeout; /* seconds: TCP and TLS handshake */
+    int upstream_read_timeout;    /* seconds without a byte moving */
+    int submit_budget;            /* seconds for all submit attempts of a job */
+    int poll_backoff_max;         /* seconds: longest pause after poll errors */
+    int poll_interval_ms;         /* between two polls of one token's tasks */
+    int submit_attempts;          /* tokens one generation may be tried on */
+    int fetch_private; /* client URLs may point at private addresses */
 
     /* [limits] */
     int max_tokens;

@@ -4,6 +4,11 @@
  * A job does one thing at a time, so it holds at most one outstanding
  * operation (`op` says which, `op_id` is its handle) plus, while polling,
  * a poller watch and a deadline. Cancelling undoes exactly those.
+ *
+ * From the first upload or submit attempt until Sora has taken the task,
+ * the job also runs against the submit budget ([upstream] submit_budget):
+ * however many tokens it tries, and whatever their calls do, it ends by
+ * then with upstream_unavailable.
  */
 #include "worker/gen.h"
 #include "common/crypto.h"
@@ -27,6 +32,10 @@
 #define IMAGE_MAX_BYTES   (20u * 1024 * 1024)
 #define IMAGE_FETCH_MS    30000L
 #define FRAMES_PER_SECOND 30
+#define CODE_UNAVAILABLE  "upstream_unavailable"
+/* The one thing a client learns when its image URL fails: whether the
+ * address was refused, closed, open or slow stays in the debug log. */
+#define IMAGE_URL_FAILED "the image URL could not be fetched"
 
 typedef enum {
     OP_NONE = 0,
@@ -48,6 +57,7 @@ struct s2a_gen_s {
     s2a_poll_watch_t *watch;
     struct event *deadline;
     struct event *kick;
+    struct event *budget; /* the submit budget, until Sora took the task */
 
     char job_id[32];
     char rid[24];
@@ -189,11 +199,22 @@ op_started(s2a_gen_t *g, op_t op, uint64_t id, const char *what)
     return id != 0;
 }
 
+/* The submit phase is over (the task runs, or the job ends). */
+static void
+budget_stop(s2a_gen_t *g)
+{
+    if (g->budget != NULL) {
+        event_free(g->budget);
+        g->budget = NULL;
+    }
+}
+
 static void
 job_free(s2a_gen_t *g)
 {
     stop_op(g);
     release_lease(g);
+    budget_stop(g);
     if (g->kick != NULL) {
         event_free(g->kick);
     }
@@ -363,11 +384,56 @@ refused(s2a_gen_t *g, const s2a_sora_result_t *r, bool upload)
     if (g->attempts >= s2a_worker.conf->submit_attempts
         || s2a_sched_candidates(g->kind, g->avoid, g->navoid) == 0)
     {
+        /* No answer at all (connect, read or total timeout, reset): the
+         * upstream itself is out of reach, not refusing this job. */
         fail(g, 502, "upstream_error",
-             upload ? "upload_failed" : "generation_failed", f.message);
+             r->status == 0 ? CODE_UNAVAILABLE
+                 : upload   ? "upload_failed"
+                            : "generation_failed",
+             f.message);
         return;
     }
     acquire(g);
+}
+
+/* The submit budget ran out before Sora took the task. */
+static void
+budget_cb(evutil_socket_t fd, short what, void *arg)
+{
+    s2a_gen_t *g = arg;
+    char msg[768];
+
+    S2A_UNUSED(fd);
+    S2A_UNUSED(what);
+    snprintf(msg, sizeof(msg),
+             "Sora did not take the generation within %d seconds (%d "
+             "attempt%s)%s%.600s",
+             s2a_worker.conf->submit_budget, g->attempts,
+             g->attempts == 1 ? "" : "s",
+             g->last_error[0] != '\0' ? "; last error: " : "", g->last_error);
+    if (g->op == OP_UPLOAD || g->op == OP_SUBMIT) {
+        /* Abandoned mid-call: the token's call counts as an error. */
+        token_outcome(g->lease.token_id, g->kind, "error", msg, 0);
+    }
+    fail(g, 504, "timeout_error", CODE_UNAVAILABLE, msg);
+}
+
+/* Starts the submit budget with the job's first attempt. */
+static bool
+budget_start(s2a_gen_t *g)
+{
+    struct timeval tv = { s2a_worker.conf->submit_budget, 0 };
+
+    if (g->budget != NULL) {
+        return true;
+    }
+    g->budget = evtimer_new(s2a_worker.base, budget_cb, g);
+    if (g->budget == NULL) {
+        fail(g, 500, "server_error", "internal_error", "out of memory");
+        return false;
+    }
+    evtimer_add(g->budget, &tv);
+    return true;
 }
 
 static void
@@ -388,6 +454,9 @@ granted(const s2a_lease_t *lease, const char *why, void *arg)
     g->lease = *lease;
     g->leased = true;
     g->attempts++;
+    if (!budget_start(g)) {
+        return;
+    }
     if (g->image != NULL) {
         run_upload(g);
     } else {
@@ -508,6 +577,7 @@ submitted(const s2a_sora_result_t *r, void *arg)
     }
     snprintf(g->task_id, sizeof(g->task_id), "%s", id);
     g->token_id = g->lease.token_id;
+    budget_stop(g); /* Sora has it: the generation timeout rules now */
     if (g->kind == S2A_KIND_VIDEO) {
         /* Sora counts the video now: so does the pool's quota. */
         json_t *used = json_pack("{s:s, s:I}", "op", "video_submitted",
@@ -865,21 +935,23 @@ static void
 fetched(const s2a_upstream_resp_t *resp, void *arg)
 {
     s2a_gen_t *g = arg;
-    char msg[320];
 
     g->op = OP_NONE;
     if (resp->curl_code != 0 || resp->status < 200 || resp->status > 299
         || resp->body_len == 0)
     {
+        /* The URL is the client's: the text must not tell a refused
+         * address from a closed port, an open one or a slow one. The
+         * detail is for the operator. */
         if (resp->curl_code != 0) {
-            snprintf(msg, sizeof(msg), "the image URL could not be fetched: %s",
-                     resp->error);
+            s2a_log(LOG_DEBUG, 0, "%s: job %s: image URL: %s", g->rid,
+                    g->job_id, resp->error);
         } else {
-            snprintf(msg, sizeof(msg),
-                     "the image URL answered HTTP %ld with %zu bytes",
-                     resp->status, resp->body_len);
+            s2a_log(LOG_DEBUG, 0,
+                    "%s: job %s: image URL answered HTTP %ld with %zu bytes",
+                    g->rid, g->job_id, resp->status, resp->body_len);
         }
-        fail(g, 502, "upstream_error", "upload_failed", msg);
+        fail(g, 502, "upstream_error", "upload_failed", IMAGE_URL_FAILED);
         return;
     }
     g->image = malloc(resp->body_len);

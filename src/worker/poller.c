@@ -1,9 +1,14 @@
 /*
  * poller.c: one poll loop per account, shared by every task of that
  * account in this worker.
+ *
+ * Failed polls back off: after n failures in a row an account is next
+ * polled after interval * 2^n, never later than [upstream]
+ * poll_backoff_max, and at the interval again once a poll succeeds.
  */
 #include "worker/poller.h"
 #include "common/log.h"
+#include "common/util.h"
 #include "worker/classify.h"
 #include "worker/context.h"
 #include "worker/sora.h"
@@ -44,6 +49,8 @@ struct entry_s {
     uint64_t ticks;       /* poll intervals so far */
     uint64_t drafts_tick; /* interval of the last drafts round, +1 */
     int busy;             /* dispatch depth: watches are unlinked, not freed */
+    int errors;           /* failed polls in a row */
+    int64_t resume_ms;    /* backing off: no poll before this */
     entry_t *next;
 };
 
@@ -150,16 +157,30 @@ answer_usable(entry_t *e, const s2a_sora_result_t *r, const char *what)
 {
     s2a_failure_t f;
 
+    const s2a_conf_t *conf = s2a_worker.conf;
+    int64_t pause, cap;
+
     if (s2a_sora_ok(r)) {
+        e->errors = 0;
+        e->resume_ms = 0;
         return true;
     }
     s2a_classify(r->status, r->json, r->body, r->error_message, &f);
     if (f.kind == S2A_FAIL_TOKEN_INVALID) {
         invalidate_all(e, f.message);
-    } else {
-        s2a_log(LOG_INFO, 0, "token %lld: %s poll failed (retried): %s",
-                (long long) e->token_id, what, f.message);
+        return false;
     }
+    cap = (conf != NULL ? conf->poll_backoff_max : 30) * (int64_t) 1000;
+    if (e->errors < 30) {
+        e->errors++;
+    }
+    pause = (int64_t) P.interval_ms << (e->errors < 20 ? e->errors : 20);
+    if (pause > cap) {
+        pause = cap;
+    }
+    e->resume_ms = s2a_mono_ms() + pause;
+    s2a_log(LOG_INFO, 0, "token %lld: %s poll failed (retried in %lld ms): %s",
+            (long long) e->token_id, what, (long long) pause, f.message);
     return false;
 }
 
@@ -486,6 +507,9 @@ tick(evutil_socket_t fd, short what, void *arg)
     S2A_UNUSED(fd);
     S2A_UNUSED(what);
     arm(e);
+    if (e->resume_ms != 0 && s2a_mono_ms() < e->resume_ms) {
+        return; /* backing off after failed polls */
+    }
     e->ticks++;
     if (!token_present(e->token_id)) {
         /* Deleted from the pool: nobody can follow its tasks any more. */

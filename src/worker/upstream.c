@@ -7,6 +7,19 @@
  * Owns: the CURLM handle, one call_t (easy handle, header list, buffers)
  * per request, one socket_t (event) per socket curl watches.
  *
+ * Every call is bounded three ways: curl's connect timeout (TCP and TLS,
+ * [upstream] connect_timeout), curl's total timeout (the caller's, or
+ * [upstream] timeout) and our own stall timer: once connected, a call
+ * during which no byte moves for [upstream] read_timeout is abandoned.
+ * That last one is what ends a black-holed peer (the connection stands,
+ * nothing ever comes back) long before the total timeout, and it suits
+ * large downloads, which may take long as long as bytes keep coming.
+ *
+ * URLs clients supply (`public_only`) are checked before any packet goes
+ * out: the opensocket callback refuses a loopback, private or link-local
+ * address for every connection curl opens, redirects included, and such
+ * calls never share a pooled connection.
+ *
  * At log level debug (the debug_enabled setting) every call is written to
  * the error log here, and only here: method, URL, headers, status, time
  * taken and both bodies up to DEBUG_BODY_MAX bytes, with every secret
@@ -17,12 +30,14 @@
 #include "worker/upstream.h"
 #include "common/log.h"
 #include "common/util.h"
+#include "worker/context.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <curl/curl.h>
@@ -31,6 +46,8 @@
 #define DEFAULT_MAX_RESPONSE (8u * 1024 * 1024)
 #define DEBUG_BODY_MAX       2048 /* bytes of a body the debug log shows */
 #define DEBUG_LINE_MAX       1400 /* bytes of a body per log line */
+#define DEFAULT_CONNECT_MS   10000L
+#define DEFAULT_READ_MS      30000L
 
 typedef struct call_s {
     uint64_t id;
@@ -46,9 +63,16 @@ typedef struct call_s {
     int64_t written;
     bool write_failed;
     bool private_refused;
-    bool debug;       /* log this call at debug level */
-    int64_t start_ms; /* when it started (debug) */
-    char *what;       /* "METHOD url" with secrets masked (debug) */
+    bool connected;      /* the connection stands (prereq ran) */
+    bool stalled;        /* abandoned by the stall timer */
+    struct event *stall; /* the stall timer */
+    long read_ms;        /* [upstream] read_timeout when it started */
+    int64_t active_ms;   /* when a byte last moved (or it connected) */
+    curl_off_t moved;    /* bytes up plus down so far */
+    bool public_only;    /* a client-supplied URL */
+    bool debug;          /* log this call at debug level */
+    int64_t start_ms;    /* when it started (debug) */
+    char *what;          /* "METHOD url" with secrets masked (debug) */
     char errbuf[CURL_ERROR_SIZE];
     s2a_upstream_done_pt done;
     void *arg;
@@ -228,9 +252,55 @@ s2a_upstream_ip_private(const char *ip)
         || (v4[0] == 192 && v4[1] == 168) || v4[0] >= 224;
 }
 
-#if LIBCURL_VERSION_NUM >= 0x075000
-/* Runs once the connection stands, for every request a call makes
- * (redirects too), before anything is sent. */
+/* Whether a client-supplied URL may reach the numeric address `ip`. In
+ * a test build, the blank-separated addresses of SORA2API_TEST_PUBLIC_ADDRS
+ * count as public, so that the suite can play a public host on loopback. */
+static bool
+ip_refused(const char *ip)
+{
+#ifdef S2A_TEST_HOOKS
+    const char *list = getenv("SORA2API_TEST_PUBLIC_ADDRS"), *p;
+    size_t n = strlen(ip);
+
+    for (p = list; p != NULL && n > 0 && (p = strstr(p, ip)) != NULL; p += n) {
+        if ((p == list || p[-1] == ' ') && (p[n] == '\0' || p[n] == ' ')) {
+            return false;
+        }
+    }
+#endif
+    return s2a_upstream_ip_private(ip);
+}
+
+/*
+ * CURLOPT_OPENSOCKETFUNCTION of calls to client-supplied URLs: runs for
+ * every address curl is about to connect to, redirects included, before
+ * the socket exists. A refused address gets no socket, so not even a SYN
+ * reaches it.
+ */
+static curl_socket_t
+opensocket_cb(void *arg, curlsocktype purpose, struct curl_sockaddr *addr)
+{
+    call_t *c = arg;
+    char ip[INET6_ADDRSTRLEN];
+    const void *a = NULL;
+
+    if (purpose == CURLSOCKTYPE_IPCXN && addr->family == AF_INET) {
+        a = &((const struct sockaddr_in *) (void *) &addr->addr)->sin_addr;
+    } else if (purpose == CURLSOCKTYPE_IPCXN && addr->family == AF_INET6) {
+        a = &((const struct sockaddr_in6 *) (void *) &addr->addr)->sin6_addr;
+    }
+    if (a == NULL || inet_ntop(addr->family, a, ip, sizeof(ip)) == NULL
+        || ip_refused(ip))
+    {
+        c->private_refused = true;
+        return CURL_SOCKET_BAD;
+    }
+    return socket(addr->family, addr->socktype | SOCK_CLOEXEC, addr->protocol);
+}
+
+/* Runs once the connection stands (new or reused), for every request a
+ * call makes (redirects too), before anything is sent: the stall clock
+ * starts here, and a client-supplied URL is checked once more. */
 static int
 prereq_cb(void *arg, char *primary_ip, char *local_ip, int primary_port,
           int local_port)
@@ -240,13 +310,41 @@ prereq_cb(void *arg, char *primary_ip, char *local_ip, int primary_port,
     S2A_UNUSED(local_ip);
     S2A_UNUSED(primary_port);
     S2A_UNUSED(local_port);
-    if (s2a_upstream_ip_private(primary_ip)) {
+    c->connected = true;
+    c->active_ms = s2a_mono_ms();
+    if (c->public_only && ip_refused(primary_ip)) {
         c->private_refused = true;
         return CURL_PREREQFUNC_ABORT;
     }
     return CURL_PREREQFUNC_OK;
 }
-#endif
+
+/* CURLOPT_XFERINFOFUNCTION: notes when a byte last moved either way. */
+static int
+xferinfo_cb(void *arg, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+            curl_off_t ulnow)
+{
+    call_t *c = arg;
+
+    S2A_UNUSED(dltotal);
+    S2A_UNUSED(ultotal);
+    if (dlnow + ulnow != c->moved) {
+        c->moved = dlnow + ulnow;
+        c->active_ms = s2a_mono_ms();
+    }
+    return 0;
+}
+
+/* CURLOPT_HEADERFUNCTION: a header line is a byte of the answer too. */
+static size_t
+header_cb(char *data, size_t size, size_t nmemb, void *arg)
+{
+    call_t *c = arg;
+
+    S2A_UNUSED(data);
+    c->active_ms = s2a_mono_ms();
+    return size * nmemb;
+}
 
 static void
 call_unlink(call_t *c)
@@ -265,6 +363,9 @@ call_unlink(call_t *c)
 static void
 call_free(call_t *c)
 {
+    if (c->stall != NULL) {
+        event_free(c->stall);
+    }
     curl_multi_remove_handle(U.multi, c->easy);
     curl_easy_cleanup(c->easy);
     curl_slist_free_all(c->headers);
@@ -567,14 +668,56 @@ debug_response(const call_t *c, const s2a_upstream_resp_t *resp)
     }
 }
 
+/* Hands call `c`, ended with `result`, to its callback and frees it. */
+static void
+call_finish(call_t *c, CURLcode result)
+{
+    s2a_upstream_resp_t resp;
+    char *ctype = NULL;
+    char stalled[96];
+
+    memset(&resp, 0, sizeof(resp));
+    resp.curl_code = (int) result;
+    curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &resp.status);
+    curl_easy_getinfo(c->easy, CURLINFO_CONTENT_TYPE, &ctype);
+    resp.content_type = ctype;
+    resp.truncated = c->truncated;
+    resp.written = c->written;
+    if (resp.curl_code != CURLE_OK) {
+        resp.error =
+            c->errbuf[0] != '\0' ? c->errbuf : curl_easy_strerror(result);
+        if (c->truncated) {
+            resp.error = "response too large";
+        } else if (c->write_failed) {
+            resp.error = "writing the file failed";
+        } else if (c->private_refused) {
+            resp.error = "the URL points at a private address";
+        } else if (c->stalled) {
+            snprintf(stalled, sizeof(stalled),
+                     "no data from the upstream for %ld seconds",
+                     c->read_ms / 1000);
+            resp.error = stalled;
+        }
+    } else {
+        resp.error = "";
+    }
+    evbuffer_add(c->body, "", 1);
+    resp.body_len = evbuffer_get_length(c->body) - 1;
+    resp.body = (char *) evbuffer_pullup(c->body, -1);
+    call_unlink(c);
+    if (c->debug) {
+        debug_response(c, &resp);
+    }
+    c->done(&resp, c->arg);
+    call_free(c);
+}
+
 static void
 collect_done(void)
 {
     CURLMsg *msg;
     int left;
     call_t *c;
-    s2a_upstream_resp_t resp;
-    char *ctype;
 
     /* A callback may start a call, which may complete at once: no nested
      * collection. */
@@ -591,39 +734,38 @@ collect_done(void)
         if (c == NULL) {
             continue;
         }
-        memset(&resp, 0, sizeof(resp));
-        resp.curl_code = (int) msg->data.result;
-        curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &resp.status);
-        ctype = NULL;
-        curl_easy_getinfo(c->easy, CURLINFO_CONTENT_TYPE, &ctype);
-        resp.content_type = ctype;
-        resp.truncated = c->truncated;
-        resp.written = c->written;
-        if (resp.curl_code != CURLE_OK) {
-            resp.error = c->errbuf[0] != '\0'
-                ? c->errbuf
-                : curl_easy_strerror(msg->data.result);
-            if (c->truncated) {
-                resp.error = "response too large";
-            } else if (c->write_failed) {
-                resp.error = "writing the file failed";
-            } else if (c->private_refused) {
-                resp.error = "the URL points at a private address";
-            }
-        } else {
-            resp.error = "";
-        }
-        evbuffer_add(c->body, "", 1);
-        resp.body_len = evbuffer_get_length(c->body) - 1;
-        resp.body = (char *) evbuffer_pullup(c->body, -1);
-        call_unlink(c);
-        if (c->debug) {
-            debug_response(c, &resp);
-        }
-        c->done(&resp, c->arg);
-        call_free(c);
+        call_finish(c, msg->data.result);
     }
     U.collecting = false;
+}
+
+/*
+ * The stall timer of one call. Until the connection stands, curl's
+ * connect timeout rules; after that, read_ms without a byte moving either
+ * way ends the call as a timeout. It runs from the event loop, never
+ * inside curl, so the easy handle may be removed here.
+ */
+static void
+stall_cb(evutil_socket_t fd, short what, void *arg)
+{
+    call_t *c = arg;
+    int64_t idle = s2a_mono_ms() - c->active_ms;
+    long wait = c->read_ms;
+    struct timeval tv;
+
+    S2A_UNUSED(fd);
+    S2A_UNUSED(what);
+    if (c->connected && idle >= c->read_ms) {
+        c->stalled = true;
+        call_finish(c, CURLE_OPERATION_TIMEDOUT);
+        return;
+    }
+    if (c->connected) {
+        wait = (long) (c->read_ms - idle);
+    }
+    tv.tv_sec = wait / 1000;
+    tv.tv_usec = (wait % 1000) * 1000;
+    evtimer_add(c->stall, &tv);
 }
 
 int
@@ -685,6 +827,12 @@ uint64_t
 s2a_upstream_start(const s2a_upstream_req_t *req, s2a_upstream_done_pt done,
                    void *arg)
 {
+    const s2a_conf_t *conf = s2a_worker.conf;
+    long connect_ms = conf != NULL ? conf->upstream_connect_timeout * 1000L
+                                   : DEFAULT_CONNECT_MS;
+    long read_ms =
+        conf != NULL ? conf->upstream_read_timeout * 1000L : DEFAULT_READ_MS;
+    struct timeval tv;
     char line[8192];
     call_t *c;
     int i;
@@ -711,7 +859,16 @@ s2a_upstream_start(const s2a_upstream_req_t *req, s2a_upstream_done_pt done,
     curl_easy_setopt(c->easy, CURLOPT_TIMEOUT_MS,
                      req->timeout_ms > 0 ? req->timeout_ms
                                          : U.default_timeout_ms);
-    curl_easy_setopt(c->easy, CURLOPT_CONNECTTIMEOUT_MS, 15000L);
+    curl_easy_setopt(c->easy, CURLOPT_CONNECTTIMEOUT_MS, connect_ms);
+    c->read_ms = read_ms;
+    c->active_ms = s2a_mono_ms();
+    curl_easy_setopt(c->easy, CURLOPT_PREREQFUNCTION, prereq_cb);
+    curl_easy_setopt(c->easy, CURLOPT_PREREQDATA, c);
+    curl_easy_setopt(c->easy, CURLOPT_NOPROGRESS, 0L);
+    curl_easy_setopt(c->easy, CURLOPT_XFERINFOFUNCTION, xferinfo_cb);
+    curl_easy_setopt(c->easy, CURLOPT_XFERINFODATA, c);
+    curl_easy_setopt(c->easy, CURLOPT_HEADERFUNCTION, header_cb);
+    curl_easy_setopt(c->easy, CURLOPT_HEADERDATA, c);
     /* Every encoding libcurl was built with (gzip, br, zstd). */
     curl_easy_setopt(c->easy, CURLOPT_ACCEPT_ENCODING, "");
     curl_easy_setopt(c->easy, CURLOPT_PROTOCOLS_STR, "http,https");
@@ -739,12 +896,13 @@ s2a_upstream_start(const s2a_upstream_req_t *req, s2a_upstream_done_pt done,
     c->to_file = req->to_file;
     c->out_fd = req->out_fd;
     if (req->public_only && (req->proxy == NULL || req->proxy[0] == '\0')) {
-#if LIBCURL_VERSION_NUM >= 0x075000
-        curl_easy_setopt(c->easy, CURLOPT_PREREQFUNCTION, prereq_cb);
-        curl_easy_setopt(c->easy, CURLOPT_PREREQDATA, c);
-#else
-        goto failed; /* cannot check: refuse rather than fetch blindly */
-#endif
+        c->public_only = true;
+        curl_easy_setopt(c->easy, CURLOPT_OPENSOCKETFUNCTION, opensocket_cb);
+        curl_easy_setopt(c->easy, CURLOPT_OPENSOCKETDATA, c);
+        /* A pooled connection (to the Sora fake on loopback, say) was
+         * never checked: a client's URL always gets its own. */
+        curl_easy_setopt(c->easy, CURLOPT_FRESH_CONNECT, 1L);
+        curl_easy_setopt(c->easy, CURLOPT_FORBID_REUSE, 1L);
     }
     if (req->follow_redirects) {
         curl_easy_setopt(c->easy, CURLOPT_FOLLOWLOCATION, 1L);
@@ -789,6 +947,10 @@ s2a_upstream_start(const s2a_upstream_req_t *req, s2a_upstream_done_pt done,
     } else {
         curl_easy_setopt(c->easy, CURLOPT_CUSTOMREQUEST, req->method);
     }
+    c->stall = evtimer_new(U.base, stall_cb, c);
+    if (c->stall == NULL) {
+        goto failed;
+    }
     c->id = U.next_id++;
     /* The one check every call pays when debug logging is off. */
     if (s2a_log_get_level() >= LOG_DEBUG) {
@@ -805,9 +967,16 @@ s2a_upstream_start(const s2a_upstream_req_t *req, s2a_upstream_done_pt done,
     }
     U.calls = c;
     U.inflight++;
+    /* The first look comes when the connect timeout has run out. */
+    tv.tv_sec = connect_ms / 1000;
+    tv.tv_usec = (connect_ms % 1000) * 1000;
+    evtimer_add(c->stall, &tv);
     return c->id;
 
 failed:
+    if (c->stall != NULL) {
+        event_free(c->stall);
+    }
     if (c->easy != NULL) {
         curl_easy_cleanup(c->easy);
     }

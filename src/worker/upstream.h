@@ -46,7 +46,9 @@ typedef struct s2a_upstream_req_s {
     const char *content_type;                      /* of the body */
     const char *headers[S2A_UPSTREAM_MAX_HEADERS]; /* "Name: value" */
     const char *proxy;                             /* proxy URL or NULL */
-    long timeout_ms;     /* whole call; 0: the [upstream] timeout */
+    long timeout_ms;     /* whole call; 0: the [upstream] timeout. The
+                            connect and read timeouts of [upstream]
+                            apply to every call. */
     size_t max_response; /* 0: 8 MiB */
     const s2a_upstream_part_t *parts; /* multipart body instead of `body` */
     int nparts;
@@ -54,8 +56,10 @@ typedef struct s2a_upstream_req_s {
     int out_fd;            /* borrowed; the caller closes it */
     bool follow_redirects; /* media downloads: up to 5 redirects */
     bool public_only;      /* refuse loopback, private and link-local
-                              peers (URLs clients supply); not checked
-                              through a proxy, which resolves for us */
+                              peers (URLs clients supply) before
+                              connecting, redirects included, on a
+                              connection of its own; not checked through
+                              a proxy, which resolves for us */
 } s2a_upstream_req_t;
 
 /* True when the numeric address `ip` is loopback, private, link-local,

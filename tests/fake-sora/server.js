@@ -1568,6 +1568,7 @@ class FakeSora {
             preset: spec.preset || null,
             html: !!spec.html,
             drop: !!spec.drop,
+            hang: !!spec.hang,
             delay_ms: Math.max(0, Number(spec.delay_ms) || 0),
             slow_body_ms: Math.max(0, Number(spec.slow_body_ms) || 0),
             times: spec.times === undefined ? 1 : Number(spec.times), // -1 = until disarmed
@@ -1779,6 +1780,14 @@ class FakeSora {
                     entry.duration_ms = Date.now() - ctx.started;
                     ctx.stat.statuses.dropped = (ctx.stat.statuses.dropped || 0) + 1;
                     req.socket.destroy();
+                    return;
+                }
+                if (arm.hang) {
+                    // A black hole: the request was read, no byte of an
+                    // answer ever comes; the client has to give up.
+                    entry.status = 'hung';
+                    ctx.stat.statuses.hung = (ctx.stat.statuses.hung || 0) + 1;
+                    req.socket.setTimeout(0);
                     return;
                 }
                 const desc = this.armResponse(arm);

@@ -98,6 +98,18 @@ describe('POST /__fake/arm', () => {
         assert.equal(e.status, 'dropped');
     });
 
+    it('hang reads the request and never answers', async () => {
+        await h.ctl('POST', '/arm', { route: 'GET /backend/nf/pending', hang: true });
+        const ac = new AbortController();
+        const t = setTimeout(() => ac.abort(), 300);
+        await assert.rejects(fetch(`${h.url}/backend/nf/pending`, {
+            headers: { authorization: `Bearer ${a.access_token}` }, signal: ac.signal }));
+        clearTimeout(t);
+        assert.equal((await h.get('/backend/nf/pending', a.access_token)).status, 200);
+        const [e] = await h.journal('?route=GET%20/backend/nf/pending&limit=2');
+        assert.equal(e.status, 'hung');
+    });
+
     it('delay_ms delays an injected answer or a normal one', async () => {
         await h.ctl('POST', '/arm', { route: 'GET /backend/me', delay_ms: 250 });
         let t0 = Date.now();
