@@ -72,7 +72,11 @@ header_param(const char *p, const char *end, const char *key, char *out,
             for (p++; p < end && *p != '"'; p++) {
                 if (*p == '\\' && p + 1 < end) {
                     p++;
-                } else if (*p == '\\' || *p == '\r' || *p == '\n') {
+                } else if (*p == '\\') {
+                    return -1;
+                }
+                /* No control byte: a NUL would cut the value short. */
+                if (((unsigned char) *p < 0x20 && *p != '\t') || *p == 0x7f) {
                     return -1;
                 }
                 if (olen + 1 < outlen) {
@@ -261,6 +265,9 @@ part_headers(const char *p, size_t avail, s2a_mpart_t *part, size_t *used,
             }
             r = header_param(colon + 1, eol, "name", part->name,
                              sizeof(part->name));
+            if (r == 1 && part->name[0] == '\0') {
+                ERR("a multipart part has an empty field name");
+            }
             if (r <= 0) {
                 ERR("a multipart part has %s field name",
                     r == 0 ? "no" : "a malformed or too long");

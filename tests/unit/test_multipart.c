@@ -144,6 +144,10 @@ test_framing_errors(void **state)
         /* quoted parameter left open, empty token value */
         "--b\r\nContent-Disposition: form-data; name=\"a\r\n\r\nx\r\n--b--",
         "--b\r\nContent-Disposition: form-data; name=\r\n\r\nx\r\n--b--",
+        /* an empty name, a control byte in a quoted name */
+        "--b\r\nContent-Disposition: form-data; name=\"\"\r\n\r\nx\r\n--b--",
+        "--b\r\nContent-Disposition: form-data; "
+        "name=\"a\x01\"\r\n\r\nx\r\n--b--",
     };
     size_t i;
 
