@@ -14,6 +14,7 @@
 #include "common/models.h"
 #include "worker/admin.h"
 #include "worker/context.h"
+#include "worker/images.h"
 #include "worker/media.h"
 #include "worker/records.h"
 #include "worker/static.h"
@@ -128,6 +129,10 @@ static const route_t routes[] = {
     { M_GET, "/v1/models/", AUTH_API_KEY, "models", handle_models, 0 },
     { M_POST, "/v1/chat/completions", AUTH_API_KEY, "chat",
       s2a_chat_completions, R_BIG_BODY },
+    { M_POST, "/v1/images/generations", AUTH_API_KEY, "images",
+      s2a_images_generations, R_BIG_BODY },
+    { M_POST, "/v1/images/edits", AUTH_API_KEY, "images", s2a_images_edits,
+      R_BIG_BODY },
 
     /* admin API: sessions and settings */
     { M_POST, "/api/login", AUTH_NONE, "admin", s2a_admin_login, 0 },
