@@ -1068,11 +1068,10 @@ s2a_gen_start(const s2a_chatreq_t *req, const char *request_id,
         } else if (req->image.url != NULL) {
             g->image_url = strdup(req->image.url);
         }
-        /* Without its image the job would quietly become text-to-X. */
-        if ((req->image.base64 != NULL && g->image == NULL)
-            || (req->image.url != NULL && req->image.base64 == NULL
-                && g->image_url == NULL))
-        {
+        /* Without its URL the job would quietly become text-to-X (an
+         * image that does not decode fails below, as bad_image). */
+        if (req->image.url != NULL && req->image.base64 == NULL
+            && g->image_url == NULL) {
             job_free(g);
             return NULL;
         }

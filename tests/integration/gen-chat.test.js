@@ -262,6 +262,11 @@ test('bad input is a 400 in the OpenAI envelope before any stream', async () => 
   g.assertHttpError(r, 400, 'unsupported_mode');
   r = await g.chat(d, { model: 'sora-image', messages: user('   '), stream: true });
   assert.equal(r.status, 400);
+  // An image that does not decode is the client's error, not a 500.
+  r = await g.chat(d, { model: 'sora-image', stream: false, messages: [{ role: 'user', content: [
+    { type: 'text', text: 'x' }, { type: 'image_url', image_url: { url: 'data:image/png;base64,@@@@' } }] }] });
+  assert.ok(r.status === 400, `${r.status} ${r.text}`);
+  assert.equal(r.json.error.type, 'invalid_request_error');
   r = await request(d.base, 'POST', '/v1/chat/completions', { headers: { 'Content-Type': 'application/json' },
     body: json({ model: 'sora-image', messages: user('x') }) });
   assert.equal(r.status, 401);
