@@ -15,7 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static s2a_mpart_t parts[8];
+static s2a_mpart_t parts[16];
 static size_t nparts;
 static char err[256];
 
