@@ -96,10 +96,12 @@ struct s2a_gen_s {
     int64_t started_ms;
     char last_error[512];
     bool bad_image;
-    bool resumed; /* taken over from a row, no client */
+    bool resumed;                    /* taken over from a row, no client */
+    struct s2a_gen_s *rnext, *rprev; /* resumed jobs of this worker */
 };
 
 static int active_jobs;
+static s2a_gen_t *resumed_jobs;
 
 static void run_upload(s2a_gen_t *g);
 static void run_submit(s2a_gen_t *g);
@@ -224,6 +226,16 @@ job_free(s2a_gen_t *g)
     budget_stop(g);
     if (g->kick != NULL) {
         event_free(g->kick);
+    }
+    if (g->resumed) {
+        if (g->rprev != NULL) {
+            g->rprev->rnext = g->rnext;
+        } else {
+            resumed_jobs = g->rnext;
+        }
+        if (g->rnext != NULL) {
+            g->rnext->rprev = g->rprev;
+        }
     }
     free(g->prompt);
     free(g->image_url);
@@ -1180,6 +1192,29 @@ resume_done(void *arg, json_t *result, int status, const char *type,
 static const s2a_gen_ops_t resume_ops = { resume_progress, resume_done };
 
 /*
+ * At the worker's exit: resumed jobs, which no connection holds, leave
+ * their rows running for the next resume and give their leases back
+ * (the master would otherwise find them held by a worker that exited
+ * cleanly).
+ */
+static void
+resumed_exit(void)
+{
+    s2a_gen_t *g;
+
+    if (resumed_jobs == NULL || s2a_shm_lock(s2a_worker.shm) != S2A_OK) {
+        return;
+    }
+    for (g = resumed_jobs; g != NULL; g = g->rnext) {
+        if (g->leased) {
+            g->leased = false;
+            s2a_shm_lease_release_locked(s2a_worker.shm, &g->lease);
+        }
+    }
+    s2a_shm_unlock(s2a_worker.shm);
+}
+
+/*
  * Leases token `token_id` for the job: a lease is bookkeeping, so one on
  * the task's own token is taken even past its concurrency limit. Returns
  * S2A_OK, S2A_DECLINED when the token is gone, S2A_ERROR otherwise.
@@ -1263,6 +1298,7 @@ s2a_op_job_resume(void *from, json_t *msg)
     const char *task = json_string_value(json_object_get(msg, "task_id"));
     const char *model = json_string_value(json_object_get(msg, "model"));
     json_t *params = json_object_get(msg, "params");
+    static bool exit_hook;
     struct timeval now = { 0, 0 };
     s2a_gen_t *g;
 
@@ -1282,6 +1318,15 @@ s2a_op_job_resume(void *from, json_t *msg)
     active_jobs++;
     g->ops = &resume_ops;
     g->resumed = true;
+    g->rnext = resumed_jobs;
+    if (resumed_jobs != NULL) {
+        resumed_jobs->rprev = g;
+    }
+    resumed_jobs = g;
+    if (!exit_hook) {
+        /* Registered in this worker only: the master never resumes. */
+        exit_hook = atexit(resumed_exit) == 0;
+    }
     g->model = s2a_model_find(model);
     g->kind = g->model->kind;
     g->started_ms =
