@@ -88,5 +88,6 @@ void s2a_op_drain(void *from, json_t *msg);
 void s2a_op_reopen_logs(void *from, json_t *msg);
 void s2a_op_refresh_token(void *from, json_t *msg);
 void s2a_op_quota_check(void *from, json_t *msg);
+void s2a_op_job_resume(void *from, json_t *msg);
 
 #endif /* S2A_OPS_H */

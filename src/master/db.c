@@ -150,6 +150,10 @@ static const char *const migrations[] = {
     "  window_start INTEGER NOT NULL,"
     "  locked_until INTEGER NOT NULL"
     ") WITHOUT ROWID;",
+
+    /* 8: what a job needs to be finished without its request (resume):
+     * a JSON object, see docs/generation.md */
+    "ALTER TABLE tasks ADD COLUMN params TEXT;",
 };
 
 static int
@@ -1581,7 +1585,7 @@ static const char *const task_columns[] = {
     "upstream_task_id", "token_id",     "model",       "mode",
     "prompt",           "status",       "progress",    "result_urls",
     "error_message",    "completed_at", "duration_ms", "worker_pid",
-    "error_code",
+    "error_code",       "params",
 };
 
 static bool
@@ -1675,6 +1679,11 @@ s2a_db_task_upsert(s2a_db_t *db, const char *job_id, json_t *fields,
     return S2A_OK;
 }
 
+/* An unfinished row Sora has the task of: a worker can finish it. */
+#define RESUMABLE \
+    "status IN ('queued', 'running') AND upstream_task_id IS NOT NULL " \
+    "AND token_id IS NOT NULL AND model IS NOT NULL"
+
 int
 s2a_db_tasks_close(s2a_db_t *db, int64_t worker_pid, const char *code,
                    const char *message, int64_t now)
@@ -1687,7 +1696,7 @@ s2a_db_tasks_close(s2a_db_t *db, int64_t worker_pid, const char *code,
             "UPDATE tasks SET status = 'failed', error_code = ?2, "
             " error_message = ?3, completed_at = ?4, updated_at = ?4 "
             "WHERE status IN ('queued', 'running') "
-            " AND (?1 = 0 OR worker_pid = ?1)",
+            " AND (?1 = 0 OR worker_pid = ?1) AND NOT (" RESUMABLE ")",
             -1, &st, NULL)
         != SQLITE_OK)
     {
@@ -1700,6 +1709,70 @@ s2a_db_tasks_close(s2a_db_t *db, int64_t worker_pid, const char *code,
     rc = sqlite3_step(st);
     sqlite3_finalize(st);
     return rc == SQLITE_DONE ? sqlite3_changes(db->conn) : -1;
+}
+
+int
+s2a_db_tasks_unassign(s2a_db_t *db, int64_t now)
+{
+    sqlite3_stmt *st;
+    int rc;
+
+    if (sqlite3_prepare_v2(db->conn,
+                           "UPDATE tasks SET worker_pid = NULL, "
+                           "updated_at = ?1 WHERE " RESUMABLE,
+                           -1, &st, NULL)
+        != SQLITE_OK)
+    {
+        return -1;
+    }
+    sqlite3_bind_int64(st, 1, now);
+    rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? sqlite3_changes(db->conn) : -1;
+}
+
+json_t *
+s2a_db_tasks_resumable(s2a_db_t *db, int limit)
+{
+    sqlite3_stmt *st;
+    json_t *arr, *row, *params;
+    const char *text;
+
+    if (sqlite3_prepare_v2(
+            db->conn,
+            "SELECT job_id, upstream_task_id, token_id, model, "
+            "COALESCE(mode, 'normal'), created_at, "
+            "COALESCE(worker_pid, 0), params FROM tasks WHERE " RESUMABLE
+            " ORDER BY id LIMIT ?1",
+            -1, &st, NULL)
+        != SQLITE_OK)
+    {
+        return NULL;
+    }
+    sqlite3_bind_int(st, 1, limit);
+    arr = json_array();
+    while (arr != NULL && sqlite3_step(st) == SQLITE_ROW) {
+        text = (const char *) sqlite3_column_text(st, 7);
+        params = text != NULL ? json_loads(text, 0, NULL) : NULL;
+        if (!json_is_object(params)) {
+            json_decref(params);
+            params = json_object();
+        }
+        row = json_pack("{s:s, s:s, s:I, s:s, s:s, s:I, s:I, s:o}", "job_id",
+                        (const char *) sqlite3_column_text(st, 0), "task_id",
+                        (const char *) sqlite3_column_text(st, 1), "token_id",
+                        (json_int_t) sqlite3_column_int64(st, 2), "model",
+                        (const char *) sqlite3_column_text(st, 3), "mode",
+                        (const char *) sqlite3_column_text(st, 4), "created_at",
+                        (json_int_t) sqlite3_column_int64(st, 5), "worker_pid",
+                        (json_int_t) sqlite3_column_int64(st, 6), "params",
+                        params);
+        if (row != NULL) {
+            json_array_append_new(arr, row);
+        }
+    }
+    sqlite3_finalize(st);
+    return arr;
 }
 
 int

@@ -176,18 +176,33 @@ int s2a_db_token_outcome(s2a_db_t *db, int64_t id, bool video, int result,
                          int64_t now);
 
 /*
- * Closes the task rows still queued or running as failed with `code` and
- * `message`: those of `worker_pid`, or all of them when it is 0 (start
- * after a crash). Returns how many, or -1.
+ * Closes the task rows still queued or running that cannot be resumed
+ * (Sora never took their task) as failed with `code` and `message`:
+ * those of `worker_pid`, or all of them when it is 0 (start after a
+ * crash). Resumable rows are left alone. Returns how many, or -1.
  */
 int s2a_db_tasks_close(s2a_db_t *db, int64_t worker_pid, const char *code,
                        const char *message, int64_t now);
 
 /*
+ * Start-up: resumable rows belong to no worker of this run (their pids
+ * were the last run's). Returns how many, or -1.
+ */
+int s2a_db_tasks_unassign(s2a_db_t *db, int64_t now);
+
+/*
+ * At most `limit` resumable rows (queued or running with an upstream
+ * task id, token and model), oldest first, as objects {job_id, task_id,
+ * token_id, model, mode, created_at (epoch seconds), worker_pid (0 for
+ * none), params (object)}. Caller owns the array; NULL on error.
+ */
+json_t *s2a_db_tasks_resumable(s2a_db_t *db, int limit);
+
+/*
  * Generation records. A task row is keyed by the gateway's job id and
  * updated as the job moves (fields: upstream_task_id, token_id, model,
  * mode, prompt, status, progress, result_urls, error_message,
- * completed_at, duration_ms). A request-log row is one answered
+ * completed_at, duration_ms, worker_pid, error_code, params). A request-log row is one answered
  * generation request.
  */
 int s2a_db_task_upsert(s2a_db_t *db, const char *job_id, json_t *fields,

@@ -139,6 +139,140 @@ s2a_op_usage(void *from, json_t *msg)
     }
 }
 
+/* ---------------------------------------------------------------------
+ * Resume: unfinished jobs Sora has the task of are finished by a worker
+ */
+
+#define RESUME_BATCH 200
+
+static struct {
+    bool wanted;      /* a scan may find rows nobody runs */
+    json_t *assigned; /* job_id -> pid it was handed to (this run) */
+} R;
+
+static bool
+pid_live(json_int_t pid)
+{
+    s2a_proc_t *p;
+
+    for (p = s2a_master.procs; pid > 0 && p != NULL; p = p->next) {
+        if (p->pid == (pid_t) pid) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* The queued record behind a hand-over: the row is the new worker's. */
+static void
+assign_task(void *from, json_t *msg)
+{
+    const char *job = json_string_value(json_object_get(msg, "job_id"));
+    json_t *fields;
+    char err[256];
+
+    S2A_UNUSED(from);
+    if (job == NULL || s2a_ctlserver_batch() != S2A_OK) {
+        return;
+    }
+    fields = json_pack("{s:O}", "worker_pid", json_object_get(msg, "pid"));
+    if (fields != NULL
+        && s2a_db_task_upsert(s2a_master.db, job, fields, s2a_now(), err,
+                              sizeof(err))
+            != S2A_OK)
+    {
+        s2a_log(LOG_ERR, 0, "task %s not reassigned: %s", job, err);
+    }
+    json_decref(fields);
+}
+
+/* Hands `row` to `proc`; returns S2A_OK when it was sent. */
+static int
+hand_over(s2a_proc_t *proc, json_t *row)
+{
+    const char *job = json_string_value(json_object_get(row, "job_id"));
+    json_t *msg, *rec;
+
+    msg = json_pack(
+        "{s:s, s:s, s:O, s:O, s:O, s:O, s:O, s:O}", "op", "job_resume",
+        "job_id", job, "task_id", json_object_get(row, "task_id"), "token_id",
+        json_object_get(row, "token_id"), "model",
+        json_object_get(row, "model"), "mode", json_object_get(row, "mode"),
+        "created_at", json_object_get(row, "created_at"), "params",
+        json_object_get(row, "params"));
+    rec = json_pack("{s:s, s:I}", "job_id", job, "pid", (json_int_t) proc->pid);
+    if (msg == NULL || rec == NULL || s2a_chan_send(proc->chan, msg) != S2A_OK)
+    {
+        json_decref(msg);
+        json_decref(rec);
+        return S2A_ERROR;
+    }
+    json_object_set_new(R.assigned, job, json_integer(proc->pid));
+    s2a_ctlserver_enqueue(assign_task, rec);
+    json_decref(rec);
+    json_decref(msg);
+    s2a_log(LOG_NOTICE, 0,
+            "job %s (upstream task %s) resumed by worker %d "
+            "(pid %d)",
+            job, json_string_value(json_object_get(row, "task_id")), proc->slot,
+            (int) proc->pid);
+    return S2A_OK;
+}
+
+void
+s2a_journal_resume_tick(void)
+{
+    json_t *rows, *row, *owner;
+    const char *job;
+    void *tmp;
+    s2a_proc_t *proc;
+    size_t i;
+    bool left = false;
+
+    /* Not while records wait: a dead worker's last ones may end rows. */
+    if (!R.wanted || s2a_master.stopping || s2a_ctlserver_queued() > 0
+        || s2a_db_in_transaction(s2a_master.db))
+    {
+        return;
+    }
+    if (R.assigned == NULL && (R.assigned = json_object()) == NULL) {
+        return;
+    }
+    /* Hand-overs to workers that are gone no longer hold their rows. */
+    json_object_foreach_safe (R.assigned, tmp, job, owner) {
+        if (!pid_live(json_integer_value(owner))) {
+            json_object_del(R.assigned, job);
+        }
+    }
+    rows = s2a_db_tasks_resumable(s2a_master.db, RESUME_BATCH);
+    if (rows == NULL) {
+        return; /* retried at the next tick */
+    }
+    json_array_foreach (rows, i, row) {
+        job = json_string_value(json_object_get(row, "job_id"));
+        /* A live worker runs it already (its own, or handed over). */
+        if (pid_live(json_integer_value(json_object_get(row, "worker_pid")))
+            || json_object_get(R.assigned, job) != NULL)
+        {
+            continue;
+        }
+        proc = s2a_master_next_ready();
+        if (proc == NULL || hand_over(proc, row) != S2A_OK) {
+            left = true;
+            break;
+        }
+    }
+    R.wanted = left || json_array_size(rows) == RESUME_BATCH;
+    json_decref(rows);
+}
+
+void
+s2a_journal_resume_cleanup(void)
+{
+    json_decref(R.assigned);
+    R.assigned = NULL;
+}
+
 /* The queued record behind s2a_journal_worker_gone. */
 static void
 close_worker_tasks(void *from, json_t *msg)
@@ -157,6 +291,8 @@ close_worker_tasks(void *from, json_t *msg)
                 "%d tasks of worker pid %lld closed as failed (worker_died)", n,
                 (long long) pid);
     }
+    /* The rest (Sora has their tasks) go to a live worker. */
+    R.wanted = true;
 }
 
 void
@@ -174,7 +310,7 @@ s2a_journal_worker_gone(pid_t pid)
 int
 s2a_journal_recover(void)
 {
-    int n;
+    int n, kept;
 
     if (s2a_db_begin(s2a_master.db) != S2A_OK) {
         return S2A_ERROR;
@@ -182,7 +318,8 @@ s2a_journal_recover(void)
     n = s2a_db_tasks_close(s2a_master.db, 0, "interrupted",
                            "the daemon stopped before the task finished",
                            s2a_now());
-    if (n < 0 || s2a_db_commit(s2a_master.db) != S2A_OK) {
+    kept = n < 0 ? -1 : s2a_db_tasks_unassign(s2a_master.db, s2a_now());
+    if (kept < 0 || s2a_db_commit(s2a_master.db) != S2A_OK) {
         s2a_db_rollback(s2a_master.db);
         return S2A_ERROR;
     }
@@ -191,6 +328,12 @@ s2a_journal_recover(void)
                 "%d tasks left unfinished by the last run closed as failed "
                 "(interrupted)",
                 n);
+    }
+    if (kept > 0) {
+        s2a_log(LOG_NOTICE, 0,
+                "%d tasks left unfinished by the last run will be resumed",
+                kept);
+        R.wanted = true;
     }
     return S2A_OK;
 }

@@ -10,15 +10,29 @@
 #include <sys/types.h>
 
 /*
- * Worker `pid` is gone: its task rows still queued or running are closed
- * as failed (worker_died), after the records it sent before it died.
+ * Worker `pid` is gone: after the records it sent before it died, its
+ * task rows still queued or running that Sora never took are closed as
+ * failed (worker_died); the others are resumed by a live worker.
  */
 void s2a_journal_worker_gone(pid_t pid);
 
 /*
- * Start-up: rows a crash or kill left queued or running are closed as
- * failed (interrupted). Returns S2A_OK or S2A_ERROR.
+ * Start-up: rows a crash, kill or stop left queued or running are closed
+ * as failed (interrupted) unless Sora has their task; those are resumed
+ * once workers are ready. Returns S2A_OK or S2A_ERROR.
  */
 int s2a_journal_recover(void);
+
+/*
+ * Hands each resumable row no live worker runs to a ready worker
+ * (round-robin, op job_resume), when a start or a dead worker left some.
+ * Nothing while the daemon stops or records wait for the database; what
+ * is left (no worker ready) is tried again at the next call. Called
+ * from the master's tick and when the workers are ready.
+ */
+void s2a_journal_resume_tick(void);
+
+/* Frees the resume bookkeeping (master exit). */
+void s2a_journal_resume_cleanup(void);
 
 #endif /* S2A_MASTER_JOURNAL_H */

@@ -493,6 +493,8 @@ announce_ready_if_done(void)
         }
     }
     s2a_sd_notify("READY=1");
+    /* Jobs the last run left with Sora go to the workers now. */
+    s2a_journal_resume_tick();
 }
 
 static void
@@ -715,6 +717,7 @@ tick_cb(evutil_socket_t fd, short what, void *arg)
     reap_children();
     s2a_ctlserver_tick();
     s2a_sweep_tick();
+    s2a_journal_resume_tick();
 }
 
 static int
@@ -864,6 +867,7 @@ s2a_master_run(s2a_conf_t *conf, const s2a_master_opts_t *opts)
 done:
     kill_children();
     s2a_ctlserver_cleanup();
+    s2a_journal_resume_cleanup();
     if (s2a_master.db != NULL) {
         s2a_db_close(s2a_master.db);
     }

@@ -9,10 +9,15 @@
  * the job also runs against the submit budget ([upstream] submit_budget):
  * however many tokens it tries, and whatever their calls do, it ends by
  * then with upstream_unavailable.
+ *
+ * A job can also start from its task row (s2a_op_job_resume): the
+ * master hands over a row whose task Sora has, and the job begins at the
+ * poll step, with no client and the row's token, timeout and Host.
  */
 #include "worker/gen.h"
 #include "common/crypto.h"
 #include "common/log.h"
+#include "common/ops.h"
 #include "common/util.h"
 #include "worker/classify.h"
 #include "worker/context.h"
@@ -28,6 +33,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define IMAGE_MAX_BYTES   (20u * 1024 * 1024)
 #define IMAGE_FETCH_MS    30000L
@@ -60,7 +66,7 @@ struct s2a_gen_s {
     struct event *budget; /* the submit budget, until Sora took the task */
 
     char job_id[32];
-    char rid[24];
+    char rid[32];
     char host[128];
     const s2a_model_t *model;
     s2a_mode_t mode;
@@ -90,9 +96,12 @@ struct s2a_gen_s {
     int64_t started_ms;
     char last_error[512];
     bool bad_image;
+    bool resumed;                    /* taken over from a row, no client */
+    struct s2a_gen_s *rnext, *rprev; /* resumed jobs of this worker */
 };
 
 static int active_jobs;
+static s2a_gen_t *resumed_jobs;
 
 static void run_upload(s2a_gen_t *g);
 static void run_submit(s2a_gen_t *g);
@@ -218,6 +227,16 @@ job_free(s2a_gen_t *g)
     if (g->kick != NULL) {
         event_free(g->kick);
     }
+    if (g->resumed) {
+        if (g->rprev != NULL) {
+            g->rprev->rnext = g->rnext;
+        } else {
+            resumed_jobs = g->rnext;
+        }
+        if (g->rnext != NULL) {
+            g->rnext->rprev = g->rprev;
+        }
+    }
     free(g->prompt);
     free(g->image_url);
     free(g->image);
@@ -254,7 +273,8 @@ request_log(s2a_gen_t *g, int status, const char *error)
  * is let go first.
  */
 static void
-record_end(s2a_gen_t *g, const char *state, const char *error, int status)
+record_end(s2a_gen_t *g, const char *state, const char *code, const char *error,
+           int status)
 {
     json_t *fields =
         json_pack("{s:s, s:I, s:I}", "status", state, "completed_at",
@@ -265,6 +285,9 @@ record_end(s2a_gen_t *g, const char *state, const char *error, int status)
     release_lease(g);
     if (fields != NULL && error != NULL) {
         json_object_set_new(fields, "error_message", json_string(error));
+        if (code != NULL) {
+            json_object_set_new(fields, "error_code", json_string(code));
+        }
     } else if (fields != NULL) {
         json_object_set_new(fields, "progress", json_real(100.0));
         json_object_set(fields, "result_urls", g->urls);
@@ -278,7 +301,7 @@ static void
 fail(s2a_gen_t *g, int status, const char *type, const char *code,
      const char *message)
 {
-    record_end(g, "failed", message, status);
+    record_end(g, "failed", code, message, status);
     s2a_log(LOG_INFO, 0, "%s: job %s failed (%s): %s", g->rid, g->job_id, code,
             message);
     g->ops->done(g->arg, NULL, status, type, code, message);
@@ -295,7 +318,7 @@ refuse(s2a_gen_t *g, const char *reason)
     snprintf(text, sizeof(text), "Content policy violation: %.600s", reason);
     details = json_pack("{s:s, s:s}", "error_type", "content_policy_violation",
                         "reason", reason);
-    record_end(g, "failed", text, 400);
+    record_end(g, "failed", S2A_CODE_CONTENT_POLICY, text, 400);
     g->ops->progress(g->arg, "error", "error", -1, text, details);
     json_decref(details);
     result = s2a_result_error(text, S2A_CODE_CONTENT_POLICY);
@@ -327,7 +350,7 @@ succeed(s2a_gen_t *g)
                            g->urls, "count",
                            (json_int_t) json_array_size(g->urls), "data", data);
     }
-    record_end(g, "succeeded", NULL, 200);
+    record_end(g, "succeeded", NULL, NULL, 200);
     g->ops->done(g->arg, result, 200, NULL, NULL, NULL);
     json_decref(result);
     job_free(g);
@@ -1076,10 +1099,14 @@ s2a_gen_start(const s2a_chatreq_t *req, const char *request_id,
             return NULL;
         }
     }
+    /* params: what finishing the job needs besides the row's columns,
+     * should another worker resume it (docs/generation.md, Resume). */
     record(g,
-           json_pack("{s:s, s:s, s:s, s:s}", "status", "queued", "model",
-                     g->model->id, "mode", s2a_mode_name(g->mode), "prompt",
-                     g->prompt));
+           json_pack("{s:s, s:s, s:s, s:s, s:{s:s, s:s}}", "status", "queued",
+                     "model", g->model->id, "mode", s2a_mode_name(g->mode),
+                     "prompt", g->prompt, "params", "kind",
+                     g->kind == S2A_KIND_VIDEO ? "video" : "image", "host",
+                     g->host));
     ops->progress(arg, "generation", "started", -1,
                   "Initializing generation request...", NULL);
     if (g->mode == S2A_MODE_STORYBOARD) {
@@ -1118,7 +1145,205 @@ s2a_gen_start(const s2a_chatreq_t *req, const char *request_id,
 void
 s2a_gen_cancel(s2a_gen_t *g, const char *why, int status)
 {
-    record_end(g, "cancelled", why, status);
+    if (status == 503 && g->task_id[0] != '\0') {
+        /* The server stops, and Sora has the task: the row stays
+         * running, and the next start (or another worker) finishes it. */
+        stop_op(g);
+        release_lease(g);
+        s2a_log(LOG_NOTICE, 0,
+                "%s: job %s left running (upstream task %s) for a resume",
+                g->rid, g->job_id, g->task_id);
+        job_free(g);
+        return;
+    }
+    record_end(g, "cancelled", NULL, why, status);
     s2a_log(LOG_INFO, 0, "%s: job %s cancelled: %s", g->rid, g->job_id, why);
     job_free(g);
+}
+
+/* ---------------------------------------------------------------------
+ * Resume: a job taken over from its row, with no client
+ */
+
+static void
+resume_progress(void *arg, const char *stage, const char *status, int progress,
+                const char *message, json_t *details)
+{
+    S2A_UNUSED(arg);
+    S2A_UNUSED(stage);
+    S2A_UNUSED(status);
+    S2A_UNUSED(progress);
+    S2A_UNUSED(message);
+    S2A_UNUSED(details);
+}
+
+static void
+resume_done(void *arg, json_t *result, int status, const char *type,
+            const char *code, const char *message)
+{
+    S2A_UNUSED(arg);
+    S2A_UNUSED(result);
+    S2A_UNUSED(status);
+    S2A_UNUSED(type);
+    S2A_UNUSED(code);
+    S2A_UNUSED(message);
+}
+
+static const s2a_gen_ops_t resume_ops = { resume_progress, resume_done };
+
+/*
+ * At the worker's exit: resumed jobs, which no connection holds, leave
+ * their rows running for the next resume and give their leases back
+ * (the master would otherwise find them held by a worker that exited
+ * cleanly).
+ */
+static void
+resumed_exit(void)
+{
+    s2a_gen_t *g;
+
+    if (resumed_jobs == NULL || s2a_shm_lock(s2a_worker.shm) != S2A_OK) {
+        return;
+    }
+    for (g = resumed_jobs; g != NULL; g = g->rnext) {
+        if (g->leased) {
+            g->leased = false;
+            s2a_shm_lease_release_locked(s2a_worker.shm, &g->lease);
+        }
+    }
+    s2a_shm_unlock(s2a_worker.shm);
+}
+
+/*
+ * Leases token `token_id` for the job: a lease is bookkeeping, so one on
+ * the task's own token is taken even past its concurrency limit. Returns
+ * S2A_OK, S2A_DECLINED when the token is gone, S2A_ERROR otherwise.
+ */
+static int
+resume_lease(s2a_gen_t *g)
+{
+    int slot, rc;
+
+    if (s2a_shm_lock(s2a_worker.shm) != S2A_OK) {
+        return S2A_ERROR;
+    }
+    slot = s2a_shm_token_find_locked(s2a_worker.shm, g->token_id);
+    if (slot < 0) {
+        s2a_shm_unlock(s2a_worker.shm);
+        return S2A_DECLINED;
+    }
+    rc = s2a_shm_lease_acquire_locked(s2a_worker.shm, slot, g->kind,
+                                      s2a_now_ms(), getpid(), &g->lease);
+    s2a_shm_unlock(s2a_worker.shm);
+    if (rc != S2A_OK) {
+        return S2A_ERROR;
+    }
+    g->leased = true;
+    return S2A_OK;
+}
+
+/* The first step of a resumed job, from the loop. */
+static void
+resume_kick_cb(evutil_socket_t fd, short what, void *arg)
+{
+    s2a_gen_t *g = arg;
+    struct timeval tv = { 0, 0 };
+    int64_t left;
+    int rc, secs;
+
+    S2A_UNUSED(fd);
+    S2A_UNUSED(what);
+    g->op = OP_NONE;
+    rc = resume_lease(g);
+    if (rc == S2A_DECLINED) {
+        fail(g, 502, "upstream_error", "token_gone",
+             "the token that ran the task was removed before it finished");
+        return;
+    }
+    if (rc != S2A_OK) {
+        /* Polling needs no slot: the job goes on without the count. */
+        s2a_log(LOG_WARNING, 0, "%s: job %s resumed without a lease", g->rid,
+                g->job_id);
+    }
+    record(g, json_pack("{s:s}", "status", "running"));
+    s2a_worker_refresh_settings();
+    secs = g->kind == S2A_KIND_VIDEO ? s2a_worker.settings.video_timeout
+                                     : s2a_worker.settings.image_timeout;
+    /* The timeout counts from when the job was accepted. */
+    left = g->started_ms + (int64_t) secs * 1000 - s2a_now_ms();
+    if (left > 0) {
+        tv.tv_sec = (time_t) (left / 1000);
+        tv.tv_usec = (suseconds_t) (left % 1000) * 1000;
+    }
+    g->deadline = evtimer_new(s2a_worker.base, deadline_cb, g);
+    g->watch = s2a_poller_watch(g->token_id, g->kind, g->task_id, polled, g);
+    if (g->deadline == NULL || g->watch == NULL) {
+        fail(g, 500, "server_error", "internal_error", "out of memory");
+        return;
+    }
+    evtimer_add(g->deadline, &tv);
+    g->op = OP_POLL;
+}
+
+/*
+ * "job_resume": the master hands over a row whose task Sora has (a
+ * previous run, or a worker that died, left it). The job follows the
+ * task as if it had submitted it, then finishes and records it; nobody
+ * is told but the records.
+ */
+void
+s2a_op_job_resume(void *from, json_t *msg)
+{
+    const char *job = json_string_value(json_object_get(msg, "job_id"));
+    const char *task = json_string_value(json_object_get(msg, "task_id"));
+    const char *model = json_string_value(json_object_get(msg, "model"));
+    json_t *params = json_object_get(msg, "params");
+    static bool exit_hook;
+    struct timeval now = { 0, 0 };
+    s2a_gen_t *g;
+
+    S2A_UNUSED(from);
+    if (strlen(job) >= sizeof(g->job_id) || task[0] == '\0'
+        || strlen(task) >= sizeof(g->task_id) || s2a_model_find(model) == NULL)
+    {
+        s2a_log(LOG_ERR, 0, "job %.40s cannot be resumed (model %.40s)", job,
+                model);
+        return;
+    }
+    g = calloc(1, sizeof(*g));
+    if (g == NULL) {
+        s2a_log(LOG_ERR, 0, "job %s not resumed: out of memory", job);
+        return;
+    }
+    active_jobs++;
+    g->ops = &resume_ops;
+    g->resumed = true;
+    g->rnext = resumed_jobs;
+    if (resumed_jobs != NULL) {
+        resumed_jobs->rprev = g;
+    }
+    resumed_jobs = g;
+    if (!exit_hook) {
+        /* Registered in this worker only: the master never resumes. */
+        exit_hook = atexit(resumed_exit) == 0;
+    }
+    g->model = s2a_model_find(model);
+    g->kind = g->model->kind;
+    g->started_ms =
+        json_integer_value(json_object_get(msg, "created_at")) * 1000;
+    snprintf(g->job_id, sizeof(g->job_id), "%s", job);
+    snprintf(g->rid, sizeof(g->rid), "%s", job);
+    snprintf(g->task_id, sizeof(g->task_id), "%s", task);
+    g->token_id = json_integer_value(json_object_get(msg, "token_id"));
+    host_copy(g->host, sizeof(g->host),
+              json_string_value(json_object_get(params, "host")));
+    g->kick = evtimer_new(s2a_worker.base, resume_kick_cb, g);
+    if (g->kick == NULL) {
+        job_free(g);
+        return;
+    }
+    s2a_log(LOG_INFO, 0, "%s: resuming upstream task %s on token %lld", g->rid,
+            g->task_id, (long long) g->token_id);
+    g->op = OP_KICK;
+    evtimer_add(g->kick, &now);
 }

@@ -41,7 +41,12 @@ s2a_gen_t *s2a_gen_start(const s2a_chatreq_t *req, const char *request_id,
  * Ends the job early: everything held is released and the task recorded
  * as cancelled with `why` (request-log status `status`: 499 when the
  * client went away, 503 when the server stops); no callback runs
- * afterwards.
+ * afterwards. With 503, a job whose task Sora has already taken records
+ * nothing: its row stays running for a resume (docs/generation.md).
+ *
+ * Resumed jobs (rows a previous run or a dead worker left with Sora)
+ * start from the master's job_resume message (s2a_op_job_resume, in
+ * ops.h) and run without a client; they count in s2a_gen_active.
  */
 void s2a_gen_cancel(s2a_gen_t *g, const char *why, int status);
 

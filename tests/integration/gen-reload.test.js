@@ -74,9 +74,10 @@ test('a stop that cannot wait tells running generations why they end', async () 
     assert.equal(s.error.code, 'server_shutdown');
     g.assertHttpError(await waiting, 503, 'server_shutdown', 'server_error');
     assert.equal((await stopped).code, 0);
-    assert.equal(d.sqlite("SELECT group_concat(status || ':' || error_message, '|') FROM tasks"),
-      ['cancelled:the server is shutting down; the generation was stopped',
-        'cancelled:the server is shutting down; the generation was stopped'].join('|'));
+    // Sora has both tasks: the rows stay running for the next start
+    // (gen-resume.test.js), nothing says cancelled.
+    assert.equal(d.sqlite("SELECT group_concat(status || ':' || COALESCE(error_message, ''), '|') FROM tasks"),
+      'running:|running:');
   } finally {
     d.cleanup();
     await ctx.fake.close();

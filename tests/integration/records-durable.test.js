@@ -1,7 +1,7 @@
 'use strict';
 // Records are never lost: a locked database keeps them in the master's
-// queue (and /readyz says so), a dead worker's tasks are closed at once,
-// and rows a crash left running are closed at the next start.
+// queue (and /readyz says so), a dead worker's tasks Sora never took are
+// closed at once, and such rows a crash left are closed at the next start.
 const { test } = require('node:test');
 const assert = require('node:assert/strict');
 const path = require('node:path');
@@ -69,17 +69,22 @@ test('a locked database loses no record; /readyz is 503 and admin writes get 503
   }
 });
 
-test('a worker killed mid-job: its task row is closed at once as worker_died', async () => {
+test('a worker killed mid-job: a task Sora never took is closed at once as worker_died', async () => {
   const ctx = await g.startGenPool({ workers: 2, allowedErrors: [/killed by signal 9/] });
   try {
     const { fake, d } = ctx;
     await g.addToken(ctx, {}, { remaining: null });
-    const prompt = `#stall forever, durable [${Date.now()}]`;
+    // The submission never answers: the row has no upstream task id, so
+    // there is nothing to resume (gen-resume.test.js has the others).
+    await g.fakeCall(fake, 'POST', '/__fake/arm', { route: 'POST /backend/nf/create', hang: true, times: -1 });
+    const prompt = `never submitted, durable [${Date.now()}]`;
     const running = g.chat(d, { model: 'sora-video-10s', messages: g.user(prompt), stream: true }).catch((e) => e);
     const row = await waitFor(() => {
       const out = d.sqlite(`SELECT status || '|' || COALESCE(worker_pid, '') FROM tasks WHERE prompt = '${prompt}'`);
-      return /^running\|\d+$/.test(out) ? out : null;
-    }, { what: 'the task running, with its worker' });
+      return /^queued\|\d+$/.test(out) ? out : null;
+    }, { what: 'the task queued, with its worker' });
+    await waitFor(async () => (await fake.journal('?route=POST%20/backend/nf/create')).entries.length === 1,
+      { what: 'the submission under way' });
     const pid = Number(row.split('|')[1]);
     assert.ok(d.workers().includes(pid), `${pid} is one of the workers`);
     process.kill(pid, 'SIGKILL');
