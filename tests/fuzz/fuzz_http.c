@@ -51,6 +51,23 @@ is_tchar(unsigned char c)
     return c != 0 && strchr("!#$%&'*+-.^_`|~", c) != NULL;
 }
 
+/* Whether an element of the list `v` starts with the word `w`. */
+static bool
+list_word(const char *v, const char *w)
+{
+    size_t wlen = strlen(w);
+    const char *e;
+
+    for (e = v; e != NULL; e = strchr(e, ',')) {
+        e += *e == ',' ? 1 : 0;
+        e += strspn(e, " \t");
+        if (strncasecmp(e, w, wlen) == 0 && strchr(", \t", e[wlen]) != NULL) {
+            return true;
+        }
+    }
+    return false;
+}
+
 /* Whether the NUL-terminated `s` lies wholly inside [lo, hi). */
 static bool
 string_inside(const char *s, const char *lo, const char *hi)
@@ -186,6 +203,7 @@ check_head_ok(const s2a_h1_head_t *h, const char *buf, const uint8_t *msg,
     const char *lo = buf, *hi = buf + h->head_len, *n, *v, *p;
     size_t i, k, nlen, vlen, lines = 0;
     int j, nte = 0, nhost = 0, ncl = 0;
+    bool want_close = false, keep = false;
 
     CHECK(h->head_len <= len && h->head_len >= 4);
     CHECK(memcmp(msg + h->head_len - 4, "\r\n\r\n", 4) == 0);
@@ -242,6 +260,9 @@ check_head_ok(const s2a_h1_head_t *h, const char *buf, const uint8_t *msg,
             CHECK(strcasecmp(v, "chunked") == 0);
         } else if (strcasecmp(n, "Host") == 0) {
             nhost++;
+        } else if (strcasecmp(n, "Connection") == 0) {
+            want_close = want_close || list_word(v, "close");
+            keep = keep || list_word(v, "keep-alive");
         } else if (strcasecmp(n, "Content-Length") == 0) {
             ncl++;
             CHECK(strtoll(v, NULL, 10) == h->content_length);
@@ -256,6 +277,8 @@ check_head_ok(const s2a_h1_head_t *h, const char *buf, const uint8_t *msg,
     CHECK(nte <= 1 && nhost <= 1);
     CHECK(h->version_minor == 0 || nhost == 1);
     CHECK(!h->chunked || h->version_minor >= 1);
+    /* Connection: close wins, HTTP/1.0 persists only when asked to. */
+    CHECK(h->keep_alive == (!want_close && (h->version_minor >= 1 || keep)));
 }
 
 /*
