@@ -251,7 +251,8 @@ static int
 check_framing(s2a_h1_head_t *out)
 {
     int i, nte = 0, nhost = 0;
-    const char *name, *v, *conn = NULL;
+    bool want_close = false, keep = false;
+    const char *name, *v;
     int64_t n;
 
     for (i = 0; i < out->nheaders; i++) {
@@ -272,8 +273,10 @@ check_framing(s2a_h1_head_t *out)
             }
         } else if (strcasecmp(name, "Host") == 0) {
             nhost++;
-        } else if (conn == NULL && strcasecmp(name, "Connection") == 0) {
-            conn = v;
+        } else if (strcasecmp(name, "Connection") == 0) {
+            /* One list over all its field lines (RFC 9110 5.3). */
+            want_close = want_close || list_has(v, "close");
+            keep = keep || list_has(v, "keep-alive");
         }
     }
     if (nte > 1) {
@@ -292,11 +295,8 @@ check_framing(s2a_h1_head_t *out)
         return BAD("An HTTP/1.1 request needs a Host field.");
     }
     out->chunked = nte == 1;
-    if (out->version_minor >= 1) {
-        out->keep_alive = conn == NULL || !list_has(conn, "close");
-    } else {
-        out->keep_alive = conn != NULL && list_has(conn, "keep-alive");
-    }
+    /* close wins over keep-alive, whatever the version (RFC 9112 9.3). */
+    out->keep_alive = !want_close && (out->version_minor >= 1 || keep);
     return S2A_OK;
 }
 

@@ -111,6 +111,40 @@ test_head_again(void **state)
     assert_int_equal(s2a_h1_parse_head(buf, 14, &h), S2A_AGAIN);
 }
 
+/* Whether `s` parses and asks to keep the connection open. */
+static bool
+keeps_alive(const char *s)
+{
+    s2a_h1_head_t h;
+    bool keep;
+
+    assert_int_equal(parse(s, &h), S2A_OK);
+    keep = h.keep_alive;
+    free((char *) h.method);
+    return keep;
+}
+
+static void
+test_head_connection(void **state)
+{
+    (void) state;
+    assert_true(keeps_alive("GET / HTTP/1.1\r\nHost: a\r\n\r\n"));
+    assert_false(keeps_alive("GET / HTTP/1.0\r\n\r\n"));
+    assert_true(
+        keeps_alive("GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n"));
+    /* Connection is a list: every field line counts, and close wins
+     * over keep-alive (RFC 9112 9.3), whatever the version. */
+    assert_false(keeps_alive("GET / HTTP/1.1\r\nHost: a\r\n"
+                             "Connection: keep-alive\r\n"
+                             "Connection: close\r\n\r\n"));
+    assert_false(keeps_alive("GET / HTTP/1.0\r\nConnection: keep-alive\r\n"
+                             "Connection: close\r\n\r\n"));
+    assert_false(keeps_alive("GET / HTTP/1.0\r\n"
+                             "Connection: keep-alive, close\r\n\r\n"));
+    assert_true(keeps_alive("GET / HTTP/1.0\r\nConnection: upgrade\r\n"
+                            "Connection: keep-alive\r\n\r\n"));
+}
+
 static void
 test_head_transfer_encoding(void **state)
 {
@@ -322,6 +356,7 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_head_ok),
         cmocka_unit_test(test_head_again),
+        cmocka_unit_test(test_head_connection),
         cmocka_unit_test(test_head_transfer_encoding),
         cmocka_unit_test(test_head_content_length),
         cmocka_unit_test(test_head_bad_bytes),
