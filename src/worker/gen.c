@@ -1197,8 +1197,8 @@ static const s2a_gen_ops_t resume_ops = { resume_progress, resume_done };
  * (the master would otherwise find them held by a worker that exited
  * cleanly).
  */
-static void
-resumed_exit(void)
+void
+s2a_gen_cleanup(void)
 {
     s2a_gen_t *g;
 
@@ -1298,7 +1298,6 @@ s2a_op_job_resume(void *from, json_t *msg)
     const char *task = json_string_value(json_object_get(msg, "task_id"));
     const char *model = json_string_value(json_object_get(msg, "model"));
     json_t *params = json_object_get(msg, "params");
-    static bool exit_hook;
     struct timeval now = { 0, 0 };
     s2a_gen_t *g;
 
@@ -1323,10 +1322,6 @@ s2a_op_job_resume(void *from, json_t *msg)
         resumed_jobs->rprev = g;
     }
     resumed_jobs = g;
-    if (!exit_hook) {
-        /* Registered in this worker only: the master never resumes. */
-        exit_hook = atexit(resumed_exit) == 0;
-    }
     g->model = s2a_model_find(model);
     g->kind = g->model->kind;
     g->started_ms =

@@ -50,6 +50,12 @@ s2a_gen_t *s2a_gen_start(const s2a_chatreq_t *req, const char *request_id,
  */
 void s2a_gen_cancel(s2a_gen_t *g, const char *why, int status);
 
+/*
+ * Worker exit: resumed jobs (no client) leave their rows running for the
+ * next resume and give their leases back.
+ */
+void s2a_gen_cleanup(void);
+
 /* Jobs alive in this worker. */
 int s2a_gen_active(void);
 

@@ -15,6 +15,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "worker/context.h"
+#include "worker/gen.h"
 #include "worker/kdf.h"
 #include "worker/media.h"
 #include "worker/sora.h"
@@ -302,6 +303,7 @@ s2a_worker_main(const s2a_worker_args_t *args)
     /* Jobs still running are cancelled here; their records follow. */
     s2a_http_destroy(w->http);
     s2a_chan_flush_blocking(w->chan, 1000);
+    s2a_gen_cleanup();
     s2a_poller_cleanup();
 #ifdef S2A_TEST_HOOKS
     s2a_testhooks_cleanup();
