@@ -120,6 +120,14 @@ const s2a_conf_key_t s2a_conf_keys[] = {
     { "limits", "max_leases", S2A_CONF_T_INT, OFF(max_leases), 0, 16, 10000000,
       0, "65536", "size of the shared-memory lease table" },
 
+    { "metrics", "allow", S2A_CONF_T_CIDRS, OFF(metrics_allow), 0, 0, 0,
+      S2A_CONF_RELOAD, "127.0.0.0/8 ::1",
+      "clients (addresses or a/n networks) that read /metrics without a "
+      "credential" },
+    { "metrics", "metrics_token", S2A_CONF_T_STRING, OFF(metrics_token),
+      SZ(metrics_token), 0, 0, S2A_CONF_RELOAD | S2A_CONF_SECRET, "",
+      "bearer token that reads /metrics from anywhere, \"\" for none" },
+
     { "defaults", "api_key", S2A_CONF_T_STRING, OFF(api_key), SZ(api_key), 0, 0,
       S2A_CONF_SEED | S2A_CONF_SECRET, "han1234",
       "API key for /v1/* (first start only)" },
@@ -132,6 +140,20 @@ const s2a_conf_key_t s2a_conf_keys[] = {
 };
 
 const size_t s2a_conf_nkeys = S2A_NELEMS(s2a_conf_keys);
+
+/* A section is known when a key of the table lives in it. */
+static bool
+section_known(const char *section)
+{
+    size_t i;
+
+    for (i = 0; i < S2A_NELEMS(s2a_conf_keys); i++) {
+        if (strcmp(s2a_conf_keys[i].section, section) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
 
 const s2a_conf_key_t *
 s2a_conf_find(const char *section, const char *name)
@@ -331,33 +353,34 @@ parse_cidr_one(const char *tok, s2a_cidr_t *c)
 }
 
 static int
-parse_cidrs(s2a_conf_t *conf, const char *value, char *err, size_t errlen)
+parse_cidrs(const s2a_conf_key_t *key, s2a_cidrs_t *list, const char *value,
+            char *err, size_t errlen)
 {
     char buf[2048], *tok, *save = NULL;
     int n = 0;
 
     if (snprintf(buf, sizeof(buf), "%s", value) >= (int) sizeof(buf)) {
-        snprintf(err, errlen, "trusted_proxies value too long");
+        snprintf(err, errlen, "%s value too long", key->name);
         return S2A_ERROR;
     }
     for (tok = strtok_r(buf, " \t,", &save); tok != NULL;
          tok = strtok_r(NULL, " \t,", &save))
     {
         if (n == S2A_CONF_MAX_PROXIES) {
-            snprintf(err, errlen, "more than %d trusted proxies",
+            snprintf(err, errlen, "%s: more than %d addresses", key->name,
                      S2A_CONF_MAX_PROXIES);
             return S2A_ERROR;
         }
-        if (parse_cidr_one(tok, &conf->trusted_proxies[n]) != S2A_OK) {
+        if (parse_cidr_one(tok, &list->nets[n]) != S2A_OK) {
             snprintf(err, errlen,
-                     "bad trusted proxy \"%s\": want a numeric address or "
+                     "%s: bad address \"%s\": want a numeric address or "
                      "address/prefix",
-                     tok);
+                     key->name, tok);
             return S2A_ERROR;
         }
         n++;
     }
-    conf->n_trusted_proxies = n;
+    list->n = n;
     return S2A_OK;
 }
 
@@ -380,6 +403,13 @@ cidr_has(const s2a_cidr_t *c, const uint8_t *addr)
 bool
 s2a_conf_is_trusted_proxy(const s2a_conf_t *conf, const char *addr)
 {
+    return s2a_cidrs_has(&conf->trusted_proxies, addr);
+}
+
+/* See conf.h. */
+bool
+s2a_cidrs_has(const s2a_cidrs_t *list, const char *addr)
+{
     static const uint8_t mapped[12] = {
         0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff
     };
@@ -387,7 +417,7 @@ s2a_conf_is_trusted_proxy(const s2a_conf_t *conf, const char *addr)
     bool v4 = false, v6 = false;
     int i;
 
-    if (addr == NULL || conf->n_trusted_proxies == 0) {
+    if (addr == NULL || list->n == 0) {
         return false;
     }
     if (inet_pton(AF_INET, addr, a4) == 1) {
@@ -399,8 +429,8 @@ s2a_conf_is_trusted_proxy(const s2a_conf_t *conf, const char *addr)
             v4 = true;
         }
     }
-    for (i = 0; i < conf->n_trusted_proxies; i++) {
-        const s2a_cidr_t *c = &conf->trusted_proxies[i];
+    for (i = 0; i < list->n; i++) {
+        const s2a_cidr_t *c = &list->nets[i];
         if ((c->family == AF_INET && v4 && cidr_has(c, a4))
             || (c->family == AF_INET6 && v6 && cidr_has(c, a6)))
         {
@@ -583,7 +613,9 @@ s2a_conf_set(s2a_conf_t *conf, const s2a_conf_key_t *key, const char *value,
 
     case S2A_CONF_T_LISTEN: return parse_listen(conf, value, err, errlen);
 
-    case S2A_CONF_T_CIDRS: return parse_cidrs(conf, value, err, errlen);
+    case S2A_CONF_T_CIDRS:
+        return parse_cidrs(key, (s2a_cidrs_t *) (void *) field, value, err,
+                           errlen);
 
     case S2A_CONF_T_BOOL:
         if (strcmp(value, "yes") == 0 || strcmp(value, "on") == 0
@@ -727,12 +759,7 @@ s2a_conf_load(s2a_conf_t *conf, const char *path, char *err, size_t errlen)
             }
             *close = '\0';
             snprintf(section, sizeof(section), "%s", trim(p + 1));
-            if (strcmp(section, "server") != 0 && strcmp(section, "paths") != 0
-                && strcmp(section, "log") != 0
-                && strcmp(section, "upstream") != 0
-                && strcmp(section, "limits") != 0
-                && strcmp(section, "defaults") != 0)
-            {
+            if (!section_known(section)) {
                 snprintf(msg, sizeof(msg), "unknown section [%.40s]", section);
                 goto bad;
             }

@@ -37,6 +37,12 @@ typedef struct s2a_cidr_s {
     uint8_t addr[16];
 } s2a_cidr_t;
 
+/* A list of networks (a S2A_CONF_T_CIDRS value). */
+typedef struct s2a_cidrs_s {
+    s2a_cidr_t nets[S2A_CONF_MAX_PROXIES];
+    int n;
+} s2a_cidrs_t;
+
 typedef struct s2a_conf_s {
     char path[PATH_MAX]; /* file loaded, "" for embedded defaults */
 
@@ -58,8 +64,7 @@ typedef struct s2a_conf_s {
     /* blank-separated origins allowed to call the admin API (CORS) */
     char admin_cors_origins[1024];
     /* peers whose X-Forwarded-For names the client (admin login) */
-    s2a_cidr_t trusted_proxies[S2A_CONF_MAX_PROXIES];
-    int n_trusted_proxies;
+    s2a_cidrs_t trusted_proxies;
 
     /* [paths] */
     char data_dir[PATH_MAX];
@@ -87,6 +92,10 @@ typedef struct s2a_conf_s {
     /* [limits] */
     int max_tokens;
     int max_leases;
+
+    /* [metrics] */
+    s2a_cidrs_t metrics_allow;        /* read /metrics without a credential */
+    char metrics_token[S2A_CONF_STR]; /* "" for none */
 
     /* [defaults]: seeds for runtime settings, used on first start only */
     char api_key[S2A_CONF_STR];
@@ -158,6 +167,10 @@ void s2a_conf_dump_keys(void *fp);
  * lies in one of the `trusted_proxies` networks of `conf`.
  */
 bool s2a_conf_is_trusted_proxy(const s2a_conf_t *conf, const char *addr);
+
+/* True when the numeric address `addr` lies in one of the networks of
+ * `list` (an IPv4-mapped IPv6 address matches IPv4 networks too). */
+bool s2a_cidrs_has(const s2a_cidrs_t *list, const char *addr);
 
 /* Formats a listen address as host:port ([v6]:port). */
 const char *s2a_listen_str(const s2a_listen_t *l, char *buf, size_t len);

@@ -116,6 +116,7 @@ s2a_shm_create(uint32_t max_tokens, uint32_t max_leases)
     off += align_up((size_t) max_tokens * sizeof(s2a_shm_secret_t), 4096);
     shm->leases_off = off;
     shm->settings.log_level = -1;
+    s2a_stats_init(&shm->stats);
 
     /* Lease rows need no initialisation: a row whose owner_pid is 0 is
      * free, and fresh anonymous pages are zero. */

@@ -16,18 +16,20 @@
  *     request is actually sent upstream
  *   - lease table: one row per in-flight use of a token; leases are what
  *     the master reclaims when a worker dies
+ *   - the /metrics counters (stats.h), updated with atomics
  */
 #ifndef S2A_SHM_H
 #define S2A_SHM_H
 
 #include "common/core.h"
+#include "common/stats.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
 #include <sys/types.h>
 
 #define S2A_SHM_MAGIC   0x5332414153484d31ULL /* "S2AASHM1" */
-#define S2A_SHM_VERSION 2
+#define S2A_SHM_VERSION 3
 #define S2A_SHM_AT_MAX  4096 /* longest access token kept */
 #define S2A_SHM_WORKERS 128  /* worker rows (slots x generations) */
 
@@ -237,6 +239,9 @@ typedef struct s2a_shm_s {
     /* Admin password checks started (any worker; tests read it). */
     _Atomic uint64_t login_checks;
     s2a_shm_revoked_t revoked[S2A_SHM_REVOKED];
+
+    /* The /metrics counters (common/stats.h): atomics, no lock. */
+    s2a_stats_t stats;
 
     /* Offsets from the start of the region. */
     size_t tokens_off;

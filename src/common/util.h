@@ -12,6 +12,8 @@ int64_t s2a_now(void);
 
 /* Monotonic milliseconds, for deadlines and durations. */
 int64_t s2a_mono_ms(void);
+/* Monotonic microseconds. */
+int64_t s2a_mono_us(void);
 
 /* The UTC day of unix time `t` as "YYYY-MM-DD" (usage and counters). */
 void s2a_utc_day(int64_t t, char out[11]);

@@ -332,6 +332,7 @@ respawn_cb(evutil_socket_t fd, short what, void *arg)
     {
         return;
     }
+    s2a_stats_worker_restarted(&s2a_master.shm->stats);
     if (spawn_worker(slot) != S2A_OK) {
         struct timeval tv = { 1, 0 };
         evtimer_add(S.slots[slot].respawn_ev, &tv);
@@ -634,6 +635,7 @@ reload(void)
     }
     s2a_listeners_relisten(s2a_master.conf->backlog);
     S.generation++;
+    s2a_stats_reloaded(&s2a_master.shm->stats);
     S.ready_announced = true;
     s2a_log(LOG_NOTICE, 0,
             "reloading: generation %u, %d workers "
@@ -716,6 +718,8 @@ tick_cb(evutil_socket_t fd, short what, void *arg)
     /* A missed SIGCHLD (coalesced signals) is caught here. */
     reap_children();
     s2a_ctlserver_tick();
+    s2a_stats_set_queue(&s2a_master.shm->stats,
+                        (int64_t) s2a_ctlserver_queued());
     s2a_sweep_tick();
     s2a_journal_resume_tick();
 }

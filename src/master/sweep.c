@@ -73,7 +73,7 @@ sweep_cache(void)
     s2a_shm_settings_t set;
     struct dirent *de;
     struct stat st;
-    int64_t now = s2a_now(), limit;
+    int64_t now = s2a_now(), limit, files = 0, bytes = 0;
     int dfd, removed = 0;
     DIR *dir;
 
@@ -98,9 +98,14 @@ sweep_cache(void)
         if (st.st_mtim.tv_sec + limit <= now
             && unlinkat(dfd, de->d_name, 0) == 0) {
             removed++;
+        } else {
+            files++;
+            bytes += (int64_t) st.st_size;
         }
     }
     closedir(dir);
+    /* What is left, for /metrics (the scan is paid for already). */
+    s2a_stats_set_cache(&s2a_master.shm->stats, files, bytes);
     if (removed > 0) {
         s2a_log(LOG_INFO, 0, "cache: %d expired files removed", removed);
     }

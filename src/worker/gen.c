@@ -15,6 +15,7 @@
  * poll step, with no client and the row's token, timeout and Host.
  */
 #include "worker/gen.h"
+#include "worker/metrics.h"
 #include "common/crypto.h"
 #include "common/log.h"
 #include "common/ops.h"
@@ -242,6 +243,7 @@ job_free(s2a_gen_t *g)
     free(g->image);
     free(g->watermarked);
     json_decref(g->urls);
+    s2a_metrics_job_gone(g->kind);
     free(g);
     active_jobs--;
 }
@@ -281,6 +283,7 @@ record_end(s2a_gen_t *g, const char *state, const char *code, const char *error,
                   (json_int_t) s2a_now(), "duration_ms",
                   (json_int_t) (s2a_now_ms() - g->started_ms));
 
+    s2a_metrics_job_end(g->kind, state, s2a_now_ms() - g->started_ms);
     stop_op(g);
     release_lease(g);
     if (fields != NULL && error != NULL) {
@@ -1071,6 +1074,7 @@ s2a_gen_start(const s2a_chatreq_t *req, const char *request_id,
     g->model = req->model;
     g->mode = req->mode;
     g->kind = req->model->kind;
+    s2a_metrics_job_begin(g->kind);
     s2a_random_bytes(r, sizeof(r));
     memcpy(g->job_id, "job_", 4);
     s2a_hex(r, sizeof(r), g->job_id + 4);

@@ -14,6 +14,7 @@
  * with "Connection: close" and a lingering close so the client reads it.
  */
 #include "worker/http.h"
+#include "worker/metrics.h"
 #include "worker/h1.h"
 #include "common/jsonlimit.h"
 #include "common/log.h"
@@ -329,6 +330,8 @@ req_finish(conn_t *c)
     http->inflight--;
     http->last_activity = s2a_mono_ms();
     access_log(http, c, &c->req);
+    s2a_metrics_request(c->req.route, c->req.status,
+                        now_us() - c->req.start_us);
     if (http->on_done != NULL && c->req.method_name != NULL) {
         http->on_done(&c->req, http->done_arg);
     }

@@ -16,6 +16,7 @@
 #include "worker/context.h"
 #include "worker/images.h"
 #include "worker/media.h"
+#include "worker/metrics.h"
 #include "worker/records.h"
 #include "worker/static.h"
 #ifdef S2A_TEST_HOOKS
@@ -205,6 +206,7 @@ static const route_t routes[] = {
     /* public */
     { M_GET, "/healthz", AUTH_NONE, "health", handle_healthz, 0 },
     { M_GET, "/readyz", AUTH_NONE, "health", handle_readyz, 0 },
+    { M_GET, "/metrics", AUTH_NONE, "metrics", s2a_metrics_serve, 0 },
     { M_GET, "/tmp/", AUTH_NONE, "media", handle_media, 0 },
     /* the admin UI: every other path outside /v1 and /api */
     { M_GET, "/", AUTH_NONE, "static", s2a_static_serve, R_ADMIN_UI },
@@ -317,6 +319,7 @@ handle_healthz(s2a_req_t *req)
 typedef struct readyz_s {
     s2a_req_t *req;
     uint64_t call;
+    bool verbose; /* ?verbose=1: the upstream health too */
 } readyz_t;
 
 static void
@@ -340,6 +343,9 @@ readyz_done(json_t *reply, void *arg)
                      db_ok ? "ready" : "not_ready", "database",
                      db_ok ? "ok" : "unavailable", "shm", "ok", "worker",
                      s2a_worker.args->slot);
+    if (body != NULL && r->verbose) {
+        json_object_set_new(body, "upstream", s2a_metrics_health_json());
+    }
     r->req->on_gone = NULL;
     s2a_http_reply_json(r->req, db_ok ? 200 : 503, body);
     json_decref(body);
@@ -351,6 +357,7 @@ handle_readyz(s2a_req_t *req)
 {
     readyz_t *r;
     json_t *msg;
+    char *v;
 
     /* The table must be lockable: a broken robust mutex means not ready. */
     if (s2a_shm_lock(s2a_worker.shm) != S2A_OK) {
@@ -369,6 +376,9 @@ handle_readyz(s2a_req_t *req)
         return;
     }
     r->req = req;
+    v = s2a_req_query_param(req, "verbose");
+    r->verbose = v != NULL && strcmp(v, "1") == 0;
+    free(v);
     r->call = s2a_worker_call_master(msg, readyz_done, r);
     json_decref(msg);
     if (r->call == 0) {

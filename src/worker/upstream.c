@@ -31,6 +31,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "worker/context.h"
+#include "worker/metrics.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -72,6 +73,7 @@ typedef struct call_s {
     bool public_only;    /* a client-supplied URL */
     bool debug;          /* log this call at debug level */
     int64_t start_ms;    /* when it started (debug) */
+    int64_t start_us;    /* when it started, monotonic (metrics) */
     char *what;          /* "METHOD url" with secrets masked (debug) */
     char errbuf[CURL_ERROR_SIZE];
     s2a_upstream_done_pt done;
@@ -673,7 +675,7 @@ static void
 call_finish(call_t *c, CURLcode result)
 {
     s2a_upstream_resp_t resp;
-    char *ctype = NULL;
+    char *ctype = NULL, *url = NULL;
     char stalled[96];
 
     memset(&resp, 0, sizeof(resp));
@@ -704,6 +706,8 @@ call_finish(call_t *c, CURLcode result)
     evbuffer_add(c->body, "", 1);
     resp.body_len = evbuffer_get_length(c->body) - 1;
     resp.body = (char *) evbuffer_pullup(c->body, -1);
+    curl_easy_getinfo(c->easy, CURLINFO_EFFECTIVE_URL, &url);
+    s2a_metrics_upstream(url, resp.status, s2a_mono_us() - c->start_us);
     call_unlink(c);
     if (c->debug) {
         debug_response(c, &resp);
@@ -952,6 +956,7 @@ s2a_upstream_start(const s2a_upstream_req_t *req, s2a_upstream_done_pt done,
         goto failed;
     }
     c->id = U.next_id++;
+    c->start_us = s2a_mono_us();
     /* The one check every call pays when debug logging is off. */
     if (s2a_log_get_level() >= LOG_DEBUG) {
         c->debug = true;
