@@ -1025,7 +1025,7 @@ class Run {
     const lines = this.readLog().split('\n').filter((l) => /\[(warn|error|crit|alert|emerg)\]/.test(l));
     const groups = new Map();
     for (const l of lines) {
-      if (/admin password is still the default/.test(l)) continue;
+      if (/admin password is still the default|API key is still the shipped default/.test(l)) continue;
       const key = l.replace(/^\S+ \S+ /, '').replace(/\b[0-9a-f]{8,}\b/g, '#').replace(/\d+/g, 'N');
       const g = groups.get(key) || { count: 0, example: l };
       g.count++;

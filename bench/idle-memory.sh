@@ -154,7 +154,7 @@ kill -TERM "$SPID"
 wait "$SPID" || rc=$?
 forget_pid "$SPID"
 [[ $rc == 0 ]] || die "sora2apid exited $rc on SIGTERM"
-odd=$(grep -v -e '\[notice\]' -e 'admin password is still the default' \
+odd=$(grep -v -e '\[notice\]' -e 'admin password is still the default' -e 'API key is still the shipped default' \
     "$WORK/sora2apid/error.log" || true)
 if [[ -n $odd ]]; then
     printf '%s\n' "$odd" | head -n 20 >&2

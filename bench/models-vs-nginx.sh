@@ -262,7 +262,7 @@ echo "access log: $lines lines, $(du -h "$WORK/logged/access.log" | cut -f1);" \
 echo "  sample: $(tail -n 1 "$WORK/logged/access.log")"
 
 for name in plain logged; do
-    odd=$(grep -v -e '\[notice\]' -e 'admin password is still the default' \
+    odd=$(grep -v -e '\[notice\]' -e 'admin password is still the default' -e 'API key is still the shipped default' \
         "$WORK/$name/error.log" || true)
     if [[ -n $odd ]]; then
         echo "$ME: !!! unexpected lines in the error log of sora2apid ($name):" >&2
