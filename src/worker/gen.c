@@ -1169,9 +1169,9 @@ s2a_gen_cancel(s2a_gen_t *g, const char *why, int status)
  * Resume: a job taken over from its row, with no client
  */
 
-static void
-resume_progress(void *arg, const char *stage, const char *status, int progress,
-                const char *message, json_t *details)
+void
+s2a_gen_progress_ignored(void *arg, const char *stage, const char *status,
+                         int progress, const char *message, json_t *details)
 {
     S2A_UNUSED(arg);
     S2A_UNUSED(stage);
@@ -1193,7 +1193,8 @@ resume_done(void *arg, json_t *result, int status, const char *type,
     S2A_UNUSED(message);
 }
 
-static const s2a_gen_ops_t resume_ops = { resume_progress, resume_done };
+static const s2a_gen_ops_t resume_ops = { s2a_gen_progress_ignored,
+                                          resume_done };
 
 /*
  * At the worker's exit: resumed jobs, which no connection holds, leave

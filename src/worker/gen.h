@@ -28,6 +28,11 @@ typedef struct s2a_gen_ops_s {
                  const char *code, const char *message);
 } s2a_gen_ops_t;
 
+/* A progress callback for owners that report nothing until the end. */
+void s2a_gen_progress_ignored(void *arg, const char *stage, const char *status,
+                              int progress, const char *message,
+                              json_t *details);
+
 /*
  * Starts a job for the parsed request (copied: `req` may go away).
  * `request_id` names it in the logs; `host` (the client's Host header)

@@ -419,18 +419,6 @@ all_done(images_t *im)
 }
 
 static void
-on_progress(void *arg, const char *stage, const char *status, int progress,
-            const char *message, json_t *details)
-{
-    S2A_UNUSED(arg);
-    S2A_UNUSED(stage);
-    S2A_UNUSED(status);
-    S2A_UNUSED(progress);
-    S2A_UNUSED(message);
-    S2A_UNUSED(details);
-}
-
-static void
 on_done(void *arg, json_t *result, int status, const char *type,
         const char *code, const char *message)
 {
@@ -468,7 +456,7 @@ on_done(void *arg, json_t *result, int status, const char *type,
     }
 }
 
-static const s2a_gen_ops_t images_ops = { on_progress, on_done };
+static const s2a_gen_ops_t images_ops = { s2a_gen_progress_ignored, on_done };
 
 static void
 on_gone(s2a_req_t *req, void *arg)
