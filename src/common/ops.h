@@ -80,6 +80,9 @@ void s2a_op_task_record(void *from, json_t *msg);
 void s2a_op_request_log(void *from, json_t *msg);
 void s2a_op_logs_list(void *from, json_t *msg);
 void s2a_op_tasks_list(void *from, json_t *msg);
+void s2a_op_video_get(void *from, json_t *msg);
+void s2a_op_videos_list(void *from, json_t *msg);
+void s2a_op_video_delete(void *from, json_t *msg);
 void s2a_op_sweep_now(void *from, json_t *msg);
 
 /* Handlers in a worker (src/worker/). */

@@ -20,6 +20,7 @@
 static const char *const policies[] = { "least_busy", "round_robin", "random",
                                         NULL };
 static const char *const parse_methods[] = { "third_party", "custom", NULL };
+static const char *const video_modes[] = { "sync", "async", NULL };
 static const char *const http_schemes[] = { "http", "https", NULL };
 static const char *const proxy_schemes[] = { "http", "https", "socks5",
                                              "socks5h", NULL };
@@ -132,6 +133,10 @@ const s2a_setting_t s2a_settings[] = {
       NULL, NULL, OFF(quota_interval), SZ(quota_interval), 0, ADMIN_CONFIG,
       "at the next upkeep sweep", "seconds",
       "quota_refresh_interval must be 0 (off) or up to 604800 seconds" },
+    { "videos_default_mode", S2A_SET_T_ENUM, 0, 0, video_modes, "sync", NULL,
+      NULL, OFF(videos_async), SZ(videos_async), 0, ADMIN_CONFIG,
+      "to requests that start", NULL,
+      "videos_default_mode must be sync or async" },
 
     /* /api/cache/config */
     { "cache_enabled", S2A_SET_T_BOOL, 0, 1, NULL, "0", NULL, NULL,

@@ -152,6 +152,7 @@ typedef struct s2a_shm_settings_s {
     int32_t video_timeout;      /* seconds a video generation may take */
     int32_t wm_enabled;         /* watermark-free results */
     int32_t wm_custom;          /* 1: custom parse server, 0: third party */
+    int32_t videos_async; /* /v1/videos answers at once (1) or when done */
     char proxy_url[256];
     char wm_custom_url[256];      /* custom parse server base URL */
     char wm_custom_token[256];    /* its token (sent in the request body) */

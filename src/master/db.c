@@ -1898,3 +1898,86 @@ s2a_db_tasks_list(s2a_db_t *db, int limit, const char *status)
     sqlite3_finalize(st);
     return arr;
 }
+
+/* ---------------------------------------------------------------------
+ * Video task rows for /v1/videos (docs/videos.md)
+ */
+
+/* Columns a Video object is built from; times as unix seconds. */
+#define VIDEO_COLUMNS \
+    "job_id, model, prompt, status, progress, result_urls, " \
+    "error_message, error_code, params, upstream_task_id, " \
+    "created_at AS created, completed_at AS completed"
+#define VIDEO_ROWS "model LIKE 'sora-video-%'"
+
+json_t *
+s2a_db_video_get(s2a_db_t *db, const char *job_id)
+{
+    sqlite3_stmt *st;
+    json_t *arr;
+
+    if (sqlite3_prepare_v2(db->conn,
+                           "SELECT " VIDEO_COLUMNS " FROM tasks WHERE "
+                           "job_id = ?1 AND " VIDEO_ROWS,
+                           -1, &st, NULL)
+        != SQLITE_OK)
+    {
+        return NULL;
+    }
+    sqlite3_bind_text(st, 1, job_id, -1, SQLITE_STATIC);
+    arr = rows_json(st);
+    sqlite3_finalize(st);
+    return arr;
+}
+
+json_t *
+s2a_db_videos_page(s2a_db_t *db, int limit, const char *after, bool asc)
+{
+    sqlite3_stmt *st;
+    json_t *arr;
+
+    /* `after` names a row: the page starts past it in the order asked. */
+    if (sqlite3_prepare_v2(
+            db->conn,
+            asc ? "SELECT " VIDEO_COLUMNS " FROM tasks WHERE " VIDEO_ROWS
+                  " AND (?2 IS NULL OR id > (SELECT id FROM tasks WHERE "
+                  "job_id = ?2)) ORDER BY id ASC LIMIT ?1"
+                : "SELECT " VIDEO_COLUMNS " FROM tasks WHERE " VIDEO_ROWS
+                  " AND (?2 IS NULL OR id < (SELECT id FROM tasks WHERE "
+                  "job_id = ?2)) ORDER BY id DESC LIMIT ?1",
+            -1, &st, NULL)
+        != SQLITE_OK)
+    {
+        return NULL;
+    }
+    sqlite3_bind_int(st, 1, limit);
+    if (after != NULL) {
+        sqlite3_bind_text(st, 2, after, -1, SQLITE_STATIC);
+    }
+    arr = rows_json(st);
+    sqlite3_finalize(st);
+    return arr;
+}
+
+int
+s2a_db_video_delete(s2a_db_t *db, const char *job_id)
+{
+    sqlite3_stmt *st;
+    int rc;
+
+    if (sqlite3_prepare_v2(db->conn,
+                           "DELETE FROM tasks WHERE job_id = ?1 AND " VIDEO_ROWS
+                           " AND status NOT IN ('queued', 'running')",
+                           -1, &st, NULL)
+        != SQLITE_OK)
+    {
+        return S2A_ERROR;
+    }
+    sqlite3_bind_text(st, 1, job_id, -1, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE) {
+        return S2A_ERROR;
+    }
+    return sqlite3_changes(db->conn) > 0 ? S2A_OK : S2A_DECLINED;
+}

@@ -211,6 +211,19 @@ int s2a_db_request_log(s2a_db_t *db, json_t *fields, int64_t now);
 json_t *s2a_db_logs_list(s2a_db_t *db, int limit);
 json_t *s2a_db_tasks_list(s2a_db_t *db, int limit, const char *status);
 
+/*
+ * Video task rows (model sora-video-*) for /v1/videos, as arrays of
+ * objects with unix times in `created` and `completed` (caller owns;
+ * NULL when the read failed). _get: the row of `job_id` (0 or 1).
+ * _page: `limit` rows past row `after` (NULL: from the start), oldest
+ * first when `asc`. _delete: removes a finished row; S2A_OK, S2A_DECLINED
+ * (no such finished row) or S2A_ERROR.
+ */
+json_t *s2a_db_video_get(s2a_db_t *db, const char *job_id);
+json_t *s2a_db_videos_page(s2a_db_t *db, int limit, const char *after,
+                           bool asc);
+int s2a_db_video_delete(s2a_db_t *db, const char *job_id);
+
 /* A trivial read proving the database answers (for /readyz). */
 int s2a_db_ping(s2a_db_t *db);
 

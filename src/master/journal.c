@@ -93,6 +93,121 @@ s2a_op_tasks_list(void *from, json_t *msg)
     records_list(from, msg, true);
 }
 
+/*
+ * Reads must see every record a worker sent before asking (its queued
+ * row of a job it just started, say): the queue is applied and the
+ * batch committed first. When the database is busy the read sees what
+ * is committed.
+ */
+static void
+records_flush(void)
+{
+    if (s2a_ctlserver_queued() > 0 || s2a_db_in_transaction(s2a_master.db)) {
+        if (s2a_ctlserver_batch() == S2A_OK) {
+            s2a_ctlserver_commit();
+        }
+    }
+}
+
+/* "video_get": one video task row by job id (`row` absent: none). */
+void
+s2a_op_video_get(void *from, json_t *msg)
+{
+    const char *job = json_string_value(json_object_get(msg, "job_id"));
+    json_t *reply = s2a_ctlserver_reply_for(msg), *rows;
+
+    records_flush();
+    rows = s2a_db_video_get(s2a_master.db, job);
+    if (rows == NULL) {
+        s2a_ctlserver_fail(from, reply, "database read failed");
+        return;
+    }
+    if (json_array_size(rows) > 0) {
+        json_object_set(reply, "row", json_array_get(rows, 0));
+    }
+    json_decref(rows);
+    s2a_ctlserver_reply(from, reply);
+}
+
+/* "videos_list": a page of video task rows and whether more follow. */
+void
+s2a_op_videos_list(void *from, json_t *msg)
+{
+    json_int_t limit = json_integer_value(json_object_get(msg, "limit"));
+    const char *after = json_string_value(json_object_get(msg, "after"));
+    const char *order = json_string_value(json_object_get(msg, "order"));
+    json_t *reply = s2a_ctlserver_reply_for(msg), *rows;
+    bool more;
+
+    if (limit < 1 || limit > 100) {
+        limit = 20;
+    }
+    records_flush();
+    /* One row more than asked tells whether another page exists. */
+    rows = s2a_db_videos_page(s2a_master.db, (int) limit + 1, after,
+                              order != NULL && strcmp(order, "asc") == 0);
+    if (rows == NULL) {
+        s2a_ctlserver_fail(from, reply, "database read failed");
+        return;
+    }
+    more = json_array_size(rows) > (size_t) limit;
+    if (more) {
+        json_array_remove(rows, (size_t) limit);
+    }
+    json_object_set_new(reply, "rows", rows);
+    json_object_set_new(reply, "has_more", json_boolean(more));
+    s2a_ctlserver_reply(from, reply);
+}
+
+/*
+ * "video_delete": removes a finished video row, answered after the
+ * commit with the row (the worker removes its cached file). `code`
+ * `not_found`, or `running` for a job that has not ended.
+ */
+void
+s2a_op_video_delete(void *from, json_t *msg)
+{
+    const char *job = json_string_value(json_object_get(msg, "job_id"));
+    json_t *reply = s2a_ctlserver_reply_for(msg), *rows, *row;
+    const char *status;
+    int rc;
+
+    records_flush();
+    rows = s2a_db_video_get(s2a_master.db, job);
+    if (rows == NULL) {
+        s2a_ctlserver_fail(from, reply, "database read failed");
+        return;
+    }
+    row = json_array_get(rows, 0);
+    status = json_string_value(json_object_get(row, "status"));
+    if (row == NULL || status == NULL || strcmp(status, "queued") == 0
+        || strcmp(status, "running") == 0)
+    {
+        json_object_set_new(reply, "code",
+                            json_string(row == NULL ? "not_found" : "running"));
+        json_decref(rows);
+        s2a_ctlserver_fail(from, reply,
+                           row == NULL ? "not found" : "still running");
+        return;
+    }
+    json_object_set(reply, "row", row);
+    json_decref(rows);
+    if (s2a_ctlserver_batch() != S2A_OK) {
+        s2a_ctlserver_fail_db(from, reply);
+        return;
+    }
+    rc = s2a_db_video_delete(s2a_master.db, job);
+    if (rc != S2A_OK) {
+        json_object_set_new(reply, "code", json_string("not_found"));
+        s2a_ctlserver_fail(from, reply,
+                           rc == S2A_DECLINED ? "not found"
+                                              : "database write failed");
+        return;
+    }
+    s2a_log(LOG_INFO, 0, "video %s deleted", job);
+    s2a_ctlserver_reply_later(from, reply);
+}
+
 void
 s2a_op_stats(void *from, json_t *msg)
 {

@@ -1058,11 +1058,25 @@ s2a_gen_t *
 s2a_gen_start(const s2a_chatreq_t *req, const char *request_id,
               const char *host, const s2a_gen_ops_t *ops, void *arg)
 {
+    return s2a_gen_start_with(req, request_id, host, NULL, ops, arg);
+}
+
+const char *
+s2a_gen_job_id(const s2a_gen_t *g)
+{
+    return g->job_id;
+}
+
+s2a_gen_t *
+s2a_gen_start_with(const s2a_chatreq_t *req, const char *request_id,
+                   const char *host, json_t *params, const s2a_gen_ops_t *ops,
+                   void *arg)
+{
     s2a_gen_t *g = calloc(1, sizeof(*g));
     struct timeval now = { 0, 0 };
     uint8_t r[12];
     char msg[96];
-    json_t *details;
+    json_t *details, *rec;
 
     if (g == NULL) {
         return NULL;
@@ -1105,12 +1119,15 @@ s2a_gen_start(const s2a_chatreq_t *req, const char *request_id,
     }
     /* params: what finishing the job needs besides the row's columns,
      * should another worker resume it (docs/generation.md, Resume). */
-    record(g,
-           json_pack("{s:s, s:s, s:s, s:s, s:{s:s, s:s}}", "status", "queued",
-                     "model", g->model->id, "mode", s2a_mode_name(g->mode),
-                     "prompt", g->prompt, "params", "kind",
-                     g->kind == S2A_KIND_VIDEO ? "video" : "image", "host",
-                     g->host));
+    rec = json_pack("{s:s, s:s, s:s, s:s, s:{s:s, s:s}}", "status", "queued",
+                    "model", g->model->id, "mode", s2a_mode_name(g->mode),
+                    "prompt", g->prompt, "params", "kind",
+                    g->kind == S2A_KIND_VIDEO ? "video" : "image", "host",
+                    g->host);
+    if (rec != NULL && params != NULL) {
+        json_object_update_missing(json_object_get(rec, "params"), params);
+    }
+    record(g, rec);
     ops->progress(arg, "generation", "started", -1,
                   "Initializing generation request...", NULL);
     if (g->mode == S2A_MODE_STORYBOARD) {
@@ -1195,6 +1212,21 @@ resume_done(void *arg, json_t *result, int status, const char *type,
 
 static const s2a_gen_ops_t resume_ops = { s2a_gen_progress_ignored,
                                           resume_done };
+
+void
+s2a_gen_detach(s2a_gen_t *g)
+{
+    /* From now on it is what a resumed job is: no client, the row only. */
+    g->ops = &resume_ops;
+    g->arg = NULL;
+    g->resumed = true;
+    g->rprev = NULL;
+    g->rnext = resumed_jobs;
+    if (resumed_jobs != NULL) {
+        resumed_jobs->rprev = g;
+    }
+    resumed_jobs = g;
+}
 
 /*
  * At the worker's exit: resumed jobs, which no connection holds, leave

@@ -43,6 +43,26 @@ s2a_gen_t *s2a_gen_start(const s2a_chatreq_t *req, const char *request_id,
                          const char *host, const s2a_gen_ops_t *ops, void *arg);
 
 /*
+ * The same, with `params` (borrowed, may be NULL): members the route
+ * adds to the task row's params (the Videos API keeps the model and
+ * size it was asked for there). `kind` and `host` are the job's own.
+ */
+s2a_gen_t *s2a_gen_start_with(const s2a_chatreq_t *req, const char *request_id,
+                              const char *host, json_t *params,
+                              const s2a_gen_ops_t *ops, void *arg);
+
+/* The job's id (job_<24 hex>), its task row's key. */
+const char *s2a_gen_job_id(const s2a_gen_t *g);
+
+/*
+ * Lets the job run on without its client (an asynchronous Videos API
+ * request): no callback runs any more, the task row is its only
+ * outcome, and at the worker's exit it is left like a resumed job
+ * (s2a_gen_cleanup). The caller forgets `g`.
+ */
+void s2a_gen_detach(s2a_gen_t *g);
+
+/*
  * Ends the job early: everything held is released and the task recorded
  * as cancelled with `why` (request-log status `status`: 499 when the
  * client went away, 503 when the server stops); no callback runs

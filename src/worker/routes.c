@@ -15,6 +15,7 @@
 #include "worker/admin.h"
 #include "worker/context.h"
 #include "worker/images.h"
+#include "worker/videos.h"
 #include "worker/media.h"
 #include "worker/metrics.h"
 #include "worker/records.h"
@@ -134,6 +135,11 @@ static const route_t routes[] = {
       s2a_images_generations, R_BIG_BODY },
     { M_POST, "/v1/images/edits", AUTH_API_KEY, "images", s2a_images_edits,
       R_BIG_BODY },
+    { M_POST, "/v1/videos", AUTH_API_KEY, "videos", s2a_videos_create,
+      R_BIG_BODY },
+    { M_GET, "/v1/videos", AUTH_API_KEY, "videos", s2a_videos_list, 0 },
+    { M_GET | M_DELETE, "/v1/videos/", AUTH_API_KEY, "videos", s2a_videos_item,
+      0 },
 
     /* admin API: sessions and settings */
     { M_POST, "/api/login", AUTH_NONE, "admin", s2a_admin_login, 0 },

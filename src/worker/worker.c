@@ -11,6 +11,7 @@
 #include "common/ops.h"
 #include "worker/chat.h"
 #include "worker/images.h"
+#include "worker/videos.h"
 #include "worker/poller.h"
 #include "common/log.h"
 #include "common/util.h"
@@ -167,7 +168,8 @@ tick_cb(evutil_socket_t fd, short what, void *arg)
         /* Last words first: running generations end with an error event
          * the clients can read; the connections close a second later. */
         shutdown_told = true;
-        if (s2a_chat_shutdown() + s2a_images_shutdown() > 0) {
+        if (s2a_chat_shutdown() + s2a_images_shutdown() + s2a_videos_shutdown()
+            > 0) {
             w->drain_deadline_ms = now + SHUTDOWN_NOTICE_MS;
             return;
         }

@@ -182,7 +182,7 @@ test('API key and config changes are persisted and reach every worker', async ()
       error_ban_threshold: 3, admin_username: 'admin', log_level: '', debug_enabled: false,
       selection_policy: 'least_busy', session_ttl: 86400, api_key_set: true, default_password: true,
       at_auto_refresh_enabled: true, at_refresh_window: 86400, quota_refresh_interval: 3600,
-      queue_timeout: 60,
+      queue_timeout: 60, videos_default_mode: 'sync',
     });
     const set = await request(d.base, 'POST', '/api/admin/config', {
       headers: bearer(t), body: json({ error_ban_threshold: 7, selection_policy: 'round_robin', debug_enabled: true }),

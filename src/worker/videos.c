@@ -1,0 +1,1148 @@
+/*
+ * videos.c: the OpenAI Videos API, first slice (docs/videos.md):
+ * POST /v1/videos, GET /v1/videos, GET and DELETE /v1/videos/{id} and
+ * GET /v1/videos/{id}/content.
+ *
+ * A create is one generation job (gen.c). Synchronous, the request owns
+ * the job until it ends and answers with the finished Video object (a
+ * client that leaves cancels it, as in chat). Asynchronous, it answers
+ * at once with the queued object and detaches the job, which runs on
+ * without a client: its task row is the record, and what every later
+ * read is built from, through the master (one round trip per read).
+ */
+#include "worker/videos.h"
+#include "common/crypto.h"
+#include "common/log.h"
+#include "common/models.h"
+#include "common/util.h"
+#include "worker/chatreq.h"
+#include "worker/context.h"
+#include "worker/gen.h"
+#include "worker/media.h"
+#include "worker/mediacache.h"
+#include "worker/multipart.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#define VIDEOS_MAX_PARTS 16
+#define VIDEOS_FIELD_MAX S2A_CHATREQ_MAX_PROMPT
+
+/* Official sizes and the orientation each maps to. */
+static const struct {
+    const char *size;
+    s2a_orientation_t orientation;
+} video_sizes[] = {
+    { "720x1280", S2A_ORIENT_PORTRAIT },
+    { "1024x1792", S2A_ORIENT_PORTRAIT },
+    { "1080x1920", S2A_ORIENT_PORTRAIT },
+    { "1280x720", S2A_ORIENT_LANDSCAPE },
+    { "1792x1024", S2A_ORIENT_LANDSCAPE },
+    { "1920x1080", S2A_ORIENT_LANDSCAPE },
+    { "720x720", S2A_ORIENT_SQUARE },
+    { "1024x1024", S2A_ORIENT_SQUARE },
+    { "1080x1080", S2A_ORIENT_SQUARE },
+};
+
+/* Official durations and the upstream duration each becomes. */
+static const struct {
+    const char *seconds;
+    int upstream;
+} video_seconds[] = {
+    { "4", 10 },  { "8", 10 },  { "10", 10 }, { "12", 10 },
+    { "15", 15 }, { "16", 15 }, { "20", 15 },
+};
+
+/* Official model ids: orientation from size, async unless asked. */
+static const char *const video_aliases[] = { "sora-2", "sora-2-pro" };
+
+/* What a create asks for, borrowed from its body. */
+typedef struct videos_params_s {
+    const s2a_model_t *model;
+    const char *alias; /* the official id asked for, or NULL */
+    const char *prompt;
+    const char *size; /* as asked, or NULL */
+    bool async;
+    s2a_media_in_t image;
+    const unsigned char *file; /* an uploaded input_reference part */
+    size_t file_len;
+    char style_id[64];
+    char remix_id[40];
+} videos_params_t;
+
+/* A synchronous create whose job runs. */
+typedef struct videos_s {
+    s2a_req_t *req;
+    s2a_gen_t *gen;
+    json_t *video;                /* the object, completed at the end */
+    struct videos_s *prev, *next; /* running requests of this worker */
+} videos_t;
+
+/* A read waiting for the master. */
+typedef enum {
+    CALL_GET = 0,
+    CALL_CONTENT,
+    CALL_LIST,
+    CALL_DELETE
+} call_kind_t;
+
+typedef struct videos_call_s {
+    s2a_req_t *req;
+    uint64_t call;
+    call_kind_t kind;
+} videos_call_t;
+
+static videos_t *running;
+
+/* ---------------------------------------------------------------------
+ * The Video object
+ */
+
+/* The orientation's official size, for rows that did not say. */
+static const char *
+orientation_size(s2a_orientation_t o)
+{
+    return o == S2A_ORIENT_PORTRAIT ? "720x1280" : "1280x720";
+}
+
+/*
+ * The cached file name behind `url` when it is one of the cache's own
+ * URLs (".../tmp/<name>"), else NULL. Points into `url`.
+ */
+static const char *
+cached_name(const char *url)
+{
+    const char *slash = url != NULL ? strrchr(url, '/') : NULL;
+
+    if (slash == NULL || slash - url < 4 || strncmp(slash - 4, "/tmp", 4) != 0
+        || !s2a_media_name_ok(slash + 1))
+    {
+        return NULL;
+    }
+    return slash + 1;
+}
+
+/* When a result expires: the cache's sweep for a cached file; an
+ * upstream URL's expiry is not known (null). */
+static json_t *
+expires_json(const char *url, int64_t completed)
+{
+    if (url == NULL || completed <= 0 || cached_name(url) == NULL) {
+        return json_null();
+    }
+    s2a_worker_refresh_settings();
+    return json_integer(
+        (json_int_t) (completed + s2a_worker.settings.cache_timeout));
+}
+
+/*
+ * A new Video object: `model` as reported, the upstream `m` (seconds),
+ * `size` (NULL: the model's orientation). Caller owns; NULL when out of
+ * memory.
+ */
+static json_t *
+video_new(const char *id, const char *model, const s2a_model_t *m,
+          const char *size, const char *prompt, int64_t created)
+{
+    char secs[8];
+
+    snprintf(secs, sizeof(secs), "%d", m != NULL ? m->seconds : 10);
+    return json_pack(
+        "{s:s, s:s, s:s, s:s, s:i, s:I, s:I, s:n, s:n, s:s, s:s, s:s?, s:n,"
+        " s:n, s:[]}",
+        "id", id, "object", "video", "model", model, "status", "queued",
+        "progress", 0, "created_at", (json_int_t) created, "created",
+        (json_int_t) created, "completed_at", "expires_at", "seconds", secs,
+        "size",
+        size != NULL ? size
+                     : orientation_size(m != NULL ? m->orientation
+                                                  : S2A_ORIENT_LANDSCAPE),
+        "prompt", prompt, "remixed_from_video_id", "error", "data");
+}
+
+/* Marks `v` completed with result `url`. */
+static void
+video_complete(json_t *v, const char *url, int64_t completed)
+{
+    json_t *prompt = json_object_get(v, "prompt");
+
+    json_object_set_new(v, "status", json_string("completed"));
+    json_object_set_new(v, "progress", json_integer(100));
+    json_object_set_new(v, "completed_at", json_integer(completed));
+    json_object_set_new(v, "expires_at", expires_json(url, completed));
+    json_object_set_new(v, "data",
+                        json_pack("[{s:s, s:O}]", "url", url, "revised_prompt",
+                                  prompt != NULL ? prompt : json_null()));
+}
+
+/* The Video object of a task row (video_get, videos_list). */
+static json_t *
+video_from_row(json_t *row)
+{
+    const char *id = json_string_value(json_object_get(row, "job_id"));
+    const char *model = json_string_value(json_object_get(row, "model"));
+    const char *status = json_string_value(json_object_get(row, "status"));
+    const char *url = json_string_value(
+        json_array_get(json_object_get(row, "result_urls"), 0));
+    const char *ptext = json_string_value(json_object_get(row, "params"));
+    const char *code, *alias, *size;
+    const s2a_model_t *m = model != NULL ? s2a_model_find(model) : NULL;
+    json_t *params = ptext != NULL ? json_loads(ptext, 0, NULL) : NULL, *v;
+    int64_t completed = json_integer_value(json_object_get(row, "completed"));
+    double progress = json_number_value(json_object_get(row, "progress"));
+
+    if (id == NULL || status == NULL) {
+        json_decref(params);
+        return NULL;
+    }
+    alias = json_string_value(json_object_get(params, "api_model"));
+    size = json_string_value(json_object_get(params, "size"));
+    v = video_new(id,
+                  alias != NULL       ? alias
+                      : model != NULL ? model
+                                      : "sora-video",
+                  m, size, json_string_value(json_object_get(row, "prompt")),
+                  json_integer_value(json_object_get(row, "created")));
+    json_decref(params);
+    if (v == NULL) {
+        return NULL;
+    }
+    if (strcmp(status, "succeeded") == 0 && url != NULL) {
+        video_complete(v, url, completed);
+    } else if (strcmp(status, "failed") == 0 || strcmp(status, "cancelled") == 0
+               || strcmp(status, "succeeded") == 0)
+    {
+        code = json_string_value(json_object_get(row, "error_code"));
+        json_object_set_new(v, "status", json_string("failed"));
+        json_object_set_new(v, "completed_at",
+                            completed > 0 ? json_integer(completed)
+                                          : json_null());
+        json_object_set_new(
+            v, "error",
+            json_pack(
+                "{s:s, s:s}", "code",
+                code != NULL                           ? code
+                    : strcmp(status, "cancelled") == 0 ? "cancelled"
+                                                       : "generation_failed",
+                "message",
+                json_string_value(json_object_get(row, "error_message")) != NULL
+                    ? json_string_value(json_object_get(row, "error_message"))
+                    : "the generation failed"));
+    } else {
+        if (strcmp(status, "running") == 0) {
+            json_object_set_new(v, "status", json_string("in_progress"));
+        }
+        json_object_set_new(v, "progress",
+                            json_integer(progress < 0        ? 0
+                                             : progress > 99 ? 99
+                                                             : (int) progress));
+    }
+    return v;
+}
+
+/* ---------------------------------------------------------------------
+ * Synchronous creates
+ */
+
+static void
+videos_free(videos_t *vr)
+{
+    if (vr->prev != NULL) {
+        vr->prev->next = vr->next;
+    } else if (running == vr) {
+        running = vr->next;
+    }
+    if (vr->next != NULL) {
+        vr->next->prev = vr->prev;
+    }
+    json_decref(vr->video);
+    free(vr);
+}
+
+static void
+on_progress(void *arg, const char *stage, const char *status, int progress,
+            const char *message, json_t *details)
+{
+    S2A_UNUSED(arg);
+    S2A_UNUSED(stage);
+    S2A_UNUSED(status);
+    S2A_UNUSED(progress);
+    S2A_UNUSED(message);
+    S2A_UNUSED(details);
+}
+
+static void
+on_done(void *arg, json_t *result, int status, const char *type,
+        const char *code, const char *message)
+{
+    videos_t *vr = arg;
+    s2a_req_t *req = vr->req;
+    const char *rtype = json_string_value(json_object_get(result, "type"));
+    const char *url = json_string_value(json_object_get(result, "url"));
+
+    vr->gen = NULL;
+    req->on_gone = NULL;
+    if (result != NULL && rtype != NULL && strcmp(rtype, "video") == 0
+        && url != NULL)
+    {
+        video_complete(vr->video, url, s2a_now());
+        s2a_http_reply_json(req, 200, vr->video);
+    } else if (result != NULL && rtype != NULL && strcmp(rtype, "error") == 0) {
+        /* A content-policy refusal: the request's fault. */
+        s2a_http_reply_error(
+            req, 400, "invalid_request_error",
+            json_string_value(
+                json_object_get(json_object_get(result, "data"), "code")),
+            NULL, "%s", json_string_value(json_object_get(result, "error")));
+    } else if (result != NULL) {
+        s2a_http_reply_error(req, 502, "upstream_error", "generation_failed",
+                             NULL, "Sora returned no video");
+    } else {
+        s2a_http_reply_error(
+            req, status, type != NULL ? type : "server_error", code, NULL, "%s",
+            message != NULL ? message : "the generation failed");
+    }
+    videos_free(vr);
+}
+
+static const s2a_gen_ops_t videos_ops = { on_progress, on_done };
+
+static void
+quiet_done(void *arg, json_t *result, int status, const char *type,
+           const char *code, const char *message)
+{
+    S2A_UNUSED(arg);
+    S2A_UNUSED(result);
+    S2A_UNUSED(status);
+    S2A_UNUSED(type);
+    S2A_UNUSED(code);
+    S2A_UNUSED(message);
+}
+
+/* Asynchronous jobs report to nobody: their row is the answer. */
+static const s2a_gen_ops_t quiet_ops = { on_progress, quiet_done };
+
+static void
+on_gone(s2a_req_t *req, void *arg)
+{
+    videos_t *vr = arg;
+
+    S2A_UNUSED(req);
+    if (vr->gen != NULL) {
+        s2a_gen_cancel(vr->gen, "the client went away", 499);
+    }
+    videos_free(vr);
+}
+
+int
+s2a_videos_shutdown(void)
+{
+    static const char why[] =
+        "the server is shutting down; the generation was stopped";
+    videos_t *vr;
+    int n = 0;
+
+    while ((vr = running) != NULL) {
+        if (vr->gen != NULL) {
+            s2a_gen_cancel(vr->gen, why, 503);
+        }
+        vr->req->on_gone = NULL;
+        s2a_http_reply_error(vr->req, 503, "server_error", "server_shutdown",
+                             NULL, "%s", why);
+        videos_free(vr);
+        n++;
+    }
+    return n;
+}
+
+/* ---------------------------------------------------------------------
+ * Reading a create
+ */
+
+#define BAD(p, c, ...) \
+    do { \
+        s2a_http_reply_error(req, 400, "invalid_request_error", (c), (p), \
+                             __VA_ARGS__); \
+        return S2A_ERROR; \
+    } while (0)
+
+/* A JSON or form boolean: true, false, "true", "false", "1", "0". */
+static int
+read_bool(json_t *v, bool *out)
+{
+    const char *s = json_string_value(v);
+
+    if (json_is_boolean(v)) {
+        *out = json_is_true(v);
+        return S2A_OK;
+    }
+    if (s != NULL && (strcmp(s, "true") == 0 || strcmp(s, "1") == 0)) {
+        *out = true;
+        return S2A_OK;
+    }
+    if (s != NULL && (strcmp(s, "false") == 0 || strcmp(s, "0") == 0)) {
+        *out = false;
+        return S2A_OK;
+    }
+    return S2A_ERROR;
+}
+
+/* `model`, `size` and `seconds` into an upstream model. */
+static int
+read_model(s2a_req_t *req, json_t *body, videos_params_t *p)
+{
+    json_t *jm = json_object_get(body, "model"),
+           *js = json_object_get(body, "size"),
+           *jd = json_object_get(body, "seconds");
+    const char *m = json_string_value(jm), *sz = json_string_value(js);
+    const s2a_model_t *explicit = NULL;
+    s2a_orientation_t o = S2A_ORIENT_SQUARE;
+    char secs[24];
+    int seconds = 10;
+    size_t i;
+
+    if (jm != NULL && !json_is_null(jm)) {
+        if (m == NULL) {
+            BAD("model", "invalid_value", "model must be a string");
+        }
+        for (i = 0; i < S2A_NELEMS(video_aliases); i++) {
+            if (strcmp(m, video_aliases[i]) == 0) {
+                p->alias = video_aliases[i];
+            }
+        }
+        if (p->alias == NULL) {
+            explicit = s2a_model_find(m);
+            if (explicit == NULL) {
+                BAD("model", "model_not_found",
+                    "Invalid model: %.100s (video models: sora-2, sora-2-pro "
+                    "and the sora-video-* ids)",
+                    m);
+            }
+            if (explicit->kind != S2A_KIND_VIDEO) {
+                BAD("model", "invalid_value",
+                    "Model %.100s is not a video model", m);
+            }
+        }
+    }
+    if (js != NULL && !json_is_null(js)) {
+        for (i = 0; sz != NULL && i < S2A_NELEMS(video_sizes); i++) {
+            if (strcmp(sz, video_sizes[i].size) == 0) {
+                break;
+            }
+        }
+        if (sz == NULL || i == S2A_NELEMS(video_sizes)) {
+            BAD("size", "invalid_value",
+                "Invalid size: %.40s (one of 720x1280, 1280x720, 1024x1792, "
+                "1792x1024, 1080x1920, 1920x1080 or a square size)",
+                sz != NULL ? sz : "(not a string)");
+        }
+        o = video_sizes[i].orientation;
+        p->size = sz;
+    } else if (p->alias != NULL) {
+        o = S2A_ORIENT_PORTRAIT; /* the official default, 720x1280 */
+    }
+    if (jd != NULL && !json_is_null(jd)) {
+        if (json_is_integer(jd)) {
+            snprintf(secs, sizeof(secs), "%lld",
+                     (long long) json_integer_value(jd));
+        } else if (json_is_string(jd) && json_string_length(jd) < 8) {
+            snprintf(secs, sizeof(secs), "%s", json_string_value(jd));
+        } else {
+            secs[0] = '\0';
+        }
+        for (i = 0; i < S2A_NELEMS(video_seconds); i++) {
+            if (strcmp(secs, video_seconds[i].seconds) == 0) {
+                break;
+            }
+        }
+        if (i == S2A_NELEMS(video_seconds)) {
+            BAD("seconds", "invalid_value",
+                "seconds must be one of 4, 8, 10, 12, 15, 16 or 20");
+        }
+        seconds = video_seconds[i].upstream;
+    }
+    if (explicit != NULL && explicit->orientation != S2A_ORIENT_SQUARE) {
+        p->model = explicit; /* an explicit orientation wins over size */
+    } else if (explicit != NULL) {
+        p->model = s2a_model_video(explicit->seconds, o);
+    } else {
+        p->model = s2a_model_video(seconds, o);
+    }
+    if (p->model == NULL) {
+        BAD("model", "invalid_value", "no video model for that request");
+    }
+    return S2A_OK;
+}
+
+/* An image given as text: http(s) URL, data URL or bare base64. */
+static int
+read_image_text(s2a_req_t *req, const char *s, videos_params_t *p)
+{
+    const char *comma;
+    unsigned char *bytes;
+    size_t n;
+
+    if (strncasecmp(s, "http://", 7) == 0 || strncasecmp(s, "https://", 8) == 0)
+    {
+        p->image.url = s;
+        return S2A_OK;
+    }
+    if (strncasecmp(s, "data:", 5) == 0) {
+        comma = strchr(s, ',');
+        if (comma == NULL || comma - s < 12
+            || strncasecmp(comma - 7, ";base64", 7) != 0)
+        {
+            BAD("input_reference", "invalid_image",
+                "the input_reference data URL is not base64 "
+                "(data:<type>;base64,...)");
+        }
+        s = comma + 1;
+    }
+    bytes = s2a_base64_decode(s, strlen(s), &n);
+    free(bytes);
+    if (bytes == NULL || n == 0) {
+        BAD("input_reference", "invalid_image",
+            "input_reference is not an image file, an http(s) URL, a data "
+            "URL or base64");
+    }
+    p->image.base64 = s;
+    return S2A_OK;
+}
+
+/* Letters, digits, '_' and '-' into `out` (lower-cased). */
+static int
+read_id(s2a_req_t *req, json_t *v, const char *name, char *out, size_t len)
+{
+    const char *s = json_string_value(v);
+    size_t i;
+
+    if (v == NULL || json_is_null(v)) {
+        return S2A_OK;
+    }
+    if (s == NULL || s[0] == '\0' || strlen(s) >= len) {
+        BAD(name, "invalid_value", "%s must be a short string", name);
+    }
+    for (i = 0; s[i] != '\0'; i++) {
+        if (!isalnum((unsigned char) s[i]) && s[i] != '_' && s[i] != '-') {
+            BAD(name, "invalid_value", "%s may hold letters, digits, _ and -",
+                name);
+        }
+        out[i] = (char) tolower((unsigned char) s[i]);
+    }
+    out[i] = '\0';
+    return S2A_OK;
+}
+
+static int
+read_params(s2a_req_t *req, json_t *body, videos_params_t *p)
+{
+    json_t *jp = json_object_get(body, "prompt"),
+           *ji = json_object_get(body, "input_reference"),
+           *ja = json_object_get(body, "async");
+    const char *prefer = s2a_req_header(req, "Prefer");
+    char remix[35];
+    bool async;
+
+    if (!json_is_string(jp) || json_string_length(jp) == 0) {
+        BAD("prompt", "invalid_value", "prompt is required");
+    }
+    if (json_string_length(jp) > S2A_CHATREQ_MAX_PROMPT
+        || strlen(json_string_value(jp)) != json_string_length(jp))
+    {
+        BAD("prompt", "invalid_value",
+            "prompt is over %d bytes or holds a NUL byte",
+            S2A_CHATREQ_MAX_PROMPT);
+    }
+    p->prompt = json_string_value(jp);
+    if (p->file == NULL && ji != NULL && !json_is_null(ji)) {
+        if (json_is_object(ji)) {
+            if (json_object_get(ji, "file_id") != NULL) {
+                BAD("input_reference", "unsupported_parameter",
+                    "input_reference.file_id is not supported: send the "
+                    "image itself or its image_url");
+            }
+            ji = json_object_get(ji, "image_url");
+        }
+        if (!json_is_string(ji) || json_string_length(ji) == 0) {
+            BAD("input_reference", "invalid_image",
+                "input_reference must be an image file, {image_url}, an "
+                "http(s) URL, a data URL or base64");
+        }
+        if (read_image_text(req, json_string_value(ji), p) != S2A_OK) {
+            return S2A_ERROR;
+        }
+    }
+    if (read_id(req, json_object_get(body, "style_id"), "style_id", p->style_id,
+                sizeof(p->style_id))
+        != S2A_OK)
+    {
+        return S2A_ERROR;
+    }
+    if (json_object_get(body, "remix_target_id") != NULL
+        && !json_is_null(json_object_get(body, "remix_target_id")))
+    {
+        if (!json_is_string(json_object_get(body, "remix_target_id"))
+            || !s2a_find_remix_id(
+                json_string_value(json_object_get(body, "remix_target_id")),
+                remix))
+        {
+            BAD("remix_target_id", "invalid_value",
+                "remix_target_id must be a Sora share id (s_ and 32 hex "
+                "digits) or a link holding one");
+        }
+        snprintf(p->remix_id, sizeof(p->remix_id), "%s", remix);
+    }
+    if (read_model(req, body, p) != S2A_OK) {
+        return S2A_ERROR;
+    }
+    /* The request, then Prefer, then the model id, then the setting. */
+    s2a_worker_refresh_settings();
+    p->async = p->alias != NULL || s2a_worker.settings.videos_async != 0;
+    if (prefer != NULL && strcasestr(prefer, "respond-async") != NULL) {
+        p->async = true;
+    }
+    if (ja != NULL && !json_is_null(ja)) {
+        if (read_bool(ja, &async) != S2A_OK) {
+            BAD("async", "invalid_value", "async must be true or false");
+        }
+        p->async = async;
+    }
+    return S2A_OK;
+}
+
+/*
+ * A multipart body into a JSON object of its text fields, with the
+ * input_reference file part in `p`. NULL after answering 400.
+ */
+static json_t *
+read_form(s2a_req_t *req, const char *boundary, videos_params_t *p)
+{
+    s2a_mpart_t parts[VIDEOS_MAX_PARTS];
+    const unsigned char *body;
+    size_t len, nparts, i;
+    char err[256];
+    json_t *obj, *v;
+
+    body = s2a_req_body(req, &len);
+    if (s2a_multipart_parse(body, len, boundary, parts, VIDEOS_MAX_PARTS,
+                            &nparts, err, sizeof(err))
+        != S2A_OK)
+    {
+        s2a_http_reply_error(req, 400, "invalid_request_error",
+                             "invalid_multipart", NULL, "%s", err);
+        return NULL;
+    }
+    obj = json_object();
+    for (i = 0; obj != NULL && i < nparts; i++) {
+        if (parts[i].has_filename) {
+            if (strcmp(parts[i].name, "input_reference") != 0) {
+                continue; /* a file the API does not read */
+            }
+            if (p->file != NULL || parts[i].len == 0) {
+                json_decref(obj);
+                s2a_http_reply_error(req, 400, "invalid_request_error",
+                                     "invalid_image", "input_reference",
+                                     p->file != NULL
+                                         ? "only one input_reference is "
+                                           "accepted"
+                                         : "the uploaded input_reference is "
+                                           "empty");
+                return NULL;
+            }
+            p->file = parts[i].data;
+            p->file_len = parts[i].len;
+            continue;
+        }
+        v = parts[i].len <= VIDEOS_FIELD_MAX
+            ? json_stringn((const char *) parts[i].data, parts[i].len)
+            : NULL;
+        if (v == NULL) {
+            s2a_http_reply_error(req, 400, "invalid_request_error",
+                                 "invalid_value", parts[i].name,
+                                 "the form field %s is over %d bytes or not "
+                                 "UTF-8",
+                                 parts[i].name, VIDEOS_FIELD_MAX);
+            json_decref(obj);
+            return NULL;
+        }
+        json_object_set_new(obj, parts[i].name, v);
+    }
+    if (obj == NULL) {
+        s2a_http_reply_error(req, 500, "server_error", "internal_error", NULL,
+                             "out of memory");
+    }
+    return obj;
+}
+
+/* Standard base64 with padding; caller frees. NULL when out of memory. */
+static char *
+base64_encode(const unsigned char *in, size_t len)
+{
+    static const char tab[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    char *out = malloc((len + 2) / 3 * 4 + 1), *o;
+    size_t i;
+    uint32_t v;
+
+    if (out == NULL) {
+        return NULL;
+    }
+    o = out;
+    for (i = 0; i + 2 < len; i += 3) {
+        v = (uint32_t) in[i] << 16 | (uint32_t) in[i + 1] << 8 | in[i + 2];
+        *o++ = tab[v >> 18];
+        *o++ = tab[(v >> 12) & 63];
+        *o++ = tab[(v >> 6) & 63];
+        *o++ = tab[v & 63];
+    }
+    if (i < len) {
+        v = (uint32_t) in[i] << 16;
+        if (i + 1 < len) {
+            v |= (uint32_t) in[i + 1] << 8;
+        }
+        *o++ = tab[v >> 18];
+        *o++ = tab[(v >> 12) & 63];
+        *o++ = i + 1 < len ? tab[(v >> 6) & 63] : '=';
+        *o++ = '=';
+    }
+    *o = '\0';
+    return out;
+}
+
+/* Starts the job; answers at once (async) or when it ends (sync). */
+static void
+start_job(s2a_req_t *req, const videos_params_t *p)
+{
+    s2a_chatreq_t creq;
+    char *file_b64 = NULL;
+    const char *host = s2a_req_header(req, "Host");
+    const char *reported = p->alias != NULL ? p->alias : p->model->id;
+    json_t *params = NULL, *video = NULL;
+    videos_t *vr = NULL;
+    s2a_gen_t *g;
+
+    memset(&creq, 0, sizeof(creq));
+    creq.model = p->model;
+    creq.image = p->image;
+    creq.prompt = (char *) p->prompt;
+    snprintf(creq.style_id, sizeof(creq.style_id), "%s", p->style_id);
+    snprintf(creq.remix_id, sizeof(creq.remix_id), "%s", p->remix_id);
+    if (p->file != NULL) {
+        file_b64 = base64_encode(p->file, p->file_len);
+        if (file_b64 == NULL) {
+            goto oom;
+        }
+        creq.image.base64 = file_b64;
+        creq.image.url = NULL;
+    }
+    creq.mode = p->remix_id[0] != '\0' ? S2A_MODE_REMIX
+        : creq.image.base64 != NULL || creq.image.url != NULL
+        ? S2A_MODE_IMAGE_TO_VIDEO
+        : S2A_MODE_TEXT_TO_VIDEO;
+    params = json_pack("{s:s, s:s?}", "api_model", reported, "size", p->size);
+    if (params == NULL) {
+        goto oom;
+    }
+    if (!p->async) {
+        vr = calloc(1, sizeof(*vr));
+        if (vr == NULL) {
+            goto oom;
+        }
+        vr->req = req;
+    }
+    g = s2a_gen_start_with(&creq, req->rid, host, params,
+                           p->async ? &quiet_ops : &videos_ops, vr);
+    if (g == NULL) {
+        free(vr);
+        goto oom;
+    }
+    video = video_new(s2a_gen_job_id(g), reported, p->model, p->size, p->prompt,
+                      s2a_now());
+    if (p->async) {
+        /* The row is the record from here on; the client has its id. */
+        s2a_gen_detach(g);
+        if (video == NULL) {
+            goto oom;
+        }
+        s2a_http_reply_json(req, 200, video);
+        json_decref(video);
+    } else {
+        vr->gen = g;
+        vr->video = video;
+        if (video == NULL) {
+            s2a_gen_cancel(g, "out of memory", 500);
+            free(vr);
+            goto oom;
+        }
+        vr->next = running;
+        if (running != NULL) {
+            running->prev = vr;
+        }
+        running = vr;
+        req->on_gone = on_gone;
+        req->gone_arg = vr;
+    }
+    json_decref(params);
+    free(file_b64);
+    return;
+oom:
+    json_decref(params);
+    free(file_b64);
+    s2a_http_reply_error(req, 500, "server_error", "internal_error", NULL,
+                         "out of memory");
+}
+
+void
+s2a_videos_create(s2a_req_t *req)
+{
+    videos_params_t p;
+    char boundary[S2A_MULTIPART_BOUNDARY_MAX + 1], err[256];
+    json_t *body;
+    int rc;
+
+    memset(&p, 0, sizeof(p));
+    rc = s2a_multipart_boundary(s2a_req_header(req, "Content-Type"), boundary,
+                                err, sizeof(err));
+    if (rc == S2A_ERROR) {
+        s2a_http_reply_error(req, 400, "invalid_request_error",
+                             "invalid_multipart", NULL, "%s", err);
+        return;
+    }
+    body = rc == S2A_OK ? read_form(req, boundary, &p)
+                        : s2a_req_json_object(req, false);
+    if (body == NULL) {
+        return; /* answered */
+    }
+    if (read_params(req, body, &p) == S2A_OK) {
+        start_job(req, &p);
+    }
+    json_decref(body);
+}
+
+/* ---------------------------------------------------------------------
+ * Reads: the task rows, through the master
+ */
+
+static void
+not_found(s2a_req_t *req, const char *id)
+{
+    s2a_http_reply_error(req, 404, "invalid_request_error", "not_found", NULL,
+                         "Video %.64s not found", id);
+}
+
+static void
+call_gone(s2a_req_t *req, void *arg)
+{
+    videos_call_t *c = arg;
+
+    S2A_UNUSED(req);
+    if (c->call != 0) {
+        s2a_worker_call_cancel(c->call);
+    }
+    free(c);
+}
+
+/* The content of a finished row: the cached file, or the upstream URL. */
+static void
+serve_content(s2a_req_t *req, json_t *row)
+{
+    const char *status = json_string_value(json_object_get(row, "status"));
+    const char *url = json_string_value(
+        json_array_get(json_object_get(row, "result_urls"), 0));
+    const char *name = cached_name(url);
+
+    if (status == NULL || strcmp(status, "succeeded") != 0 || url == NULL) {
+        s2a_http_reply_error(req, 404, "invalid_request_error",
+                             "video_not_ready", NULL,
+                             "Video %.64s has no content: it is %s",
+                             json_string_value(json_object_get(row, "job_id")),
+                             status != NULL && strcmp(status, "queued") != 0
+                                     && strcmp(status, "running") != 0
+                                 ? "failed"
+                                 : "not finished yet");
+        return;
+    }
+    if (name != NULL) {
+        /* Streamed from the cache by sendfile, with Range (media.c). */
+        s2a_media_serve(req, name);
+        return;
+    }
+    /* The client fetches the upstream file itself: nothing is held here. */
+    s2a_http_add_header(req, "Location", url);
+    s2a_http_add_header(req, "Cache-Control", "no-store");
+    S2A_HTTP_REPLY_LIT(req, 302, NULL, "");
+}
+
+/* Removes the cached file of a deleted row, if it has one. */
+static void
+unlink_cached(json_t *row)
+{
+    const char *url = json_string_value(
+        json_array_get(json_object_get(row, "result_urls"), 0));
+    const char *name = cached_name(url);
+    char path[PATH_MAX + 200];
+
+    if (name == NULL) {
+        return;
+    }
+    snprintf(path, sizeof(path), "%s/%s", s2a_worker.conf->cache_dir, name);
+    if (unlink(path) == -1 && errno != ENOENT) {
+        s2a_log(LOG_WARNING, errno, "unlink(\"%s\") failed", path);
+    }
+}
+
+static void
+list_reply(s2a_req_t *req, json_t *reply)
+{
+    json_t *rows = json_object_get(reply, "rows"), *data, *row, *v;
+    size_t i;
+
+    data = json_array();
+    json_array_foreach (rows, i, row) {
+        v = video_from_row(row);
+        if (v != NULL) {
+            json_array_append_new(data, v);
+        }
+    }
+    v = json_pack("{s:s, s:o, s:O, s:O, s:b}", "object", "list", "data", data,
+                  "first_id",
+                  json_array_size(data) > 0
+                      ? json_object_get(json_array_get(data, 0), "id")
+                      : json_null(),
+                  "last_id",
+                  json_array_size(data) > 0 ? json_object_get(
+                      json_array_get(data, json_array_size(data) - 1), "id")
+                                            : json_null(),
+                  "has_more", json_is_true(json_object_get(reply, "has_more")));
+    if (v == NULL) {
+        s2a_http_reply_error(req, 500, "server_error", "internal_error", NULL,
+                             "out of memory");
+        return;
+    }
+    s2a_http_reply_json(req, 200, v);
+    json_decref(v);
+}
+
+static void
+call_done(json_t *reply, void *arg)
+{
+    videos_call_t *c = arg;
+    s2a_req_t *req = c->req;
+    call_kind_t kind = c->kind;
+    json_t *row = json_object_get(reply, "row"), *v;
+    const char *code = json_string_value(json_object_get(reply, "code"));
+    const char *id = req->path_tail;
+    const char *status;
+    char after[16];
+
+    c->call = 0;
+    req->on_gone = NULL;
+    free(c);
+    if (reply == NULL
+        || (!json_is_true(json_object_get(reply, "ok")) && code == NULL))
+    {
+        s2a_http_reply_error(req, 503, "server_error", "database", NULL,
+                             "the video records are unavailable");
+        return;
+    }
+    if (kind == CALL_LIST) {
+        list_reply(req, reply);
+        return;
+    }
+    if (kind == CALL_DELETE) {
+        if (code != NULL && strcmp(code, "running") == 0) {
+            s2a_http_reply_error(req, 400, "invalid_request_error",
+                                 "video_not_finished", NULL,
+                                 "Video %.64s is still being generated: only "
+                                 "completed or failed videos can be deleted",
+                                 id);
+            return;
+        }
+        if (code != NULL) {
+            if (strcmp(code, "not_found") == 0) {
+                not_found(req, id);
+            } else {
+                s2a_http_reply_error(req, 503, "server_error", "database", NULL,
+                                     "the video records are busy; try "
+                                     "again");
+            }
+            return;
+        }
+        unlink_cached(row);
+        v = json_pack("{s:s, s:s, s:b}", "id",
+                      json_string_value(json_object_get(row, "job_id")),
+                      "object", "video.deleted", "deleted", 1);
+        s2a_http_reply_json(req, 200, v);
+        json_decref(v);
+        return;
+    }
+    if (!json_is_object(row)) {
+        not_found(req, id);
+        return;
+    }
+    if (kind == CALL_CONTENT) {
+        serve_content(req, row);
+        return;
+    }
+    v = video_from_row(row);
+    if (v == NULL) {
+        s2a_http_reply_error(req, 500, "server_error", "internal_error", NULL,
+                             "out of memory");
+        return;
+    }
+    status = json_string_value(json_object_get(v, "status"));
+    if (strcmp(status, "queued") == 0 || strcmp(status, "in_progress") == 0) {
+        /* Steers the SDKs' poll helpers to the gateway's own pace. */
+        snprintf(after, sizeof(after), "%d",
+                 s2a_worker.conf->poll_interval_ms > 0
+                     ? s2a_worker.conf->poll_interval_ms
+                     : 1000);
+        s2a_http_add_header(req, "openai-poll-after-ms", after);
+    }
+    s2a_http_reply_json(req, 200, v);
+    json_decref(v);
+}
+
+/* Sends `msg` (taken) to the master; the answer goes to call_done. */
+static void
+ask(s2a_req_t *req, call_kind_t kind, json_t *msg)
+{
+    videos_call_t *c = calloc(1, sizeof(*c));
+
+    if (c == NULL || msg == NULL) {
+        free(c);
+        json_decref(msg);
+        s2a_http_reply_error(req, 500, "server_error", "internal_error", NULL,
+                             "out of memory");
+        return;
+    }
+    c->req = req;
+    c->kind = kind;
+    c->call = s2a_worker_call_master(msg, call_done, c);
+    json_decref(msg);
+    if (c->call == 0) {
+        free(c);
+        s2a_http_reply_error(req, 503, "server_error", "database", NULL,
+                             "the video records are unavailable");
+        return;
+    }
+    req->on_gone = call_gone;
+    req->gone_arg = c;
+}
+
+/* A job id as the gateway makes them: job_ and 24 hex digits. */
+static bool
+id_ok(const char *s, size_t len)
+{
+    size_t i;
+
+    if (len != 28 || strncmp(s, "job_", 4) != 0) {
+        return false;
+    }
+    for (i = 4; i < len; i++) {
+        if (!isxdigit((unsigned char) s[i])) {
+            return false;
+        }
+    }
+    return true;
+}
+
+void
+s2a_videos_list(s2a_req_t *req)
+{
+    char *after = s2a_req_query_param(req, "after");
+    char *limit = s2a_req_query_param(req, "limit");
+    char *order = s2a_req_query_param(req, "order");
+    long n = 20;
+    char *end;
+    json_t *msg;
+
+    if (limit != NULL) {
+        errno = 0;
+        n = strtol(limit, &end, 10);
+        if (limit[0] == '\0' || *end != '\0' || errno != 0 || n < 1 || n > 100)
+        {
+            s2a_http_reply_error(req, 400, "invalid_request_error",
+                                 "invalid_value", "limit",
+                                 "limit must be an integer from 1 to 100");
+            goto done;
+        }
+    }
+    if (order != NULL && strcmp(order, "asc") != 0
+        && strcmp(order, "desc") != 0) {
+        s2a_http_reply_error(req, 400, "invalid_request_error", "invalid_value",
+                             "order", "order must be asc or desc");
+        goto done;
+    }
+    if (after != NULL && after[0] != '\0' && !id_ok(after, strlen(after))) {
+        s2a_http_reply_error(req, 400, "invalid_request_error", "invalid_value",
+                             "after", "after must be a video id");
+        goto done;
+    }
+    msg = json_pack("{s:s, s:i, s:s?, s:s?}", "op", "videos_list", "limit",
+                    (int) n, "after",
+                    after != NULL && after[0] != '\0' ? after : NULL, "order",
+                    order);
+    ask(req, CALL_LIST, msg);
+done:
+    free(after);
+    free(limit);
+    free(order);
+}
+
+void
+s2a_videos_item(s2a_req_t *req)
+{
+    const char *tail = req->path_tail, *slash = strchr(tail, '/');
+    size_t idlen = slash != NULL ? (size_t) (slash - tail) : strlen(tail);
+    char id[32], *variant;
+    call_kind_t kind;
+
+    if (!id_ok(tail, idlen)) {
+        /* Nothing the gateway made has that name. */
+        s2a_http_reply_error(req, 404, "invalid_request_error", "not_found",
+                             NULL, "Video %.64s not found", tail);
+        return;
+    }
+    memcpy(id, tail, idlen);
+    id[idlen] = '\0';
+    if (slash != NULL && strcmp(slash, "/content") == 0
+        && (req->method == S2A_M_GET || req->method == S2A_M_HEAD))
+    {
+        variant = s2a_req_query_param(req, "variant");
+        if (variant != NULL && strcmp(variant, "video") != 0) {
+            if (strcmp(variant, "thumbnail") == 0
+                || strcmp(variant, "spritesheet") == 0) {
+                s2a_http_reply_error(
+                    req, 404, "invalid_request_error", "not_found", "variant",
+                    "the %s variant is not available", variant);
+            } else {
+                s2a_http_reply_error(req, 400, "invalid_request_error",
+                                     "invalid_value", "variant",
+                                     "variant must be video, thumbnail or "
+                                     "spritesheet");
+            }
+            free(variant);
+            return;
+        }
+        free(variant);
+        kind = CALL_CONTENT;
+    } else if (slash == NULL && req->method == S2A_M_DELETE) {
+        kind = CALL_DELETE;
+    } else if (slash == NULL) {
+        kind = CALL_GET;
+    } else {
+        s2a_http_reply_error(req, 404, "invalid_request_error", "not_found",
+                             NULL, "Unknown path %.200s", req->raw_path);
+        return;
+    }
+    ask(req, kind,
+        json_pack("{s:s, s:s}", "op",
+                  kind == CALL_DELETE ? "video_delete" : "video_get", "job_id",
+                  id));
+}
