@@ -92,6 +92,7 @@ struct s2a_gen_s {
     char *watermarked; /* the video's own URL while the clean one is used */
 
     json_t *urls;   /* result URLs as they will be returned */
+    json_t *params; /* the row's params, as last recorded (or NULL) */
     size_t caching; /* index of the URL being cached */
     int progress;
     int64_t started_ms;
@@ -243,6 +244,7 @@ job_free(s2a_gen_t *g)
     free(g->image);
     free(g->watermarked);
     json_decref(g->urls);
+    json_decref(g->params);
     s2a_metrics_job_gone(g->kind);
     free(g);
     active_jobs--;
@@ -352,6 +354,15 @@ succeed(s2a_gen_t *g)
         result = json_pack("{s:s, s:O, s:I, s:o}", "type", "image", "urls",
                            g->urls, "count",
                            (json_int_t) json_array_size(g->urls), "data", data);
+    }
+    if (g->kind == S2A_KIND_VIDEO && g->params != NULL
+        && g->generation_id[0] != '\0')
+    {
+        /* What a remix of this video publishes (docs/videos.md). */
+        json_object_set_new(g->params, "generation_id",
+                            json_string(g->generation_id));
+        json_object_set_new(g->params, "token_id", json_integer(g->token_id));
+        record(g, json_pack("{s:O}", "params", g->params));
     }
     record_end(g, "succeeded", NULL, NULL, 200);
     g->ops->done(g->arg, result, 200, NULL, NULL, NULL);
@@ -1127,6 +1138,8 @@ s2a_gen_start_with(const s2a_chatreq_t *req, const char *request_id,
     if (rec != NULL && params != NULL) {
         json_object_update_missing(json_object_get(rec, "params"), params);
     }
+    g->params =
+        rec != NULL ? json_deep_copy(json_object_get(rec, "params")) : NULL;
     record(g, rec);
     ops->progress(arg, "generation", "started", -1,
                   "Initializing generation request...", NULL);
@@ -1367,6 +1380,7 @@ s2a_op_job_resume(void *from, json_t *msg)
     snprintf(g->rid, sizeof(g->rid), "%s", job);
     snprintf(g->task_id, sizeof(g->task_id), "%s", task);
     g->token_id = json_integer_value(json_object_get(msg, "token_id"));
+    g->params = json_is_object(params) ? json_deep_copy(params) : NULL;
     host_copy(g->host, sizeof(g->host),
               json_string_value(json_object_get(params, "host")));
     g->kick = evtimer_new(s2a_worker.base, resume_kick_cb, g);

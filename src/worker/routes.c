@@ -140,6 +140,7 @@ static const route_t routes[] = {
     { M_GET, "/v1/videos", AUTH_API_KEY, "videos", s2a_videos_list, 0 },
     { M_GET | M_DELETE, "/v1/videos/", AUTH_API_KEY, "videos", s2a_videos_item,
       0 },
+    { M_POST, "/v1/videos/", AUTH_API_KEY, "videos", s2a_videos_remix, 0 },
 
     /* admin API: sessions and settings */
     { M_POST, "/api/login", AUTH_NONE, "admin", s2a_admin_login, 0 },

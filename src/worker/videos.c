@@ -1,7 +1,8 @@
 /*
- * videos.c: the OpenAI Videos API, first slice (docs/videos.md):
- * POST /v1/videos, GET /v1/videos, GET and DELETE /v1/videos/{id} and
- * GET /v1/videos/{id}/content.
+ * videos.c: the OpenAI Videos API (docs/videos.md): POST /v1/videos,
+ * GET /v1/videos, GET and DELETE /v1/videos/{id},
+ * GET /v1/videos/{id}/content and POST /v1/videos/{id}/remix (a remix
+ * job on a fresh post of the finished video's draft).
  *
  * A create is one generation job (gen.c). Synchronous, the request owns
  * the job until it ends and answers with the finished Video object (a
@@ -14,6 +15,7 @@
 #include "common/crypto.h"
 #include "common/log.h"
 #include "common/models.h"
+#include "common/shm.h"
 #include "common/util.h"
 #include "worker/chatreq.h"
 #include "worker/context.h"
@@ -21,6 +23,7 @@
 #include "worker/media.h"
 #include "worker/mediacache.h"
 #include "worker/multipart.h"
+#include "worker/sora.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -73,6 +76,7 @@ typedef struct videos_params_s {
     size_t file_len;
     char style_id[64];
     char remix_id[40];
+    const char *remixed_from; /* the source video of a remix, or NULL */
 } videos_params_t;
 
 /* A synchronous create whose job runs. */
@@ -82,6 +86,20 @@ typedef struct videos_s {
     json_t *video;                /* the object, completed at the end */
     struct videos_s *prev, *next; /* running requests of this worker */
 } videos_t;
+
+/* A remix of a finished video: its row, then perhaps its post. */
+typedef struct videos_remix_s {
+    s2a_req_t *req;
+    uint64_t call;   /* the master call, then the publish call */
+    bool publishing; /* `call` is a Sora call */
+    char *prompt;
+    bool async_set; /* the request chose the answer mode */
+    bool async;
+    char id[32];
+    char size[16];  /* the source's, as reported */
+    char model[64]; /* the source's upstream model */
+    char alias[16]; /* the source's official model id, or "" */
+} videos_remix_t;
 
 /* A read waiting for the master. */
 typedef enum {
@@ -147,13 +165,14 @@ expires_json(const char *url, int64_t completed)
  */
 static json_t *
 video_new(const char *id, const char *model, const s2a_model_t *m,
-          const char *size, const char *prompt, int64_t created)
+          const char *size, const char *prompt, const char *remixed_from,
+          int64_t created)
 {
     char secs[8];
 
     snprintf(secs, sizeof(secs), "%d", m != NULL ? m->seconds : 10);
     return json_pack(
-        "{s:s, s:s, s:s, s:s, s:i, s:I, s:I, s:n, s:n, s:s, s:s, s:s?, s:n,"
+        "{s:s, s:s, s:s, s:s, s:i, s:I, s:I, s:n, s:n, s:s, s:s, s:s?, s:s?,"
         " s:n, s:[]}",
         "id", id, "object", "video", "model", model, "status", "queued",
         "progress", 0, "created_at", (json_int_t) created, "created",
@@ -162,7 +181,8 @@ video_new(const char *id, const char *model, const s2a_model_t *m,
         size != NULL ? size
                      : orientation_size(m != NULL ? m->orientation
                                                   : S2A_ORIENT_LANDSCAPE),
-        "prompt", prompt, "remixed_from_video_id", "error", "data");
+        "prompt", prompt, "remixed_from_video_id", remixed_from, "error",
+        "data");
 }
 
 /* Marks `v` completed with result `url`. */
@@ -202,12 +222,14 @@ video_from_row(json_t *row)
     }
     alias = json_string_value(json_object_get(params, "api_model"));
     size = json_string_value(json_object_get(params, "size"));
-    v = video_new(id,
-                  alias != NULL       ? alias
-                      : model != NULL ? model
-                                      : "sora-video",
-                  m, size, json_string_value(json_object_get(row, "prompt")),
-                  json_integer_value(json_object_get(row, "created")));
+    v = video_new(
+        id,
+        alias != NULL       ? alias
+            : model != NULL ? model
+                            : "sora-video",
+        m, size, json_string_value(json_object_get(row, "prompt")),
+        json_string_value(json_object_get(params, "remixed_from_video_id")),
+        json_integer_value(json_object_get(row, "created")));
     json_decref(params);
     if (v == NULL) {
         return NULL;
@@ -744,7 +766,8 @@ start_job(s2a_req_t *req, const videos_params_t *p)
         : creq.image.base64 != NULL || creq.image.url != NULL
         ? S2A_MODE_IMAGE_TO_VIDEO
         : S2A_MODE_TEXT_TO_VIDEO;
-    params = json_pack("{s:s, s:s?}", "api_model", reported, "size", p->size);
+    params = json_pack("{s:s, s:s?, s:s?}", "api_model", reported, "size",
+                       p->size, "remixed_from_video_id", p->remixed_from);
     if (params == NULL) {
         goto oom;
     }
@@ -762,7 +785,7 @@ start_job(s2a_req_t *req, const videos_params_t *p)
         goto oom;
     }
     video = video_new(s2a_gen_job_id(g), reported, p->model, p->size, p->prompt,
-                      s2a_now());
+                      p->remixed_from, s2a_now());
     if (p->async) {
         /* The row is the record from here on; the client has its id. */
         s2a_gen_detach(g);
@@ -1145,4 +1168,238 @@ s2a_videos_item(s2a_req_t *req)
         json_pack("{s:s, s:s}", "op",
                   kind == CALL_DELETE ? "video_delete" : "video_get", "job_id",
                   id));
+}
+
+/* ---------------------------------------------------------------------
+ * Remix: a finished video through its share post
+ */
+
+static void
+remix_free(videos_remix_t *rx)
+{
+    free(rx->prompt);
+    free(rx);
+}
+
+static void
+remix_gone(s2a_req_t *req, void *arg)
+{
+    videos_remix_t *rx = arg;
+
+    S2A_UNUSED(req);
+    if (rx->call != 0 && rx->publishing) {
+        s2a_sora_cancel(rx->call);
+    } else if (rx->call != 0) {
+        s2a_worker_call_cancel(rx->call);
+    }
+    remix_free(rx);
+}
+
+/* The remix job of `rx` on post `post_id`; answers and frees `rx`. */
+static void
+remix_start(videos_remix_t *rx, const char *post_id)
+{
+    s2a_req_t *req = rx->req;
+    videos_params_t p;
+    size_t i;
+
+    memset(&p, 0, sizeof(p));
+    req->on_gone = NULL;
+    p.model = s2a_model_find(rx->model);
+    for (i = 0; i < S2A_NELEMS(video_aliases); i++) {
+        if (strcmp(rx->alias, video_aliases[i]) == 0) {
+            p.alias = video_aliases[i];
+        }
+    }
+    if (p.model == NULL || p.model->kind != S2A_KIND_VIDEO) {
+        s2a_http_reply_error(req, 400, "invalid_request_error",
+                             "video_not_remixable", NULL,
+                             "Video %s cannot be remixed", rx->id);
+        remix_free(rx);
+        return;
+    }
+    p.prompt = rx->prompt;
+    p.size = rx->size[0] != '\0' ? rx->size : NULL;
+    p.remixed_from = rx->id;
+    snprintf(p.remix_id, sizeof(p.remix_id), "%s", post_id);
+    /* As a create decides: the request, then the model id, the setting. */
+    s2a_worker_refresh_settings();
+    p.async = rx->async_set
+        ? rx->async
+        : p.alias != NULL || s2a_worker.settings.videos_async != 0;
+    start_job(req, &p);
+    remix_free(rx);
+}
+
+static void
+remix_published(const s2a_sora_result_t *r, void *arg)
+{
+    videos_remix_t *rx = arg;
+    const char *post = json_string_value(
+        json_object_get(json_object_get(r->json, "post"), "id"));
+    char id[35];
+
+    rx->call = 0;
+    if (!s2a_sora_ok(r) || post == NULL || !s2a_find_remix_id(post, id)) {
+        rx->req->on_gone = NULL;
+        s2a_http_reply_error(
+            rx->req, 502, "upstream_error", "publish_failed", NULL,
+            "Sora did not publish video %s: %.200s", rx->id,
+            r->error_message != NULL ? r->error_message : "no post id");
+        remix_free(rx);
+        return;
+    }
+    remix_start(rx, id);
+}
+
+static void
+remix_row(json_t *reply, void *arg)
+{
+    videos_remix_t *rx = arg;
+    s2a_req_t *req = rx->req;
+    json_t *row = json_object_get(reply, "row"), *params = NULL, *body;
+    const char *status = json_string_value(json_object_get(row, "status"));
+    const char *ptext = json_string_value(json_object_get(row, "params"));
+    const char *gen_id, *alias, *size, *model;
+    char at[S2A_SHM_AT_MAX], proxy[256];
+    int64_t token;
+    s2a_sora_call_t c;
+
+    rx->call = 0;
+    if (reply == NULL || !json_is_true(json_object_get(reply, "ok"))) {
+        req->on_gone = NULL;
+        s2a_http_reply_error(req, 503, "server_error", "database", NULL,
+                             "the video records are unavailable");
+        remix_free(rx);
+        return;
+    }
+    if (!json_is_object(row)) {
+        req->on_gone = NULL;
+        not_found(req, rx->id);
+        remix_free(rx);
+        return;
+    }
+    if (status == NULL || strcmp(status, "succeeded") != 0) {
+        req->on_gone = NULL;
+        s2a_http_reply_error(req, 400, "invalid_request_error",
+                             "video_not_finished", NULL,
+                             "Video %s is not completed: only completed "
+                             "videos can be remixed",
+                             rx->id);
+        remix_free(rx);
+        return;
+    }
+    params = ptext != NULL ? json_loads(ptext, 0, NULL) : NULL;
+    gen_id = json_string_value(json_object_get(params, "generation_id"));
+    alias = json_string_value(json_object_get(params, "api_model"));
+    size = json_string_value(json_object_get(params, "size"));
+    model = json_string_value(json_object_get(row, "model"));
+    token = json_integer_value(json_object_get(params, "token_id"));
+    snprintf(rx->size, sizeof(rx->size), "%s", size != NULL ? size : "");
+    snprintf(rx->model, sizeof(rx->model), "%s", model != NULL ? model : "");
+    snprintf(rx->alias, sizeof(rx->alias), "%s", alias != NULL ? alias : "");
+    if (gen_id == NULL || !s2a_worker_token_secret(token, at, proxy)) {
+        json_decref(params);
+        req->on_gone = NULL;
+        s2a_http_reply_error(req, 400, "invalid_request_error",
+                             "video_not_remixable", NULL,
+                             "Video %s cannot be remixed: its draft or its "
+                             "account is no longer known",
+                             rx->id);
+        remix_free(rx);
+        return;
+    }
+    /* A remix starts from a post: the draft is published (again). */
+    body = json_pack("{s:[{s:s, s:s}], s:s}", "attachments_to_create",
+                     "generation_id", gen_id, "kind", "sora", "post_text", "");
+    json_decref(params);
+    memset(&c, 0, sizeof(c));
+    c.method = "POST";
+    c.path = "/project_y/post";
+    c.at = at;
+    c.proxy = proxy[0] != '\0' ? proxy : NULL;
+    c.body = body;
+    c.sentinel = true;
+    rx->publishing = true;
+    rx->call = body != NULL ? s2a_sora_start(&c, remix_published, rx) : 0;
+    json_decref(body);
+    if (rx->call == 0) {
+        req->on_gone = NULL;
+        s2a_http_reply_error(req, 503, "server_error", "internal_error", NULL,
+                             "the publish request did not start");
+        remix_free(rx);
+    }
+}
+
+void
+s2a_videos_remix(s2a_req_t *req)
+{
+    const char *tail = req->path_tail, *slash = strchr(tail, '/');
+    const char *prefer = s2a_req_header(req, "Prefer");
+    videos_remix_t *rx;
+    json_t *body, *jp, *ja, *msg;
+    bool async = false;
+
+    if (slash == NULL || strcmp(slash, "/remix") != 0) {
+        s2a_http_reply_error(req, 404, "invalid_request_error", "not_found",
+                             NULL, "Unknown path %.200s", req->raw_path);
+        return;
+    }
+    if (!id_ok(tail, (size_t) (slash - tail))) {
+        not_found(req, tail);
+        return;
+    }
+    body = s2a_req_json_object(req, false);
+    if (body == NULL) {
+        return; /* answered */
+    }
+    jp = json_object_get(body, "prompt");
+    ja = json_object_get(body, "async");
+    if (!json_is_string(jp) || json_string_length(jp) == 0
+        || json_string_length(jp) > S2A_CHATREQ_MAX_PROMPT
+        || strlen(json_string_value(jp)) != json_string_length(jp))
+    {
+        json_decref(body);
+        s2a_http_reply_error(req, 400, "invalid_request_error", "invalid_value",
+                             "prompt",
+                             "prompt is required (at most %d bytes, no NUL)",
+                             S2A_CHATREQ_MAX_PROMPT);
+        return;
+    }
+    if (ja != NULL && !json_is_null(ja) && read_bool(ja, &async) != S2A_OK) {
+        json_decref(body);
+        s2a_http_reply_error(req, 400, "invalid_request_error", "invalid_value",
+                             "async", "async must be true or false");
+        return;
+    }
+    rx = calloc(1, sizeof(*rx));
+    if (rx == NULL || (rx->prompt = strdup(json_string_value(jp))) == NULL) {
+        free(rx);
+        json_decref(body);
+        s2a_http_reply_error(req, 500, "server_error", "internal_error", NULL,
+                             "out of memory");
+        return;
+    }
+    json_decref(body);
+    rx->req = req;
+    memcpy(rx->id, tail, (size_t) (slash - tail));
+    rx->id[slash - tail] = '\0';
+    if (prefer != NULL && strcasestr(prefer, "respond-async") != NULL) {
+        rx->async_set = rx->async = true;
+    }
+    if (ja != NULL && !json_is_null(ja)) {
+        rx->async_set = true;
+        rx->async = async;
+    }
+    msg = json_pack("{s:s, s:s}", "op", "video_get", "job_id", rx->id);
+    rx->call = msg != NULL ? s2a_worker_call_master(msg, remix_row, rx) : 0;
+    json_decref(msg);
+    if (rx->call == 0) {
+        remix_free(rx);
+        s2a_http_reply_error(req, 503, "server_error", "database", NULL,
+                             "the video records are unavailable");
+        return;
+    }
+    req->on_gone = remix_gone;
+    req->gone_arg = rx;
 }

@@ -22,6 +22,12 @@ void s2a_videos_list(s2a_req_t *req);
 void s2a_videos_item(s2a_req_t *req);
 
 /*
+ * POST /v1/videos/<id>/remix {prompt}: a new video remixing finished
+ * video <id> through a post of its draft; answered as a create is.
+ */
+void s2a_videos_remix(s2a_req_t *req);
+
+/*
  * The worker is about to close every connection: each synchronous
  * create's job is cancelled and its client answered 503
  * server_shutdown. Returns how many were answered.

@@ -65,7 +65,7 @@ async function poll(id) {
   throw new Error(`video ${id} did not finish`);
 }
 
-function assertVideo(v, { status, model, seconds, size, prompt }) {
+function assertVideo(v, { status, model, seconds, size, prompt, remixedFrom = null }) {
   assert.match(v.id, ID);
   assert.equal(v.object, 'video');
   assert.equal(v.status, status);
@@ -75,7 +75,7 @@ function assertVideo(v, { status, model, seconds, size, prompt }) {
   if (prompt) assert.equal(v.prompt, prompt);
   assert.ok(Number.isInteger(v.created_at));
   assert.equal(v.created, v.created_at);
-  assert.equal(v.remixed_from_video_id, null);
+  assert.equal(v.remixed_from_video_id, remixedFrom);
   assert.ok(Array.isArray(v.data));
   if (status === 'completed') {
     assert.equal(v.progress, 100);
@@ -308,4 +308,84 @@ test('bad input: 400 with param', async () => {
   await assert.rejects(client.videos.create({ prompt: 'x', model: 'sora-2', size: '1x1' }), (e) => e.status === 400 && e.error.param === 'size');
   const noauth = await request(d.base, 'GET', '/v1/videos', {});
   assert.equal(noauth.status, 401);
+});
+
+// Runs `fn`; returns its value, the publish call and the nf/create body.
+async function observeRemix(fn) {
+  const since = await g.lastSeq(fake);
+  const value = await fn();
+  const calls = await g.genCalls(fake, since);
+  const publish = g.byPath(calls, 'POST', '/backend/project_y/post')[0];
+  const create = g.byPath(calls, 'POST', '/backend/nf/create')[0];
+  return { value, publish: publish && publish.body, body: create && create.body };
+}
+
+// The fake's post of that id and the remix tasks naming it.
+async function fakePostAndTasks(postId) {
+  const st = await g.fakeCall(fake, 'GET', '/__fake/state');
+  return {
+    post: st.posts.find((x) => x.id === postId),
+    remixes: st.tasks.filter((t) => t.kind === 'remix' && t.remix_target_id === postId),
+  };
+}
+
+test('videos.remix, sync: through a post of the source draft; remixed_from_video_id kept', async () => {
+  const src = await client.videos.create({ prompt: tag('a red balloon'), model: 'sora-video-10s' });
+  assert.equal(src.status, 'completed');
+  const prompt = tag('make it blue');
+  const { value: v, publish, body } = await observeRemix(() => client.videos.remix(src.id, { prompt }));
+  assertVideo(v, { status: 'completed', model: 'sora-video-10s', seconds: '10', prompt, remixedFrom: src.id });
+  assert.notEqual(v.id, src.id);
+  assert.ok(publish, 'the draft was published');
+  assert.equal(publish.attachments_to_create[0].kind, 'sora');
+  assert.match(body.remix_target_id, /^s_[0-9a-f]{32}$/);
+  const seen = await fakePostAndTasks(body.remix_target_id);
+  assert.ok(seen.post, 'the fake holds the post remixed');
+  assert.equal(seen.post.generation_id, publish.attachments_to_create[0].generation_id);
+  assert.equal(seen.remixes.length, 1);
+  // Retrieve and list say the same.
+  const again = await client.videos.retrieve(v.id);
+  assertVideo(again, { status: 'completed', prompt, remixedFrom: src.id });
+  const list = await get('/v1/videos?limit=5');
+  assert.equal(list.json.data.find((x) => x.id === v.id).remixed_from_video_id, src.id);
+  assert.equal(list.json.data.find((x) => x.id === src.id).remixed_from_video_id, null);
+});
+
+test('remix, async (sora-2 source): queued at once, then completed; the fake got a remix task', async () => {
+  const src = await client.videos.create({ prompt: tag('a paper boat'), model: 'sora-2', size: '1280x720' });
+  await poll(src.id);
+  const prompt = tag('at night');
+  const r = await observeRemix(() => post(`/v1/videos/${src.id}/remix`, { prompt }));
+  assert.equal(r.value.status, 200, r.value.text);
+  assertVideo(r.value.json, { status: 'queued', model: 'sora-2', size: '1280x720', prompt, remixedFrom: src.id });
+  assert.match(r.body.remix_target_id, /^s_[0-9a-f]{32}$/);
+  const done = await poll(r.value.json.id);
+  assertVideo(done, { status: 'completed', model: 'sora-2', size: '1280x720', prompt, remixedFrom: src.id });
+  const seen = await fakePostAndTasks(r.body.remix_target_id);
+  assert.equal(seen.post.generation_id, r.publish.attachments_to_create[0].generation_id);
+  assert.equal(seen.remixes.length, 1);
+  // "async": false overrides the model.
+  const s = await post(`/v1/videos/${src.id}/remix`, { prompt: tag('sync now'), async: false });
+  assert.equal(s.status, 200, s.text);
+  assert.equal(s.json.status, 'completed');
+  assert.equal(s.json.remixed_from_video_id, src.id);
+});
+
+test('remix errors: unknown id 404, not completed 400, missing prompt 400', async () => {
+  await assert.rejects(client.videos.remix('job_000000000000000000000000', { prompt: 'x' }), (e) => e.status === 404 && e.error.code === 'not_found');
+  let r = await post('/v1/videos/nope/remix', { prompt: 'x' });
+  assert.equal(r.status, 404, r.text);
+  assert.equal(r.json.error.type, 'invalid_request_error');
+  const running = await client.videos.create({ prompt: tag('#slow a slow one'), model: 'sora-2' });
+  await assert.rejects(client.videos.remix(running.id, { prompt: 'x' }), (e) => e.status === 400 && e.error.code === 'video_not_finished');
+  await poll(running.id);
+  for (const body of [{}, { prompt: '' }, { prompt: 3 }]) {
+    r = await post(`/v1/videos/${running.id}/remix`, body);
+    assert.equal(r.status, 400, r.text);
+    assert.equal(r.json.error.param, 'prompt');
+  }
+  r = await post(`/v1/videos/${running.id}/remix`, { prompt: 'x', async: 'maybe' });
+  assert.equal(r.json.error.param, 'async');
+  r = await post(`/v1/videos/${running.id}/other`, { prompt: 'x' });
+  assert.equal(r.status, 404);
 });
