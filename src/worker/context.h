@@ -24,6 +24,7 @@ typedef struct s2a_worker_s {
     s2a_shm_settings_t settings;
     uint32_t settings_seq;
     bool draining;
+    bool exiting; /* the loop ended: whatever is still open is torn down */
     int64_t drain_deadline_ms;
     bool test_hooks;
 } s2a_worker_t;

@@ -1179,8 +1179,9 @@ s2a_gen_start_with(const s2a_chatreq_t *req, const char *request_id,
 void
 s2a_gen_cancel(s2a_gen_t *g, const char *why, int status)
 {
-    if (status == 503 && g->task_id[0] != '\0') {
-        /* The server stops, and Sora has the task: the row stays
+    if ((status == 503 || s2a_worker.exiting) && g->task_id[0] != '\0') {
+        /* The server stops (gracefully, or fast: the worker is tearing
+         * its connections down), and Sora has the task: the row stays
          * running, and the next start (or another worker) finishes it. */
         stop_op(g);
         release_lease(g);

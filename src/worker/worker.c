@@ -296,6 +296,9 @@ s2a_worker_main(const s2a_worker_args_t *args)
     json_decref(msg);
 
     event_base_dispatch(w->base);
+    /* From here on a job whose connection closes ends because the worker
+     * does, not because its client left (a fast stop, the master gone). */
+    w->exiting = true;
 
     /* Counters and the access log go out before the process does. */
     s2a_usage_flush();

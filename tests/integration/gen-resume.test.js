@@ -140,6 +140,27 @@ test('a graceful stop leaves a submitted job running; the next start finishes it
   }
 });
 
+test('a fast stop (SIGQUIT) also leaves a submitted job running; the next start finishes it', async () => {
+  const ctx = await g.startGenPool({ workers: 1, poll: 200 });
+  const { fake, d } = ctx;
+  try {
+    await g.addToken(ctx, { video_concurrency: 3 }, { remaining: null });
+    const video = `resume after a fast stop #slow [${Date.now()}]`;
+    const streamed = g.chat(d, { model: 'sora-video-10s', messages: g.user(video), stream: true }).catch((e) => e);
+    await running(d, video);
+    assert.equal((await d.stop('SIGQUIT')).code, 0);
+    await streamed;
+    assert.match(row(d, video), /^running\|\d+\|.+$/);
+    await d.start();
+    assertSucceeded(await ended(d, video), 'video');
+    assert.equal(await creates(fake, video), 1);
+    assert.equal((await d.stop()).code, 0);
+    assert.deepEqual(d.unexpectedErrors(), []);
+  } finally {
+    await stopPool(ctx);
+  }
+});
+
 test('a resumed row whose token was deleted meanwhile fails with token_gone', async () => {
   const ctx = await g.startGenPool({ workers: 1, poll: 200, server: { shutdown_timeout: '1' } });
   const { fake, d } = ctx;
