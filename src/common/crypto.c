@@ -365,3 +365,18 @@ s2a_base64_decode(const char *in, size_t len, size_t *outlen)
     *outlen = (size_t) (got + tail);
     return out;
 }
+
+char *
+s2a_base64_encode(const unsigned char *in, size_t len)
+{
+    char *out;
+
+    if (len > (size_t) INT_MAX / 4 * 3 - 3) {
+        return NULL;
+    }
+    out = malloc((len + 2) / 3 * 4 + 1);
+    if (out != NULL) {
+        EVP_EncodeBlock((unsigned char *) out, in, (int) len);
+    }
+    return out;
+}

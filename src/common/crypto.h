@@ -78,4 +78,10 @@ int s2a_key_file_load(const char *path, uint8_t key[32]);
  */
 unsigned char *s2a_base64_decode(const char *in, size_t len, size_t *outlen);
 
+/*
+ * Encodes `len` bytes as standard base64 with padding, NUL-terminated, in
+ * a new buffer (caller frees). NULL when out of memory.
+ */
+char *s2a_base64_encode(const unsigned char *in, size_t len);
+
 #endif /* S2A_CRYPTO_H */

@@ -132,41 +132,6 @@ images_stop(images_t *im, const char *why, int status)
     }
 }
 
-/* Standard base64 with padding; caller frees. NULL when out of memory. */
-static char *
-base64_encode(const unsigned char *in, size_t len)
-{
-    static const char tab[] =
-        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    char *out = malloc((len + 2) / 3 * 4 + 1), *o;
-    size_t i;
-    uint32_t v;
-
-    if (out == NULL) {
-        return NULL;
-    }
-    o = out;
-    for (i = 0; i + 2 < len; i += 3) {
-        v = (uint32_t) in[i] << 16 | (uint32_t) in[i + 1] << 8 | in[i + 2];
-        *o++ = tab[v >> 18];
-        *o++ = tab[(v >> 12) & 63];
-        *o++ = tab[(v >> 6) & 63];
-        *o++ = tab[v & 63];
-    }
-    if (i < len) {
-        v = (uint32_t) in[i] << 16;
-        if (i + 1 < len) {
-            v |= (uint32_t) in[i + 1] << 8;
-        }
-        *o++ = tab[v >> 18];
-        *o++ = tab[(v >> 12) & 63];
-        *o++ = i + 1 < len ? tab[(v >> 6) & 63] : '=';
-        *o++ = '=';
-    }
-    *o = '\0';
-    return out;
-}
-
 static void
 reply_failure(images_t *im)
 {
@@ -223,7 +188,7 @@ static void fetch_next(images_t *im);
 static bool
 add_b64(images_t *im, const unsigned char *bytes, size_t len)
 {
-    char *b64 = base64_encode(bytes, len);
+    char *b64 = s2a_base64_encode(bytes, len);
     json_t *item;
 
     if (b64 == NULL) {
@@ -774,7 +739,7 @@ start_jobs(s2a_req_t *req, const images_params_t *p)
     creq.image = p->image;
     creq.mode = S2A_MODE_TEXT_TO_IMAGE;
     if (p->file != NULL) {
-        file_b64 = base64_encode(p->file, p->file_len);
+        file_b64 = s2a_base64_encode(p->file, p->file_len);
         if (file_b64 == NULL) {
             goto oom;
         }

@@ -287,18 +287,6 @@ videos_free(videos_t *vr)
 }
 
 static void
-on_progress(void *arg, const char *stage, const char *status, int progress,
-            const char *message, json_t *details)
-{
-    S2A_UNUSED(arg);
-    S2A_UNUSED(stage);
-    S2A_UNUSED(status);
-    S2A_UNUSED(progress);
-    S2A_UNUSED(message);
-    S2A_UNUSED(details);
-}
-
-static void
 on_done(void *arg, json_t *result, int status, const char *type,
         const char *code, const char *message)
 {
@@ -332,7 +320,7 @@ on_done(void *arg, json_t *result, int status, const char *type,
     videos_free(vr);
 }
 
-static const s2a_gen_ops_t videos_ops = { on_progress, on_done };
+static const s2a_gen_ops_t videos_ops = { s2a_gen_progress_ignored, on_done };
 
 static void
 quiet_done(void *arg, json_t *result, int status, const char *type,
@@ -347,7 +335,7 @@ quiet_done(void *arg, json_t *result, int status, const char *type,
 }
 
 /* Asynchronous jobs report to nobody: their row is the answer. */
-static const s2a_gen_ops_t quiet_ops = { on_progress, quiet_done };
+static const s2a_gen_ops_t quiet_ops = { s2a_gen_progress_ignored, quiet_done };
 
 static void
 on_gone(s2a_req_t *req, void *arg)
@@ -701,41 +689,6 @@ read_form(s2a_req_t *req, const char *boundary, videos_params_t *p)
     return obj;
 }
 
-/* Standard base64 with padding; caller frees. NULL when out of memory. */
-static char *
-base64_encode(const unsigned char *in, size_t len)
-{
-    static const char tab[] =
-        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    char *out = malloc((len + 2) / 3 * 4 + 1), *o;
-    size_t i;
-    uint32_t v;
-
-    if (out == NULL) {
-        return NULL;
-    }
-    o = out;
-    for (i = 0; i + 2 < len; i += 3) {
-        v = (uint32_t) in[i] << 16 | (uint32_t) in[i + 1] << 8 | in[i + 2];
-        *o++ = tab[v >> 18];
-        *o++ = tab[(v >> 12) & 63];
-        *o++ = tab[(v >> 6) & 63];
-        *o++ = tab[v & 63];
-    }
-    if (i < len) {
-        v = (uint32_t) in[i] << 16;
-        if (i + 1 < len) {
-            v |= (uint32_t) in[i + 1] << 8;
-        }
-        *o++ = tab[v >> 18];
-        *o++ = tab[(v >> 12) & 63];
-        *o++ = i + 1 < len ? tab[(v >> 6) & 63] : '=';
-        *o++ = '=';
-    }
-    *o = '\0';
-    return out;
-}
-
 /* Starts the job; answers at once (async) or when it ends (sync). */
 static void
 start_job(s2a_req_t *req, const videos_params_t *p)
@@ -755,7 +708,7 @@ start_job(s2a_req_t *req, const videos_params_t *p)
     snprintf(creq.style_id, sizeof(creq.style_id), "%s", p->style_id);
     snprintf(creq.remix_id, sizeof(creq.remix_id), "%s", p->remix_id);
     if (p->file != NULL) {
-        file_b64 = base64_encode(p->file, p->file_len);
+        file_b64 = s2a_base64_encode(p->file, p->file_len);
         if (file_b64 == NULL) {
             goto oom;
         }

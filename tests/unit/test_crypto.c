@@ -272,6 +272,44 @@ test_base64_decode(void **state)
     free(out);
 }
 
+/* RFC 4648 section 10 vectors, and a round trip through the decoder. */
+static void
+test_base64_encode(void **state)
+{
+    static const char *const vec[][2] = {
+        { "", "" },
+        { "f", "Zg==" },
+        { "fo", "Zm8=" },
+        { "foo", "Zm9v" },
+        { "foob", "Zm9vYg==" },
+        { "fooba", "Zm9vYmE=" },
+        { "foobar", "Zm9vYmFy" },
+    };
+    unsigned char bin[256], *back;
+    size_t i, n;
+    char *out;
+
+    (void) state;
+    for (i = 0; i < S2A_NELEMS(vec); i++) {
+        out = s2a_base64_encode((const unsigned char *) vec[i][0],
+                                strlen(vec[i][0]));
+        assert_non_null(out);
+        assert_string_equal(out, vec[i][1]);
+        free(out);
+    }
+    for (i = 0; i < sizeof(bin); i++) {
+        bin[i] = (unsigned char) (i * 7 + 3);
+    }
+    out = s2a_base64_encode(bin, sizeof(bin));
+    assert_non_null(out);
+    back = s2a_base64_decode(out, strlen(out), &n);
+    assert_non_null(back);
+    assert_int_equal(n, sizeof(bin));
+    assert_memory_equal(back, bin, sizeof(bin));
+    free(back);
+    free(out);
+}
+
 int
 main(void)
 {
@@ -286,6 +324,7 @@ main(void)
         cmocka_unit_test(test_jwt),
         cmocka_unit_test(test_jwt_exp_range),
         cmocka_unit_test(test_base64_decode),
+        cmocka_unit_test(test_base64_encode),
     };
 
     return cmocka_run_group_tests_name("crypto", tests, NULL, NULL);
