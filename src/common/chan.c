@@ -6,6 +6,8 @@
 #include "common/ctl.h"
 #include "common/log.h"
 
+#include <openssl/crypto.h>
+
 #include <errno.h>
 #include <poll.h>
 #include <stdlib.h>
@@ -140,6 +142,62 @@ s2a_chan_send(s2a_chan_t *chan, const json_t *msg)
     }
     rc = bufferevent_write(chan->bev, buf, len) == 0 ? S2A_OK : S2A_ERROR;
     free(buf);
+    return rc;
+}
+
+/* Wipes the strings of a decoded message, then drops the reference. */
+static void
+wipe_json(json_t *v)
+{
+    const char *key;
+    json_t *item;
+    size_t i;
+
+    if (json_is_string(v)) {
+        /* Jansson's own copy: writable, and about to be freed. */
+        OPENSSL_cleanse((char *) json_string_value(v), json_string_length(v));
+    } else if (json_is_object(v)) {
+        json_object_foreach (v, key, item) {
+            wipe_json(item);
+        }
+    } else if (json_is_array(v)) {
+        json_array_foreach (v, i, item) {
+            wipe_json(item);
+        }
+    }
+}
+
+static void
+frame_wipe(const void *data, size_t len, void *arg)
+{
+    (void) arg;
+    OPENSSL_cleanse((void *) data, len);
+    free((void *) data);
+}
+
+int
+s2a_chan_send_secret(s2a_chan_t *chan, json_t *msg)
+{
+    char *buf = NULL;
+    size_t len;
+    int rc = S2A_ERROR;
+
+    if (!chan->closed && s2a_ctl_encode(msg, &buf, &len) == S2A_OK) {
+        /* By reference: libevent keeps no copy, and wipes this one via
+         * frame_wipe once the bytes are written (or the channel freed). */
+        if (evbuffer_add_reference(bufferevent_get_output(chan->bev), buf, len,
+                                   frame_wipe, NULL)
+            == 0)
+        {
+            rc = S2A_OK;
+        } else {
+            frame_wipe(buf, len, NULL);
+        }
+    } else if (!chan->closed) {
+        s2a_log(LOG_ERR, 0, "control channel: cannot encode message");
+    }
+    wipe_json(msg);
+    json_decref(msg);
     return rc;
 }
 

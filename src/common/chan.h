@@ -30,6 +30,13 @@ void s2a_chan_destroy(s2a_chan_t *chan);
 
 /* Queues `msg` (borrowed). Returns S2A_OK or S2A_ERROR. */
 int s2a_chan_send(s2a_chan_t *chan, const json_t *msg);
+/*
+ * The same for a message that carries secrets (an ST, an RT): the
+ * encoded frame is handed to the channel by reference and wiped when it
+ * has been written, and the strings of `msg` are wiped before it is
+ * released (the caller's reference is consumed).
+ */
+int s2a_chan_send_secret(s2a_chan_t *chan, json_t *msg);
 
 /*
  * Reads whatever the peer left in the socket and dispatches it; used when

@@ -504,8 +504,19 @@ s2a_db_setting_get(s2a_db_t *db, const char *key, char *buf, size_t len)
     rc = sqlite3_step(st);
     if (rc == SQLITE_ROW) {
         const unsigned char *v = sqlite3_column_text(st, 0);
-        snprintf(buf, len, "%s", v != NULL ? (const char *) v : "");
-        ret = S2A_OK;
+        size_t n = (size_t) sqlite3_column_bytes(st, 0);
+        if (n >= len) {
+            /* A cut value would be read as another one: refuse it, so
+             * the caller's default stands, and say so. */
+            s2a_log(LOG_WARNING, 0,
+                    "setting \"%s\": the stored value (%zu bytes) is longer "
+                    "than %zu bytes and is ignored",
+                    key, n, len - 1);
+            ret = S2A_DECLINED;
+        } else {
+            snprintf(buf, len, "%s", v != NULL ? (const char *) v : "");
+            ret = S2A_OK;
+        }
     } else if (rc == SQLITE_DONE) {
         ret = S2A_DECLINED;
     } else {

@@ -43,7 +43,8 @@ bool s2a_db_in_transaction(s2a_db_t *db);
 
 /*
  * Runtime settings (key/value). `_get` returns S2A_OK, S2A_DECLINED when
- * the key is absent, or S2A_ERROR. `_set` inserts or replaces.
+ * the key is absent or its value does not fit `len` (logged), or
+ * S2A_ERROR. `_set` inserts or replaces.
  */
 int s2a_db_setting_get(s2a_db_t *db, const char *key, char *buf, size_t len);
 int s2a_db_setting_set(s2a_db_t *db, const char *key, const char *value);

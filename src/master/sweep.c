@@ -57,9 +57,8 @@ due_token(int64_t id, bool refresh, const char *st, const char *rt,
     if (proxy != NULL) {
         json_object_set_new(msg, "proxy", json_string(proxy));
     }
-    s2a_chan_send(w->chan, msg);
-    /* The message carried secrets: wipe them from our copy. */
-    json_decref(msg);
+    /* The message carries secrets: no copy of them outlives it. */
+    s2a_chan_send_secret(w->chan, msg);
 }
 
 /*
