@@ -752,26 +752,27 @@ cache_trim(int64_t now_ms)
     }
 }
 
-/* Keeps the answer `body` (taken) of `e`, which is done, or frees `e`
- * when the cache keeps nothing of this size. */
-static void
-cache_keep(entry_t *e, char *body, size_t len)
+/* Whether an answer of `len` bytes may be kept. */
+static bool
+cacheable(size_t len)
 {
     const s2a_conf_t *conf = s2a_worker.conf;
 
+    return conf->data_cache_ttl_ms > 0 && conf->data_cache_entries > 0
+        && len <= (size_t) conf->data_cache_size;
+}
+
+/* Makes `e`, whose fetch is done, the newest kept answer with `body`
+ * (taken). The bounds are applied by the caller (cache_trim). */
+static void
+cache_keep(entry_t *e, char *body, size_t len)
+{
     fetch_free(e->fetch);
     e->fetch = NULL;
-    if (conf->data_cache_ttl_ms <= 0 || conf->data_cache_entries <= 0
-        || len > (size_t) conf->data_cache_size)
-    {
-        free(body);
-        entry_free(e);
-        return;
-    }
     e->kept = true;
     e->body = body;
     e->len = len;
-    e->expires_ms = s2a_mono_ms() + conf->data_cache_ttl_ms;
+    e->expires_ms = s2a_mono_ms() + s2a_worker.conf->data_cache_ttl_ms;
     e->older = C.newest;
     if (C.newest != NULL) {
         C.newest->newer = e;
@@ -781,7 +782,6 @@ cache_keep(entry_t *e, char *body, size_t len)
     C.newest = e;
     C.kept++;
     C.bytes += len;
-    cache_trim(s2a_mono_ms());
 }
 
 static void
@@ -791,17 +791,15 @@ reply_error(s2a_req_t *req, const s2a_data_error_t *err)
                          "%s", err->message);
 }
 
-/* Detaches the waiters of `e` and answers each with `body`, or with
- * `err` when `body` is NULL. */
+/* Answers the waiters of `list` with `body`, or with `err` when `body`
+ * is NULL, and frees them. */
 static void
-answer_waiters(entry_t *e, const char *body, size_t len,
+answer_waiters(waiter_t *list, const char *body, size_t len,
                const s2a_data_error_t *err)
 {
     waiter_t *w, *next;
 
-    w = e->waiters;
-    e->waiters = NULL;
-    for (; w != NULL; w = next) {
+    for (w = list; w != NULL; w = next) {
         next = w->next;
         w->req->on_gone = NULL;
         if (body != NULL) {
@@ -813,28 +811,46 @@ answer_waiters(entry_t *e, const char *body, size_t len,
     }
 }
 
-/* The fetch of `e` ended with `out` (taken; NULL: with fetch->err). */
+/*
+ * The fetch of `e` ended with `out` (taken; NULL: with fetch->err). The
+ * entry is settled (kept, or gone) before anyone is answered, so nothing
+ * an answer sets off can find it half done.
+ */
 static void
 entry_done(entry_t *e, json_t *out)
 {
+    waiter_t *list = e->waiters;
+    s2a_data_error_t err = e->fetch->err;
     char *body = NULL;
-    s2a_data_error_t err;
+    size_t len = 0;
+    bool keep;
 
+    e->waiters = NULL;
     if (out != NULL) {
         body = json_dumps(out, JSON_COMPACT);
         json_decref(out);
-    }
-    if (body == NULL) {
-        err = e->fetch->err;
-        if (out != NULL) {
+        if (body == NULL) {
             fail(&err, 503, "server_error", NULL, "out of memory");
         }
-        answer_waiters(e, NULL, 0, &err);
+    }
+    if (body == NULL) {
         entry_free(e);
+        answer_waiters(list, NULL, 0, &err);
         return;
     }
-    answer_waiters(e, body, strlen(body), NULL);
-    cache_keep(e, body, strlen(body));
+    len = strlen(body);
+    keep = cacheable(len);
+    if (keep) {
+        cache_keep(e, body, len);
+    } else {
+        entry_free(e);
+    }
+    answer_waiters(list, body, len, NULL);
+    if (keep) {
+        cache_trim(s2a_mono_ms());
+    } else {
+        free(body);
+    }
 }
 
 static void
