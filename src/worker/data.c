@@ -935,17 +935,22 @@ pick_tokens(bool sora2_only, int64_t *ids, int max)
     return got;
 }
 
-/* Whether token `id` is in the shared table. */
+/* Whether token `id` is in the shared table; *flags gets its
+ * S2A_TOKEN_F_* flags. */
 static bool
-token_known(int64_t id)
+token_known(int64_t id, uint8_t *flags)
 {
     s2a_shm_t *shm = s2a_worker.shm;
     int slot;
 
+    *flags = 0;
     if (s2a_shm_lock(shm) != S2A_OK) {
         return false;
     }
     slot = s2a_shm_token_find_locked(shm, id);
+    if (slot >= 0) {
+        *flags = s2a_shm_tokens(shm)[slot].flags;
+    }
     s2a_shm_unlock(shm);
     return slot >= 0;
 }
@@ -1142,14 +1147,24 @@ serve(s2a_req_t *req, const s2a_data_query_t *q)
     char path[URL_MAX], key[URL_MAX + 64];
     size_t room = URL_MAX - strlen(conf->base_url);
     s2a_data_error_t err;
+    uint8_t flags;
     entry_t *e;
     waiter_t *w;
 
-    if (q->token_id != 0 && !token_known(q->token_id)) {
+    if (q->token_id != 0 && !token_known(q->token_id, &flags)) {
         s2a_http_reply_error(req, 404, "invalid_request_error",
                              "token_not_found",
                              q->kind == S2A_DATA_TOKEN_FEED ? NULL : "token_id",
                              "Token %lld not found", (long long) q->token_id);
+        return;
+    }
+    /* Only a Sora 2 account has an invite code to give. */
+    if (q->token_id != 0 && q->kind == S2A_DATA_INVITE
+        && !(flags & S2A_TOKEN_F_SORA2))
+    {
+        s2a_http_reply_error(
+            req, 404, "invalid_request_error", "no_invite_code", NULL,
+            "Token %lld is not a Sora 2 account", (long long) q->token_id);
         return;
     }
     if (s2a_data_upstream_path(q, path, room) != S2A_OK) {

@@ -196,6 +196,10 @@ test('GET /v1/invite-codes: a Sora 2 account\'s code with uses left, or 404 no_i
   const full = g.assertHttpError(await get(d.base, '/v1/invite-codes?token_id=1'), 404, 'no_invite_code', 'invalid_request_error');
   assert.match(full.message, /uses left/);
   g.assertHttpError(await get(d.base, '/v1/invite-codes?token_id=77'), 404, 'token_not_found');
+  const since3 = await lastSeq();
+  const not2 = g.assertHttpError(await get(d.base, `/v1/invite-codes?token_id=${t3.id}`), 404, 'no_invite_code');
+  assert.match(not2.message, /not a Sora 2 account/);
+  assert.equal((await calls(R.invite, since3)).length, 0, 'an account without Sora 2 is not asked');
   // Every code used up: no code, a clear error (not a 200 with success:false).
   await fake.updateAccount({ email: t2.acc.email, redeemed_count: 4 });
   try {
