@@ -114,6 +114,16 @@ const s2a_conf_key_t s2a_conf_keys[] = {
     { "upstream", "fetch_private_urls", S2A_CONF_T_BOOL, OFF(fetch_private), 0,
       0, 0, S2A_CONF_RELOAD, "no",
       "whether image URLs from clients may point at private addresses" },
+    { "upstream", "data_cache_ttl_ms", S2A_CONF_T_INT, OFF(data_cache_ttl_ms),
+      0, 0, 60000, S2A_CONF_RELOAD, "3000",
+      "milliseconds a worker keeps an answer of the Sora data endpoints "
+      "(profiles, feeds, search, invite codes); 0 keeps none" },
+    { "upstream", "data_cache_entries", S2A_CONF_T_INT, OFF(data_cache_entries),
+      0, 0, 100000, S2A_CONF_RELOAD, "1024",
+      "answers of the Sora data endpoints one worker keeps at most" },
+    { "upstream", "data_cache_size", S2A_CONF_T_SIZE, OFF(data_cache_size), 0,
+      0, 1L << 30, S2A_CONF_RELOAD, "16m",
+      "bytes of answers of the Sora data endpoints one worker keeps at most" },
 
     { "limits", "max_tokens", S2A_CONF_T_INT, OFF(max_tokens), 0, 1, 1000000, 0,
       "4096", "size of the shared-memory account table" },

@@ -88,6 +88,10 @@ typedef struct s2a_conf_s {
     int poll_interval_ms;         /* between two polls of one token's tasks */
     int submit_attempts;          /* tokens one generation may be tried on */
     int fetch_private; /* client URLs may point at private addresses */
+    /* the answer cache of the Sora data endpoints (worker/data.c) */
+    int data_cache_ttl_ms;  /* ms a Sora data answer is kept, 0: never */
+    int data_cache_entries; /* data answers one worker keeps */
+    long data_cache_size;   /* bytes of data answers one worker keeps */
 
     /* [limits] */
     int max_tokens;

@@ -14,6 +14,7 @@
 #include "common/models.h"
 #include "worker/admin.h"
 #include "worker/context.h"
+#include "worker/data.h"
 #include "worker/images.h"
 #include "worker/videos.h"
 #include "worker/media.h"
@@ -141,6 +142,17 @@ static const route_t routes[] = {
     { M_GET | M_DELETE, "/v1/videos/", AUTH_API_KEY, "videos", s2a_videos_item,
       0 },
     { M_POST, "/v1/videos/", AUTH_API_KEY, "videos", s2a_videos_remix, 0 },
+    /* Sora data (data.c) */
+    { M_GET, "/v1/stats", AUTH_API_KEY, "data", s2a_data_stats, 0 },
+    { M_GET, "/v1/invite-codes", AUTH_API_KEY, "data", s2a_data_invite_codes,
+      0 },
+    { M_GET, "/v1/profiles/", AUTH_API_KEY, "data", s2a_data_profile, 0 },
+    { M_GET, "/v1/users/", AUTH_API_KEY, "data", s2a_data_user_feed, 0 },
+    { M_GET, "/v1/characters/search", AUTH_API_KEY, "data", s2a_data_search,
+      0 },
+    { M_GET, "/v1/feed", AUTH_API_KEY, "data", s2a_data_feed, 0 },
+    { M_GET, "/v1/tokens/{id}/profile-feed", AUTH_API_KEY, "data",
+      s2a_data_token_feed, 0 },
 
     /* admin API: sessions and settings */
     { M_POST, "/api/login", AUTH_NONE, "admin", s2a_admin_login, 0 },

@@ -16,6 +16,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "worker/context.h"
+#include "worker/data.h"
 #include "worker/gen.h"
 #include "worker/kdf.h"
 #include "worker/media.h"
@@ -309,6 +310,7 @@ s2a_worker_main(const s2a_worker_args_t *args)
     s2a_http_destroy(w->http);
     s2a_chan_flush_blocking(w->chan, 1000);
     s2a_gen_cleanup();
+    s2a_data_cleanup();
     s2a_poller_cleanup();
 #ifdef S2A_TEST_HOOKS
     s2a_testhooks_cleanup();

@@ -1752,6 +1752,7 @@ class FakeSora {
             query: ctx.query,
             raw_query: rawQuery,
             route: ctx.routeKey,
+            params: ctx.params,
             headers: req.headers,
             body: ctx.body,
             text: ctx.body === null && !ctx.parts && rawBody.length && rawBody.length <= 4096 ? rawBody.toString('utf8') : undefined,

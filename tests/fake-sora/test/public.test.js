@@ -29,6 +29,15 @@ describe('GET /backend/project_y/profile/username/{u}', () => {
         assert.match(p.profile_picture_url, /^http:\/\/127\.0\.0\.1:\d+\/media\/pfp\//);
     });
 
+    it('journals the decoded path value as params, the raw path as sent', async () => {
+        const name = 'a&limit=9 #%é';
+        const r = await h.get(`/backend/project_y/profile/username/${encodeURIComponent(name)}`, a.access_token);
+        assert.equal(r.status, 404);
+        const [e] = await h.journal('?route=GET%20/backend/project_y/profile/username/{username}&limit=1');
+        assert.deepEqual(e.params, { username: name });
+        assert.equal(e.path, `/backend/project_y/profile/username/${encodeURIComponent(name)}`);
+    });
+
     it('404s an unknown user with "User not found"', async () => {
         const r = await h.get('/backend/project_y/profile/username/nobody', a.access_token);
         assert.equal(r.status, 404);
