@@ -89,6 +89,10 @@ typedef struct s2a_conf_s {
     int submit_attempts;          /* tokens one generation may be tried on */
     int fetch_private; /* client URLs may point at private addresses */
 
+    /* [webhooks] */
+    int webhooks_allow_private; /* receivers may be at private addresses */
+    int webhooks_retry_base;    /* seconds before the first retry */
+
     /* [limits] */
     int max_tokens;
     int max_leases;

@@ -17,6 +17,7 @@
 #include "common/util.h"
 #include "worker/context.h"
 #include "worker/gen.h"
+#include "worker/hooksend.h"
 #include "worker/kdf.h"
 #include "worker/media.h"
 #include "worker/sora.h"
@@ -314,6 +315,7 @@ s2a_worker_main(const s2a_worker_args_t *args)
     s2a_testhooks_cleanup();
 #endif
     s2a_upkeep_cleanup();
+    s2a_hooksend_cleanup();
     s2a_sched_cleanup();
     s2a_sora_cleanup();
     s2a_upstream_cleanup();
