@@ -42,7 +42,7 @@
 #define MAX_INFLIGHT  256    /* leased at once */
 #define LEASE_MS      30000  /* a report is this late at most */
 #define KEEP_S        604800 /* ended rows are kept a week */
-#define PRUNE_EVERY   60     /* ticks between two prunes */
+#define PRUNE_EVERY_S 60     /* between two prunes */
 #define ERROR_MAX     240    /* bytes of an error kept in a row */
 #define TEST_TYPE     "webhook.test"
 
@@ -59,7 +59,7 @@ static const struct {
 
 static struct {
     struct event *kick; /* runs the tick soon after new rows */
-    int prune_countdown;
+    int64_t pruned_at;  /* when old rows were last removed */
 } W;
 
 static sqlite3 *
@@ -830,9 +830,9 @@ s2a_webhooks_tick(void)
     }
     out = json_array();
     now_ms = s2a_now_ms();
-    if (--W.prune_countdown <= 0) {
-        W.prune_countdown = PRUNE_EVERY;
-        prune(now_ms / 1000);
+    if (now_ms / 1000 - W.pruned_at >= PRUNE_EVERY_S) {
+        W.pruned_at = now_ms / 1000;
+        prune(W.pruned_at);
     }
     if (out == NULL || lease_due(out, now_ms) != S2A_OK) {
         s2a_db_rollback(s2a_master.db);
@@ -872,7 +872,7 @@ s2a_webhooks_init(void)
 {
     int64_t none = 0;
 
-    W.prune_countdown = 1;
+    W.pruned_at = 0;
     /* Whoever held a lease is gone with the last run. */
     if (exec_ints("UPDATE webhook_deliveries SET lease_until_ms = NULL "
                   "WHERE lease_until_ms IS NOT NULL",

@@ -193,6 +193,12 @@ s2a_op_webhook_send(void *from, json_t *msg)
     }
 }
 
+int
+s2a_hooksend_inflight(void)
+{
+    return nsends;
+}
+
 void
 s2a_hooksend_cleanup(void)
 {

@@ -11,4 +11,7 @@
  * exit): the master retries them when their leases run out. */
 void s2a_hooksend_cleanup(void);
 
+/* Deliveries in flight (a draining worker waits for them). */
+int s2a_hooksend_inflight(void);
+
 #endif /* S2A_HOOKSEND_H */

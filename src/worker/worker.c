@@ -190,7 +190,8 @@ tick_cb(evutil_socket_t fd, short what, void *arg)
      * close"); idle keep-alive ones get a quiet second first, so a client
      * that is about to reuse one is not cut off mid-request. */
     s2a_http_close_idle(w->http, DRAIN_QUIET_MS);
-    if (s2a_http_connections(w->http) == 0) {
+    /* A webhook in flight ends within its 5 s: reported, not retried. */
+    if (s2a_http_connections(w->http) == 0 && s2a_hooksend_inflight() == 0) {
         event_base_loopbreak(w->base);
     }
 }
