@@ -950,12 +950,12 @@ s2a_op_webhook_result(void *from, json_t *msg)
                    (int) attempt,
                    (int64_t) s2a_master.conf->webhooks_retry_base * 1000,
                    (double) r / 4294967295.0);
+        snprintf(kept, sizeof(kept), "status %lld", (long long) status);
         s2a_log(LOG_INFO, 0,
-                "webhook delivery %lld: attempt %lld failed (status %lld%s%s); "
-                "next in %lld ms",
-                (long long) id, (long long) attempt, (long long) status,
-                error != NULL ? ": " : "", error != NULL ? error : "",
-                (long long) (next - now_ms));
+                "webhook delivery %lld: attempt %lld failed (%s); next in "
+                "%lld ms",
+                (long long) id, (long long) attempt,
+                error != NULL ? error : kept, (long long) (next - now_ms));
     }
     if (error != NULL) {
         snprintf(kept, sizeof(kept), "%s", error);

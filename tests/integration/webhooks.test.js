@@ -116,7 +116,7 @@ async function startDaemon() {
     // Retries after about a second: the back-off's base is a setting.
     webhooks: { allow_private: 'no', retry_base: '1' },
   };
-  d = await new Daemon({ conf, allowedErrors: [/control channel to the master closed/] }).start();
+  d = await new Daemon({ conf, allowedErrors: [/control channel to the master closed/, /killed by signal 9/] }).start();
   H = await adminLogin(d);
   const r = await request(d.base, 'POST', '/api/admin/config', { headers: H, body: json({ quota_refresh_interval: 0 }) });
   assert.equal(r.status, 200, r.text);
@@ -266,6 +266,62 @@ test('failed jobs: video.failed for a content-policy refusal, image.failed for a
   assert.deepEqual(Object.keys(byType).sort(), ['image.failed', 'video.failed']);
   assert.deepEqual(byType['video.failed'].data, { id: v.json.id });
   assert.deepEqual(byType['image.failed'].data, { id: imageId });
+  assert.equal((await api('DELETE', `/api/webhooks/${hook.id}`)).status, 200);
+});
+
+// The row of the job whose prompt is `prompt`: job_id|status|error_code|worker_pid.
+const rowOf = (prompt) => d.sqlite(`SELECT job_id || '|' || status || '|' || COALESCE(error_code, '') || '|'
+  || COALESCE(worker_pid, '') FROM tasks WHERE prompt = '${prompt}'`).split('|');
+
+test('rows closed in bulk and cancelled jobs: worker_died, interrupted and a client that left end in *.failed', async () => {
+  const hook = await createHook({ url: recv.url('/bulk'), event_types: ['video.failed', 'image.failed'] });
+  const events = async (n) => (await waitGot('/bulk', n, 30000)).map((e) => verify(hook.secret, e));
+  // Submissions of these jobs hang: Sora never takes them.
+  const stuck = tag('#stuck image');
+  const r = await g.fakeCall(fake, 'POST', '/__fake/arm',
+    { route: 'POST /backend/video_gen', hang: true, times: -1, match: { body_contains: '#stuck' } });
+  assert.ok(r && r.id !== undefined, json(r));
+  const image = (prompt) => request(d.base, 'POST', '/v1/images/generations', {
+    headers: Object.assign({ 'Content-Type': 'application/json' }, AUTH), body: json({ prompt }), timeout: 30000,
+  }).catch((e) => e);
+  const pending = image(stuck);
+  const [job1, , , pid] = await waitFor(() => { const x = rowOf(stuck); return x[3] ? x : null; }, { what: 'the stuck job has a worker' });
+  process.kill(Number(pid), 'SIGKILL');
+  await pending;
+  const [first] = await events(1);
+  assert.equal(first.type, 'image.failed');
+  assert.deepEqual(first.data, { id: job1 });
+  assert.deepEqual(rowOf(stuck).slice(1, 3), ['failed', 'worker_died']);
+
+  // The master killed: the next start closes the row as interrupted.
+  const stuck2 = tag('#stuck image again');
+  const pending2 = image(stuck2);
+  const [job2] = await waitFor(() => { const x = rowOf(stuck2); return x[3] ? x : null; }, { what: 'the second stuck job has a worker' });
+  d.proc.kill('SIGKILL');
+  await d.exited;
+  await pending2;
+  await d.start();
+  H = await adminLogin(d);
+  const second = (await events(2))[1];
+  assert.equal(second.type, 'image.failed');
+  assert.deepEqual(second.data, { id: job2 });
+  assert.deepEqual(rowOf(stuck2).slice(1, 3), ['failed', 'interrupted']);
+  await g.disarm(fake);
+
+  // A client that leaves cancels its job: video.failed.
+  const slow = tag('a video nobody waits for #slow');
+  const ac = new AbortController();
+  const gone = fetch(`${d.base}/v1/chat/completions`, {
+    method: 'POST', signal: ac.signal, headers: Object.assign({ 'Content-Type': 'application/json' }, AUTH),
+    body: json({ model: 'sora-video-10s', messages: g.user(slow), stream: true }),
+  }).then((res) => res.body.getReader().read()).catch((e) => e);
+  const [job3] = await waitFor(() => { const x = rowOf(slow); return x[1] === 'running' ? x : null; }, { what: 'the video running' });
+  ac.abort();
+  await gone;
+  const third = (await events(3))[2];
+  assert.equal(third.type, 'video.failed');
+  assert.deepEqual(third.data, { id: job3 });
+  assert.equal(rowOf(slow)[1], 'cancelled');
   assert.equal((await api('DELETE', `/api/webhooks/${hook.id}`)).status, 200);
 });
 
