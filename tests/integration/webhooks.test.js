@@ -9,7 +9,7 @@ const { test, before, after } = require('node:test');
 const assert = require('node:assert/strict');
 const crypto = require('node:crypto');
 const http = require('node:http');
-const { Daemon, request, waitFor, adminLogin, AUTH } = require('./lib/daemon');
+const { Daemon, request, waitFor, adminLogin, pidAlive, AUTH } = require('./lib/daemon');
 const { startFake } = require('./lib/fake');
 const g = require('./lib/gen');
 
@@ -123,6 +123,23 @@ async function startDaemon() {
   const acc = await fake.account({ remaining: null, max_concurrent: 0 });
   const t = await api('POST', '/api/tokens', { token: acc.access_token, image_concurrency: 0, video_concurrency: 0 });
   assert.equal(t.status, 200, t.text);
+}
+
+// Stops the daemon (SIGTERM) or kills its master (SIGKILL), checks what
+// that run logged, then starts it again on the same data directory.
+async function restart(signal, between = () => {}) {
+  const workers = d.workers();
+  if (signal === 'SIGKILL') {
+    d.proc.kill('SIGKILL');
+    await d.exited;
+  } else {
+    assert.equal((await d.stop(signal)).code, 0);
+  }
+  await waitFor(() => workers.every((p) => !pidAlive(p)), { what: 'the workers gone' });
+  assert.deepEqual(d.unexpectedErrors(), []);
+  await between();
+  await d.start();
+  H = await adminLogin(d);
 }
 
 before(async () => {
@@ -297,11 +314,7 @@ test('rows closed in bulk and cancelled jobs: worker_died, interrupted and a cli
   const stuck2 = tag('#stuck image again');
   const pending2 = image(stuck2);
   const [job2] = await waitFor(() => { const x = rowOf(stuck2); return x[3] ? x : null; }, { what: 'the second stuck job has a worker' });
-  d.proc.kill('SIGKILL');
-  await d.exited;
-  await pending2;
-  await d.start();
-  H = await adminLogin(d);
+  await restart('SIGKILL', () => pending2);
   const second = (await events(2))[1];
   assert.equal(second.type, 'image.failed');
   assert.deepEqual(second.data, { id: job2 });
@@ -379,13 +392,13 @@ test('a retry due while the daemon is stopped is made after the restart', async 
   recv.plan['/restart'] = [async () => (up ? 200 : 503)];
   await api('POST', `/api/webhooks/${hook.id}/test`);
   await waitDelivery(hook.id, (x) => x.last_status === 503, 'a failed attempt');
-  assert.equal((await d.stop()).code, 0);
-  const pending = d.sqlite(`SELECT state || '|' || (next_attempt_ms IS NOT NULL) FROM webhook_deliveries WHERE endpoint_id = ${hook.id}`);
-  assert.equal(pending, 'pending|1');
-  up = true;
-  const restarted = Date.now();
-  await d.start();
-  H = await adminLogin(d);
+  let restarted;
+  await restart('SIGTERM', () => {
+    const pending = d.sqlite(`SELECT state || '|' || (next_attempt_ms IS NOT NULL) FROM webhook_deliveries WHERE endpoint_id = ${hook.id}`);
+    assert.equal(pending, 'pending|1');
+    up = true;
+    restarted = Date.now();
+  });
   const done = await waitDelivery(hook.id, (x) => x.state === 'delivered', 'delivered after the restart');
   const last = recv.got['/restart'].at(-1);
   assert.ok(last.at >= restarted);
@@ -399,12 +412,10 @@ test('a delivery in flight when the master is killed (-9) is made after the rest
   recv.plan['/crash'] = ['hang', 200];
   await api('POST', `/api/webhooks/${hook.id}/test`);
   await waitGot('/crash', 1);
-  d.proc.kill('SIGKILL');
-  await d.exited;
-  assert.equal(d.sqlite(`SELECT state || '|' || attempts || '|' || (lease_until_ms IS NOT NULL) FROM webhook_deliveries WHERE endpoint_id = ${hook.id}`),
-    'pending|1|1', 'leased to a worker that is gone');
-  await d.start();
-  H = await adminLogin(d);
+  await restart('SIGKILL', () => {
+    assert.equal(d.sqlite(`SELECT state || '|' || attempts || '|' || (lease_until_ms IS NOT NULL) FROM webhook_deliveries WHERE endpoint_id = ${hook.id}`),
+      'pending|1|1', 'leased to a worker that is gone');
+  });
   const done = await waitDelivery(hook.id, (x) => x.state === 'delivered', 'delivered after the crash');
   assert.equal(done.attempts, 2);
   const got = recv.got['/crash'];
