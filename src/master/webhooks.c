@@ -793,17 +793,31 @@ lease_due(json_t *out, int64_t now_ms)
     return S2A_OK;
 }
 
-/* Ended rows older than KEEP_S go (the outbox stays bounded). */
+/*
+ * Ended rows older than KEEP_S go (the outbox stays bounded), and the
+ * pending rows of disabled endpoints are given up once they are past
+ * the retry window (nothing else would end them).
+ */
 static void
 prune(int64_t now)
 {
-    int64_t arg = now - KEEP_S;
+    int64_t arg = now - KEEP_S, held = now - S2A_WEBHOOKS_GIVE_UP_S;
     int n = exec_ints("DELETE FROM webhook_deliveries WHERE state != "
                       "'pending' AND created_at < ?1",
                       1, &arg);
 
     if (n > 0) {
         s2a_log(LOG_INFO, 0, "webhooks: %d old deliveries removed", n);
+    }
+    n = exec_ints("UPDATE webhook_deliveries SET state = 'failed', "
+                  "next_attempt_ms = NULL, lease_until_ms = NULL, "
+                  "last_error = 'the endpoint is disabled' WHERE state = "
+                  "'pending' AND created_at <= ?1 AND endpoint_id IN "
+                  "(SELECT id FROM webhook_endpoints WHERE enabled = 0)",
+                  1, &held);
+    if (n > 0) {
+        s2a_log(LOG_WARNING, 0,
+                "webhooks: %d deliveries of disabled endpoints given up", n);
     }
 }
 
@@ -813,9 +827,25 @@ s2a_webhooks_tick(void)
     json_t *out, *msg;
     int64_t now_ms;
     s2a_proc_t *w;
+    bool prune_due;
     size_t i;
 
     if (s2a_master.stopping || s2a_master.db == NULL || !any_ready()) {
+        return;
+    }
+    now_ms = s2a_now_ms();
+    prune_due = now_ms / 1000 - W.pruned_at >= PRUNE_EVERY_S;
+    /* Most seconds nothing is due: a read says so without a write
+     * transaction (the batch's own rows are seen by it too). */
+    if (!prune_due
+        && count("SELECT count(*) FROM (SELECT 1 FROM webhook_deliveries d "
+                 "JOIN webhook_endpoints e ON e.id = d.endpoint_id WHERE "
+                 "d.state = 'pending' AND e.enabled = 1 AND "
+                 "d.next_attempt_ms <= ?1 AND (d.lease_until_ms IS NULL OR "
+                 "d.lease_until_ms <= ?1) LIMIT 1)",
+                 now_ms)
+            == 0)
+    {
         return;
     }
     /* Our own short transaction: the batch first, so that rows its
@@ -829,8 +859,7 @@ s2a_webhooks_tick(void)
         return; /* busy: the next tick tries again */
     }
     out = json_array();
-    now_ms = s2a_now_ms();
-    if (now_ms / 1000 - W.pruned_at >= PRUNE_EVERY_S) {
+    if (prune_due) {
         W.pruned_at = now_ms / 1000;
         prune(W.pruned_at);
     }

@@ -425,6 +425,32 @@ test('a delivery in flight when the master is killed (-9) is made after the rest
   assert.equal((await api('DELETE', `/api/webhooks/${hook.id}`)).status, 200);
 });
 
+test('a delivery still failing 24 hours after its event is given up; so is one a disabled endpoint holds', async () => {
+  const failing = await createHook({ url: recv.url('/giveup') });
+  const held = await createHook({ url: recv.url('/held') });
+  recv.plan['/giveup'] = [500];
+  recv.plan['/held'] = [500];
+  for (const h of [failing, held]) {
+    await api('POST', `/api/webhooks/${h.id}/test`);
+    await waitDelivery(h.id, (x) => x.last_status === 500, 'a failed attempt');
+  }
+  assert.equal((await api('PUT', `/api/webhooks/${held.id}`, { enabled: false })).status, 200);
+  // A day and an hour go by while the daemon is stopped.
+  await restart('SIGTERM', () => d.sqlite(`UPDATE webhook_deliveries SET created_at = created_at - 90000
+    WHERE endpoint_id IN (${failing.id}, ${held.id})`));
+  const gaveUp = await waitDelivery(failing.id, (x) => x.state === 'failed', 'given up');
+  assert.equal(gaveUp.last_status, 500);
+  assert.equal(gaveUp.last_error, 'the receiver answered 500');
+  assert.equal(gaveUp.next_attempt_at, null);
+  assert.equal(gaveUp.delivered_at, null);
+  assert.ok(gaveUp.attempts >= 2);
+  const heldRow = await waitDelivery(held.id, (x) => x.state === 'failed', 'given up while disabled');
+  assert.equal(heldRow.last_error, 'the endpoint is disabled');
+  assert.equal(heldRow.next_attempt_at, null);
+  assert.match(d.log(), /webhook delivery \d+ given up after \d+ attempts: the receiver answered 500/);
+  for (const h of [failing, held]) assert.equal((await api('DELETE', `/api/webhooks/${h.id}`)).status, 200);
+});
+
 test('a disabled endpoint gets nothing; enabling it again, it gets the next events', async () => {
   const on = await createHook({ url: recv.url('/on'), event_types: ['image.completed'] });
   const off = await createHook({ url: recv.url('/off'), event_types: ['image.completed'], enabled: false });
