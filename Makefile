@@ -121,7 +121,8 @@ RELEASE_TESTS = tests/integration/release.test.js \
                 tests/integration/http-basics.test.js \
                 tests/integration/settings.test.js \
                 tests/integration/tokens.test.js \
-                tests/integration/tokens-bulk.test.js
+                tests/integration/tokens-bulk.test.js \
+                tests/integration/webhooks.test.js
 
 GENERATED  = $(BUILDDIR)/etc/sora2apid.service $(BUILDDIR)/etc/sora2api.init \
              $(BUILDDIR)/etc/sora2api.conf

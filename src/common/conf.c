@@ -125,6 +125,14 @@ const s2a_conf_key_t s2a_conf_keys[] = {
       0, 1L << 30, S2A_CONF_RELOAD, "16m",
       "bytes of answers of the Sora data endpoints one worker keeps at most" },
 
+    { "webhooks", "allow_private", S2A_CONF_T_BOOL, OFF(webhooks_allow_private),
+      0, 0, 0, S2A_CONF_RELOAD, "no",
+      "whether webhook receivers may be at private addresses" },
+    { "webhooks", "retry_base", S2A_CONF_T_SECONDS, OFF(webhooks_retry_base), 0,
+      1, 3600, S2A_CONF_RELOAD, "5",
+      "seconds before the first retry of a failed webhook delivery (it "
+      "doubles per attempt, at most an hour)" },
+
     { "limits", "max_tokens", S2A_CONF_T_INT, OFF(max_tokens), 0, 1, 1000000, 0,
       "4096", "size of the shared-memory account table" },
     { "limits", "max_leases", S2A_CONF_T_INT, OFF(max_leases), 0, 16, 10000000,

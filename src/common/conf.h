@@ -93,6 +93,10 @@ typedef struct s2a_conf_s {
     int data_cache_entries; /* data answers one worker keeps */
     long data_cache_size;   /* bytes of data answers one worker keeps */
 
+    /* [webhooks] */
+    int webhooks_allow_private; /* receivers may be at private addresses */
+    int webhooks_retry_base;    /* seconds before the first retry */
+
     /* [limits] */
     int max_tokens;
     int max_leases;

@@ -42,6 +42,14 @@ const s2a_op_t s2a_ops[] = {
     { "video_get", TO_MASTER, "id:int job_id:str", "row:obj?", s2a_op_video_get, 0 },
     { "videos_list", TO_MASTER, "id:int limit:int after:str? order:str?", "rows:arr has_more:bool", s2a_op_videos_list, 0 },
     { "video_delete", TO_MASTER, "id:int job_id:str", "row:obj? code:str?", s2a_op_video_delete, 0 },
+    /* worker -> master: webhooks (src/master/webhooks.c) */
+    { "webhooks_list", TO_MASTER, "id:int", "rows:arr", s2a_op_webhooks_list, 0 },
+    { "webhook_create", TO_MASTER, "id:int fields:obj", "webhook:obj? secret:str? code:str?", s2a_op_webhook_create, 0 },
+    { "webhook_update", TO_MASTER, "id:int webhook_id:int fields:obj", "webhook:obj? secret:str? code:str?", s2a_op_webhook_update, 0 },
+    { "webhook_delete", TO_MASTER, "id:int webhook_id:int", "code:str?", s2a_op_webhook_delete, 0 },
+    { "webhook_deliveries", TO_MASTER, "id:int webhook_id:int limit:int?", "rows:arr? code:str?", s2a_op_webhook_deliveries, 0 },
+    { "webhook_test", TO_MASTER, "id:int webhook_id:int", "delivery:obj? code:str?", s2a_op_webhook_test, 0 },
+    { "webhook_result", TO_MASTER, "delivery_id:int attempt:int status:int error:str?", NULL, s2a_op_webhook_result, S2A_OP_QUEUED },
 #ifdef S2A_TEST_HOOKS
     { "sweep_now", TO_MASTER, "", NULL, s2a_op_sweep_now, S2A_OP_TEST_ONLY },
 #endif
@@ -53,6 +61,7 @@ const s2a_op_t s2a_ops[] = {
     { "refresh_token", TO_WORKER, "token_id:int st:str? rt:str? client_id:str? proxy:str?", NULL, s2a_op_refresh_token, 0 },
     { "quota_check", TO_WORKER, "token_id:int proxy:str?", NULL, s2a_op_quota_check, 0 },
     { "job_resume", TO_WORKER, "job_id:str task_id:str token_id:int model:str mode:str? created_at:int params:obj?", NULL, s2a_op_job_resume, 0 },
+    { "webhook_send", TO_WORKER, "delivery_id:int attempt:int url:str headers:obj body:str public_only:bool timeout_ms:int", NULL, s2a_op_webhook_send, 0 },
 };
 /* clang-format on */
 

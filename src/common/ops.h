@@ -83,6 +83,13 @@ void s2a_op_tasks_list(void *from, json_t *msg);
 void s2a_op_video_get(void *from, json_t *msg);
 void s2a_op_videos_list(void *from, json_t *msg);
 void s2a_op_video_delete(void *from, json_t *msg);
+void s2a_op_webhooks_list(void *from, json_t *msg);
+void s2a_op_webhook_create(void *from, json_t *msg);
+void s2a_op_webhook_update(void *from, json_t *msg);
+void s2a_op_webhook_delete(void *from, json_t *msg);
+void s2a_op_webhook_deliveries(void *from, json_t *msg);
+void s2a_op_webhook_test(void *from, json_t *msg);
+void s2a_op_webhook_result(void *from, json_t *msg);
 void s2a_op_sweep_now(void *from, json_t *msg);
 
 /* Handlers in a worker (src/worker/). */
@@ -92,5 +99,6 @@ void s2a_op_reopen_logs(void *from, json_t *msg);
 void s2a_op_refresh_token(void *from, json_t *msg);
 void s2a_op_quota_check(void *from, json_t *msg);
 void s2a_op_job_resume(void *from, json_t *msg);
+void s2a_op_webhook_send(void *from, json_t *msg);
 
 #endif /* S2A_OPS_H */

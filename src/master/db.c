@@ -154,6 +154,40 @@ static const char *const migrations[] = {
     /* 8: what a job needs to be finished without its request (resume):
      * a JSON object, see docs/generation.md */
     "ALTER TABLE tasks ADD COLUMN params TEXT;",
+
+    /* 9: webhook endpoints (secret sealed) and the delivery outbox, see
+     * src/master/webhooks.c and docs/webhooks.md */
+    "CREATE TABLE webhook_endpoints ("
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  url TEXT NOT NULL,"
+    "  events INTEGER NOT NULL,"
+    "  enabled INTEGER NOT NULL DEFAULT 1,"
+    "  secret TEXT NOT NULL,"
+    "  created_at INTEGER NOT NULL,"
+    "  updated_at INTEGER NOT NULL"
+    ");"
+    "CREATE TABLE webhook_deliveries ("
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  endpoint_id INTEGER NOT NULL"
+    "    REFERENCES webhook_endpoints(id) ON DELETE CASCADE,"
+    "  event_id TEXT NOT NULL,"
+    "  event_type TEXT NOT NULL,"
+    "  job_id TEXT,"
+    "  state TEXT NOT NULL DEFAULT 'pending',"
+    "  attempts INTEGER NOT NULL DEFAULT 0,"
+    "  last_status INTEGER,"
+    "  last_error TEXT,"
+    "  last_attempt_at INTEGER,"
+    "  next_attempt_ms INTEGER,"
+    "  lease_until_ms INTEGER,"
+    "  created_at INTEGER NOT NULL,"
+    "  delivered_at INTEGER,"
+    "  UNIQUE (endpoint_id, job_id, event_type)"
+    ");"
+    "CREATE INDEX webhook_deliveries_due ON webhook_deliveries"
+    "(next_attempt_ms) WHERE state = 'pending';"
+    "CREATE INDEX webhook_deliveries_endpoint ON webhook_deliveries"
+    "(endpoint_id, id);",
 };
 
 static int
@@ -492,6 +526,12 @@ bool
 s2a_db_in_transaction(s2a_db_t *db)
 {
     return !sqlite3_get_autocommit(db->conn);
+}
+
+struct sqlite3 *
+s2a_db_sqlite(s2a_db_t *db)
+{
+    return db->conn;
 }
 
 int

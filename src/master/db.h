@@ -42,6 +42,13 @@ void s2a_db_rollback(s2a_db_t *db);
 bool s2a_db_in_transaction(s2a_db_t *db);
 
 /*
+ * The connection itself, for a subsystem that keeps its own tables
+ * (webhooks.c): prepared statements only, in the master, inside the
+ * transactions above.
+ */
+struct sqlite3 *s2a_db_sqlite(s2a_db_t *db);
+
+/*
  * Runtime settings (key/value). `_get` returns S2A_OK, S2A_DECLINED when
  * the key is absent or its value does not fit `len` (logged), or
  * S2A_ERROR. `_set` inserts or replaces.

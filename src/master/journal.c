@@ -9,6 +9,7 @@
 #include "common/util.h"
 #include "master/ctlserver.h"
 #include "master/state.h"
+#include "master/webhooks.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -36,7 +37,9 @@ s2a_op_task_record(void *from, json_t *msg)
         != S2A_OK)
     {
         s2a_log(LOG_ERR, 0, "task %s not recorded: %s", job, err);
+        return;
     }
+    s2a_webhooks_task_recorded(job, fields);
 }
 
 void
@@ -393,6 +396,7 @@ static void
 close_worker_tasks(void *from, json_t *msg)
 {
     json_int_t pid = json_integer_value(json_object_get(msg, "worker_pid"));
+    int64_t now = s2a_now();
     int n;
 
     S2A_UNUSED(from);
@@ -400,8 +404,9 @@ close_worker_tasks(void *from, json_t *msg)
         return;
     }
     n = s2a_db_tasks_close(s2a_master.db, pid, "worker_died",
-                           "the worker process running it died", s2a_now());
+                           "the worker process running it died", now);
     if (n > 0) {
+        s2a_webhooks_tasks_closed(pid, "worker_died", now);
         s2a_log(LOG_WARNING, 0,
                 "%d tasks of worker pid %lld closed as failed (worker_died)", n,
                 (long long) pid);
@@ -425,14 +430,17 @@ s2a_journal_worker_gone(pid_t pid)
 int
 s2a_journal_recover(void)
 {
+    int64_t now = s2a_now();
     int n, kept;
 
     if (s2a_db_begin(s2a_master.db) != S2A_OK) {
         return S2A_ERROR;
     }
     n = s2a_db_tasks_close(s2a_master.db, 0, "interrupted",
-                           "the daemon stopped before the task finished",
-                           s2a_now());
+                           "the daemon stopped before the task finished", now);
+    if (n > 0) {
+        s2a_webhooks_tasks_closed(0, "interrupted", now);
+    }
     kept = n < 0 ? -1 : s2a_db_tasks_unassign(s2a_master.db, s2a_now());
     if (kept < 0 || s2a_db_commit(s2a_master.db) != S2A_OK) {
         s2a_db_rollback(s2a_master.db);

@@ -24,6 +24,7 @@
 #include "master/sdnotify.h"
 #include "master/state.h"
 #include "master/sweep.h"
+#include "master/webhooks.h"
 #include "worker/worker.h"
 
 #include <errno.h>
@@ -722,6 +723,7 @@ tick_cb(evutil_socket_t fd, short what, void *arg)
                         (int64_t) s2a_ctlserver_queued());
     s2a_sweep_tick();
     s2a_journal_resume_tick();
+    s2a_webhooks_tick();
 }
 
 static int
@@ -828,7 +830,7 @@ s2a_master_run(s2a_conf_t *conf, const s2a_master_opts_t *opts)
     /* The key first: seeding seals secrets and converts older ones. */
     if (load_secret_key(conf) != S2A_OK
         || s2a_db_seed(s2a_master.db, conf, s2a_master.key) != S2A_OK
-        || s2a_journal_recover() != S2A_OK)
+        || s2a_journal_recover() != S2A_OK || s2a_webhooks_init() != S2A_OK)
     {
         goto done;
     }
@@ -872,6 +874,7 @@ done:
     kill_children();
     s2a_ctlserver_cleanup();
     s2a_journal_resume_cleanup();
+    s2a_webhooks_cleanup();
     if (s2a_master.db != NULL) {
         s2a_db_close(s2a_master.db);
     }

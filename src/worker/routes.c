@@ -15,6 +15,7 @@
 #include "worker/admin.h"
 #include "worker/context.h"
 #include "worker/data.h"
+#include "worker/hooksadmin.h"
 #include "worker/images.h"
 #include "worker/videos.h"
 #include "worker/media.h"
@@ -216,6 +217,19 @@ static const route_t routes[] = {
       0 },
     { M_POST, "/api/tokens/{id}/sora2/activate", AUTH_SESSION, "tokens",
       s2a_tokens_activate, 0 },
+
+    /* admin API: webhooks */
+    { M_GET, "/api/webhooks", AUTH_SESSION, "admin", s2a_hooksadmin_list, 0 },
+    { M_POST, "/api/webhooks", AUTH_SESSION, "admin", s2a_hooksadmin_create,
+      0 },
+    { M_PUT, "/api/webhooks/{id}", AUTH_SESSION, "admin", s2a_hooksadmin_update,
+      0 },
+    { M_DELETE, "/api/webhooks/{id}", AUTH_SESSION, "admin",
+      s2a_hooksadmin_delete, 0 },
+    { M_GET, "/api/webhooks/{id}/deliveries", AUTH_SESSION, "admin",
+      s2a_hooksadmin_deliveries, 0 },
+    { M_POST, "/api/webhooks/{id}/test", AUTH_SESSION, "admin",
+      s2a_hooksadmin_test, 0 },
 
     /* admin API: records */
     { M_GET, "/api/logs", AUTH_SESSION, "tokens", s2a_records_logs, 0 },

@@ -18,6 +18,7 @@
 #include "worker/context.h"
 #include "worker/data.h"
 #include "worker/gen.h"
+#include "worker/hooksend.h"
 #include "worker/kdf.h"
 #include "worker/media.h"
 #include "worker/sora.h"
@@ -190,7 +191,8 @@ tick_cb(evutil_socket_t fd, short what, void *arg)
      * close"); idle keep-alive ones get a quiet second first, so a client
      * that is about to reuse one is not cut off mid-request. */
     s2a_http_close_idle(w->http, DRAIN_QUIET_MS);
-    if (s2a_http_connections(w->http) == 0) {
+    /* A webhook in flight ends within its 5 s: reported, not retried. */
+    if (s2a_http_connections(w->http) == 0 && s2a_hooksend_inflight() == 0) {
         event_base_loopbreak(w->base);
     }
 }
@@ -316,6 +318,7 @@ s2a_worker_main(const s2a_worker_args_t *args)
     s2a_testhooks_cleanup();
 #endif
     s2a_upkeep_cleanup();
+    s2a_hooksend_cleanup();
     s2a_sched_cleanup();
     s2a_sora_cleanup();
     s2a_upstream_cleanup();
