@@ -12,6 +12,7 @@
  */
 #include "worker/metrics.h"
 #include "common/crypto.h"
+#include "common/jobtab.h"
 #include "common/session.h"
 #include "common/util.h"
 #include "worker/context.h"
@@ -367,6 +368,38 @@ render_master(struct evbuffer *out, s2a_stats_t *st)
     }
 }
 
+/* The live job table (common/jobtab.h): relaxed loads, no lock. */
+static void
+render_jobtab(struct evbuffer *out)
+{
+    s2a_jobtab_t *jt = s2a_jobs;
+
+    family(out, "sora2api_jobtab_slots", "gauge",
+           "Slots of the live job table ([limits] job_slots).");
+    evbuffer_add_printf(out, "sora2api_jobtab_slots %u\n",
+                        s2a_jobtab_slots(jt));
+    family(out, "sora2api_jobtab_slots_used", "gauge",
+           "Slots of the live job table holding a job.");
+    evbuffer_add_printf(out, "sora2api_jobtab_slots_used %u\n",
+                        s2a_jobtab_used(jt));
+    family(out, "sora2api_jobtab_hits_total", "counter",
+           "Video retrieves answered from the live job table.");
+    evbuffer_add_printf(out, "sora2api_jobtab_hits_total %llu\n",
+                        jt != NULL ? (unsigned long long) LOAD(&jt->hits)
+                                   : 0ULL);
+    family(out, "sora2api_jobtab_fallbacks_total", "counter",
+           "Video retrieves the live job table could not answer, asked of "
+           "the master.");
+    evbuffer_add_printf(out, "sora2api_jobtab_fallbacks_total %llu\n",
+                        jt != NULL ? (unsigned long long) LOAD(&jt->fallbacks)
+                                   : 0ULL);
+    family(out, "sora2api_jobtab_refused_total", "counter",
+           "Jobs that found every slot of the live job table running.");
+    evbuffer_add_printf(out, "sora2api_jobtab_refused_total %llu\n",
+                        jt != NULL ? (unsigned long long) LOAD(&jt->refused)
+                                   : 0ULL);
+}
+
 /* See metrics.h. */
 int
 s2a_metrics_render(struct evbuffer *out)
@@ -441,6 +474,7 @@ s2a_metrics_render(struct evbuffer *out)
                         (long long) leases);
 
     render_master(out, &shm->stats);
+    render_jobtab(out);
 
     family(out, "sora2api_shm_lock_holds_total", "counter",
            "Times the shared-memory table lock was held.");
