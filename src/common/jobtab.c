@@ -16,6 +16,9 @@
 
 s2a_jobtab_t *s2a_jobs;
 
+/* Two KiB a slot: the page arithmetic of the man page and the docs. */
+_Static_assert(sizeof(s2a_jobtab_slot_t) == 2048, "a slot is 2 KiB");
+
 #define SCAN_STRETCH 256 /* slots looked at per lock by _unfinished */
 #define TRIES        4   /* optimistic writes before giving up */
 
@@ -326,7 +329,7 @@ slot_alloc_locked(s2a_jobtab_t *jt)
 
 /* Copies `job` into slot `si`, marked so a death mid-copy is seen. */
 static void
-slot_write_locked(s2a_jobtab_slot_t *s, const s2a_job_t *job)
+slot_write_locked(s2a_jobtab_t *jt, s2a_jobtab_slot_t *s, const s2a_job_t *job)
 {
     size_t used = job->text_used <= S2A_JOB_TEXT ? job->text_used : 0;
 
@@ -336,9 +339,7 @@ slot_write_locked(s2a_jobtab_slot_t *s, const s2a_job_t *job)
     s->job.text_used = (uint16_t) used;
     atomic_thread_fence(memory_order_release);
     s->writing = 0;
-    if (++s->version == 0) {
-        s->version = 1;
-    }
+    s->version = ++jt->write_serial;
 }
 
 /* ---------------------------------------------------------------------
@@ -458,7 +459,7 @@ id_ok(const char *id)
 
 int
 s2a_jobtab_get(s2a_jobtab_t *jt, const char *id, s2a_job_t *out,
-               uint32_t *version)
+               uint64_t *version)
 {
     s2a_jobtab_slot_t *s;
     uint32_t h;
@@ -491,7 +492,7 @@ s2a_jobtab_get(s2a_jobtab_t *jt, const char *id, s2a_job_t *out,
 /* `_put` (conditional false) and `_replace`. */
 static int
 store(s2a_jobtab_t *jt, const s2a_job_t *job, bool conditional,
-      uint32_t version)
+      uint64_t version)
 {
     s2a_jobtab_slot_t *s;
     uint32_t h;
@@ -535,7 +536,7 @@ store(s2a_jobtab_t *jt, const s2a_job_t *job, bool conditional,
                               memory_order_relaxed);
     }
     s = &slots(jt)[si];
-    slot_write_locked(s, job);
+    slot_write_locked(jt, s, job);
     if (is_final(job->status) && s->finished == 0) {
         old_append_locked(jt, si);
     } else if (!is_final(job->status)) {
@@ -552,7 +553,7 @@ s2a_jobtab_put(s2a_jobtab_t *jt, const s2a_job_t *job)
 }
 
 int
-s2a_jobtab_replace(s2a_jobtab_t *jt, const s2a_job_t *job, uint32_t version)
+s2a_jobtab_replace(s2a_jobtab_t *jt, const s2a_job_t *job, uint64_t version)
 {
     return store(jt, job, true, version);
 }
@@ -840,7 +841,7 @@ s2a_jobtab_record(s2a_jobtab_t *jt, const char *id, s2a_kind_t kind,
                   json_t *fields)
 {
     s2a_job_t job;
-    uint32_t version;
+    uint64_t version;
     int tries, rc;
 
     if (jt == NULL || kind != S2A_KIND_VIDEO || !id_ok(id)

@@ -37,7 +37,7 @@
 #define S2A_JOBTAB_MAGIC   0x5332414a4f425431ULL /* "S2AJOBT1" */
 #define S2A_JOBTAB_VERSION 1
 #define S2A_JOB_ID_MAX     32   /* job_ + 24 hex digits, NUL included */
-#define S2A_JOB_TEXT       1760 /* the prompt, URLs and error message */
+#define S2A_JOB_TEXT       1752 /* the prompt, URLs and error message */
 
 /* The task row's status. */
 typedef enum {
@@ -89,12 +89,13 @@ typedef struct s2a_job_s {
 
 /* Private to jobtab.c; exposed for the size of the region only. */
 typedef struct s2a_jobtab_slot_s {
-    uint32_t version; /* bumped by every write of the slot */
-    uint32_t writing; /* 1 while a copy is under way (repair drops it) */
-    uint32_t hash;    /* of job.id; 0 with `used` 0 when free */
+    uint64_t version;  /* the table's write serial at the last write */
+    uint64_t finished; /* finished-list serial, 0 while unfinished */
+    uint32_t writing;  /* 1 while a copy is under way (repair drops it) */
+    uint32_t hash;     /* of job.id; 0 with `used` 0 when free */
     uint32_t used;
     int32_t prev, next; /* finished list, or free list (`next`) */
-    uint64_t finished;  /* finished-list serial, 0 while unfinished */
+    uint32_t _pad;
     s2a_job_t job;
 } s2a_jobtab_slot_t;
 
@@ -114,6 +115,7 @@ typedef struct s2a_jobtab_s {
     int32_t old_tail;
     uint32_t repairs; /* times a dead lock owner was repaired */
     uint64_t finish_serial;
+    uint64_t write_serial; /* versions: (id, version) names one content */
     pthread_mutex_t lock;
     _Atomic uint32_t used;      /* slots holding a job (written locked) */
     _Atomic uint32_t refused;   /* jobs that found no slot */
@@ -149,11 +151,12 @@ void s2a_jobtab_destroy(s2a_jobtab_t *jt);
 
 /*
  * Copies the slot of `id` into `out` and its version into `version` (may
- * be NULL). Returns S2A_OK, S2A_DECLINED when the id has no slot, or
+ * be NULL): versions are never reused, so an id and a version name one
+ * content for good (a reader may cache what it built from it). Returns S2A_OK, S2A_DECLINED when the id has no slot, or
  * S2A_ERROR when the lock is unrecoverable.
  */
 int s2a_jobtab_get(s2a_jobtab_t *jt, const char *id, s2a_job_t *out,
-                   uint32_t *version);
+                   uint64_t *version);
 
 /*
  * Stores `job` (borrowed) in the slot of `job->id`: `_put` always (a new
@@ -164,7 +167,7 @@ int s2a_jobtab_get(s2a_jobtab_t *jt, const char *id, s2a_job_t *out,
  */
 int s2a_jobtab_put(s2a_jobtab_t *jt, const s2a_job_t *job);
 int s2a_jobtab_replace(s2a_jobtab_t *jt, const s2a_job_t *job,
-                       uint32_t version);
+                       uint64_t version);
 
 /* Frees the slot of `id`. S2A_OK, S2A_DECLINED when it had none. */
 int s2a_jobtab_drop(s2a_jobtab_t *jt, const char *id);

@@ -980,28 +980,26 @@ list_reply(s2a_req_t *req, json_t *reply)
     json_decref(v);
 }
 
+static void reply_text(s2a_req_t *req, const char *text, size_t len,
+                       bool poll_after);
+
 /* Answers a retrieve with Video object `v` (taken; NULL: out of memory). */
 static void
 reply_video(s2a_req_t *req, json_t *v)
 {
-    const char *status;
-    char after[16];
+    const char *status = json_string_value(json_object_get(v, "status"));
+    char *text = v != NULL ? json_dumps(v, JSON_COMPACT) : NULL;
 
-    if (v == NULL) {
+    if (text == NULL) {
+        json_decref(v);
         s2a_http_reply_error(req, 500, "server_error", "internal_error", NULL,
                              "out of memory");
         return;
     }
-    status = json_string_value(json_object_get(v, "status"));
-    if (strcmp(status, "queued") == 0 || strcmp(status, "in_progress") == 0) {
-        /* Steers the SDKs' poll helpers to the gateway's own pace. */
-        snprintf(after, sizeof(after), "%d",
-                 s2a_worker.conf->poll_interval_ms > 0
-                     ? s2a_worker.conf->poll_interval_ms
-                     : 1000);
-        s2a_http_add_header(req, "openai-poll-after-ms", after);
-    }
-    s2a_http_reply_json(req, 200, v);
+    reply_text(req, text, strlen(text),
+               strcmp(status, "queued") == 0
+                   || strcmp(status, "in_progress") == 0);
+    free(text);
     json_decref(v);
 }
 
@@ -1018,6 +1016,48 @@ request_owner(s2a_req_t *req)
 }
 
 /*
+ * The JSON text of Video objects built from table slots, by id, slot
+ * version and settings sequence (expires_at reads the settings): a slot
+ * version is never reused, so an entry that matches all three is the
+ * object the builder would make now. Saves the building and encoding
+ * of the object on every poll of the same video. Process-local.
+ */
+#define RENDERED 64
+
+static struct {
+    char id[S2A_JOB_ID_MAX];
+    uint64_t version;
+    uint32_t settings_seq;
+    bool poll_after; /* queued or in_progress: the header goes along */
+    char *text;
+    size_t len;
+} rendered[RENDERED];
+
+/* The cache row of `id` (job_ and 24 hex digits, checked by id_ok). */
+static size_t
+rendered_row(const char *id)
+{
+    return strtoul(id + strlen(id) - 2, NULL, 16) % RENDERED;
+}
+
+/* Answers a retrieve with the JSON text `text` of a Video object. */
+static void
+reply_text(s2a_req_t *req, const char *text, size_t len, bool poll_after)
+{
+    char after[16];
+
+    if (poll_after) {
+        /* Steers the SDKs' poll helpers to the gateway's own pace. */
+        snprintf(after, sizeof(after), "%d",
+                 s2a_worker.conf->poll_interval_ms > 0
+                     ? s2a_worker.conf->poll_interval_ms
+                     : 1000);
+        s2a_http_add_header(req, "openai-poll-after-ms", after);
+    }
+    s2a_http_reply(req, 200, "application/json", text, len);
+}
+
+/*
  * GET /v1/videos/<id> from the job's slot in the live job table, when it
  * has one holding the whole object: S2A_OK once answered, S2A_DECLINED
  * when the master must be asked. Another key's video is not found, as
@@ -1026,7 +1066,12 @@ request_owner(s2a_req_t *req)
 static int
 retrieve_from_table(s2a_req_t *req, const char *id)
 {
+    const char *status;
     s2a_job_t job;
+    uint64_t version;
+    json_t *v;
+    char *text;
+    size_t row;
 
 #ifdef S2A_TEST_HOOKS
     if (bypass > 0) {
@@ -1034,7 +1079,7 @@ retrieve_from_table(s2a_req_t *req, const char *id)
         return S2A_DECLINED;
     }
 #endif
-    if (s2a_jobtab_get(s2a_jobs, id, &job, NULL) != S2A_OK
+    if (s2a_jobtab_get(s2a_jobs, id, &job, &version) != S2A_OK
         || (job.flags & S2A_JOB_F_INCOMPLETE) || job.kind != S2A_KIND_VIDEO)
     {
         return S2A_DECLINED;
@@ -1045,8 +1090,47 @@ retrieve_from_table(s2a_req_t *req, const char *id)
         not_found(req, id);
         return S2A_OK;
     }
-    reply_video(req, video_from_job(&job));
+    s2a_worker_refresh_settings();
+    row = rendered_row(id);
+    if (rendered[row].text != NULL && rendered[row].version == version
+        && rendered[row].settings_seq == s2a_worker.settings_seq
+        && strcmp(rendered[row].id, id) == 0)
+    {
+        reply_text(req, rendered[row].text, rendered[row].len,
+                   rendered[row].poll_after);
+        return S2A_OK;
+    }
+    v = video_from_job(&job);
+    text = v != NULL ? json_dumps(v, JSON_COMPACT) : NULL;
+    if (text == NULL) {
+        json_decref(v);
+        s2a_http_reply_error(req, 500, "server_error", "internal_error", NULL,
+                             "out of memory");
+        return S2A_OK;
+    }
+    status = json_string_value(json_object_get(v, "status"));
+    free(rendered[row].text);
+    memcpy(rendered[row].id, id, strlen(id) + 1);
+    rendered[row].version = version;
+    rendered[row].settings_seq = s2a_worker.settings_seq;
+    rendered[row].poll_after =
+        strcmp(status, "queued") == 0 || strcmp(status, "in_progress") == 0;
+    rendered[row].text = text;
+    rendered[row].len = strlen(text);
+    json_decref(v);
+    reply_text(req, text, rendered[row].len, rendered[row].poll_after);
     return S2A_OK;
+}
+
+void
+s2a_videos_cleanup(void)
+{
+    size_t i;
+
+    for (i = 0; i < RENDERED; i++) {
+        free(rendered[i].text);
+        rendered[i].text = NULL;
+    }
 }
 
 const char *

@@ -39,6 +39,9 @@ const char *s2a_videos_last_source(void);
 void s2a_videos_test_bypass(int n);
 #endif
 
+/* Frees the worker's cache of rendered Video objects (at exit). */
+void s2a_videos_cleanup(void);
+
 /*
  * The worker is about to close every connection: each synchronous
  * create's job is cancelled and its client answered 503

@@ -73,7 +73,7 @@ test_insert_lookup_delete(void **state)
 {
     s2a_jobtab_t *jt = table(8);
     s2a_job_t j, out;
-    uint32_t v1, v2;
+    uint64_t v1, v2;
 
     (void) state;
     assert_int_equal(s2a_jobtab_slots(jt), 8);
