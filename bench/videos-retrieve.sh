@@ -120,7 +120,7 @@ EOF
 # make_video NAME PORT: one fake account in the pool of the daemon on
 # PORT, then one synchronous video; sets VIDEO to its id.
 make_video() {
-    local name=$1 port=$2 base="http://127.0.0.1:$2" admin at out
+    local name=$1 base="http://127.0.0.1:$2" admin at out
     admin=$(curl -sSf -d '{"username":"admin","password":"admin"}' "$base/api/login" | jget o.token) ||
         die "admin login on sora2apid ($name) failed"
     curl -sSf -H "Authorization: Bearer $admin" -H 'Content-Type: application/json' \
@@ -296,6 +296,12 @@ for ((r = 1; r <= ROUNDS; r++)); do
 done
 echo "job table: $((HITS1 - HITS0)) retrieves answered from it during the measured runs" \
     "(wrk counted $retrieves), $((FALLBACKS1 - FALLBACKS0)) asked of the master"
+HOLDS=$(metric "$P_TAB" sora2api_jobtab_lock_holds_total)
+HOLD_S=$(metric "$P_TAB" sora2api_jobtab_lock_hold_seconds_total)
+HOLD_MAX=$(metric "$P_TAB" sora2api_jobtab_lock_hold_max_seconds)
+awk -v n="$HOLDS" -v t="$HOLD_S" -v m="$HOLD_MAX" 'BEGIN {
+    printf "job table lock: %d holds, %.0f ns each on average, longest %.1f us\n",
+        n, (n > 0 ? t * 1e9 / n : 0), m * 1e6 }'
 if ((FALLBACKS1 != FALLBACKS0 || HITS1 - HITS0 < retrieves)); then
     echo "$ME: !!! retrieves on sora2apid (table) were not all answered from the table" >&2
     FAIL=1

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 s2a_jobtab_t *s2a_jobs;
@@ -28,6 +29,8 @@ _Static_assert(sizeof(s2a_jobtab_slot_t) == 2048, "a slot is 2 KiB");
 
 /* A repair to report once the lock is released (process-local). */
 static int repaired = -1;
+/* When this process took the lock (each has one thread using it). */
+static uint64_t held_since_ns;
 
 static const char *const status_names[S2A_JOB_NSTATUS] = {
     "queued", "running", "succeeded", "failed", "cancelled"
@@ -416,11 +419,23 @@ repair_locked(s2a_jobtab_t *jt)
     atomic_store_explicit(&jt->used, used, memory_order_relaxed);
 }
 
+static uint64_t
+mono_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t) ts.tv_sec * 1000000000u + (uint64_t) ts.tv_nsec;
+}
+
 static int
 jt_lock(s2a_jobtab_t *jt)
 {
     int rc = pthread_mutex_lock(&jt->lock);
 
+    if (rc == 0 || rc == EOWNERDEAD) {
+        held_since_ns = mono_ns();
+    }
     if (rc == 0) {
         return S2A_OK;
     }
@@ -438,6 +453,21 @@ jt_lock(s2a_jobtab_t *jt)
 static void
 jt_unlock(s2a_jobtab_t *jt)
 {
+    uint64_t ns = mono_ns() - held_since_ns;
+
+    /* Still under the lock: one writer at a time; atomics for /metrics,
+     * which reads them without it. */
+    atomic_store_explicit(
+        &jt->hold_count,
+        atomic_load_explicit(&jt->hold_count, memory_order_relaxed) + 1,
+        memory_order_relaxed);
+    atomic_store_explicit(
+        &jt->hold_total_ns,
+        atomic_load_explicit(&jt->hold_total_ns, memory_order_relaxed) + ns,
+        memory_order_relaxed);
+    if (ns > atomic_load_explicit(&jt->hold_max_ns, memory_order_relaxed)) {
+        atomic_store_explicit(&jt->hold_max_ns, ns, memory_order_relaxed);
+    }
     pthread_mutex_unlock(&jt->lock);
     if (repaired >= 0) {
         s2a_log(LOG_WARNING, 0,

@@ -121,6 +121,10 @@ typedef struct s2a_jobtab_s {
     _Atomic uint32_t refused;   /* jobs that found no slot */
     _Atomic uint64_t hits;      /* retrieves answered from the table */
     _Atomic uint64_t fallbacks; /* retrieves that asked the master */
+    /* Lock holds: count, total and longest (written under the lock). */
+    _Atomic uint64_t hold_count;
+    _Atomic uint64_t hold_total_ns;
+    _Atomic uint64_t hold_max_ns;
     size_t index_off;
     size_t slots_off;
     size_t scratch_off; /* uint32 per slot, for the repair */

@@ -398,6 +398,21 @@ render_jobtab(struct evbuffer *out)
     evbuffer_add_printf(out, "sora2api_jobtab_refused_total %llu\n",
                         jt != NULL ? (unsigned long long) LOAD(&jt->refused)
                                    : 0ULL);
+    family(out, "sora2api_jobtab_lock_holds_total", "counter",
+           "Times the live job table's lock was held.");
+    evbuffer_add_printf(out, "sora2api_jobtab_lock_holds_total %llu\n",
+                        jt != NULL ? (unsigned long long) LOAD(&jt->hold_count)
+                                   : 0ULL);
+    family(out, "sora2api_jobtab_lock_hold_seconds_total", "counter",
+           "Total time the live job table's lock was held.");
+    evbuffer_add_printf(out, "sora2api_jobtab_lock_hold_seconds_total %.9f\n",
+                        jt != NULL ? (double) LOAD(&jt->hold_total_ns) / 1e9
+                                   : 0.0);
+    family(out, "sora2api_jobtab_lock_hold_max_seconds", "gauge",
+           "Longest single hold of the live job table's lock.");
+    evbuffer_add_printf(out, "sora2api_jobtab_lock_hold_max_seconds %.9f\n",
+                        jt != NULL ? (double) LOAD(&jt->hold_max_ns) / 1e9
+                                   : 0.0);
 }
 
 /* See metrics.h. */
