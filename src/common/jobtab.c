@@ -330,7 +330,7 @@ slot_alloc_locked(s2a_jobtab_t *jt)
     return -1;
 }
 
-/* Copies `job` into slot `si`, marked so a death mid-copy is seen. */
+/* Copies `job` into slot `s`, marked so a death mid-copy is seen. */
 static void
 slot_write_locked(s2a_jobtab_t *jt, s2a_jobtab_slot_t *s, const s2a_job_t *job)
 {
@@ -339,7 +339,11 @@ slot_write_locked(s2a_jobtab_t *jt, s2a_jobtab_slot_t *s, const s2a_job_t *job)
     s->writing = 1;
     atomic_thread_fence(memory_order_release);
     memcpy(&s->job, job, JOB_BYTES(used));
-    s->job.text_used = (uint16_t) used;
+    if (used != job->text_used) {
+        /* Not a job a writer made: keep it, but never answer from it. */
+        s->job.text_used = 0;
+        s->job.flags |= S2A_JOB_F_INCOMPLETE;
+    }
     atomic_thread_fence(memory_order_release);
     s->writing = 0;
     s->version = ++jt->write_serial;

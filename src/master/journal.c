@@ -306,9 +306,9 @@ assign_task(void *from, json_t *msg)
 }
 
 /*
- * The live job table's slot of video `job` from its row, as run by
- * `pid` (0: the row's worker is gone and nobody has it yet); a job with
- * no row loses its slot.
+ * The live job table's slot of video `job` from its row (read inside the
+ * open batch, if any), as run by `pid`; a job with no row (or whose row
+ * cannot be read) loses its slot, and readers ask the master.
  */
 static void
 slot_from_row(const char *job, pid_t pid)
