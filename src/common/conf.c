@@ -137,6 +137,10 @@ const s2a_conf_key_t s2a_conf_keys[] = {
       "4096", "size of the shared-memory account table" },
     { "limits", "max_leases", S2A_CONF_T_INT, OFF(max_leases), 0, 16, 10000000,
       0, "65536", "size of the shared-memory lease table" },
+    { "limits", "job_slots", S2A_CONF_T_INT, OFF(job_slots), 0, 0, 1000000, 0,
+      "4096",
+      "slots of the shared-memory job table that answers video retrieves, "
+      "0 for none" },
 
     { "metrics", "allow", S2A_CONF_T_CIDRS, OFF(metrics_allow), 0, 0, 0,
       S2A_CONF_RELOAD, "127.0.0.0/8 ::1",

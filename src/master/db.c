@@ -1693,9 +1693,12 @@ s2a_db_task_upsert(s2a_db_t *db, const char *job_id, json_t *fields,
     const char *name;
     sqlite3_stmt *st;
     json_t *v;
-    int idx = 3, rc;
+    int idx = 4, rc;
 
     json_object_foreach (fields, name, v) {
+        if (strcmp(name, "created_at") == 0) {
+            continue; /* bound below, for a new row only */
+        }
         if (!is_task_column(name)) {
             snprintf(err, errlen, "unknown task field \"%.40s\"", name);
             return S2A_ERROR;
@@ -1706,9 +1709,11 @@ s2a_db_task_upsert(s2a_db_t *db, const char *job_id, json_t *fields,
                                 idx);
         idx++;
     }
+    /* ?3: when the job was accepted, as its worker says (the Video
+     * object its live slot shows has the same created_at), else now. */
     snprintf(sql, sizeof(sql),
              "INSERT INTO tasks(job_id, created_at, updated_at%s) "
-             "VALUES (?1, ?2, ?2%s) ON CONFLICT(job_id) DO UPDATE SET "
+             "VALUES (?1, ?3, ?2%s) ON CONFLICT(job_id) DO UPDATE SET "
              "updated_at = ?2%s",
              cols, vals, upd);
     if (sqlite3_prepare_v2(db->conn, sql, -1, &st, NULL) != SQLITE_OK) {
@@ -1717,9 +1722,13 @@ s2a_db_task_upsert(s2a_db_t *db, const char *job_id, json_t *fields,
     }
     sqlite3_bind_text(st, 1, job_id, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 2, now);
-    idx = 3;
+    v = json_object_get(fields, "created_at");
+    sqlite3_bind_int64(st, 3, json_is_integer(v) ? json_integer_value(v) : now);
+    idx = 4;
     json_object_foreach (fields, name, v) {
-        bind_json(st, idx++, v);
+        if (strcmp(name, "created_at") != 0) {
+            bind_json(st, idx++, v);
+        }
     }
     rc = sqlite3_step(st);
     sqlite3_finalize(st);

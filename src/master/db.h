@@ -210,8 +210,9 @@ json_t *s2a_db_tasks_resumable(s2a_db_t *db, int limit);
  * Generation records. A task row is keyed by the gateway's job id and
  * updated as the job moves (fields: upstream_task_id, token_id, model,
  * mode, prompt, status, progress, result_urls, error_message,
- * completed_at, duration_ms, worker_pid, error_code, params). A request-log row is one answered
- * generation request.
+ * completed_at, duration_ms, worker_pid, error_code, params; and
+ * created_at, which only a new row takes, else it is `now`). A
+ * request-log row is one answered generation request.
  */
 int s2a_db_task_upsert(s2a_db_t *db, const char *job_id, json_t *fields,
                        int64_t now, char *err, size_t errlen);

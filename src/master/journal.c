@@ -4,6 +4,7 @@
  * listings and statistics workers ask for.
  */
 #include "master/journal.h"
+#include "common/jobtab.h"
 #include "common/log.h"
 #include "common/ops.h"
 #include "common/util.h"
@@ -207,6 +208,9 @@ s2a_op_video_delete(void *from, json_t *msg)
                                               : "database write failed");
         return;
     }
+    /* No worker may answer from a slot what the database no longer has
+     * (a commit that fails leaves a row the master answers for). */
+    s2a_jobtab_drop(s2a_jobs, job);
     s2a_log(LOG_INFO, 0, "video %s deleted", job);
     s2a_ctlserver_reply_later(from, reply);
 }
@@ -304,6 +308,32 @@ assign_task(void *from, json_t *msg)
     json_decref(fields);
 }
 
+/*
+ * The live job table's slot of video `job` from its row (read inside the
+ * open batch, if any), as run by `pid`; a job with no row (or whose row
+ * cannot be read) loses its slot, and readers ask the master.
+ */
+static void
+slot_from_row(const char *job, pid_t pid)
+{
+    json_t *rows;
+
+    if (s2a_jobs == NULL) {
+        return;
+    }
+    rows = s2a_db_video_get(s2a_master.db, job);
+    if (rows == NULL) {
+        s2a_jobtab_drop(s2a_jobs, job); /* readers ask the master */
+        return;
+    }
+    if (json_array_size(rows) == 0
+        || s2a_jobtab_put_row(s2a_jobs, json_array_get(rows, 0), pid) != S2A_OK)
+    {
+        s2a_jobtab_drop(s2a_jobs, job);
+    }
+    json_decref(rows);
+}
+
 /* Hands `row` to `proc`; returns S2A_OK when it was sent. */
 static int
 hand_over(s2a_proc_t *proc, json_t *row)
@@ -326,6 +356,8 @@ hand_over(s2a_proc_t *proc, json_t *row)
         return S2A_ERROR;
     }
     json_object_set_new(R.assigned, job, json_integer(proc->pid));
+    /* The resumed job's slot, until its worker writes it itself. */
+    slot_from_row(job, proc->pid);
     s2a_ctlserver_enqueue(assign_task, rec);
     json_decref(rec);
     json_decref(msg);
@@ -391,6 +423,30 @@ s2a_journal_resume_cleanup(void)
     R.assigned = NULL;
 }
 
+/*
+ * The slots a dead worker wrote last say what its rows said before the
+ * master closed them, or what it never managed to send: each unfinished
+ * one becomes its row again (failed worker_died, or running for a
+ * resume), or goes when there is no row. Runs in the batch, after the
+ * worker's last records, so the rows are what readers will see.
+ */
+static void
+slots_of_dead_worker(pid_t pid)
+{
+    char ids[64][S2A_JOB_ID_MAX];
+    uint32_t cursor = 0;
+    int i, n;
+
+    while ((n = s2a_jobtab_unfinished(s2a_jobs, pid, ids, (int) S2A_NELEMS(ids),
+                                      &cursor))
+           > 0)
+    {
+        for (i = 0; i < n; i++) {
+            slot_from_row(ids[i], pid);
+        }
+    }
+}
+
 /* The queued record behind s2a_journal_worker_gone. */
 static void
 close_worker_tasks(void *from, json_t *msg)
@@ -411,6 +467,7 @@ close_worker_tasks(void *from, json_t *msg)
                 "%d tasks of worker pid %lld closed as failed (worker_died)", n,
                 (long long) pid);
     }
+    slots_of_dead_worker((pid_t) pid);
     /* The rest (Sora has their tasks) go to a live worker. */
     R.wanted = true;
 }

@@ -12,6 +12,7 @@
  */
 #include "master/master.h"
 #include "common/crypto.h"
+#include "common/jobtab.h"
 #include "common/log.h"
 #include "common/ops.h"
 #include "common/util.h"
@@ -841,6 +842,13 @@ s2a_master_run(s2a_conf_t *conf, const s2a_master_opts_t *opts)
         goto done;
     }
     s2a_master.shm->master_pid = getpid();
+    /* The live job table; workers inherit it (common/jobtab.h). */
+    if (conf->job_slots > 0
+        && (s2a_jobs = s2a_jobtab_create((uint32_t) conf->job_slots)) == NULL)
+    {
+        s2a_log(LOG_ERR, errno, "mmap() of the job table failed");
+        goto done;
+    }
     if (s2a_runtime_publish(true) != S2A_OK) {
         goto done;
     }
@@ -895,6 +903,8 @@ done:
         event_base_free(s2a_master.base);
     }
     s2a_shm_destroy(s2a_master.shm);
+    s2a_jobtab_destroy(s2a_jobs);
+    s2a_jobs = NULL;
     s2a_pool_cleanup();
     OPENSSL_cleanse(s2a_master.key, sizeof(s2a_master.key));
     s2a_daemon_pidfile_remove(s2a_master.conf->pidfile);

@@ -17,6 +17,7 @@
 #include "worker/gen.h"
 #include "worker/metrics.h"
 #include "common/crypto.h"
+#include "common/jobtab.h"
 #include "common/log.h"
 #include "common/ops.h"
 #include "common/util.h"
@@ -128,6 +129,8 @@ record(s2a_gen_t *g, json_t *fields)
     if (fields == NULL) {
         return;
     }
+    /* The live job table says what the row will (common/jobtab.h). */
+    s2a_jobtab_record(s2a_jobs, g->job_id, g->kind, fields);
     msg = json_pack("{s:s, s:s, s:o}", "op", "task_record", "job_id", g->job_id,
                     "fields", fields);
     if (msg != NULL) {
@@ -1130,11 +1133,11 @@ s2a_gen_start_with(const s2a_chatreq_t *req, const char *request_id,
     }
     /* params: what finishing the job needs besides the row's columns,
      * should another worker resume it (docs/generation.md, Resume). */
-    rec = json_pack("{s:s, s:s, s:s, s:s, s:{s:s, s:s}}", "status", "queued",
-                    "model", g->model->id, "mode", s2a_mode_name(g->mode),
-                    "prompt", g->prompt, "params", "kind",
-                    g->kind == S2A_KIND_VIDEO ? "video" : "image", "host",
-                    g->host);
+    rec = json_pack(
+        "{s:s, s:s, s:s, s:s, s:I, s:{s:s, s:s}}", "status", "queued", "model",
+        g->model->id, "mode", s2a_mode_name(g->mode), "prompt", g->prompt,
+        "created_at", (json_int_t) s2a_now(), "params", "kind",
+        g->kind == S2A_KIND_VIDEO ? "video" : "image", "host", g->host);
     if (rec != NULL && params != NULL) {
         json_object_update_missing(json_object_get(rec, "params"), params);
     }

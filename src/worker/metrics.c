@@ -12,6 +12,7 @@
  */
 #include "worker/metrics.h"
 #include "common/crypto.h"
+#include "common/jobtab.h"
 #include "common/session.h"
 #include "common/util.h"
 #include "worker/context.h"
@@ -367,6 +368,53 @@ render_master(struct evbuffer *out, s2a_stats_t *st)
     }
 }
 
+/* The live job table (common/jobtab.h): relaxed loads, no lock. */
+static void
+render_jobtab(struct evbuffer *out)
+{
+    s2a_jobtab_t *jt = s2a_jobs;
+
+    family(out, "sora2api_jobtab_slots", "gauge",
+           "Slots of the live job table ([limits] job_slots).");
+    evbuffer_add_printf(out, "sora2api_jobtab_slots %u\n",
+                        s2a_jobtab_slots(jt));
+    family(out, "sora2api_jobtab_slots_used", "gauge",
+           "Slots of the live job table holding a job.");
+    evbuffer_add_printf(out, "sora2api_jobtab_slots_used %u\n",
+                        s2a_jobtab_used(jt));
+    family(out, "sora2api_jobtab_hits_total", "counter",
+           "Video retrieves answered from the live job table.");
+    evbuffer_add_printf(out, "sora2api_jobtab_hits_total %llu\n",
+                        jt != NULL ? (unsigned long long) LOAD(&jt->hits)
+                                   : 0ULL);
+    family(out, "sora2api_jobtab_fallbacks_total", "counter",
+           "Video retrieves the live job table could not answer, asked of "
+           "the master.");
+    evbuffer_add_printf(out, "sora2api_jobtab_fallbacks_total %llu\n",
+                        jt != NULL ? (unsigned long long) LOAD(&jt->fallbacks)
+                                   : 0ULL);
+    family(out, "sora2api_jobtab_refused_total", "counter",
+           "Jobs that found every slot of the live job table running.");
+    evbuffer_add_printf(out, "sora2api_jobtab_refused_total %llu\n",
+                        jt != NULL ? (unsigned long long) LOAD(&jt->refused)
+                                   : 0ULL);
+    family(out, "sora2api_jobtab_lock_holds_total", "counter",
+           "Times the live job table's lock was held.");
+    evbuffer_add_printf(out, "sora2api_jobtab_lock_holds_total %llu\n",
+                        jt != NULL ? (unsigned long long) LOAD(&jt->hold_count)
+                                   : 0ULL);
+    family(out, "sora2api_jobtab_lock_hold_seconds_total", "counter",
+           "Total time the live job table's lock was held.");
+    evbuffer_add_printf(out, "sora2api_jobtab_lock_hold_seconds_total %.9f\n",
+                        jt != NULL ? (double) LOAD(&jt->hold_total_ns) / 1e9
+                                   : 0.0);
+    family(out, "sora2api_jobtab_lock_hold_max_seconds", "gauge",
+           "Longest single hold of the live job table's lock.");
+    evbuffer_add_printf(out, "sora2api_jobtab_lock_hold_max_seconds %.9f\n",
+                        jt != NULL ? (double) LOAD(&jt->hold_max_ns) / 1e9
+                                   : 0.0);
+}
+
 /* See metrics.h. */
 int
 s2a_metrics_render(struct evbuffer *out)
@@ -441,6 +489,7 @@ s2a_metrics_render(struct evbuffer *out)
                         (long long) leases);
 
     render_master(out, &shm->stats);
+    render_jobtab(out);
 
     family(out, "sora2api_shm_lock_holds_total", "counter",
            "Times the shared-memory table lock was held.");

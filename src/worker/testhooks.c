@@ -11,12 +11,14 @@
 #include "worker/testhooks.h"
 #include "common/settings.h"
 #include "common/crypto.h"
+#include "common/jobtab.h"
 #include "common/log.h"
 #include "common/session.h"
 #include "common/util.h"
 #include "worker/context.h"
 #include "worker/sched.h"
 #include "worker/sse.h"
+#include "worker/videos.h"
 
 #include <signal.h>
 #include <stdatomic.h>
@@ -517,6 +519,50 @@ hook_stream(s2a_req_t *req)
     evtimer_add(st->timer, &now);
 }
 
+/*
+ * The live job table seen by this worker: where its last video retrieve
+ * was answered from, the counters, and with ?id= that job's slot.
+ * ?bypass=N sends this worker's next N retrieves to the master (the
+ * same object, read from the row); ?id=&owner=K makes the slot another
+ * API key's.
+ */
+static void
+hook_jobtab(s2a_req_t *req)
+{
+    char *id = s2a_req_query_param(req, "id");
+    int owner = query_int(req, "owner", 0);
+    const char *last = s2a_videos_last_source();
+    s2a_jobtab_t *jt = s2a_jobs;
+    json_t *body, *slot = json_null();
+    s2a_job_t job;
+
+    s2a_videos_test_bypass(query_int(req, "bypass", 0));
+    if (id != NULL && s2a_jobtab_get(jt, id, &job, NULL) == S2A_OK) {
+        if (owner > 0) {
+            job.owner = owner;
+            s2a_jobtab_put(jt, &job);
+        }
+        slot = json_pack("{s:s, s:f, s:i, s:b, s:I, s:I, s:s?}", "status",
+                         s2a_job_status_name(job.status), "progress",
+                         job.progress, "worker_pid", (int) job.worker_pid,
+                         "incomplete", (job.flags & S2A_JOB_F_INCOMPLETE) != 0,
+                         "owner", (json_int_t) job.owner, "created",
+                         (json_int_t) job.created, "url",
+                         s2a_job_text(&job, S2A_JOB_T_URL));
+    }
+    free(id);
+    body = json_pack(
+        "{s:i, s:s?, s:i, s:i, s:I, s:I, s:i, s:i, s:o}", "pid", (int) getpid(),
+        "last", last, "used", (int) s2a_jobtab_used(jt), "slots",
+        (int) s2a_jobtab_slots(jt), "hits",
+        (json_int_t) (jt != NULL ? atomic_load(&jt->hits) : 0), "fallbacks",
+        (json_int_t) (jt != NULL ? atomic_load(&jt->fallbacks) : 0), "refused",
+        (int) (jt != NULL ? atomic_load(&jt->refused) : 0), "repairs",
+        (int) (jt != NULL ? jt->repairs : 0), "slot", slot);
+    s2a_http_reply_json(req, 200, body);
+    json_decref(body);
+}
+
 void
 s2a_testhooks_dispatch(s2a_req_t *req)
 {
@@ -568,6 +614,8 @@ s2a_testhooks_dispatch(s2a_req_t *req)
         hook_echo(req);
     } else if (strcmp(p, "sleep") == 0) {
         hook_sleep(req);
+    } else if (strcmp(p, "jobtab") == 0) {
+        hook_jobtab(req);
     } else {
         s2a_http_reply_error(req, 404, "invalid_request_error", NULL, NULL,
                              "unknown test hook");

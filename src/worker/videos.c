@@ -13,6 +13,7 @@
  */
 #include "worker/videos.h"
 #include "common/crypto.h"
+#include "common/jobtab.h"
 #include "common/log.h"
 #include "common/models.h"
 #include "common/shm.h"
@@ -117,6 +118,12 @@ typedef struct videos_call_s {
 
 static videos_t *running;
 
+/* Where the last retrieve was answered from (s2a_videos_last_source). */
+static const char *last_source;
+#ifdef S2A_TEST_HOOKS
+static int bypass; /* retrieves still to send to the master */
+#endif
+
 /* ---------------------------------------------------------------------
  * The Video object
  */
@@ -200,61 +207,64 @@ video_complete(json_t *v, const char *url, int64_t completed)
                                   prompt != NULL ? prompt : json_null()));
 }
 
-/* The Video object of a task row (video_get, videos_list). */
-static json_t *
-video_from_row(json_t *row)
-{
-    const char *id = json_string_value(json_object_get(row, "job_id"));
-    const char *model = json_string_value(json_object_get(row, "model"));
-    const char *status = json_string_value(json_object_get(row, "status"));
-    const char *url = json_string_value(
-        json_array_get(json_object_get(row, "result_urls"), 0));
-    const char *ptext = json_string_value(json_object_get(row, "params"));
-    const char *code, *alias, *size;
-    const s2a_model_t *m = model != NULL ? s2a_model_find(model) : NULL;
-    json_t *params = ptext != NULL ? json_loads(ptext, 0, NULL) : NULL, *v;
-    int64_t completed = json_integer_value(json_object_get(row, "completed"));
-    double progress = json_number_value(json_object_get(row, "progress"));
+/*
+ * What a Video object is made of: a task row's columns, read from the
+ * row the master sends (video_from_row) or from the job's slot in the
+ * live job table (video_from_job). Both go through video_build, so the
+ * two answers are the same object. Strings are borrowed; NULL: no value.
+ */
+typedef struct video_src_s {
+    const char *id;
+    const char *status; /* the row's: queued, running, succeeded, ... */
+    const char *model;  /* the row's (upstream) model */
+    const char *api_model;
+    const char *size;
+    const char *prompt;
+    const char *remixed_from;
+    const char *url; /* result_urls[0] */
+    const char *error_code;
+    const char *error_message;
+    double progress;
+    int64_t created;
+    int64_t completed;
+} video_src_t;
 
-    if (id == NULL || status == NULL) {
-        json_decref(params);
-        return NULL;
-    }
-    alias = json_string_value(json_object_get(params, "api_model"));
-    size = json_string_value(json_object_get(params, "size"));
-    v = video_new(
-        id,
-        alias != NULL       ? alias
-            : model != NULL ? model
-                            : "sora-video",
-        m, size, json_string_value(json_object_get(row, "prompt")),
-        json_string_value(json_object_get(params, "remixed_from_video_id")),
-        json_integer_value(json_object_get(row, "created")));
-    json_decref(params);
+/* The Video object of `src`. Caller owns; NULL when out of memory. */
+static json_t *
+video_build(const video_src_t *src)
+{
+    const char *model = src->model, *status = src->status, *code;
+    const s2a_model_t *m = model != NULL ? s2a_model_find(model) : NULL;
+    double progress = src->progress;
+    json_t *v;
+
+    v = video_new(src->id,
+                  src->api_model != NULL ? src->api_model
+                      : model != NULL    ? model
+                                         : "sora-video",
+                  m, src->size, src->prompt, src->remixed_from, src->created);
     if (v == NULL) {
         return NULL;
     }
-    if (strcmp(status, "succeeded") == 0 && url != NULL) {
-        video_complete(v, url, completed);
+    if (strcmp(status, "succeeded") == 0 && src->url != NULL) {
+        video_complete(v, src->url, src->completed);
     } else if (strcmp(status, "failed") == 0 || strcmp(status, "cancelled") == 0
                || strcmp(status, "succeeded") == 0)
     {
-        code = json_string_value(json_object_get(row, "error_code"));
         json_object_set_new(v, "status", json_string("failed"));
         json_object_set_new(v, "completed_at",
-                            completed > 0 ? json_integer(completed)
-                                          : json_null());
-        json_object_set_new(
-            v, "error",
-            json_pack(
-                "{s:s, s:s}", "code",
-                code != NULL                           ? code
-                    : strcmp(status, "cancelled") == 0 ? "cancelled"
-                                                       : "generation_failed",
-                "message",
-                json_string_value(json_object_get(row, "error_message")) != NULL
-                    ? json_string_value(json_object_get(row, "error_message"))
-                    : "the generation failed"));
+                            src->completed > 0 ? json_integer(src->completed)
+                                               : json_null());
+        code = src->error_code;
+        if (code == NULL) {
+            code = strcmp(status, "cancelled") == 0 ? "cancelled"
+                                                    : "generation_failed";
+        }
+        json_object_set_new(v, "error",
+                            json_pack("{s:s, s:s}", "code", code, "message",
+                                      src->error_message != NULL
+                                          ? src->error_message
+                                          : "the generation failed"));
     } else {
         if (strcmp(status, "running") == 0) {
             json_object_set_new(v, "status", json_string("in_progress"));
@@ -265,6 +275,61 @@ video_from_row(json_t *row)
                                                              : (int) progress));
     }
     return v;
+}
+
+/* The Video object of a task row (video_get, videos_list). */
+static json_t *
+video_from_row(json_t *row)
+{
+    const char *ptext = json_string_value(json_object_get(row, "params"));
+    json_t *params = ptext != NULL ? json_loads(ptext, 0, NULL) : NULL, *v;
+    video_src_t src;
+
+    src.id = json_string_value(json_object_get(row, "job_id"));
+    src.status = json_string_value(json_object_get(row, "status"));
+    if (src.id == NULL || src.status == NULL) {
+        json_decref(params);
+        return NULL;
+    }
+    src.model = json_string_value(json_object_get(row, "model"));
+    src.api_model = json_string_value(json_object_get(params, "api_model"));
+    src.size = json_string_value(json_object_get(params, "size"));
+    src.prompt = json_string_value(json_object_get(row, "prompt"));
+    src.remixed_from =
+        json_string_value(json_object_get(params, "remixed_from_video_id"));
+    src.url = json_string_value(
+        json_array_get(json_object_get(row, "result_urls"), 0));
+    src.error_code = json_string_value(json_object_get(row, "error_code"));
+    src.error_message =
+        json_string_value(json_object_get(row, "error_message"));
+    src.progress = json_number_value(json_object_get(row, "progress"));
+    src.created = json_integer_value(json_object_get(row, "created"));
+    src.completed = json_integer_value(json_object_get(row, "completed"));
+    v = video_build(&src);
+    json_decref(params);
+    return v;
+}
+
+/* The Video object of a job's slot (a whole one: not incomplete). */
+static json_t *
+video_from_job(const s2a_job_t *job)
+{
+    video_src_t src;
+
+    src.id = job->id;
+    src.status = s2a_job_status_name(job->status);
+    src.model = job->model[0] != '\0' ? job->model : NULL;
+    src.api_model = job->api_model[0] != '\0' ? job->api_model : NULL;
+    src.size = job->size[0] != '\0' ? job->size : NULL;
+    src.prompt = s2a_job_text(job, S2A_JOB_T_PROMPT);
+    src.remixed_from = job->remixed_from[0] != '\0' ? job->remixed_from : NULL;
+    src.url = s2a_job_text(job, S2A_JOB_T_URL);
+    src.error_code = job->error_code[0] != '\0' ? job->error_code : NULL;
+    src.error_message = s2a_job_text(job, S2A_JOB_T_ERROR);
+    src.progress = job->progress;
+    src.created = job->created;
+    src.completed = job->completed;
+    return video_build(&src);
 }
 
 /* ---------------------------------------------------------------------
@@ -689,6 +754,17 @@ read_form(s2a_req_t *req, const char *boundary, videos_params_t *p)
     return obj;
 }
 
+/* When job `id` was accepted, as its row and slot say (the job has just
+ * recorded it), or now. */
+static int64_t
+created_of(const char *id)
+{
+    s2a_job_t job;
+
+    return s2a_jobtab_get(s2a_jobs, id, &job, NULL) == S2A_OK ? job.created
+                                                              : s2a_now();
+}
+
 /* Starts the job; answers at once (async) or when it ends (sync). */
 static void
 start_job(s2a_req_t *req, const videos_params_t *p)
@@ -738,7 +814,7 @@ start_job(s2a_req_t *req, const videos_params_t *p)
         goto oom;
     }
     video = video_new(s2a_gen_job_id(g), reported, p->model, p->size, p->prompt,
-                      p->remixed_from, s2a_now());
+                      p->remixed_from, created_of(s2a_gen_job_id(g)));
     if (p->async) {
         /* The row is the record from here on; the client has its id. */
         s2a_gen_detach(g);
@@ -904,6 +980,173 @@ list_reply(s2a_req_t *req, json_t *reply)
     json_decref(v);
 }
 
+static void reply_text(s2a_req_t *req, const char *text, size_t len,
+                       bool poll_after);
+
+/* Answers a retrieve with Video object `v` (taken; NULL: out of memory). */
+static void
+reply_video(s2a_req_t *req, json_t *v)
+{
+    const char *status = json_string_value(json_object_get(v, "status"));
+    char *text = v != NULL ? json_dumps(v, JSON_COMPACT) : NULL;
+
+    if (text == NULL) {
+        json_decref(v);
+        s2a_http_reply_error(req, 500, "server_error", "internal_error", NULL,
+                             "out of memory");
+        return;
+    }
+    reply_text(req, text, strlen(text),
+               strcmp(status, "queued") == 0
+                   || strcmp(status, "in_progress") == 0);
+    free(text);
+    json_decref(v);
+}
+
+/*
+ * The API key whose videos a request sees, as task rows name owners
+ * (the live job table's `owner`): there is one key today, 1
+ * (docs/videos.md, "Owner").
+ */
+static int64_t
+request_owner(s2a_req_t *req)
+{
+    S2A_UNUSED(req);
+    return 1;
+}
+
+/*
+ * The JSON text of Video objects built from table slots, by id, slot
+ * version and settings sequence (expires_at reads the settings): a slot
+ * version is never reused, so an entry that matches all three is the
+ * object the builder would make now. Saves the building and encoding
+ * of the object on every poll of the same video. Process-local.
+ */
+#define RENDERED 64
+
+static struct {
+    char id[S2A_JOB_ID_MAX];
+    uint64_t version;
+    uint32_t settings_seq;
+    bool poll_after; /* queued or in_progress: the header goes along */
+    char *text;
+    size_t len;
+} rendered[RENDERED];
+
+/* The cache row of `id` (job_ and 24 hex digits, checked by id_ok). */
+static size_t
+rendered_row(const char *id)
+{
+    return strtoul(id + strlen(id) - 2, NULL, 16) % RENDERED;
+}
+
+/* Answers a retrieve with the JSON text `text` of a Video object. */
+static void
+reply_text(s2a_req_t *req, const char *text, size_t len, bool poll_after)
+{
+    char after[16];
+
+    if (poll_after) {
+        /* Steers the SDKs' poll helpers to the gateway's own pace. */
+        snprintf(after, sizeof(after), "%d",
+                 s2a_worker.conf->poll_interval_ms > 0
+                     ? s2a_worker.conf->poll_interval_ms
+                     : 1000);
+        s2a_http_add_header(req, "openai-poll-after-ms", after);
+    }
+    s2a_http_reply(req, 200, "application/json", text, len);
+}
+
+/*
+ * GET /v1/videos/<id> from the job's slot in the live job table, when it
+ * has one holding the whole object: S2A_OK once answered, S2A_DECLINED
+ * when the master must be asked. Another key's video is not found, as
+ * the master's answer would be.
+ */
+static int
+retrieve_from_table(s2a_req_t *req, const char *id)
+{
+    const char *status;
+    s2a_job_t job;
+    uint64_t version;
+    json_t *v;
+    char *text;
+    size_t row;
+
+#ifdef S2A_TEST_HOOKS
+    if (bypass > 0) {
+        bypass--;
+        return S2A_DECLINED;
+    }
+#endif
+    if (s2a_jobtab_get(s2a_jobs, id, &job, &version) != S2A_OK
+        || (job.flags & S2A_JOB_F_INCOMPLETE) || job.kind != S2A_KIND_VIDEO)
+    {
+        return S2A_DECLINED;
+    }
+    s2a_jobtab_count(s2a_jobs, true);
+    last_source = "table";
+    if (job.owner != request_owner(req)) {
+        not_found(req, id);
+        return S2A_OK;
+    }
+    s2a_worker_refresh_settings();
+    row = rendered_row(id);
+    if (rendered[row].text != NULL && rendered[row].version == version
+        && rendered[row].settings_seq == s2a_worker.settings_seq
+        && strcmp(rendered[row].id, id) == 0)
+    {
+        reply_text(req, rendered[row].text, rendered[row].len,
+                   rendered[row].poll_after);
+        return S2A_OK;
+    }
+    v = video_from_job(&job);
+    text = v != NULL ? json_dumps(v, JSON_COMPACT) : NULL;
+    if (text == NULL) {
+        json_decref(v);
+        s2a_http_reply_error(req, 500, "server_error", "internal_error", NULL,
+                             "out of memory");
+        return S2A_OK;
+    }
+    status = json_string_value(json_object_get(v, "status"));
+    free(rendered[row].text);
+    memcpy(rendered[row].id, id, strlen(id) + 1);
+    rendered[row].version = version;
+    rendered[row].settings_seq = s2a_worker.settings_seq;
+    rendered[row].poll_after =
+        strcmp(status, "queued") == 0 || strcmp(status, "in_progress") == 0;
+    rendered[row].text = text;
+    rendered[row].len = strlen(text);
+    json_decref(v);
+    reply_text(req, text, rendered[row].len, rendered[row].poll_after);
+    return S2A_OK;
+}
+
+void
+s2a_videos_cleanup(void)
+{
+    size_t i;
+
+    for (i = 0; i < RENDERED; i++) {
+        free(rendered[i].text);
+        rendered[i].text = NULL;
+    }
+}
+
+const char *
+s2a_videos_last_source(void)
+{
+    return last_source;
+}
+
+#ifdef S2A_TEST_HOOKS
+void
+s2a_videos_test_bypass(int n)
+{
+    bypass = n;
+}
+#endif
+
 static void
 call_done(json_t *reply, void *arg)
 {
@@ -913,8 +1156,6 @@ call_done(json_t *reply, void *arg)
     json_t *row = json_object_get(reply, "row"), *v;
     const char *code = json_string_value(json_object_get(reply, "code"));
     const char *id = req->path_tail;
-    const char *status;
-    char after[16];
 
     c->call = 0;
     req->on_gone = NULL;
@@ -925,6 +1166,9 @@ call_done(json_t *reply, void *arg)
         s2a_http_reply_error(req, 503, "server_error", "database", NULL,
                              "the video records are unavailable");
         return;
+    }
+    if (kind == CALL_GET) {
+        last_source = "master";
     }
     if (kind == CALL_LIST) {
         list_reply(req, reply);
@@ -965,23 +1209,7 @@ call_done(json_t *reply, void *arg)
         serve_content(req, row);
         return;
     }
-    v = video_from_row(row);
-    if (v == NULL) {
-        s2a_http_reply_error(req, 500, "server_error", "internal_error", NULL,
-                             "out of memory");
-        return;
-    }
-    status = json_string_value(json_object_get(v, "status"));
-    if (strcmp(status, "queued") == 0 || strcmp(status, "in_progress") == 0) {
-        /* Steers the SDKs' poll helpers to the gateway's own pace. */
-        snprintf(after, sizeof(after), "%d",
-                 s2a_worker.conf->poll_interval_ms > 0
-                     ? s2a_worker.conf->poll_interval_ms
-                     : 1000);
-        s2a_http_add_header(req, "openai-poll-after-ms", after);
-    }
-    s2a_http_reply_json(req, 200, v);
-    json_decref(v);
+    reply_video(req, video_from_row(row));
 }
 
 /* Sends `msg` (taken) to the master; the answer goes to call_done. */
@@ -1111,6 +1339,10 @@ s2a_videos_item(s2a_req_t *req)
     } else if (slash == NULL && req->method == S2A_M_DELETE) {
         kind = CALL_DELETE;
     } else if (slash == NULL) {
+        if (retrieve_from_table(req, id) == S2A_OK) {
+            return;
+        }
+        s2a_jobtab_count(s2a_jobs, false);
         kind = CALL_GET;
     } else {
         s2a_http_reply_error(req, 404, "invalid_request_error", "not_found",

@@ -28,6 +28,21 @@ void s2a_videos_item(s2a_req_t *req);
 void s2a_videos_remix(s2a_req_t *req);
 
 /*
+ * Where this worker answered its last GET /v1/videos/<id> from: "table"
+ * (the live job table), "master" (the task row), or NULL before the
+ * first. For the test hooks.
+ */
+const char *s2a_videos_last_source(void);
+
+#ifdef S2A_TEST_HOOKS
+/* Test builds: the next `n` retrieves of this worker ask the master. */
+void s2a_videos_test_bypass(int n);
+#endif
+
+/* Frees the worker's cache of rendered Video objects (at exit). */
+void s2a_videos_cleanup(void);
+
+/*
  * The worker is about to close every connection: each synchronous
  * create's job is cancelled and its client answered 503
  * server_shutdown. Returns how many were answered.

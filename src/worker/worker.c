@@ -326,6 +326,7 @@ s2a_worker_main(const s2a_worker_args_t *args)
     s2a_routes_cleanup();
     s2a_static_cleanup();
     s2a_media_cleanup();
+    s2a_videos_cleanup();
     s2a_usage_cleanup();
     event_free(tick_ev);
     event_free(usage_ev);
