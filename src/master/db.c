@@ -1774,7 +1774,7 @@ s2a_db_tasks_unassign(s2a_db_t *db, int64_t now)
 }
 
 json_t *
-s2a_db_tasks_resumable(s2a_db_t *db, int limit)
+s2a_db_tasks_resumable(s2a_db_t *db, int64_t after, int limit)
 {
     sqlite3_stmt *st;
     json_t *arr, *row, *params;
@@ -1783,15 +1783,16 @@ s2a_db_tasks_resumable(s2a_db_t *db, int limit)
     if (sqlite3_prepare_v2(db->conn,
                            "SELECT job_id, upstream_task_id, token_id, model, "
                            "COALESCE(mode, 'normal'), created_at, "
-                           "COALESCE(worker_pid, 0), params, prompt FROM tasks "
-                           "WHERE " RESUMABLE " OR " RESUBMITTABLE
-                           " ORDER BY id LIMIT ?1",
+                           "COALESCE(worker_pid, 0), params, prompt, id "
+                           "FROM tasks WHERE id > ?2 AND (" RESUMABLE
+                           " OR " RESUBMITTABLE ") ORDER BY id LIMIT ?1",
                            -1, &st, NULL)
         != SQLITE_OK)
     {
         return NULL;
     }
     sqlite3_bind_int(st, 1, limit);
+    sqlite3_bind_int64(st, 2, after);
     arr = json_array();
     while (arr != NULL && sqlite3_step(st) == SQLITE_ROW) {
         text = (const char *) sqlite3_column_text(st, 7);
@@ -1800,7 +1801,8 @@ s2a_db_tasks_resumable(s2a_db_t *db, int limit)
             json_decref(params);
             params = json_object();
         }
-        row = json_pack("{s:s, s:s, s:s, s:I, s:I, s:o}", "job_id",
+        row = json_pack("{s:I, s:s, s:s, s:s, s:I, s:I, s:o}", "id",
+                        (json_int_t) sqlite3_column_int64(st, 9), "job_id",
                         (const char *) sqlite3_column_text(st, 0), "model",
                         (const char *) sqlite3_column_text(st, 3), "mode",
                         (const char *) sqlite3_column_text(st, 4), "created_at",

@@ -201,15 +201,15 @@ int s2a_db_tasks_close_unkept(s2a_db_t *db, int64_t worker_pid, int64_t now);
 int s2a_db_tasks_unassign(s2a_db_t *db, int64_t now);
 
 /*
- * At most `limit` rows a worker can take over, oldest first: resumable
- * ones (queued or running with an upstream task id, token and model)
- * and resubmittable ones (queued, nothing sent, no input image, a model
- * and a prompt). Objects {job_id, model, mode, created_at (epoch
- * seconds), worker_pid (0 for none), params (object)} plus `task_id` and
- * `token_id` (resumable) or `prompt` (resubmittable). Caller owns the
- * array; NULL on error.
+ * At most `limit` rows past row id `after` that a worker can take over,
+ * by id: resumable ones (queued or running with an upstream task id,
+ * token and model) and resubmittable ones (queued, nothing sent, no
+ * input image, a model and a prompt). Objects {id, job_id, model, mode,
+ * created_at (epoch seconds), worker_pid (0 for none), params (object)}
+ * plus `task_id` and `token_id` (resumable) or `prompt`
+ * (resubmittable). Caller owns the array; NULL on error.
  */
-json_t *s2a_db_tasks_resumable(s2a_db_t *db, int limit);
+json_t *s2a_db_tasks_resumable(s2a_db_t *db, int64_t after, int limit);
 
 /*
  * Generation records. A task row is keyed by the gateway's job id and

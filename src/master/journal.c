@@ -306,8 +306,17 @@ s2a_op_usage(void *from, json_t *msg)
 
 static struct {
     bool wanted;      /* a scan may find rows nobody runs */
+    int64_t after;    /* the scan goes on past this row id */
     json_t *assigned; /* job_id -> pid it was handed to (this run) */
 } R;
+
+/* Rows nobody runs may exist (again): the scan starts over. */
+static void
+resume_wanted(void)
+{
+    R.wanted = true;
+    R.after = 0;
+}
 
 static bool
 pid_live(json_int_t pid)
@@ -417,25 +426,30 @@ s2a_journal_resume_tick(void)
             json_object_del(R.assigned, job);
         }
     }
-    rows = s2a_db_tasks_resumable(s2a_master.db, RESUME_BATCH);
+    /* A page at a time, by row id: the rows live workers run (there may
+     * be thousands) are passed over, not scanned again at every tick. */
+    rows = s2a_db_tasks_resumable(s2a_master.db, R.after, RESUME_BATCH);
     if (rows == NULL) {
         return; /* retried at the next tick */
     }
     json_array_foreach (rows, i, row) {
         job = json_string_value(json_object_get(row, "job_id"));
         /* A live worker runs it already (its own, or handed over). */
-        if (pid_live(json_integer_value(json_object_get(row, "worker_pid")))
-            || json_object_get(R.assigned, job) != NULL)
+        if (!pid_live(json_integer_value(json_object_get(row, "worker_pid")))
+            && json_object_get(R.assigned, job) == NULL)
         {
-            continue;
+            proc = s2a_master_next_ready();
+            if (proc == NULL || hand_over(proc, row) != S2A_OK) {
+                left = true; /* this row again at the next tick */
+                break;
+            }
         }
-        proc = s2a_master_next_ready();
-        if (proc == NULL || hand_over(proc, row) != S2A_OK) {
-            left = true;
-            break;
-        }
+        R.after = json_integer_value(json_object_get(row, "id"));
     }
-    R.wanted = left || json_array_size(rows) == RESUME_BATCH;
+    if (!left && json_array_size(rows) < RESUME_BATCH) {
+        R.after = 0; /* the end: a later scan starts over */
+        R.wanted = false;
+    }
     json_decref(rows);
 }
 
@@ -473,7 +487,7 @@ close_worker_tasks(void *from, json_t *msg)
     }
     /* The rest (Sora has their tasks, or nothing was sent) go to a live
      * worker. */
-    R.wanted = true;
+    resume_wanted();
 }
 
 void
@@ -521,7 +535,7 @@ s2a_journal_recover(void)
         s2a_log(LOG_NOTICE, 0,
                 "%d tasks left unfinished by the last run will be resumed",
                 kept);
-        R.wanted = true;
+        resume_wanted();
     }
     return S2A_OK;
 }
