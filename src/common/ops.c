@@ -35,13 +35,14 @@ const s2a_op_t s2a_ops[] = {
     { "token_outcome", TO_MASTER, "token_id:int kind:str outcome:str message:str? until:int?", NULL, s2a_op_token_outcome, S2A_OP_QUEUED },
     { "video_submitted", TO_MASTER, "token_id:int", NULL, s2a_op_video_submitted, S2A_OP_QUEUED },
     /* worker -> master: generation records */
+    { "task_write", TO_MASTER, "id:int job_id:str fields:obj", "code:str?", s2a_op_task_write, 0 },
     { "task_record", TO_MASTER, "job_id:str fields:obj", NULL, s2a_op_task_record, S2A_OP_QUEUED },
     { "request_log", TO_MASTER, "fields:obj", NULL, s2a_op_request_log, S2A_OP_QUEUED },
     { "logs_list", TO_MASTER, "id:int limit:int?", "rows:arr", s2a_op_logs_list, 0 },
     { "tasks_list", TO_MASTER, "id:int limit:int? status:str?", "rows:arr", s2a_op_tasks_list, 0 },
-    { "video_get", TO_MASTER, "id:int job_id:str", "row:obj?", s2a_op_video_get, 0 },
-    { "videos_list", TO_MASTER, "id:int limit:int after:str? order:str?", "rows:arr has_more:bool", s2a_op_videos_list, 0 },
-    { "video_delete", TO_MASTER, "id:int job_id:str", "row:obj? code:str?", s2a_op_video_delete, 0 },
+    { "video_get", TO_MASTER, "id:int job_id:str owner:int?", "row:obj?", s2a_op_video_get, 0 },
+    { "videos_list", TO_MASTER, "id:int limit:int after:str? order:str? owner:int?", "rows:arr has_more:bool", s2a_op_videos_list, 0 },
+    { "video_delete", TO_MASTER, "id:int job_id:str owner:int?", "row:obj? code:str?", s2a_op_video_delete, 0 },
     /* worker -> master: webhooks (src/master/webhooks.c) */
     { "webhooks_list", TO_MASTER, "id:int", "rows:arr", s2a_op_webhooks_list, 0 },
     { "webhook_create", TO_MASTER, "id:int fields:obj", "webhook:obj? secret:str? code:str?", s2a_op_webhook_create, 0 },
@@ -60,7 +61,7 @@ const s2a_op_t s2a_ops[] = {
     { "reopen_logs", TO_WORKER, "", NULL, s2a_op_reopen_logs, 0 },
     { "refresh_token", TO_WORKER, "token_id:int st:str? rt:str? client_id:str? proxy:str?", NULL, s2a_op_refresh_token, 0 },
     { "quota_check", TO_WORKER, "token_id:int proxy:str?", NULL, s2a_op_quota_check, 0 },
-    { "job_resume", TO_WORKER, "job_id:str task_id:str token_id:int model:str mode:str? created_at:int params:obj?", NULL, s2a_op_job_resume, 0 },
+    { "job_resume", TO_WORKER, "job_id:str task_id:str? token_id:int? model:str mode:str? created_at:int params:obj? prompt:str?", NULL, s2a_op_job_resume, 0 },
     { "webhook_send", TO_WORKER, "delivery_id:int attempt:int url:str headers:obj body:str public_only:bool timeout_ms:int", NULL, s2a_op_webhook_send, 0 },
 };
 /* clang-format on */

@@ -76,6 +76,7 @@ void s2a_op_token_refreshed(void *from, json_t *msg);
 void s2a_op_token_refresh_failed(void *from, json_t *msg);
 void s2a_op_token_outcome(void *from, json_t *msg);
 void s2a_op_video_submitted(void *from, json_t *msg);
+void s2a_op_task_write(void *from, json_t *msg);
 void s2a_op_task_record(void *from, json_t *msg);
 void s2a_op_request_log(void *from, json_t *msg);
 void s2a_op_logs_list(void *from, json_t *msg);

@@ -188,6 +188,11 @@ static const char *const migrations[] = {
     "(next_attempt_ms) WHERE state = 'pending';"
     "CREATE INDEX webhook_deliveries_endpoint ON webhook_deliveries"
     "(endpoint_id, id);",
+
+    /* 10: whose a task is (the API key that started it; the one key of
+     * the schema before this is 1) */
+    "ALTER TABLE tasks ADD COLUMN owner INTEGER;"
+    "UPDATE tasks SET owner = 1;",
 };
 
 static int
@@ -1636,7 +1641,7 @@ static const char *const task_columns[] = {
     "upstream_task_id", "token_id",     "model",       "mode",
     "prompt",           "status",       "progress",    "result_urls",
     "error_message",    "completed_at", "duration_ms", "worker_pid",
-    "error_code",       "params",
+    "error_code",       "params",       "owner",
 };
 
 static bool
@@ -1741,25 +1746,45 @@ s2a_db_task_upsert(s2a_db_t *db, const char *job_id, json_t *fields,
 
 /* An unfinished row Sora has the task of: a worker can finish it. */
 #define RESUMABLE \
-    "status IN ('queued', 'running') AND upstream_task_id IS NOT NULL " \
-    "AND token_id IS NOT NULL AND model IS NOT NULL"
+    "(status IN ('queued', 'running') AND upstream_task_id IS NOT NULL " \
+    "AND token_id IS NOT NULL AND model IS NOT NULL)"
 
-int
-s2a_db_tasks_close(s2a_db_t *db, int64_t worker_pid, const char *code,
-                   const char *message, int64_t now)
+/* params.image ('true', 'false', or NULL for a row from before it). */
+#define PARAMS_IMAGE \
+    "(CASE WHEN json_valid(params) THEN json_type(params, '$.image') END)"
+
+/* A row nothing was sent for yet, with all a submission needs (its
+ * params say whether an input image was given; older rows do not): a
+ * worker can submit it. */
+#define RESUBMITTABLE \
+    "(status = 'queued' AND upstream_task_id IS NULL AND model IS NOT " \
+    "NULL AND prompt IS NOT NULL AND " PARAMS_IMAGE " = 'false')"
+
+/* A row nothing was sent for whose input image died with its job. */
+#define UNKEPT_IMAGE \
+    "(status = 'queued' AND upstream_task_id IS NULL AND " PARAMS_IMAGE \
+    " = 'true')"
+
+#define IMAGE_NOT_KEPT \
+    "the job had not reached Sora and its input image was not kept; " \
+    "send the request again"
+
+/* Closes the unfinished rows of `worker_pid` (0: all) matching `which`. */
+static int
+tasks_fail(s2a_db_t *db, const char *which, int64_t worker_pid,
+           const char *code, const char *message, int64_t now)
 {
+    char sql[1024];
     sqlite3_stmt *st;
     int rc;
 
-    if (sqlite3_prepare_v2(
-            db->conn,
-            "UPDATE tasks SET status = 'failed', error_code = ?2, "
-            " error_message = ?3, completed_at = ?4, updated_at = ?4 "
-            "WHERE status IN ('queued', 'running') "
-            " AND (?1 = 0 OR worker_pid = ?1) AND NOT (" RESUMABLE ")",
-            -1, &st, NULL)
-        != SQLITE_OK)
-    {
+    snprintf(sql, sizeof(sql),
+             "UPDATE tasks SET status = 'failed', error_code = ?2, "
+             " error_message = ?3, completed_at = ?4, updated_at = ?4 "
+             "WHERE status IN ('queued', 'submitting', 'running') "
+             " AND (?1 = 0 OR worker_pid = ?1) AND %s",
+             which);
+    if (sqlite3_prepare_v2(db->conn, sql, -1, &st, NULL) != SQLITE_OK) {
         return -1;
     }
     sqlite3_bind_int64(st, 1, worker_pid);
@@ -1772,6 +1797,22 @@ s2a_db_tasks_close(s2a_db_t *db, int64_t worker_pid, const char *code,
 }
 
 int
+s2a_db_tasks_close(s2a_db_t *db, int64_t worker_pid, const char *code,
+                   const char *message, int64_t now)
+{
+    return tasks_fail(
+        db, "NOT " RESUMABLE " AND NOT " RESUBMITTABLE " AND NOT " UNKEPT_IMAGE,
+        worker_pid, code, message, now);
+}
+
+int
+s2a_db_tasks_close_unkept(s2a_db_t *db, int64_t worker_pid, int64_t now)
+{
+    return tasks_fail(db, UNKEPT_IMAGE, worker_pid, "interrupted",
+                      IMAGE_NOT_KEPT, now);
+}
+
+int
 s2a_db_tasks_unassign(s2a_db_t *db, int64_t now)
 {
     sqlite3_stmt *st;
@@ -1779,7 +1820,8 @@ s2a_db_tasks_unassign(s2a_db_t *db, int64_t now)
 
     if (sqlite3_prepare_v2(db->conn,
                            "UPDATE tasks SET worker_pid = NULL, "
-                           "updated_at = ?1 WHERE " RESUMABLE,
+                           "updated_at = ?1 WHERE " RESUMABLE
+                           " OR " RESUBMITTABLE,
                            -1, &st, NULL)
         != SQLITE_OK)
     {
@@ -1792,24 +1834,25 @@ s2a_db_tasks_unassign(s2a_db_t *db, int64_t now)
 }
 
 json_t *
-s2a_db_tasks_resumable(s2a_db_t *db, int limit)
+s2a_db_tasks_resumable(s2a_db_t *db, int64_t after, int limit)
 {
     sqlite3_stmt *st;
     json_t *arr, *row, *params;
     const char *text;
 
-    if (sqlite3_prepare_v2(
-            db->conn,
-            "SELECT job_id, upstream_task_id, token_id, model, "
-            "COALESCE(mode, 'normal'), created_at, "
-            "COALESCE(worker_pid, 0), params FROM tasks WHERE " RESUMABLE
-            " ORDER BY id LIMIT ?1",
-            -1, &st, NULL)
+    if (sqlite3_prepare_v2(db->conn,
+                           "SELECT job_id, upstream_task_id, token_id, model, "
+                           "COALESCE(mode, 'normal'), created_at, "
+                           "COALESCE(worker_pid, 0), params, prompt, id "
+                           "FROM tasks WHERE id > ?2 AND (" RESUMABLE
+                           " OR " RESUBMITTABLE ") ORDER BY id LIMIT ?1",
+                           -1, &st, NULL)
         != SQLITE_OK)
     {
         return NULL;
     }
     sqlite3_bind_int(st, 1, limit);
+    sqlite3_bind_int64(st, 2, after);
     arr = json_array();
     while (arr != NULL && sqlite3_step(st) == SQLITE_ROW) {
         text = (const char *) sqlite3_column_text(st, 7);
@@ -1818,18 +1861,30 @@ s2a_db_tasks_resumable(s2a_db_t *db, int limit)
             json_decref(params);
             params = json_object();
         }
-        row = json_pack("{s:s, s:s, s:I, s:s, s:s, s:I, s:I, s:o}", "job_id",
-                        (const char *) sqlite3_column_text(st, 0), "task_id",
-                        (const char *) sqlite3_column_text(st, 1), "token_id",
-                        (json_int_t) sqlite3_column_int64(st, 2), "model",
+        row = json_pack("{s:I, s:s, s:s, s:s, s:I, s:I, s:o}", "id",
+                        (json_int_t) sqlite3_column_int64(st, 9), "job_id",
+                        (const char *) sqlite3_column_text(st, 0), "model",
                         (const char *) sqlite3_column_text(st, 3), "mode",
                         (const char *) sqlite3_column_text(st, 4), "created_at",
                         (json_int_t) sqlite3_column_int64(st, 5), "worker_pid",
                         (json_int_t) sqlite3_column_int64(st, 6), "params",
                         params);
-        if (row != NULL) {
-            json_array_append_new(arr, row);
+        if (row == NULL) {
+            continue;
         }
+        /* With a task id: to follow; without: to submit (its prompt). */
+        if (sqlite3_column_type(st, 1) != SQLITE_NULL) {
+            json_object_set_new(
+                row, "task_id",
+                json_string((const char *) sqlite3_column_text(st, 1)));
+            json_object_set_new(row, "token_id",
+                                json_integer(sqlite3_column_int64(st, 2)));
+        } else {
+            json_object_set_new(
+                row, "prompt",
+                json_string((const char *) sqlite3_column_text(st, 8)));
+        }
+        json_array_append_new(arr, row);
     }
     sqlite3_finalize(st);
     return arr;
@@ -1942,8 +1997,8 @@ s2a_db_tasks_list(s2a_db_t *db, int limit, const char *status)
                            "SELECT id, job_id, upstream_task_id, token_id, "
                            "model, mode, prompt, status, progress, "
                            "result_urls, error_message, created_at, "
-                           "updated_at, completed_at, duration_ms FROM tasks "
-                           "WHERE ?2 IS NULL OR status = ?2 "
+                           "updated_at, completed_at, duration_ms, owner "
+                           "FROM tasks WHERE ?2 IS NULL OR status = ?2 "
                            "ORDER BY id DESC LIMIT ?1",
                            -1, &st, NULL)
         != SQLITE_OK)
@@ -1969,29 +2024,33 @@ s2a_db_tasks_list(s2a_db_t *db, int limit, const char *status)
     "error_message, error_code, params, upstream_task_id, " \
     "created_at AS created, completed_at AS completed"
 #define VIDEO_ROWS "model LIKE 'sora-video-%'"
+/* The rows of owner ?n (an API key's id), every row for 0 (admin). */
+#define OWNED_BY(n) "(?" #n " = 0 OR owner = ?" #n ")"
 
 json_t *
-s2a_db_video_get(s2a_db_t *db, const char *job_id)
+s2a_db_video_get(s2a_db_t *db, const char *job_id, int64_t owner)
 {
     sqlite3_stmt *st;
     json_t *arr;
 
     if (sqlite3_prepare_v2(db->conn,
                            "SELECT " VIDEO_COLUMNS " FROM tasks WHERE "
-                           "job_id = ?1 AND " VIDEO_ROWS,
+                           "job_id = ?1 AND " VIDEO_ROWS " AND " OWNED_BY(2),
                            -1, &st, NULL)
         != SQLITE_OK)
     {
         return NULL;
     }
     sqlite3_bind_text(st, 1, job_id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, owner);
     arr = rows_json(st);
     sqlite3_finalize(st);
     return arr;
 }
 
 json_t *
-s2a_db_videos_page(s2a_db_t *db, int limit, const char *after, bool asc)
+s2a_db_videos_page(s2a_db_t *db, int limit, const char *after, bool asc,
+                   int64_t owner)
 {
     sqlite3_stmt *st;
     json_t *arr;
@@ -2000,11 +2059,13 @@ s2a_db_videos_page(s2a_db_t *db, int limit, const char *after, bool asc)
     if (sqlite3_prepare_v2(
             db->conn,
             asc ? "SELECT " VIDEO_COLUMNS " FROM tasks WHERE " VIDEO_ROWS
-                  " AND (?2 IS NULL OR id > (SELECT id FROM tasks WHERE "
-                  "job_id = ?2)) ORDER BY id ASC LIMIT ?1"
+                  " AND " OWNED_BY(
+                      3) " AND (?2 IS NULL OR id > (SELECT id FROM tasks WHERE "
+                         "job_id = ?2)) ORDER BY id ASC LIMIT ?1"
                 : "SELECT " VIDEO_COLUMNS " FROM tasks WHERE " VIDEO_ROWS
-                  " AND (?2 IS NULL OR id < (SELECT id FROM tasks WHERE "
-                  "job_id = ?2)) ORDER BY id DESC LIMIT ?1",
+                  " AND " OWNED_BY(
+                      3) " AND (?2 IS NULL OR id < (SELECT id FROM tasks WHERE "
+                         "job_id = ?2)) ORDER BY id DESC LIMIT ?1",
             -1, &st, NULL)
         != SQLITE_OK)
     {
@@ -2014,26 +2075,30 @@ s2a_db_videos_page(s2a_db_t *db, int limit, const char *after, bool asc)
     if (after != NULL) {
         sqlite3_bind_text(st, 2, after, -1, SQLITE_STATIC);
     }
+    sqlite3_bind_int64(st, 3, owner);
     arr = rows_json(st);
     sqlite3_finalize(st);
     return arr;
 }
 
 int
-s2a_db_video_delete(s2a_db_t *db, const char *job_id)
+s2a_db_video_delete(s2a_db_t *db, const char *job_id, int64_t owner)
 {
     sqlite3_stmt *st;
     int rc;
 
-    if (sqlite3_prepare_v2(db->conn,
-                           "DELETE FROM tasks WHERE job_id = ?1 AND " VIDEO_ROWS
-                           " AND status NOT IN ('queued', 'running')",
-                           -1, &st, NULL)
+    if (sqlite3_prepare_v2(
+            db->conn,
+            "DELETE FROM tasks WHERE job_id = ?1 AND " VIDEO_ROWS
+            " AND " OWNED_BY(2) " AND status NOT IN ('queued', 'submitting', "
+                                "'running')",
+            -1, &st, NULL)
         != SQLITE_OK)
     {
         return S2A_ERROR;
     }
     sqlite3_bind_text(st, 1, job_id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, owner);
     rc = sqlite3_step(st);
     sqlite3_finalize(st);
     if (rc != SQLITE_DONE) {

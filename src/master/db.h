@@ -184,33 +184,46 @@ int s2a_db_token_outcome(s2a_db_t *db, int64_t id, bool video, int result,
                          int64_t now);
 
 /*
- * Closes the task rows still queued or running that cannot be resumed
- * (Sora never took their task) as failed with `code` and `message`:
- * those of `worker_pid`, or all of them when it is 0 (start after a
- * crash). Resumable rows are left alone. Returns how many, or -1.
+ * Closes the unfinished task rows (queued, submitting, running) that can
+ * be neither resumed nor resubmitted as failed with `code` and `message`:
+ * a submission may have been sent and Sora's answer is lost
+ * (`submitting`, or `running` without a task id), or a queued row from
+ * before params said whether it had an input image. Those of
+ * `worker_pid`, or all of them when it is 0 (start). Returns how many,
+ * or -1.
  */
 int s2a_db_tasks_close(s2a_db_t *db, int64_t worker_pid, const char *code,
                        const char *message, int64_t now);
 
 /*
- * Start-up: resumable rows belong to no worker of this run (their pids
- * were the last run's). Returns how many, or -1.
+ * Closes the queued rows (nothing sent yet) of `worker_pid` (0: all)
+ * that had an input image: the gateway does not keep it, so they cannot
+ * be submitted again. Failed with `interrupted`. Returns how many, or -1.
+ */
+int s2a_db_tasks_close_unkept(s2a_db_t *db, int64_t worker_pid, int64_t now);
+
+/*
+ * Start-up: resumable and resubmittable rows belong to no worker of this
+ * run (their pids were the last run's). Returns how many, or -1.
  */
 int s2a_db_tasks_unassign(s2a_db_t *db, int64_t now);
 
 /*
- * At most `limit` resumable rows (queued or running with an upstream
- * task id, token and model), oldest first, as objects {job_id, task_id,
- * token_id, model, mode, created_at (epoch seconds), worker_pid (0 for
- * none), params (object)}. Caller owns the array; NULL on error.
+ * At most `limit` rows past row id `after` that a worker can take over,
+ * by id: resumable ones (queued or running with an upstream task id,
+ * token and model) and resubmittable ones (queued, nothing sent, no
+ * input image, a model and a prompt). Objects {id, job_id, model, mode,
+ * created_at (epoch seconds), worker_pid (0 for none), params (object)}
+ * plus `task_id` and `token_id` (resumable) or `prompt`
+ * (resubmittable). Caller owns the array; NULL on error.
  */
-json_t *s2a_db_tasks_resumable(s2a_db_t *db, int limit);
+json_t *s2a_db_tasks_resumable(s2a_db_t *db, int64_t after, int limit);
 
 /*
  * Generation records. A task row is keyed by the gateway's job id and
  * updated as the job moves (fields: upstream_task_id, token_id, model,
  * mode, prompt, status, progress, result_urls, error_message,
- * completed_at, duration_ms, worker_pid, error_code, params; and
+ * completed_at, duration_ms, worker_pid, error_code, params, owner; and
  * created_at, which only a new row takes, else it is `now`). A
  * request-log row is one answered generation request.
  */
@@ -226,12 +239,13 @@ json_t *s2a_db_tasks_list(s2a_db_t *db, int limit, const char *status);
  * NULL when the read failed). _get: the row of `job_id` (0 or 1).
  * _page: `limit` rows past row `after` (NULL: from the start), oldest
  * first when `asc`. _delete: removes a finished row; S2A_OK, S2A_DECLINED
- * (no such finished row) or S2A_ERROR.
+ * (no such finished row) or S2A_ERROR. `owner` (an API key's id) limits
+ * each to that owner's rows; 0 means every row.
  */
-json_t *s2a_db_video_get(s2a_db_t *db, const char *job_id);
-json_t *s2a_db_videos_page(s2a_db_t *db, int limit, const char *after,
-                           bool asc);
-int s2a_db_video_delete(s2a_db_t *db, const char *job_id);
+json_t *s2a_db_video_get(s2a_db_t *db, const char *job_id, int64_t owner);
+json_t *s2a_db_videos_page(s2a_db_t *db, int limit, const char *after, bool asc,
+                           int64_t owner);
+int s2a_db_video_delete(s2a_db_t *db, const char *job_id, int64_t owner);
 
 /* A trivial read proving the database answers (for /readyz). */
 int s2a_db_ping(s2a_db_t *db);

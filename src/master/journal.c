@@ -1,7 +1,9 @@
 /*
  * journal.c: the generation records in the master: task rows, request
  * logs and per-day usage counters written in the current batch, and the
- * listings and statistics workers ask for.
+ * listings and statistics workers ask for; closing what a dead worker or
+ * a stop left, and handing the rest (a task Sora has, or a job nothing
+ * was sent for yet) to a live worker.
  */
 #include "master/journal.h"
 #include "common/jobtab.h"
@@ -41,6 +43,39 @@ s2a_op_task_record(void *from, json_t *msg)
         return;
     }
     s2a_webhooks_task_recorded(job, fields);
+}
+
+/*
+ * "task_write": a task row that must be durable before its job goes on
+ * (the first row, each `submitting` row). Upserted in the batch, as the
+ * sender's (worker_pid), and answered after the commit; a database that
+ * refuses the write is answered at once with code "database". Written
+ * at once rather than queued: the job waits for it, and the records it
+ * sends before one (none of the same row) need no order with it.
+ */
+void
+s2a_op_task_write(void *from, json_t *msg)
+{
+    s2a_proc_t *proc = from;
+    const char *job = json_string_value(json_object_get(msg, "job_id"));
+    json_t *fields = json_object_get(msg, "fields");
+    json_t *reply = s2a_ctlserver_reply_for(msg);
+    char err[256];
+
+    if (s2a_ctlserver_batch() != S2A_OK) {
+        s2a_ctlserver_fail_db(proc, reply);
+        return;
+    }
+    json_object_set_new(fields, "worker_pid", json_integer(proc->pid));
+    if (s2a_db_task_upsert(s2a_master.db, job, fields, s2a_now(), err,
+                           sizeof(err))
+        != S2A_OK)
+    {
+        s2a_log(LOG_ERR, 0, "task %s not written: %s", job, err);
+        s2a_ctlserver_fail(proc, reply, err);
+        return;
+    }
+    s2a_ctlserver_reply_later(proc, reply);
 }
 
 void
@@ -113,6 +148,13 @@ records_flush(void)
     }
 }
 
+/* The API key a video read is for (0: every owner). */
+static int64_t
+owner_of(json_t *msg)
+{
+    return json_integer_value(json_object_get(msg, "owner"));
+}
+
 /* "video_get": one video task row by job id (`row` absent: none). */
 void
 s2a_op_video_get(void *from, json_t *msg)
@@ -121,7 +163,7 @@ s2a_op_video_get(void *from, json_t *msg)
     json_t *reply = s2a_ctlserver_reply_for(msg), *rows;
 
     records_flush();
-    rows = s2a_db_video_get(s2a_master.db, job);
+    rows = s2a_db_video_get(s2a_master.db, job, owner_of(msg));
     if (rows == NULL) {
         s2a_ctlserver_fail(from, reply, "database read failed");
         return;
@@ -149,7 +191,8 @@ s2a_op_videos_list(void *from, json_t *msg)
     records_flush();
     /* One row more than asked tells whether another page exists. */
     rows = s2a_db_videos_page(s2a_master.db, (int) limit + 1, after,
-                              order != NULL && strcmp(order, "asc") == 0);
+                              order != NULL && strcmp(order, "asc") == 0,
+                              owner_of(msg));
     if (rows == NULL) {
         s2a_ctlserver_fail(from, reply, "database read failed");
         return;
@@ -177,7 +220,7 @@ s2a_op_video_delete(void *from, json_t *msg)
     int rc;
 
     records_flush();
-    rows = s2a_db_video_get(s2a_master.db, job);
+    rows = s2a_db_video_get(s2a_master.db, job, owner_of(msg));
     if (rows == NULL) {
         s2a_ctlserver_fail(from, reply, "database read failed");
         return;
@@ -185,7 +228,7 @@ s2a_op_video_delete(void *from, json_t *msg)
     row = json_array_get(rows, 0);
     status = json_string_value(json_object_get(row, "status"));
     if (row == NULL || status == NULL || strcmp(status, "queued") == 0
-        || strcmp(status, "running") == 0)
+        || strcmp(status, "submitting") == 0 || strcmp(status, "running") == 0)
     {
         json_object_set_new(reply, "code",
                             json_string(row == NULL ? "not_found" : "running"));
@@ -200,7 +243,7 @@ s2a_op_video_delete(void *from, json_t *msg)
         s2a_ctlserver_fail_db(from, reply);
         return;
     }
-    rc = s2a_db_video_delete(s2a_master.db, job);
+    rc = s2a_db_video_delete(s2a_master.db, job, owner_of(msg));
     if (rc != S2A_OK) {
         json_object_set_new(reply, "code", json_string("not_found"));
         s2a_ctlserver_fail(from, reply,
@@ -262,15 +305,25 @@ s2a_op_usage(void *from, json_t *msg)
 }
 
 /* ---------------------------------------------------------------------
- * Resume: unfinished jobs Sora has the task of are finished by a worker
+ * Resume: unfinished jobs Sora has the task of are finished by a worker,
+ * and jobs nothing was sent for yet are submitted by one
  */
 
 #define RESUME_BATCH 200
 
 static struct {
     bool wanted;      /* a scan may find rows nobody runs */
+    int64_t after;    /* the scan goes on past this row id */
     json_t *assigned; /* job_id -> pid it was handed to (this run) */
 } R;
+
+/* Rows nobody runs may exist (again): the scan starts over. */
+static void
+resume_wanted(void)
+{
+    R.wanted = true;
+    R.after = 0;
+}
 
 static bool
 pid_live(json_int_t pid)
@@ -321,7 +374,7 @@ slot_from_row(const char *job, pid_t pid)
     if (s2a_jobs == NULL) {
         return;
     }
-    rows = s2a_db_video_get(s2a_master.db, job);
+    rows = s2a_db_video_get(s2a_master.db, job, 0);
     if (rows == NULL) {
         s2a_jobtab_drop(s2a_jobs, job); /* readers ask the master */
         return;
@@ -334,20 +387,29 @@ slot_from_row(const char *job, pid_t pid)
     json_decref(rows);
 }
 
-/* Hands `row` to `proc`; returns S2A_OK when it was sent. */
+/*
+ * Hands `row` to `proc`; returns S2A_OK when it was sent. A row with a
+ * task id is followed (resume), one without is submitted (the row says
+ * nothing was sent yet).
+ */
 static int
 hand_over(s2a_proc_t *proc, json_t *row)
 {
     const char *job = json_string_value(json_object_get(row, "job_id"));
+    const char *task = json_string_value(json_object_get(row, "task_id"));
     json_t *msg, *rec;
 
-    msg = json_pack(
-        "{s:s, s:s, s:O, s:O, s:O, s:O, s:O, s:O}", "op", "job_resume",
-        "job_id", job, "task_id", json_object_get(row, "task_id"), "token_id",
-        json_object_get(row, "token_id"), "model",
-        json_object_get(row, "model"), "mode", json_object_get(row, "mode"),
-        "created_at", json_object_get(row, "created_at"), "params",
-        json_object_get(row, "params"));
+    msg = json_pack("{s:s, s:s, s:O, s:O, s:O, s:O}", "op", "job_resume",
+                    "job_id", job, "model", json_object_get(row, "model"),
+                    "mode", json_object_get(row, "mode"), "created_at",
+                    json_object_get(row, "created_at"), "params",
+                    json_object_get(row, "params"));
+    if (msg != NULL && task != NULL) {
+        json_object_set(msg, "task_id", json_object_get(row, "task_id"));
+        json_object_set(msg, "token_id", json_object_get(row, "token_id"));
+    } else if (msg != NULL) {
+        json_object_set(msg, "prompt", json_object_get(row, "prompt"));
+    }
     rec = json_pack("{s:s, s:I}", "job_id", job, "pid", (json_int_t) proc->pid);
     if (msg == NULL || rec == NULL || s2a_chan_send(proc->chan, msg) != S2A_OK)
     {
@@ -361,11 +423,16 @@ hand_over(s2a_proc_t *proc, json_t *row)
     s2a_ctlserver_enqueue(assign_task, rec);
     json_decref(rec);
     json_decref(msg);
-    s2a_log(LOG_NOTICE, 0,
-            "job %s (upstream task %s) resumed by worker %d "
-            "(pid %d)",
-            job, json_string_value(json_object_get(row, "task_id")), proc->slot,
-            (int) proc->pid);
+    if (task != NULL) {
+        s2a_log(LOG_NOTICE, 0,
+                "job %s (upstream task %s) resumed by worker %d (pid %d)", job,
+                task, proc->slot, (int) proc->pid);
+    } else {
+        s2a_log(LOG_NOTICE, 0,
+                "job %s (not sent to Sora yet) handed to worker %d (pid %d) "
+                "to submit",
+                job, proc->slot, (int) proc->pid);
+    }
     return S2A_OK;
 }
 
@@ -394,25 +461,30 @@ s2a_journal_resume_tick(void)
             json_object_del(R.assigned, job);
         }
     }
-    rows = s2a_db_tasks_resumable(s2a_master.db, RESUME_BATCH);
+    /* A page at a time, by row id: the rows live workers run (there may
+     * be thousands) are passed over, not scanned again at every tick. */
+    rows = s2a_db_tasks_resumable(s2a_master.db, R.after, RESUME_BATCH);
     if (rows == NULL) {
         return; /* retried at the next tick */
     }
     json_array_foreach (rows, i, row) {
         job = json_string_value(json_object_get(row, "job_id"));
         /* A live worker runs it already (its own, or handed over). */
-        if (pid_live(json_integer_value(json_object_get(row, "worker_pid")))
-            || json_object_get(R.assigned, job) != NULL)
+        if (!pid_live(json_integer_value(json_object_get(row, "worker_pid")))
+            && json_object_get(R.assigned, job) == NULL)
         {
-            continue;
+            proc = s2a_master_next_ready();
+            if (proc == NULL || hand_over(proc, row) != S2A_OK) {
+                left = true; /* this row again at the next tick */
+                break;
+            }
         }
-        proc = s2a_master_next_ready();
-        if (proc == NULL || hand_over(proc, row) != S2A_OK) {
-            left = true;
-            break;
-        }
+        R.after = json_integer_value(json_object_get(row, "id"));
     }
-    R.wanted = left || json_array_size(rows) == RESUME_BATCH;
+    if (!left && json_array_size(rows) < RESUME_BATCH) {
+        R.after = 0; /* the end: a later scan starts over */
+        R.wanted = false;
+    }
     json_decref(rows);
 }
 
@@ -453,7 +525,7 @@ close_worker_tasks(void *from, json_t *msg)
 {
     json_int_t pid = json_integer_value(json_object_get(msg, "worker_pid"));
     int64_t now = s2a_now();
-    int n;
+    int n, unkept;
 
     S2A_UNUSED(from);
     if (pid <= 0 || s2a_ctlserver_batch() != S2A_OK) {
@@ -461,22 +533,36 @@ close_worker_tasks(void *from, json_t *msg)
     }
     n = s2a_db_tasks_close(s2a_master.db, pid, "worker_died",
                            "the worker process running it died", now);
+    unkept = s2a_db_tasks_close_unkept(s2a_master.db, pid, now);
     if (n > 0) {
         s2a_webhooks_tasks_closed(pid, "worker_died", now);
         s2a_log(LOG_WARNING, 0,
                 "%d tasks of worker pid %lld closed as failed (worker_died)", n,
                 (long long) pid);
     }
+    if (unkept > 0) {
+        s2a_webhooks_tasks_closed(pid, "interrupted", now);
+        s2a_log(LOG_WARNING, 0,
+                "%d queued tasks of worker pid %lld closed as failed "
+                "(interrupted): their input images were not kept",
+                unkept, (long long) pid);
+    }
     slots_of_dead_worker((pid_t) pid);
-    /* The rest (Sora has their tasks) go to a live worker. */
-    R.wanted = true;
+    /* The rest (Sora has their tasks, or nothing was sent) go to a live
+     * worker. */
+    resume_wanted();
 }
 
 void
 s2a_journal_worker_gone(pid_t pid)
 {
-    json_t *msg = json_pack("{s:I}", "worker_pid", (json_int_t) pid);
+    json_t *msg;
 
+    /* A stop leaves the rows as they are; the next start decides. */
+    if (s2a_master.stopping) {
+        return;
+    }
+    msg = json_pack("{s:I}", "worker_pid", (json_int_t) pid);
     if (msg != NULL) {
         /* After whatever the worker sent last, which is queued already. */
         s2a_ctlserver_enqueue(close_worker_tasks, msg);
@@ -488,32 +574,33 @@ int
 s2a_journal_recover(void)
 {
     int64_t now = s2a_now();
-    int n, kept;
+    int n, unkept, kept;
 
     if (s2a_db_begin(s2a_master.db) != S2A_OK) {
         return S2A_ERROR;
     }
     n = s2a_db_tasks_close(s2a_master.db, 0, "interrupted",
                            "the daemon stopped before the task finished", now);
-    if (n > 0) {
+    unkept = n < 0 ? -1 : s2a_db_tasks_close_unkept(s2a_master.db, 0, now);
+    if (n > 0 || unkept > 0) {
         s2a_webhooks_tasks_closed(0, "interrupted", now);
     }
-    kept = n < 0 ? -1 : s2a_db_tasks_unassign(s2a_master.db, s2a_now());
+    kept = unkept < 0 ? -1 : s2a_db_tasks_unassign(s2a_master.db, now);
     if (kept < 0 || s2a_db_commit(s2a_master.db) != S2A_OK) {
         s2a_db_rollback(s2a_master.db);
         return S2A_ERROR;
     }
-    if (n > 0) {
+    if (n + unkept > 0) {
         s2a_log(LOG_WARNING, 0,
                 "%d tasks left unfinished by the last run closed as failed "
                 "(interrupted)",
-                n);
+                n + unkept);
     }
     if (kept > 0) {
         s2a_log(LOG_NOTICE, 0,
                 "%d tasks left unfinished by the last run will be resumed",
                 kept);
-        R.wanted = true;
+        resume_wanted();
     }
     return S2A_OK;
 }

@@ -11,21 +11,26 @@
 
 /*
  * Worker `pid` is gone: after the records it sent before it died, its
- * task rows still queued or running that Sora never took are closed as
- * failed (worker_died); the others are resumed by a live worker.
+ * task rows that may have been sent without Sora's answer being known
+ * (`submitting`) are closed as failed (worker_died), queued ones with an
+ * input image as failed (interrupted: the image is gone); the others
+ * are resumed (a task id) or submitted (still queued) by a live worker.
+ * While the daemon stops nothing is closed: the next start decides.
  */
 void s2a_journal_worker_gone(pid_t pid);
 
 /*
- * Start-up: rows a crash, kill or stop left queued or running are closed
- * as failed (interrupted) unless Sora has their task; those are resumed
+ * Start-up: rows a crash, kill or stop left unfinished are closed as
+ * failed (interrupted) unless Sora has their task or nothing was sent
+ * for them yet (queued, no input image); those are resumed or submitted
  * once workers are ready. Returns S2A_OK or S2A_ERROR.
  */
 int s2a_journal_recover(void);
 
 /*
- * Hands each resumable row no live worker runs to a ready worker
- * (round-robin, op job_resume), when a start or a dead worker left some.
+ * Hands each resumable or resubmittable row no live worker runs to a
+ * ready worker (round-robin, op job_resume), when a start or a dead
+ * worker left some.
  * Nothing while the daemon stops or records wait for the database; what
  * is left (no worker ready) is tried again at the next call. Called
  * from the master's tick and when the workers are ready.

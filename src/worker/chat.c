@@ -157,7 +157,7 @@ on_done(void *arg, json_t *result, int status, const char *type,
     chat_free(c);
 }
 
-static const s2a_gen_ops_t chat_ops = { on_progress, on_done };
+static const s2a_gen_ops_t chat_ops = { on_progress, on_done, NULL };
 
 static void
 on_gone(s2a_req_t *req, void *arg)
@@ -251,6 +251,7 @@ s2a_chat_completions(s2a_req_t *req)
     }
     req->on_gone = on_gone;
     req->gone_arg = c;
+    creq.owner = req->owner;
     gen = s2a_gen_start(&creq, req->rid, s2a_req_header(req, "Host"), &chat_ops,
                         c);
     if (gen == NULL) {

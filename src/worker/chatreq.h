@@ -51,6 +51,7 @@ typedef struct s2a_chatreq_s {
     char style_id[64];
     json_t *character_options; /* borrowed object or NULL */
     s2a_mode_t mode;
+    int64_t owner; /* the caller's API key id (the route sets it) */
 } s2a_chatreq_t;
 
 /*

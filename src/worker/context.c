@@ -22,7 +22,10 @@ typedef struct call_s {
     struct call_s *next;
 } call_t;
 
+/* Oldest first: answers come back in about the order the calls went
+ * out, so the one answered is found near the head. */
 static call_t *calls;
+static call_t **calls_tail = &calls;
 static uint64_t next_call_id = 1;
 
 /*
@@ -83,8 +86,8 @@ s2a_worker_call_master(json_t *msg, s2a_call_done_pt done, void *arg)
         free(c);
         return 0;
     }
-    c->next = calls;
-    calls = c;
+    *calls_tail = c;
+    calls_tail = &c->next;
     return c->id;
 }
 
@@ -98,6 +101,9 @@ s2a_worker_call_cancel(uint64_t id)
         if ((*pp)->id == id) {
             c = *pp;
             *pp = c->next;
+            if (calls_tail == &c->next) {
+                calls_tail = pp;
+            }
             free(c);
             return;
         }
@@ -153,27 +159,31 @@ s2a_worker_notify_master(json_t *msg)
 
 /*
  * Hands `reply` (borrowed) to the call `id` and forgets it; with id 0,
- * hands it to every pending call (NULL at exit: "the master is gone").
+ * hands it to every pending call (NULL at exit: "the master is gone"),
+ * those the callbacks make included. A callback may cancel or make
+ * calls: the list is walked again from its head after each one.
  */
 void
 s2a_worker_call_finish(json_t *reply, uint64_t id)
 {
-    call_t **pp, *c;
+    call_t **pp = &calls, *c;
 
-    for (pp = &calls; *pp != NULL; pp = &(*pp)->next) {
-        if ((*pp)->id == id || id == 0) {
-            c = *pp;
-            *pp = c->next;
-            c->done(reply, c->arg);
-            free(c);
-            if (id != 0) {
-                return;
-            }
-            pp = &calls;
-            if (*pp == NULL) {
-                return;
-            }
+    while (*pp != NULL) {
+        if ((*pp)->id != id && id != 0) {
+            pp = &(*pp)->next;
+            continue;
         }
+        c = *pp;
+        *pp = c->next;
+        if (calls_tail == &c->next) {
+            calls_tail = pp;
+        }
+        c->done(reply, c->arg);
+        free(c);
+        if (id != 0) {
+            return;
+        }
+        pp = &calls;
     }
 }
 

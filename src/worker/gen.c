@@ -10,9 +10,17 @@
  * however many tokens it tries, and whatever their calls do, it ends by
  * then with upstream_unavailable.
  *
+ * The row is durable before the upstream is asked: the job's first row
+ * (`queued`) and, before each submit attempt (upload and create call),
+ * a `submitting` row are written through the master's task_write, and
+ * the job goes on only once the master says they are committed. A row
+ * still `queued` had nothing sent for it and can be submitted again; a
+ * `submitting` one may have reached Sora and never is.
+ *
  * A job can also start from its task row (s2a_op_job_resume): the
  * master hands over a row whose task Sora has, and the job begins at the
- * poll step, with no client and the row's token, timeout and Host.
+ * poll step, with no client and the row's token, timeout and Host; or a
+ * row nothing was sent for, and the job begins at the token wait.
  */
 #include "worker/gen.h"
 #include "worker/metrics.h"
@@ -48,6 +56,7 @@
 typedef enum {
     OP_NONE = 0,
     OP_KICK,   /* the first step, run from the loop */
+    OP_WRITE,  /* master: a task_write, until its commit */
     OP_FETCH,  /* upstream: the client's image URL */
     OP_SCHED,  /* waiting for a token */
     OP_UPLOAD, /* sora: POST /uploads */
@@ -56,6 +65,12 @@ typedef enum {
     OP_NOWM,   /* watermark-free */
     OP_CACHE   /* file cache download */
 } op_t;
+
+/* What a task_write in flight is for. */
+typedef enum {
+    WRITE_FIRST = 0, /* the first row: `queued` */
+    WRITE_SUBMIT     /* `submitting`, before an attempt */
+} write_t;
 
 struct s2a_gen_s {
     const s2a_gen_ops_t *ops;
@@ -79,6 +94,7 @@ struct s2a_gen_s {
     size_t image_len;
     char remix_id[40];
     char style_id[64];
+    int64_t owner; /* the API key that started it (0: none) */
 
     s2a_lease_t lease;
     bool leased;
@@ -99,11 +115,16 @@ struct s2a_gen_s {
     int64_t started_ms;
     char last_error[512];
     bool bad_image;
-    bool resumed;                    /* taken over from a row, no client */
+    write_t writing;  /* while op is OP_WRITE */
+    bool row_refused; /* the first row was never written */
+    bool in_submit;   /* from the `submitting` row to Sora's answer */
+    bool from_row;    /* resubmitted: the timeout counts from started_ms */
+    bool resumed;     /* taken over from a row, no client */
     struct s2a_gen_s *rnext, *rprev; /* resumed jobs of this worker */
 };
 
 static int active_jobs;
+static int submitting_jobs; /* jobs with in_submit */
 static s2a_gen_t *resumed_jobs;
 
 static void run_upload(s2a_gen_t *g);
@@ -115,6 +136,30 @@ int
 s2a_gen_active(void)
 {
     return active_jobs;
+}
+
+int
+s2a_gen_submitting(void)
+{
+    return submitting_jobs;
+}
+
+static void
+submit_enter(s2a_gen_t *g)
+{
+    if (!g->in_submit) {
+        g->in_submit = true;
+        submitting_jobs++;
+    }
+}
+
+static void
+submit_leave(s2a_gen_t *g)
+{
+    if (g->in_submit) {
+        g->in_submit = false;
+        submitting_jobs--;
+    }
 }
 
 /* ---------------------------------------------------------------------
@@ -170,6 +215,7 @@ stop_op(s2a_gen_t *g)
 {
     switch (g->op) {
     case OP_KICK: event_del(g->kick); break;
+    case OP_WRITE: s2a_worker_call_cancel(g->op_id); break;
     case OP_FETCH: s2a_upstream_cancel(g->op_id); break;
     case OP_SCHED: s2a_sched_cancel(g->op_id); break;
     case OP_UPLOAD:
@@ -229,6 +275,7 @@ job_free(s2a_gen_t *g)
     stop_op(g);
     release_lease(g);
     budget_stop(g);
+    submit_leave(g);
     if (g->kick != NULL) {
         event_free(g->kick);
     }
@@ -300,7 +347,11 @@ record_end(s2a_gen_t *g, const char *state, const char *code, const char *error,
         json_object_set_new(fields, "progress", json_real(100.0));
         json_object_set(fields, "result_urls", g->urls);
     }
-    record(g, fields);
+    if (g->row_refused) {
+        json_decref(fields); /* no row to end: the master refused it */
+    } else {
+        record(g, fields);
+    }
     request_log(g, status, error);
 }
 
@@ -374,6 +425,154 @@ succeed(s2a_gen_t *g)
 }
 
 /* ---------------------------------------------------------------------
+ * Durable rows: task_write, answered after the master's commit
+ */
+
+#define DB_REFUSED \
+    "the job could not be recorded: the database is busy or unavailable; " \
+    "try again"
+
+static void written(json_t *reply, void *arg);
+static void first_step(s2a_gen_t *g);
+
+/*
+ * Sends `fields` (taken) as a task_write for `what`; the job waits in
+ * OP_WRITE for written(). Returns false when nothing was sent.
+ */
+static bool
+write_row(s2a_gen_t *g, write_t what, json_t *fields)
+{
+    json_t *msg = NULL;
+    uint64_t id = 0;
+
+    if (fields != NULL) {
+        s2a_jobtab_record(s2a_jobs, g->job_id, g->kind, fields);
+        msg = json_pack("{s:s, s:s, s:o}", "op", "task_write", "job_id",
+                        g->job_id, "fields", fields);
+    }
+    if (msg != NULL) {
+        id = s2a_worker_call_master(msg, written, g);
+        json_decref(msg);
+    }
+    g->writing = what;
+    g->op = id != 0 ? OP_WRITE : OP_NONE;
+    g->op_id = id;
+    return id != 0;
+}
+
+static void
+reply_ignored(json_t *reply, void *arg)
+{
+    S2A_UNUSED(reply);
+    S2A_UNUSED(arg);
+}
+
+/*
+ * Sora did not take the attempt (it answered no), or the attempt never
+ * went out: the row says `queued` again, so a restart may submit it.
+ * The same ordered operation as the `submitting` row before it; nobody
+ * waits for it (should it be lost, the row stays `submitting`: closed,
+ * never sent twice).
+ */
+static void
+write_queued_again(s2a_gen_t *g)
+{
+    json_t *msg =
+        json_pack("{s:s, s:s, s:{s:s, s:n}}", "op", "task_write", "job_id",
+                  g->job_id, "fields", "status", "queued", "token_id");
+
+    if (msg != NULL) {
+        s2a_jobtab_record(s2a_jobs, g->job_id, g->kind,
+                          json_object_get(msg, "fields"));
+        s2a_worker_call_master(msg, reply_ignored, NULL);
+        json_decref(msg);
+    }
+}
+
+/*
+ * The worker stops under the job: it ends here, and its row stays as it
+ * is for the next start or another worker: `running` (Sora has the
+ * task) is followed, `queued` (nothing sent) submitted, `submitting`
+ * (an answer lost) closed. `unsent`: the `submitting` row was asked for
+ * but no call was made, so the row says `queued` again. Nobody is told
+ * here; the caller tells the client.
+ */
+static void
+leave(s2a_gen_t *g, bool unsent)
+{
+    const char *state = g->task_id[0] != '\0' ? "running"
+        : g->in_submit && !unsent             ? "submitting"
+                                              : "queued";
+
+    stop_op(g);
+    release_lease(g);
+    if (unsent) {
+        write_queued_again(g);
+    }
+    s2a_log(LOG_NOTICE, 0, "%s: job %s left %s%s%s for the next start", g->rid,
+            g->job_id, state, g->task_id[0] != '\0' ? ", upstream task " : "",
+            g->task_id);
+    job_free(g);
+}
+
+/* The master's answer to a task_write of this job. */
+static void
+written(json_t *reply, void *arg)
+{
+    s2a_gen_t *g = arg;
+    write_t what = g->writing;
+    int status;
+
+    g->op = OP_NONE;
+    g->op_id = 0;
+    if (reply == NULL && s2a_worker.exiting) {
+        /* The worker exits with the write in flight: the row is what
+         * the master committed, or nothing. */
+        g->ops->done(g->arg, NULL, 503, "server_error", "server_shutdown",
+                     "the server is shutting down; the generation was "
+                     "stopped");
+        leave(g, what == WRITE_SUBMIT);
+        return;
+    }
+    if (reply == NULL || !json_is_true(json_object_get(reply, "ok"))) {
+        status = s2a_worker_failure_status(reply, 500);
+        if (what == WRITE_FIRST) {
+            g->row_refused = true;
+        }
+        s2a_log(LOG_WARNING, 0, "%s: job %s: the %s row was refused: %s",
+                g->rid, g->job_id, what == WRITE_FIRST ? "first" : "submitting",
+                reply != NULL
+                    ? json_string_value(json_object_get(reply, "error"))
+                    : "the master is gone");
+        fail(g, status, "server_error",
+             status == 503 ? "database" : "internal_error",
+             status == 503 ? DB_REFUSED : "the job could not be recorded");
+        return;
+    }
+    if (what == WRITE_SUBMIT) {
+        /* Durable: from here a lost answer cannot lead to a second
+         * submission. */
+        if (g->image != NULL) {
+            run_upload(g);
+        } else {
+            run_submit(g);
+        }
+        return;
+    }
+    if (g->bad_image) {
+        /* The parser checked the alphabet; a truncated quantum gets here. */
+        fail(g, 400, "invalid_request_error", "invalid_image",
+             "the image is not valid base64");
+        return;
+    }
+    /* The job exists for good: an asynchronous owner answers now. */
+    if (g->ops->accepted != NULL) {
+        g->ops->accepted(g->arg);
+    }
+    first_step(g);
+}
+
+/* ---------------------------------------------------------------------
  * Token and submission
  */
 
@@ -417,6 +616,7 @@ refused(s2a_gen_t *g, const s2a_sora_result_t *r, bool upload)
             (long long) token, upload ? "upload" : "task",
             s2a_fail_name(f.kind), f.message);
     release_lease(g);
+    submit_leave(g);
     if (g->navoid < S2A_SCHED_AVOID_MAX) {
         g->avoid[g->navoid++] = token;
     }
@@ -432,6 +632,13 @@ refused(s2a_gen_t *g, const s2a_sora_result_t *r, bool upload)
                             : "generation_failed",
              f.message);
         return;
+    }
+    /* An answer that says no (an upload is no generation at all): the
+     * task was not taken, and while the job waits for another token a
+     * restart may submit it. Without one (no answer, a 5xx that may hide
+     * one) the row stays `submitting`. */
+    if (upload || (r->status >= 400 && r->status < 500) || r->status == 503) {
+        write_queued_again(g);
     }
     acquire(g);
 }
@@ -497,10 +704,14 @@ granted(const s2a_lease_t *lease, const char *why, void *arg)
     if (!budget_start(g)) {
         return;
     }
-    if (g->image != NULL) {
-        run_upload(g);
-    } else {
-        run_submit(g);
+    /* "A submission may have been sent": durable before the first byte
+     * goes to Sora (written() then uploads or submits). */
+    submit_enter(g);
+    if (!write_row(g, WRITE_SUBMIT,
+                   json_pack("{s:s, s:I}", "status", "submitting", "token_id",
+                             (json_int_t) g->lease.token_id)))
+    {
+        fail(g, 503, "server_error", "database", DB_REFUSED);
     }
 }
 
@@ -601,6 +812,7 @@ submitted(const s2a_sora_result_t *r, void *arg)
     const char *id = json_string_value(json_object_get(r->json, "id"));
     struct timeval tv;
     json_t *details;
+    int64_t left;
     int secs;
 
     g->op = OP_NONE;
@@ -617,6 +829,7 @@ submitted(const s2a_sora_result_t *r, void *arg)
     }
     snprintf(g->task_id, sizeof(g->task_id), "%s", id);
     g->token_id = g->lease.token_id;
+    submit_leave(g);
     budget_stop(g); /* Sora has it: the generation timeout rules now */
     if (g->kind == S2A_KIND_VIDEO) {
         /* Sora counts the video now: so does the pool's quota. */
@@ -640,6 +853,14 @@ submitted(const s2a_sora_result_t *r, void *arg)
                                      : s2a_worker.settings.image_timeout;
     tv.tv_sec = secs;
     tv.tv_usec = 0;
+    if (g->from_row) {
+        /* Submitted again from its row: the timeout counts from when
+         * the job was accepted. */
+        left = g->started_ms + (int64_t) secs * 1000 - s2a_now_ms();
+        left = left > 0 ? left : 0;
+        tv.tv_sec = (time_t) (left / 1000);
+        tv.tv_usec = (suseconds_t) (left % 1000) * 1000;
+    }
     g->deadline = evtimer_new(s2a_worker.base, deadline_cb, g);
     g->watch = s2a_poller_watch(g->token_id, g->kind, g->task_id, polled, g);
     if (g->deadline == NULL || g->watch == NULL) {
@@ -1004,22 +1225,26 @@ fetched(const s2a_upstream_resp_t *resp, void *arg)
     acquire(g);
 }
 
-/* The first step, from the loop: `done` never runs inside start. */
+/* From the loop: the first row could not be sent (`done` never runs
+ * inside start). */
 static void
 kick_cb(evutil_socket_t fd, short what, void *arg)
 {
     s2a_gen_t *g = arg;
-    s2a_upstream_req_t fetch;
 
     S2A_UNUSED(fd);
     S2A_UNUSED(what);
     g->op = OP_NONE;
-    if (g->bad_image) {
-        /* The parser checked the alphabet; a truncated quantum gets here. */
-        fail(g, 400, "invalid_request_error", "invalid_image",
-             "the image is not valid base64");
-        return;
-    }
+    fail(g, 503, "server_error", "database",
+         "the job could not be recorded: the master is unavailable");
+}
+
+/* The first row is durable: the client's image URL, then a token. */
+static void
+first_step(s2a_gen_t *g)
+{
+    s2a_upstream_req_t fetch;
+
     if (g->image_url == NULL) {
         acquire(g);
         return;
@@ -1102,6 +1327,7 @@ s2a_gen_start_with(const s2a_chatreq_t *req, const char *request_id,
     g->model = req->model;
     g->mode = req->mode;
     g->kind = req->model->kind;
+    g->owner = req->owner;
     s2a_metrics_job_begin(g->kind);
     s2a_random_bytes(r, sizeof(r));
     memcpy(g->job_id, "job_", 4);
@@ -1131,19 +1357,28 @@ s2a_gen_start_with(const s2a_chatreq_t *req, const char *request_id,
             return NULL;
         }
     }
-    /* params: what finishing the job needs besides the row's columns,
-     * should another worker resume it (docs/generation.md, Resume). */
+    /* params: what finishing or submitting the job needs besides the
+     * row's columns (model, mode, prompt as sent upstream), should
+     * another worker take it over (docs/generation.md, Resume). The
+     * image itself is not kept: `image` says whether there was one. */
     rec = json_pack(
-        "{s:s, s:s, s:s, s:s, s:I, s:{s:s, s:s}}", "status", "queued", "model",
-        g->model->id, "mode", s2a_mode_name(g->mode), "prompt", g->prompt,
-        "created_at", (json_int_t) s2a_now(), "params", "kind",
-        g->kind == S2A_KIND_VIDEO ? "video" : "image", "host", g->host);
+        "{s:s, s:s, s:s, s:s, s:I, s:{s:s, s:s, s:b, s:s?, s:s?}}", "status",
+        "queued", "model", g->model->id, "mode", s2a_mode_name(g->mode),
+        "prompt", g->prompt, "created_at", (json_int_t) s2a_now(), "params",
+        "kind", g->kind == S2A_KIND_VIDEO ? "video" : "image", "host", g->host,
+        "image",
+        req->mode != S2A_MODE_REMIX
+            && (req->image.base64 != NULL || req->image.url != NULL),
+        "remix_target_id", g->remix_id[0] != '\0' ? g->remix_id : NULL,
+        "style_id", g->style_id[0] != '\0' ? g->style_id : NULL);
     if (rec != NULL && params != NULL) {
         json_object_update_missing(json_object_get(rec, "params"), params);
     }
+    if (rec != NULL && g->owner > 0) {
+        json_object_set_new(rec, "owner", json_integer(g->owner));
+    }
     g->params =
         rec != NULL ? json_deep_copy(json_object_get(rec, "params")) : NULL;
-    record(g, rec);
     ops->progress(arg, "generation", "started", -1,
                   "Initializing generation request...", NULL);
     if (g->mode == S2A_MODE_STORYBOARD) {
@@ -1166,6 +1401,7 @@ s2a_gen_start_with(const s2a_chatreq_t *req, const char *request_id,
     }
     g->kick = evtimer_new(s2a_worker.base, kick_cb, g);
     if (g->kick == NULL) {
+        json_decref(rec);
         job_free(g);
         return NULL;
     }
@@ -1174,24 +1410,35 @@ s2a_gen_start_with(const s2a_chatreq_t *req, const char *request_id,
     {
         g->bad_image = true;
     }
-    g->op = OP_KICK;
-    evtimer_add(g->kick, &now);
+    /* Nothing happens before the first row is committed (written()). */
+    if (!write_row(g, WRITE_FIRST, rec)) {
+        g->row_refused = true;
+        g->op = OP_KICK;
+        evtimer_add(g->kick, &now);
+    }
     return g;
 }
 
 void
 s2a_gen_cancel(s2a_gen_t *g, const char *why, int status)
 {
-    if ((status == 503 || s2a_worker.exiting) && g->task_id[0] != '\0') {
+    if (status == 503 || s2a_worker.exiting) {
         /* The server stops (gracefully, or fast: the worker is tearing
-         * its connections down), and Sora has the task: the row stays
-         * running, and the next start (or another worker) finishes it. */
-        stop_op(g);
-        release_lease(g);
-        s2a_log(LOG_NOTICE, 0,
-                "%s: job %s left running (upstream task %s) for a resume",
-                g->rid, g->job_id, g->task_id);
-        job_free(g);
+         * its connections down). A call to Sora under way may still
+         * finish while the drain lasts, without the client; otherwise
+         * the row stays as it is: running (the task is followed),
+         * queued (submitted at the next start), submitting (closed). */
+        if (g->in_submit && (g->op == OP_UPLOAD || g->op == OP_SUBMIT)
+            && !s2a_worker.exiting)
+        {
+            s2a_log(LOG_NOTICE, 0,
+                    "%s: job %s: its client is cut by the stop; the call to "
+                    "Sora under way goes on without it",
+                    g->rid, g->job_id);
+            s2a_gen_detach(g);
+            return;
+        }
+        leave(g, g->in_submit && g->op == OP_WRITE);
         return;
     }
     record_end(g, "cancelled", NULL, why, status);
@@ -1227,8 +1474,8 @@ resume_done(void *arg, json_t *result, int status, const char *type,
     S2A_UNUSED(message);
 }
 
-static const s2a_gen_ops_t resume_ops = { s2a_gen_progress_ignored,
-                                          resume_done };
+static const s2a_gen_ops_t resume_ops = { s2a_gen_progress_ignored, resume_done,
+                                          NULL };
 
 void
 s2a_gen_detach(s2a_gen_t *g)
@@ -1236,6 +1483,9 @@ s2a_gen_detach(s2a_gen_t *g)
     /* From now on it is what a resumed job is: no client, the row only. */
     g->ops = &resume_ops;
     g->arg = NULL;
+    if (g->resumed) {
+        return;
+    }
     g->resumed = true;
     g->rprev = NULL;
     g->rnext = resumed_jobs;
@@ -1339,34 +1589,66 @@ resume_kick_cb(evutil_socket_t fd, short what, void *arg)
     g->op = OP_POLL;
 }
 
-/*
- * "job_resume": the master hands over a row whose task Sora has (a
- * previous run, or a worker that died, left it). The job follows the
- * task as if it had submitted it, then finishes and records it; nobody
- * is told but the records.
- */
-void
-s2a_op_job_resume(void *from, json_t *msg)
+/* The mode a row names (its `mode` column). */
+static s2a_mode_t
+mode_of(const char *name)
 {
-    const char *job = json_string_value(json_object_get(msg, "job_id"));
-    const char *task = json_string_value(json_object_get(msg, "task_id"));
-    const char *model = json_string_value(json_object_get(msg, "model"));
-    json_t *params = json_object_get(msg, "params");
-    struct timeval now = { 0, 0 };
-    s2a_gen_t *g;
+    int m;
 
-    S2A_UNUSED(from);
-    if (strlen(job) >= sizeof(g->job_id) || task[0] == '\0'
-        || strlen(task) >= sizeof(g->task_id) || s2a_model_find(model) == NULL)
-    {
-        s2a_log(LOG_ERR, 0, "job %.40s cannot be resumed (model %.40s)", job,
-                model);
+    for (m = S2A_MODE_TEXT_TO_IMAGE; m <= S2A_MODE_CHARACTER_VIDEO; m++) {
+        if (name != NULL && strcmp(s2a_mode_name((s2a_mode_t) m), name) == 0) {
+            return (s2a_mode_t) m;
+        }
+    }
+    return S2A_MODE_TEXT_TO_VIDEO;
+}
+
+/* The first step of a job submitted from its row, from the loop. */
+static void
+resubmit_kick_cb(evutil_socket_t fd, short what, void *arg)
+{
+    s2a_gen_t *g = arg;
+    char msg[160];
+    int secs;
+
+    S2A_UNUSED(fd);
+    S2A_UNUSED(what);
+    g->op = OP_NONE;
+    if (json_is_true(json_object_get(g->params, "image"))) {
+        fail(g, 502, "upstream_error", "interrupted",
+             "the job had not reached Sora and its input image was not "
+             "kept; send the request again");
         return;
     }
-    g = calloc(1, sizeof(*g));
-    if (g == NULL) {
-        s2a_log(LOG_ERR, 0, "job %s not resumed: out of memory", job);
+    s2a_worker_refresh_settings();
+    secs = g->kind == S2A_KIND_VIDEO ? s2a_worker.settings.video_timeout
+                                     : s2a_worker.settings.image_timeout;
+    /* The timeout counts from when the job was accepted. */
+    if (s2a_now_ms() >= g->started_ms + (int64_t) secs * 1000) {
+        snprintf(msg, sizeof(msg),
+                 "Upstream API timeout: Generation exceeded %d seconds limit",
+                 secs);
+        fail(g, 504, "timeout_error", "generation_timeout", msg);
         return;
+    }
+    acquire(g);
+}
+
+/*
+ * A job taken over from its row (a resume or a resubmission), with no
+ * client: counted, listed among the resumed jobs, named by its row.
+ */
+static s2a_gen_t *
+row_job(json_t *msg, const s2a_model_t *m,
+        void (*kick)(evutil_socket_t, short, void *))
+{
+    const char *job = json_string_value(json_object_get(msg, "job_id"));
+    json_t *params = json_object_get(msg, "params");
+    s2a_gen_t *g = calloc(1, sizeof(*g));
+
+    if (g == NULL) {
+        s2a_log(LOG_ERR, 0, "job %s not taken over: out of memory", job);
+        return NULL;
     }
     active_jobs++;
     g->ops = &resume_ops;
@@ -1376,24 +1658,84 @@ s2a_op_job_resume(void *from, json_t *msg)
         resumed_jobs->rprev = g;
     }
     resumed_jobs = g;
-    g->model = s2a_model_find(model);
-    g->kind = g->model->kind;
+    g->model = m;
+    g->kind = m->kind;
+    s2a_metrics_job_begin(g->kind);
     g->started_ms =
         json_integer_value(json_object_get(msg, "created_at")) * 1000;
     snprintf(g->job_id, sizeof(g->job_id), "%s", job);
     snprintf(g->rid, sizeof(g->rid), "%s", job);
-    snprintf(g->task_id, sizeof(g->task_id), "%s", task);
-    g->token_id = json_integer_value(json_object_get(msg, "token_id"));
     g->params = json_is_object(params) ? json_deep_copy(params) : NULL;
     host_copy(g->host, sizeof(g->host),
               json_string_value(json_object_get(params, "host")));
-    g->kick = evtimer_new(s2a_worker.base, resume_kick_cb, g);
+    g->kick = evtimer_new(s2a_worker.base, kick, g);
     if (g->kick == NULL) {
         job_free(g);
+        return NULL;
+    }
+    return g;
+}
+
+/*
+ * "job_resume": the master hands over a row a previous run, a stop or a
+ * worker that died left unfinished. With `task_id` Sora has the task:
+ * the job follows it as if it had submitted it, then finishes and
+ * records it. Without, nothing was sent for it yet: the job is submitted
+ * from the token wait on, from what the row keeps (its prompt as sent
+ * upstream, mode, model, params). Nobody is told but the records.
+ */
+void
+s2a_op_job_resume(void *from, json_t *msg)
+{
+    const char *job = json_string_value(json_object_get(msg, "job_id"));
+    const char *task = json_string_value(json_object_get(msg, "task_id"));
+    const char *model = json_string_value(json_object_get(msg, "model"));
+    const char *prompt = json_string_value(json_object_get(msg, "prompt"));
+    const s2a_model_t *m = s2a_model_find(model);
+    json_t *params;
+    struct timeval now = { 0, 0 };
+    s2a_gen_t *g;
+
+    S2A_UNUSED(from);
+    if (strlen(job) >= sizeof(g->job_id) || m == NULL
+        || (task != NULL
+            && (task[0] == '\0' || strlen(task) >= sizeof(g->task_id)))
+        || (task == NULL && prompt == NULL))
+    {
+        s2a_log(LOG_ERR, 0, "job %.40s cannot be taken over (model %.40s)", job,
+                model);
         return;
     }
-    s2a_log(LOG_INFO, 0, "%s: resuming upstream task %s on token %lld", g->rid,
-            g->task_id, (long long) g->token_id);
+    g = row_job(msg, m, task != NULL ? resume_kick_cb : resubmit_kick_cb);
+    if (g == NULL) {
+        return;
+    }
+    if (task != NULL) {
+        snprintf(g->task_id, sizeof(g->task_id), "%s", task);
+        g->token_id = json_integer_value(json_object_get(msg, "token_id"));
+        s2a_log(LOG_INFO, 0, "%s: resuming upstream task %s on token %lld",
+                g->rid, g->task_id, (long long) g->token_id);
+    } else {
+        params = g->params;
+        g->mode = mode_of(json_string_value(json_object_get(msg, "mode")));
+        g->from_row = true;
+        g->prompt = strdup(prompt);
+        snprintf(
+            g->remix_id, sizeof(g->remix_id), "%s",
+            json_string_value(json_object_get(params, "remix_target_id"))
+                    != NULL
+                ? json_string_value(json_object_get(params, "remix_target_id"))
+                : "");
+        snprintf(g->style_id, sizeof(g->style_id), "%s",
+                 json_string_value(json_object_get(params, "style_id")) != NULL
+                     ? json_string_value(json_object_get(params, "style_id"))
+                     : "");
+        if (g->prompt == NULL) {
+            job_free(g);
+            return;
+        }
+        s2a_log(LOG_INFO, 0, "%s: submitting the job from its row", g->rid);
+    }
     g->op = OP_KICK;
     evtimer_add(g->kick, &now);
 }

@@ -26,6 +26,12 @@ typedef struct s2a_gen_ops_s {
      */
     void (*done)(void *arg, json_t *result, int status, const char *type,
                  const char *code, const char *message);
+    /*
+     * The job's first row is committed: it exists for good (a restart
+     * submits it if nothing was sent yet). NULL when nobody asks. Runs
+     * from the loop, before any token wait; `done` may follow later.
+     */
+    void (*accepted)(void *arg);
 } s2a_gen_ops_t;
 
 /* A progress callback for owners that report nothing until the end. */
@@ -34,10 +40,13 @@ void s2a_gen_progress_ignored(void *arg, const char *stage, const char *status,
                               json_t *details);
 
 /*
- * Starts a job for the parsed request (copied: `req` may go away).
- * `request_id` names it in the logs; `host` (the client's Host header)
- * builds cache URLs when no public base URL is set. The first progress
- * report may come from inside this call. NULL when out of memory.
+ * Starts a job for the parsed request (copied: `req` may go away; its
+ * `owner` becomes the row's). `request_id` names it in the logs; `host`
+ * (the client's Host header) builds cache URLs when no public base URL
+ * is set. The first progress report may come from inside this call.
+ * The job first writes its row through the master and goes on once it
+ * is committed (ops->accepted); a database that refuses it ends the job
+ * with 503 `database`. NULL when out of memory.
  */
 s2a_gen_t *s2a_gen_start(const s2a_chatreq_t *req, const char *request_id,
                          const char *host, const s2a_gen_ops_t *ops, void *arg);
@@ -65,9 +74,12 @@ void s2a_gen_detach(s2a_gen_t *g);
 /*
  * Ends the job early: everything held is released and the task recorded
  * as cancelled with `why` (request-log status `status`: 499 when the
- * client went away, 503 when the server stops); no callback runs
- * afterwards. With 503, a job whose task Sora has already taken records
- * nothing: its row stays running for a resume (docs/generation.md).
+ * client went away); no callback runs afterwards. With 503 (the server
+ * stops), or while the worker exits, nothing is recorded: the row stays
+ * running (Sora has the task: resumed), queued (nothing sent: submitted
+ * at the next start) or submitting (closed at the next start), and a
+ * call to Sora under way finishes without the client while the drain
+ * lasts (docs/generation.md).
  *
  * Resumed jobs (rows a previous run or a dead worker left with Sora)
  * start from the master's job_resume message (s2a_op_job_resume, in
@@ -76,12 +88,16 @@ void s2a_gen_detach(s2a_gen_t *g);
 void s2a_gen_cancel(s2a_gen_t *g, const char *why, int status);
 
 /*
- * Worker exit: resumed jobs (no client) leave their rows running for the
- * next resume and give their leases back.
+ * Worker exit: resumed jobs (no client) leave their rows as they are for
+ * the next start and give their leases back.
  */
 void s2a_gen_cleanup(void);
 
 /* Jobs alive in this worker. */
 int s2a_gen_active(void);
+
+/* Jobs between their `submitting` row and Sora's answer (a drain waits
+ * for them). */
+int s2a_gen_submitting(void);
 
 #endif /* S2A_GEN_H */

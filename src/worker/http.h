@@ -50,6 +50,10 @@ struct s2a_req_s {
     int64_t path_id;
     const char *path_tail;
     const void *route_row; /* routes.c's row, chosen at admission */
+    /* The id of the API key that authenticated the request (routes.c),
+     * 0 without one: the owner of the jobs it starts and the only one
+     * whose jobs it sees. */
+    int64_t owner;
     int status;
     bool answered;
     bool gone; /* the client went away before the answer */

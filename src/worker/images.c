@@ -421,7 +421,8 @@ on_done(void *arg, json_t *result, int status, const char *type,
     }
 }
 
-static const s2a_gen_ops_t images_ops = { s2a_gen_progress_ignored, on_done };
+static const s2a_gen_ops_t images_ops = { s2a_gen_progress_ignored, on_done,
+                                          NULL };
 
 static void
 on_gone(s2a_req_t *req, void *arg)
@@ -738,6 +739,7 @@ start_jobs(s2a_req_t *req, const images_params_t *p)
     creq.model = p->model;
     creq.image = p->image;
     creq.mode = S2A_MODE_TEXT_TO_IMAGE;
+    creq.owner = req->owner;
     if (p->file != NULL) {
         file_b64 = s2a_base64_encode(p->file, p->file_len);
         if (file_b64 == NULL) {

@@ -280,9 +280,13 @@ s2a_routes_cleanup(void)
     models_by_id = NULL;
 }
 
+/* The id of the one API key there is today (the owner of its jobs). */
+#define API_KEY_ID 1
+
 /*
  * Compares the Bearer token with the API key's stored SHA-256 in constant
  * time; answers 401 (OpenAI envelope) and returns false when it fails.
+ * On success the key's id becomes the request's owner.
  */
 bool
 s2a_routes_check_api_key(s2a_req_t *req)
@@ -320,6 +324,7 @@ s2a_routes_check_api_key(s2a_req_t *req)
                              "Incorrect API key provided.");
         return false;
     }
+    req->owner = API_KEY_ID;
     return true;
 }
 

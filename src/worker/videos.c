@@ -7,9 +7,11 @@
  * A create is one generation job (gen.c). Synchronous, the request owns
  * the job until it ends and answers with the finished Video object (a
  * client that leaves cancels it, as in chat). Asynchronous, it answers
- * at once with the queued object and detaches the job, which runs on
- * without a client: its task row is the record, and what every later
- * read is built from, through the master (one round trip per read).
+ * with the queued object once the job's first row is committed (so the
+ * id it returns exists) and detaches the job, which runs on without a
+ * client: its task row is the record, and what every later read is
+ * built from, through the master (one round trip per read). Reads see
+ * the rows of the caller's API key only (its `owner`).
  */
 #include "worker/videos.h"
 #include "common/crypto.h"
@@ -80,10 +82,12 @@ typedef struct videos_params_s {
     const char *remixed_from; /* the source video of a remix, or NULL */
 } videos_params_t;
 
-/* A synchronous create whose job runs. */
+/* A create whose job runs (sync), or whose row is not committed yet
+ * (async). */
 typedef struct videos_s {
     s2a_req_t *req;
     s2a_gen_t *gen;
+    bool async;                   /* answered once the row is committed */
     json_t *video;                /* the object, completed at the end */
     struct videos_s *prev, *next; /* running requests of this worker */
 } videos_t;
@@ -385,22 +389,27 @@ on_done(void *arg, json_t *result, int status, const char *type,
     videos_free(vr);
 }
 
-static const s2a_gen_ops_t videos_ops = { s2a_gen_progress_ignored, on_done };
-
+/*
+ * The job's row is committed: an asynchronous create answers with the
+ * queued object now and lets the job run on without it (its row is the
+ * record from here on; the client has its id).
+ */
 static void
-quiet_done(void *arg, json_t *result, int status, const char *type,
-           const char *code, const char *message)
+on_accepted(void *arg)
 {
-    S2A_UNUSED(arg);
-    S2A_UNUSED(result);
-    S2A_UNUSED(status);
-    S2A_UNUSED(type);
-    S2A_UNUSED(code);
-    S2A_UNUSED(message);
+    videos_t *vr = arg;
+
+    if (!vr->async) {
+        return;
+    }
+    vr->req->on_gone = NULL;
+    s2a_http_reply_json(vr->req, 200, vr->video);
+    s2a_gen_detach(vr->gen);
+    videos_free(vr);
 }
 
-/* Asynchronous jobs report to nobody: their row is the answer. */
-static const s2a_gen_ops_t quiet_ops = { s2a_gen_progress_ignored, quiet_done };
+static const s2a_gen_ops_t videos_ops = { s2a_gen_progress_ignored, on_done,
+                                          on_accepted };
 
 static void
 on_gone(s2a_req_t *req, void *arg)
@@ -773,6 +782,7 @@ start_job(s2a_req_t *req, const videos_params_t *p)
     char *file_b64 = NULL;
     const char *host = s2a_req_header(req, "Host");
     const char *reported = p->alias != NULL ? p->alias : p->model->id;
+    char secs[8];
     json_t *params = NULL, *video = NULL;
     videos_t *vr = NULL;
     s2a_gen_t *g;
@@ -795,50 +805,41 @@ start_job(s2a_req_t *req, const videos_params_t *p)
         : creq.image.base64 != NULL || creq.image.url != NULL
         ? S2A_MODE_IMAGE_TO_VIDEO
         : S2A_MODE_TEXT_TO_VIDEO;
-    params = json_pack("{s:s, s:s?, s:s?}", "api_model", reported, "size",
-                       p->size, "remixed_from_video_id", p->remixed_from);
-    if (params == NULL) {
+    creq.owner = req->owner;
+    snprintf(secs, sizeof(secs), "%d", p->model->seconds);
+    params = json_pack("{s:s, s:s?, s:s, s:s?}", "api_model", reported, "size",
+                       p->size, "seconds", secs, "remixed_from_video_id",
+                       p->remixed_from);
+    vr = calloc(1, sizeof(*vr));
+    if (params == NULL || vr == NULL) {
+        free(vr);
         goto oom;
     }
-    if (!p->async) {
-        vr = calloc(1, sizeof(*vr));
-        if (vr == NULL) {
-            goto oom;
-        }
-        vr->req = req;
-    }
-    g = s2a_gen_start_with(&creq, req->rid, host, params,
-                           p->async ? &quiet_ops : &videos_ops, vr);
+    vr->req = req;
+    vr->async = p->async;
+    /* Async or not, the request waits: for the committed row (async),
+     * or for the end (sync). */
+    g = s2a_gen_start_with(&creq, req->rid, host, params, &videos_ops, vr);
     if (g == NULL) {
         free(vr);
         goto oom;
     }
     video = video_new(s2a_gen_job_id(g), reported, p->model, p->size, p->prompt,
                       p->remixed_from, created_of(s2a_gen_job_id(g)));
-    if (p->async) {
-        /* The row is the record from here on; the client has its id. */
-        s2a_gen_detach(g);
-        if (video == NULL) {
-            goto oom;
-        }
-        s2a_http_reply_json(req, 200, video);
-        json_decref(video);
-    } else {
-        vr->gen = g;
-        vr->video = video;
-        if (video == NULL) {
-            s2a_gen_cancel(g, "out of memory", 500);
-            free(vr);
-            goto oom;
-        }
-        vr->next = running;
-        if (running != NULL) {
-            running->prev = vr;
-        }
-        running = vr;
-        req->on_gone = on_gone;
-        req->gone_arg = vr;
+    vr->gen = g;
+    vr->video = video;
+    if (video == NULL) {
+        s2a_gen_cancel(g, "out of memory", 500);
+        free(vr);
+        goto oom;
     }
+    vr->next = running;
+    if (running != NULL) {
+        running->prev = vr;
+    }
+    running = vr;
+    req->on_gone = on_gone;
+    req->gone_arg = vr;
     json_decref(params);
     free(file_b64);
     return;
@@ -914,6 +915,7 @@ serve_content(s2a_req_t *req, json_t *row)
                              "Video %.64s has no content: it is %s",
                              json_string_value(json_object_get(row, "job_id")),
                              status != NULL && strcmp(status, "queued") != 0
+                                     && strcmp(status, "submitting") != 0
                                      && strcmp(status, "running") != 0
                                  ? "failed"
                                  : "not finished yet");
@@ -1004,18 +1006,6 @@ reply_video(s2a_req_t *req, json_t *v)
 }
 
 /*
- * The API key whose videos a request sees, as task rows name owners
- * (the live job table's `owner`): there is one key today, 1
- * (docs/videos.md, "Owner").
- */
-static int64_t
-request_owner(s2a_req_t *req)
-{
-    S2A_UNUSED(req);
-    return 1;
-}
-
-/*
  * The JSON text of Video objects built from table slots, by id, slot
  * version and settings sequence (expires_at reads the settings): a slot
  * version is never reused, so an entry that matches all three is the
@@ -1086,7 +1076,7 @@ retrieve_from_table(s2a_req_t *req, const char *id)
     }
     s2a_jobtab_count(s2a_jobs, true);
     last_source = "table";
-    if (job.owner != request_owner(req)) {
+    if (job.owner != req->owner) {
         not_found(req, id);
         return S2A_OK;
     }
@@ -1288,10 +1278,10 @@ s2a_videos_list(s2a_req_t *req)
                              "after", "after must be a video id");
         goto done;
     }
-    msg = json_pack("{s:s, s:i, s:s?, s:s?}", "op", "videos_list", "limit",
+    msg = json_pack("{s:s, s:i, s:s?, s:s?, s:I}", "op", "videos_list", "limit",
                     (int) n, "after",
                     after != NULL && after[0] != '\0' ? after : NULL, "order",
-                    order);
+                    order, "owner", (json_int_t) req->owner);
     ask(req, CALL_LIST, msg);
 done:
     free(after);
@@ -1350,9 +1340,9 @@ s2a_videos_item(s2a_req_t *req)
         return;
     }
     ask(req, kind,
-        json_pack("{s:s, s:s}", "op",
+        json_pack("{s:s, s:s, s:I}", "op",
                   kind == CALL_DELETE ? "video_delete" : "video_get", "job_id",
-                  id));
+                  id, "owner", (json_int_t) req->owner));
 }
 
 /* ---------------------------------------------------------------------
@@ -1576,7 +1566,8 @@ s2a_videos_remix(s2a_req_t *req)
         rx->async_set = true;
         rx->async = async;
     }
-    msg = json_pack("{s:s, s:s}", "op", "video_get", "job_id", rx->id);
+    msg = json_pack("{s:s, s:s, s:I}", "op", "video_get", "job_id", rx->id,
+                    "owner", (json_int_t) req->owner);
     rx->call = msg != NULL ? s2a_worker_call_master(msg, remix_row, rx) : 0;
     json_decref(msg);
     if (rx->call == 0) {

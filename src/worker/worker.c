@@ -189,10 +189,14 @@ tick_cb(evutil_socket_t fd, short what, void *arg)
     }
     /* Busy connections close after their current answer ("Connection:
      * close"); idle keep-alive ones get a quiet second first, so a client
-     * that is about to reuse one is not cut off mid-request. */
+     * that is about to reuse one is not cut off mid-request. A job whose
+     * call to Sora is under way (a detached one has no connection) gets
+     * its answer first: its row is then running, not submitting. */
     s2a_http_close_idle(w->http, DRAIN_QUIET_MS);
     /* A webhook in flight ends within its 5 s: reported, not retried. */
-    if (s2a_http_connections(w->http) == 0 && s2a_hooksend_inflight() == 0) {
+    if (s2a_http_connections(w->http) == 0 && s2a_hooksend_inflight() == 0
+        && s2a_gen_submitting() == 0)
+    {
         event_base_loopbreak(w->base);
     }
 }
@@ -308,7 +312,8 @@ s2a_worker_main(const s2a_worker_args_t *args)
     s2a_chan_flush_blocking(w->chan, 1000);
     s2a_http_flush_access_log(w->http);
     s2a_worker_call_finish(NULL, 0);
-    /* Jobs still running are cancelled here; their records follow. */
+    /* Jobs whose connections close here are left as they are (running,
+     * queued or submitting) for the next start; see s2a_gen_cancel. */
     s2a_http_destroy(w->http);
     s2a_chan_flush_blocking(w->chan, 1000);
     s2a_gen_cleanup();

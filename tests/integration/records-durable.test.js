@@ -74,15 +74,17 @@ test('a worker killed mid-job: a task Sora never took is closed at once as worke
   try {
     const { fake, d } = ctx;
     await g.addToken(ctx, {}, { remaining: null });
-    // The submission never answers: the row has no upstream task id, so
-    // there is nothing to resume (gen-resume.test.js has the others).
+    // The submission never answers: the row is `submitting` (it may have
+    // reached Sora) without an upstream task id, so it is neither resumed
+    // nor sent again (gen-resume.test.js and jobs-durable.test.js have
+    // the others).
     await g.fakeCall(fake, 'POST', '/__fake/arm', { route: 'POST /backend/nf/create', hang: true, times: -1 });
     const prompt = `never submitted, durable [${Date.now()}]`;
     const running = g.chat(d, { model: 'sora-video-10s', messages: g.user(prompt), stream: true }).catch((e) => e);
     const row = await waitFor(() => {
       const out = d.sqlite(`SELECT status || '|' || COALESCE(worker_pid, '') FROM tasks WHERE prompt = '${prompt}'`);
-      return /^queued\|\d+$/.test(out) ? out : null;
-    }, { what: 'the task queued, with its worker' });
+      return /^submitting\|\d+$/.test(out) ? out : null;
+    }, { what: 'the task submitting, with its worker' });
     await waitFor(async () => (await fake.journal('?route=POST%20/backend/nf/create')).entries.length === 1,
       { what: 'the submission under way' });
     const pid = Number(row.split('|')[1]);

@@ -5,7 +5,7 @@
 // upstream; new-api's multipart flow; bad input.
 const { test, before, after } = require('node:test');
 const assert = require('node:assert/strict');
-const { request, AUTH } = require('./lib/daemon');
+const { request, waitFor, AUTH } = require('./lib/daemon');
 const { stopPool } = require('./lib/fake');
 const g = require('./lib/gen');
 const OpenAI = require('openai');
@@ -314,7 +314,14 @@ test('bad input: 400 with param', async () => {
 async function observeRemix(fn) {
   const since = await g.lastSeq(fake);
   const value = await fn();
-  const calls = await g.genCalls(fake, since);
+  // An async answer comes once the job's row is committed, before its
+  // create call: wait for that call.
+  const calls = value.status === 200
+    ? await waitFor(async () => {
+      const c = await g.genCalls(fake, since);
+      return g.byPath(c, 'POST', '/backend/nf/create').length > 0 ? c : null;
+    }, { what: 'the remix create call' })
+    : await g.genCalls(fake, since);
   const publish = g.byPath(calls, 'POST', '/backend/project_y/post')[0];
   const create = g.byPath(calls, 'POST', '/backend/nf/create')[0];
   return { value, publish: publish && publish.body, body: create && create.body };

@@ -92,12 +92,46 @@ test_fields_are_checked(void **state)
     assert_int_equal(check("ready", "{}", err, sizeof(err)), S2A_OK);
 }
 
+/* A task row that must be durable is a request (answered after the
+ * commit); a row handed over may carry a task id (follow it) or a
+ * prompt (submit it). */
+static void
+test_job_rows(void **state)
+{
+    const s2a_op_t *resume = s2a_op_find("job_resume", S2A_OP_TO_WORKER);
+    char err[256];
+    json_t *msg;
+
+    (void) state;
+    assert_non_null(s2a_op_find("task_write", S2A_OP_TO_MASTER)->reply);
+    assert_int_equal(check("task_write",
+                           "{\"id\":3,\"job_id\":\"job_1\",\"fields\":{}}", err,
+                           sizeof(err)),
+                     S2A_OK);
+    assert_int_equal(check("task_write", "{\"job_id\":\"job_1\",\"fields\":{}}",
+                           err, sizeof(err)),
+                     S2A_ERROR);
+    assert_string_equal(err, "task_write: field id is missing");
+    msg = json_loads("{\"job_id\":\"job_1\",\"model\":\"sora-image\","
+                     "\"created_at\":1,\"task_id\":\"task_1\","
+                     "\"token_id\":2}",
+                     0, NULL);
+    assert_int_equal(s2a_op_check(resume, msg, err, sizeof(err)), S2A_OK);
+    json_decref(msg);
+    msg = json_loads("{\"job_id\":\"job_1\",\"model\":\"sora-image\","
+                     "\"created_at\":1,\"prompt\":\"a cat\"}",
+                     0, NULL);
+    assert_int_equal(s2a_op_check(resume, msg, err, sizeof(err)), S2A_OK);
+    json_decref(msg);
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_table_is_consistent),
         cmocka_unit_test(test_fields_are_checked),
+        cmocka_unit_test(test_job_rows),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
