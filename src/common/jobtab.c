@@ -33,7 +33,7 @@ static int repaired = -1;
 static uint64_t held_since_ns;
 
 static const char *const status_names[S2A_JOB_NSTATUS] = {
-    "queued", "running", "succeeded", "failed", "cancelled"
+    "queued", "running", "succeeded", "failed", "cancelled", "submitting"
 };
 
 static size_t

@@ -46,6 +46,7 @@ typedef enum {
     S2A_JOB_SUCCEEDED,
     S2A_JOB_FAILED,
     S2A_JOB_CANCELLED,
+    S2A_JOB_SUBMITTING, /* a call to Sora may be out (a Video says queued) */
     S2A_JOB_NSTATUS
 } s2a_job_status_t;
 

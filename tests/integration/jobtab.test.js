@@ -283,7 +283,7 @@ test('job_slots = 0: no table, every retrieve asks the master', async () => {
   }
 });
 
-test('a worker killed with kill -9: its queued job reads failed (worker_died), its running one is resumed, from the table', async () => {
+test('a worker killed with kill -9: its queued job is handed to a live worker to submit, its running one is resumed, from the table', async () => {
   const pool = await startPool({ allowedErrors: [/killed by signal 9/] });
   const { d } = pool;
   try {
@@ -302,10 +302,16 @@ test('a worker killed with kill -9: its queued job reads failed (worker_died), i
     process.kill(victim, 'SIGKILL');
     await waitFor(() => d.workers().length === 2 && !pidAlive(victim) && !d.workers().includes(victim),
       { what: 'the worker replaced' });
-    // The queued job was closed by the master: so is its slot.
-    await until(d, wait, (v) => v.status === 'failed', 'failed');
-    const closed = await sameEverywhere(d, wait);
-    assert.equal(closed[0].json.error.code, 'worker_died');
+    // The queued job (nothing was sent for it) is handed to a live
+    // worker to submit: its slot names that worker, and it still reads
+    // queued (the token's one slot is the resumed job's), never failed.
+    await waitFor(async () => {
+      const s = (await retrieveOne(d, wait)).hook.slot;
+      return s && s.worker_pid !== victim && d.workers().includes(s.worker_pid);
+    }, { what: 'the queued job handed to a live worker' });
+    const handed = await sameEverywhere(d, wait);
+    assert.equal(handed[0].json.status, 'queued');
+    assert.equal(handed[0].json.error, null);
     // The running one is another worker's now, still at 40 %.
     await waitFor(async () => {
       const s = (await retrieveOne(d, run)).hook.slot;
