@@ -122,6 +122,40 @@ test('videos.create with sora-2: async, queued at once, then retrieve until comp
   assert.equal(fin.headers['openai-poll-after-ms'], undefined);
 });
 
+// createAndPoll as the SDKs implement it (openai-python's
+// videos.create_and_poll; openai-node has no such helper): create, then
+// retrieve while queued or in_progress, sleeping what the
+// openai-poll-after-ms header says, with the poll-helper header.
+async function createAndPoll(body) {
+  const created = await client.videos.create(body);
+  let v = created;
+  let polls = 0;
+  while (v.status === 'queued' || v.status === 'in_progress') {
+    const { data, response } = await client.videos
+      .retrieve(v.id, { headers: { 'X-Stainless-Poll-Helper': 'true' } })
+      .withResponse();
+    v = data;
+    polls++;
+    if (v.status !== 'queued' && v.status !== 'in_progress') break;
+    const after = response.headers.get('openai-poll-after-ms');
+    assert.match(after, /^\d+$/, 'a running video carries openai-poll-after-ms');
+    assert.ok(polls < 400, 'the job ends');
+    await new Promise((r) => setTimeout(r, Number(after)));
+  }
+  return { created, v, polls };
+}
+
+test('createAndPoll: async create, polls steered by openai-poll-after-ms, completed; a failure ends the loop as failed', async () => {
+  const prompt = tag('#slow poll helper');
+  const { created, v, polls } = await createAndPoll({ prompt, model: 'sora-2' });
+  assert.equal(created.status, 'queued');
+  assert.ok(polls >= 1);
+  assertVideo(v, { status: 'completed', model: 'sora-2', prompt });
+  const failed = await createAndPoll({ prompt: tag('#violate poll helper'), model: 'sora-2' });
+  assert.equal(failed.v.status, 'failed');
+  assert.equal(failed.v.error.code, 'content_policy_violation');
+});
+
 test('sora-2-pro, 16 s, portrait: the portrait 15 s model; async: false answers when done', async () => {
   const prompt = tag('a tall tower');
   const { value: v, body } = await observe(() => client.videos.create({ prompt, model: 'sora-2-pro', seconds: '16', size: '720x1280', async: false }));
