@@ -92,6 +92,7 @@ typedef struct s2a_conf_s {
     /* [limits] */
     int max_tokens;
     int max_leases;
+    int max_api_keys;
 
     /* [metrics] */
     s2a_cidrs_t metrics_allow;        /* read /metrics without a credential */

@@ -42,6 +42,13 @@ const s2a_op_t s2a_ops[] = {
     { "video_get", TO_MASTER, "id:int job_id:str", "row:obj?", s2a_op_video_get, 0 },
     { "videos_list", TO_MASTER, "id:int limit:int after:str? order:str?", "rows:arr has_more:bool", s2a_op_videos_list, 0 },
     { "video_delete", TO_MASTER, "id:int job_id:str", "row:obj? code:str?", s2a_op_video_delete, 0 },
+    /* worker -> master: named API keys */
+    { "key_create", TO_MASTER, "id:int fields:obj mac:str hint:str", "key:obj?", s2a_op_key_create, 0 },
+    { "key_update", TO_MASTER, "id:int key_id:int fields:obj", "key:obj? code:str?", s2a_op_key_update, 0 },
+    { "key_delete", TO_MASTER, "id:int key_id:int", "code:str?", s2a_op_key_delete, 0 },
+    { "keys_list", TO_MASTER, "id:int key_id:int?", "keys:arr code:str?", s2a_op_keys_list, 0 },
+    { "key_usage_get", TO_MASTER, "id:int key_id:int from:str? to:str?", "rows:arr code:str?", s2a_op_key_usage_get, 0 },
+    { "key_usage", TO_MASTER, "rows:arr", NULL, s2a_op_key_usage, S2A_OP_QUEUED },
 #ifdef S2A_TEST_HOOKS
     { "sweep_now", TO_MASTER, "", NULL, s2a_op_sweep_now, S2A_OP_TEST_ONLY },
 #endif

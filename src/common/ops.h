@@ -83,6 +83,12 @@ void s2a_op_tasks_list(void *from, json_t *msg);
 void s2a_op_video_get(void *from, json_t *msg);
 void s2a_op_videos_list(void *from, json_t *msg);
 void s2a_op_video_delete(void *from, json_t *msg);
+void s2a_op_key_create(void *from, json_t *msg);
+void s2a_op_key_update(void *from, json_t *msg);
+void s2a_op_key_delete(void *from, json_t *msg);
+void s2a_op_keys_list(void *from, json_t *msg);
+void s2a_op_key_usage_get(void *from, json_t *msg);
+void s2a_op_key_usage(void *from, json_t *msg);
 void s2a_op_sweep_now(void *from, json_t *msg);
 
 /* Handlers in a worker (src/worker/). */

@@ -224,6 +224,12 @@ json_t *s2a_db_videos_page(s2a_db_t *db, int limit, const char *after,
                            bool asc);
 int s2a_db_video_delete(s2a_db_t *db, const char *job_id);
 
+/*
+ * The connection, for a subsystem that keeps its own statements
+ * (master/keys.c). Master only; never closed by the caller.
+ */
+struct sqlite3 *s2a_db_sqlite(s2a_db_t *db);
+
 /* A trivial read proving the database answers (for /readyz). */
 int s2a_db_ping(s2a_db_t *db);
 

@@ -14,6 +14,7 @@
 #include "common/crypto.h"
 #include "common/session.h"
 #include "common/util.h"
+#include "worker/apikeys.h"
 #include "worker/context.h"
 
 #include <stdio.h>
@@ -441,6 +442,7 @@ s2a_metrics_render(struct evbuffer *out)
                         (long long) leases);
 
     render_master(out, &shm->stats);
+    s2a_apikeys_metrics(out);
 
     family(out, "sora2api_shm_lock_holds_total", "counter",
            "Times the shared-memory table lock was held.");

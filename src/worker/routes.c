@@ -13,6 +13,7 @@
 #include "common/log.h"
 #include "common/models.h"
 #include "worker/admin.h"
+#include "worker/apikeys.h"
 #include "worker/context.h"
 #include "worker/images.h"
 #include "worker/videos.h"
@@ -205,6 +206,16 @@ static const route_t routes[] = {
     { M_POST, "/api/tokens/{id}/sora2/activate", AUTH_SESSION, "tokens",
       s2a_tokens_activate, 0 },
 
+    /* admin API: named API keys */
+    { M_GET, "/api/keys", AUTH_SESSION, "admin", s2a_apikeys_list, 0 },
+    { M_POST, "/api/keys", AUTH_SESSION, "admin", s2a_apikeys_create, 0 },
+    { M_GET, "/api/keys/{id}", AUTH_SESSION, "admin", s2a_apikeys_get, 0 },
+    { M_PUT, "/api/keys/{id}", AUTH_SESSION, "admin", s2a_apikeys_update, 0 },
+    { M_DELETE, "/api/keys/{id}", AUTH_SESSION, "admin", s2a_apikeys_delete,
+      0 },
+    { M_GET, "/api/keys/{id}/usage", AUTH_SESSION, "admin", s2a_apikeys_usage,
+      0 },
+
     /* admin API: records */
     { M_GET, "/api/logs", AUTH_SESSION, "tokens", s2a_records_logs, 0 },
     { M_GET, "/api/tasks", AUTH_SESSION, "tokens", s2a_records_tasks, 0 },
@@ -255,14 +266,13 @@ s2a_routes_cleanup(void)
 }
 
 /*
- * Compares the Bearer token with the API key's stored SHA-256 in constant
- * time; answers 401 (OpenAI envelope) and returns false when it fails.
+ * Checks the Bearer token against the named API keys (apikeys.c);
+ * answers 401 or 429 (OpenAI envelope) and returns false when it fails.
  */
 bool
 s2a_routes_check_api_key(s2a_req_t *req)
 {
     const char *h = s2a_req_header(req, "Authorization");
-    uint8_t hash[S2A_SHA256_LEN];
 
     if (h == NULL || h[0] == '\0') {
         s2a_http_add_header(req, "WWW-Authenticate", "Bearer");
@@ -284,17 +294,10 @@ s2a_routes_check_api_key(s2a_req_t *req)
     while (*h == ' ') {
         h++;
     }
-    s2a_worker_refresh_settings();
-    /* Comparing fixed-size hashes keeps the time independent of where a
-     * wrong key differs and of its length. */
-    s2a_api_key_mac(s2a_worker.settings.api_key_vkey, h, hash);
-    if (!s2a_ct_equal(hash, s2a_worker.settings.api_key_hash, sizeof(hash))) {
-        s2a_http_reply_error(req, 401, "invalid_request_error",
-                             "invalid_api_key", NULL,
-                             "Incorrect API key provided.");
-        return false;
-    }
-    return true;
+    /* The named keys' table (apikeys.c): the key's MAC is looked up, so
+     * the time does not depend on where a wrong key differs; it sets
+     * req->key_id (the request's owner) and the rate-limit headers. */
+    return s2a_apikeys_check(req, h);
 }
 
 static void

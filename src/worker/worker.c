@@ -29,6 +29,7 @@
 #include "worker/testhooks.h"
 #endif
 #include "worker/usage.h"
+#include "worker/apikeys.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -201,6 +202,7 @@ usage_cb(evutil_socket_t fd, short what, void *arg)
     S2A_UNUSED(what);
     S2A_UNUSED(arg);
     s2a_usage_flush();
+    s2a_apikeys_flush();
 }
 
 static void
@@ -218,6 +220,7 @@ on_request_done(s2a_req_t *req, void *arg)
 {
     S2A_UNUSED(arg);
     s2a_usage_count(req->route, req->status);
+    s2a_apikeys_request_done(req);
 }
 
 static void
@@ -302,11 +305,13 @@ s2a_worker_main(const s2a_worker_args_t *args)
 
     /* Counters and the access log go out before the process does. */
     s2a_usage_flush();
+    s2a_apikeys_flush();
     s2a_chan_flush_blocking(w->chan, 1000);
     s2a_http_flush_access_log(w->http);
     s2a_worker_call_finish(NULL, 0);
     /* Jobs still running are cancelled here; their records follow. */
     s2a_http_destroy(w->http);
+    s2a_apikeys_flush(); /* what the jobs cancelled just now counted */
     s2a_chan_flush_blocking(w->chan, 1000);
     s2a_gen_cleanup();
     s2a_poller_cleanup();
@@ -322,6 +327,7 @@ s2a_worker_main(const s2a_worker_args_t *args)
     s2a_static_cleanup();
     s2a_media_cleanup();
     s2a_usage_cleanup();
+    s2a_apikeys_cleanup();
     event_free(tick_ev);
     event_free(usage_ev);
     event_free(term_ev);
