@@ -262,19 +262,26 @@ key_get(int64_t id)
     return o;
 }
 
-/* Completed images and videos of key `id` since `start` (UTC day). */
+/*
+ * Completed images and videos of key `id` in the period [start, end)
+ * (UTC days; end 0: no end), from the usage rows.
+ */
 static void
-used_from_db(int64_t id, int64_t start, int32_t used[S2A_KIND_COUNT])
+used_from_db(int64_t id, int64_t start, int64_t end,
+             int32_t used[S2A_KIND_COUNT])
 {
     sqlite3_stmt *st;
-    char day[11];
+    char day[11], last[11] = "9999-99-99";
 
     used[S2A_KIND_IMAGE] = used[S2A_KIND_VIDEO] = 0;
     s2a_utc_day(start, day);
+    if (end != 0) {
+        s2a_utc_day(end, last);
+    }
     if (sqlite3_prepare_v2(conn(),
                            "SELECT COALESCE(SUM(images), 0), "
                            "COALESCE(SUM(videos), 0) FROM api_key_usage "
-                           "WHERE key_id = ?1 AND day >= ?2",
+                           "WHERE key_id = ?1 AND day >= ?2 AND day < ?3",
                            -1, &st, NULL)
         != SQLITE_OK)
     {
@@ -282,6 +289,7 @@ used_from_db(int64_t id, int64_t start, int32_t used[S2A_KIND_COUNT])
     }
     sqlite3_bind_int64(st, 1, id);
     sqlite3_bind_text(st, 2, day, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, last, -1, SQLITE_STATIC);
     if (sqlite3_step(st) == SQLITE_ROW) {
         used[S2A_KIND_IMAGE] = sqlite3_column_int(st, 0);
         used[S2A_KIND_VIDEO] = sqlite3_column_int(st, 1);
@@ -346,7 +354,10 @@ stage_keys(int64_t id, staged_t **out, size_t *n, size_t *cap)
         if (s->period_changed) {
             s->period_start = s2a_key_period_start(
                 (s2a_key_period_t) s->spec.period, now);
-            used_from_db(s->spec.id, s->period_start, s->used);
+            used_from_db(
+                s->spec.id, s->period_start,
+                s2a_key_period_end((s2a_key_period_t) s->spec.period, now),
+                s->used);
         }
         (*n)++;
     }
