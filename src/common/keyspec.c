@@ -184,8 +184,7 @@ check_field(size_t f, json_t *v, json_t *out, char *err, size_t errlen)
             json_object_set_new(out, name, json_null());
             return S2A_OK;
         }
-        if (!json_is_string(v) || !s2a_keyspec_group_ok(json_string_value(v)))
-        {
+        if (!json_is_string(v) || !s2a_keyspec_group_ok(json_string_value(v))) {
             snprintf(err, errlen,
                      "token_group must be 1..%d characters of "
                      "A-Z a-z 0-9 . _ -, or null (any token)",

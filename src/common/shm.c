@@ -702,8 +702,7 @@ s2a_shm_select_group_locked(s2a_shm_t *shm, s2a_kind_t kind,
     for (i = 0; i < n; i++) {
         idx = (start + i) % n;
         /* Another group's tokens do not exist for this job. */
-        if (tokens[idx].id <= 0
-            || (group != 0 && tokens[idx].group != group)) {
+        if (tokens[idx].id <= 0 || (group != 0 && tokens[idx].group != group)) {
             continue;
         }
         /* Tokens this job already failed on are not offered again. */

@@ -52,11 +52,10 @@ enum {
 };
 
 /* The columns the admin API sets (keyspec.c checked the values). */
-static const char *const settable[] = { "name",         "rpm",
-                                        "concurrency",  "image_quota",
-                                        "video_quota",  "quota_period",
-                                        "expires_at",   "models",
-                                        "token_group",  "enabled" };
+static const char *const settable[] = {
+    "name",         "rpm",        "concurrency", "image_quota", "video_quota",
+    "quota_period", "expires_at", "models",      "token_group", "enabled"
+};
 
 /* A key's shm row to put (or, remove_id > 0, a removal). */
 typedef struct staged_s {
@@ -142,8 +141,8 @@ spec_from_row(sqlite3_stmt *st, s2a_keyspec_t *k)
     k->enabled = (uint8_t) (sqlite3_column_int(st, C_ENABLED) != 0);
     k->period = (uint8_t) s2a_keyspec_period(
         (const char *) sqlite3_column_text(st, C_PERIOD));
-    k->models =
-        s2a_keyspec_models_mask((const char *) sqlite3_column_text(st, C_MODELS));
+    k->models = s2a_keyspec_models_mask(
+        (const char *) sqlite3_column_text(st, C_MODELS));
     k->expires_at = sqlite3_column_int64(st, C_EXPIRES);
     k->rpm = limit_col(st, C_RPM);
     k->concurrency = limit_col(st, C_CONCURRENCY);
@@ -175,11 +174,11 @@ key_json(sqlite3_stmt *st)
             ? json_null()
             : json_string((const char *) sqlite3_column_text(st, C_HINT)));
     for (i = 0; i < S2A_NELEMS(ints); i++) {
-        json_object_set_new(o, sqlite3_column_name(st, ints[i]),
-                            sqlite3_column_type(st, ints[i]) == SQLITE_NULL
-                                ? json_null()
-                                : json_integer(
-                                    sqlite3_column_int64(st, ints[i])));
+        json_object_set_new(
+            o, sqlite3_column_name(st, ints[i]),
+            sqlite3_column_type(st, ints[i]) == SQLITE_NULL
+                ? json_null()
+                : json_integer(sqlite3_column_int64(st, ints[i])));
     }
     json_object_set_new(
         o, "quota_period",
@@ -352,8 +351,8 @@ stage_keys(int64_t id, staged_t **out, size_t *n, size_t *cap)
         }
         s->period_changed = period != (int) s->spec.period;
         if (s->period_changed) {
-            s->period_start = s2a_key_period_start(
-                (s2a_key_period_t) s->spec.period, now);
+            s->period_start =
+                s2a_key_period_start((s2a_key_period_t) s->spec.period, now);
             used_from_db(
                 s->spec.id, s->period_start,
                 s2a_key_period_end((s2a_key_period_t) s->spec.period, now),
@@ -489,8 +488,7 @@ s2a_keys_primary_rekey(const char *value)
     rc = sqlite3_step(st);
     sqlite3_finalize(st);
     if (rc != SQLITE_DONE) {
-        s2a_log(LOG_WARNING, 0,
-                "API key not changed: %s",
+        s2a_log(LOG_WARNING, 0, "API key not changed: %s",
                 rc == SQLITE_CONSTRAINT ? "another named key is the same key"
                                         : sqlite3_errmsg(conn()));
         return S2A_ERROR;
@@ -775,8 +773,8 @@ live_copy(size_t *n)
             s2a_key_period_start((s2a_key_period_t) r->spec.period, now);
         l->period_end =
             s2a_key_period_end((s2a_key_period_t) r->spec.period, now);
-        if (r->win_start_ms != 0
-            && mono - r->win_start_ms < S2A_RPM_WINDOW_MS) {
+        if (r->win_start_ms != 0 && mono - r->win_start_ms < S2A_RPM_WINDOW_MS)
+        {
             l->window_count = r->win_count;
             l->window_reset_ms = r->win_start_ms + S2A_RPM_WINDOW_MS - mono;
         }
@@ -884,12 +882,12 @@ s2a_op_keys_list(void *from, json_t *msg)
         json_int_t kid = json_integer_value(json_object_get(o, "id"));
         snprintf(k, sizeof(k), "%lld", (long long) kid);
         u = json_object_get(totals, k);
-        json_object_set_new(
-            o, "usage",
-            u != NULL ? json_incref(u)
-                      : json_pack("{s:i, s:i, s:i, s:i, s:i}", "requests", 0,
-                                  "images", 0, "videos", 0, "video_seconds",
-                                  0, "failures", 0));
+        json_object_set_new(o, "usage",
+                            u != NULL ? json_incref(u)
+                                      : json_pack("{s:i, s:i, s:i, s:i, s:i}",
+                                                  "requests", 0, "images", 0,
+                                                  "videos", 0, "video_seconds",
+                                                  0, "failures", 0));
         for (j = 0; live != NULL && j < nlive && live[j].id != kid; j++) {
         }
         json_object_set_new(o, "live",
@@ -934,10 +932,8 @@ s2a_op_key_usage_get(void *from, json_t *msg)
         return;
     }
     sqlite3_bind_int64(st, 1, id);
-    sqlite3_bind_text(st, 2, lo != NULL ? lo : "0000-00-00", -1,
-                      SQLITE_STATIC);
-    sqlite3_bind_text(st, 3, hi != NULL ? hi : "9999-12-31", -1,
-                      SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, lo != NULL ? lo : "0000-00-00", -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, hi != NULL ? hi : "9999-12-31", -1, SQLITE_STATIC);
     rows = json_array();
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         json_array_append_new(
@@ -1000,9 +996,8 @@ s2a_op_key_usage(void *from, json_t *msg)
         sqlite3_bind_text(st, 2, day, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 3, model, -1, SQLITE_STATIC);
         for (c = 3; c < 8; c++) {
-            sqlite3_bind_int64(st, c + 1,
-                               json_integer_value(json_array_get(row,
-                                                                 (size_t) c)));
+            sqlite3_bind_int64(
+                st, c + 1, json_integer_value(json_array_get(row, (size_t) c)));
         }
         if (sqlite3_step(st) != SQLITE_DONE) {
             s2a_log(LOG_ERR, 0, "key usage row not written: %s",

@@ -115,7 +115,8 @@ write_setting(const char *key, const char *value)
     }
     /* The API key of the setting is named key 1 (docs/api-keys.md). */
     if (strcmp(key, "api_key_sha256") == 0
-        && s2a_keys_primary_rekey(value) != S2A_OK) {
+        && s2a_keys_primary_rekey(value) != S2A_OK)
+    {
         return S2A_ERROR;
     }
     settings_dirty = true;

@@ -182,8 +182,8 @@ s2a_apikeys_check(s2a_req_t *req, const char *key)
             } else {
                 atomic_fetch_add_explicit(&row->requests, 1,
                                           memory_order_relaxed);
-                verdict = s2a_keytab_rpm_take_locked(kt(), slot, s2a_mono_ms(),
-                                                     &info)
+                verdict =
+                    s2a_keytab_rpm_take_locked(kt(), slot, s2a_mono_ms(), &info)
                         == S2A_OK
                     ? VERDICT_OK
                     : VERDICT_THROTTLED;
@@ -208,10 +208,9 @@ s2a_apikeys_check(s2a_req_t *req, const char *key)
                              "This API key is disabled.");
         return false;
     case VERDICT_EXPIRED:
-        s2a_http_reply_error(req, 401, "invalid_request_error",
-                             "invalid_api_key", NULL,
-                             "This API key expired at %lld (unix time).",
-                             (long long) expires);
+        s2a_http_reply_error(
+            req, 401, "invalid_request_error", "invalid_api_key", NULL,
+            "This API key expired at %lld (unix time).", (long long) expires);
         return false;
     case VERDICT_THROTTLED:
         req->key_id = id;
@@ -319,14 +318,14 @@ s2a_apikeys_admit(s2a_req_t *req, const s2a_model_t *model, int n,
             req, 429, "insufficient_quota", "quota_exceeded", NULL,
             "This API key's %s quota is used up: %d %s.",
             model->kind == S2A_KIND_VIDEO ? "video" : "image", limit,
-            period == S2A_PERIOD_DAY     ? "per day (UTC)"
+            period == S2A_PERIOD_DAY         ? "per day (UTC)"
                 : period == S2A_PERIOD_MONTH ? "per month (UTC)"
                                              : "in all");
         return false;
     case S2A_KEY_ADMIT_CONCURRENCY:
         retry_after(req, 1);
-        s2a_http_reply_error(req, 429, "requests",
-                             "concurrency_limit_exceeded", NULL,
+        s2a_http_reply_error(req, 429, "requests", "concurrency_limit_exceeded",
+                             NULL,
                              "This API key already runs %d generation "
                              "job%s, its limit.",
                              limit, limit == 1 ? "" : "s");
@@ -356,8 +355,7 @@ s2a_apikeys_ticket_take(s2a_keyticket_t *t, s2a_keyjob_t *job)
 void
 s2a_apikeys_ticket_release(s2a_keyticket_t *t)
 {
-    if (t == NULL || t->next >= t->n
-        || s2a_keytab_lock(kt()) != S2A_OK) {
+    if (t == NULL || t->next >= t->n || s2a_keytab_lock(kt()) != S2A_OK) {
         return;
     }
     for (; t->next < t->n; t->next++) {
@@ -547,9 +545,8 @@ call_gone(s2a_req_t *req, void *arg)
 static void
 reply_csv(s2a_req_t *req, int64_t id, json_t *rows)
 {
-    static const char *const cols[] = { "requests",      "images",
-                                        "videos",        "video_seconds",
-                                        "failures" };
+    static const char *const cols[] = { "requests", "images", "videos",
+                                        "video_seconds", "failures" };
     struct evbuffer *b = evbuffer_new();
     char cd[96];
     json_t *row;
@@ -559,8 +556,9 @@ reply_csv(s2a_req_t *req, int64_t id, json_t *rows)
         s2a_http_reply_detail(req, 503, "Out of memory");
         return;
     }
-    evbuffer_add_printf(b, "day,model,requests,images,videos,video_seconds,"
-                           "failures\n");
+    evbuffer_add_printf(b,
+                        "day,model,requests,images,videos,video_seconds,"
+                        "failures\n");
     json_array_foreach (rows, i, row) {
         /* Model ids and days hold no comma, quote or line break. */
         evbuffer_add_printf(b, "%s,%s",
@@ -576,17 +574,16 @@ reply_csv(s2a_req_t *req, int64_t id, json_t *rows)
     snprintf(cd, sizeof(cd), "attachment; filename=\"api-key-%lld-usage.csv\"",
              (long long) id);
     s2a_http_add_header(req, "Content-Disposition", cd);
-    s2a_http_reply(req, 200, "text/csv; charset=utf-8",
-                   evbuffer_pullup(b, -1), evbuffer_get_length(b));
+    s2a_http_reply(req, 200, "text/csv; charset=utf-8", evbuffer_pullup(b, -1),
+                   evbuffer_get_length(b));
     evbuffer_free(b);
 }
 
 static void
 reply_usage(call_t *c, s2a_req_t *req, json_t *rows)
 {
-    static const char *const cols[] = { "requests",      "images",
-                                        "videos",        "video_seconds",
-                                        "failures" };
+    static const char *const cols[] = { "requests", "images", "videos",
+                                        "video_seconds", "failures" };
     json_int_t sum[S2A_NELEMS(cols)] = { 0 };
     json_t *row, *body, *total;
     size_t i, k;
@@ -662,9 +659,7 @@ call_done(json_t *reply, void *arg)
         s2a_http_reply_json(req, 200, body);
         json_decref(body);
         break;
-    case CALL_USAGE:
-        reply_usage(c, req, json_object_get(reply, "rows"));
-        break;
+    case CALL_USAGE: reply_usage(c, req, json_object_get(reply, "rows")); break;
     }
     call_free(c);
 }
@@ -734,7 +729,8 @@ read_fields(s2a_req_t *req, bool create)
     }
     out = json_object();
     if (out == NULL
-        || s2a_keyspec_check(in, create, out, err, sizeof(err)) != S2A_OK) {
+        || s2a_keyspec_check(in, create, out, err, sizeof(err)) != S2A_OK)
+    {
         json_decref(out);
         json_decref(in);
         s2a_http_reply_detail(req, 400, "%s", err);
@@ -831,13 +827,13 @@ s2a_apikeys_usage(s2a_req_t *req)
     json_t *msg = NULL;
 
     if ((from != NULL && !is_day(from)) || (to != NULL && !is_day(to))) {
-        s2a_http_reply_detail(req, 400, "from and to must be UTC days "
-                                        "(YYYY-MM-DD)");
+        s2a_http_reply_detail(req, 400,
+                              "from and to must be UTC days "
+                              "(YYYY-MM-DD)");
         goto done;
     }
     if (format != NULL && strcmp(format, "csv") != 0
-        && strcmp(format, "json") != 0)
-    {
+        && strcmp(format, "json") != 0) {
         s2a_http_reply_detail(req, 400, "format must be json or csv");
         goto done;
     }

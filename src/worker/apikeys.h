@@ -74,8 +74,7 @@ void s2a_apikeys_job_drop(s2a_keyjob_t *job);
  * past its limits, so its concurrency and quota count go on; nothing
  * when the key is gone.
  */
-void s2a_apikeys_job_resume(s2a_keyjob_t *job, int64_t key_id,
-                            s2a_kind_t kind);
+void s2a_apikeys_job_resume(s2a_keyjob_t *job, int64_t key_id, s2a_kind_t kind);
 
 /* After each answer: the key's request counters. */
 void s2a_apikeys_request_done(s2a_req_t *req);

@@ -631,9 +631,9 @@ submitted(const s2a_sora_result_t *r, void *arg)
             json_decref(used);
         }
     }
-    fields = json_pack("{s:s, s:s, s:I}", "status", "running",
-                       "upstream_task_id", g->task_id, "token_id",
-                       (json_int_t) g->token_id);
+    fields =
+        json_pack("{s:s, s:s, s:I}", "status", "running", "upstream_task_id",
+                  g->task_id, "token_id", (json_int_t) g->token_id);
     /* A resume goes on counting for the key (s2a_gen_set_key). */
     if (fields != NULL && g->key.key_id > 0 && g->params != NULL) {
         json_object_set(fields, "params", g->params);

@@ -133,10 +133,10 @@ try_waiter(waiter_t *w, s2a_lease_t *lease, s2a_skip_report_t *rep)
     if (s2a_shm_lock(s2a_worker.shm) != S2A_OK) {
         return S2A_ERROR;
     }
-    rc = s2a_shm_select_group_locked(
-        s2a_worker.shm, w->kind, (s2a_policy_t) s2a_worker.settings.policy,
-        s2a_now_ms(), getpid(), rnd, w->group, w->avoid, w->navoid, S.mine,
-        lease, rep);
+    rc = s2a_shm_select_group_locked(s2a_worker.shm, w->kind,
+                                     (s2a_policy_t) s2a_worker.settings.policy,
+                                     s2a_now_ms(), getpid(), rnd, w->group,
+                                     w->avoid, w->navoid, S.mine, lease, rep);
     s2a_shm_unlock(s2a_worker.shm);
     if (rc == S2A_OK && S.mine != NULL) {
         S.mine[lease->token_slot]++;
