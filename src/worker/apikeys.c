@@ -25,7 +25,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#define USAGE_MAX 1024 /* accumulated rows before an early flush */
+#define USAGE_MAX     1024 /* accumulated rows before an early flush */
+#define USAGE_BUCKETS 2048 /* a power of two, twice USAGE_MAX */
 
 typedef struct usage_row_s {
     int64_t key_id;
@@ -34,9 +35,15 @@ typedef struct usage_row_s {
     int64_t requests, images, videos, video_seconds, failures;
 } usage_row_t;
 
+/* The rows since the last flush, found through a small hash on (key,
+ * model): every request of a key adds to one, and a thousand keys must
+ * not make that a scan. All rows share one day: a new day flushes. */
 static struct {
     usage_row_t rows[USAGE_MAX];
+    int16_t index[USAGE_BUCKETS]; /* row + 1, 0: empty */
     int n;
+    char day[11];
+    int64_t day_of; /* the key-clock second `day` was computed for */
 } U;
 
 static s2a_keytab_t *
@@ -45,31 +52,53 @@ kt(void)
     return s2a_keytab;
 }
 
+static uint32_t
+usage_bucket(int64_t key_id, int model)
+{
+    uint64_t h = (uint64_t) key_id * 0x9e3779b97f4a7c15ULL
+        + (uint64_t) (model + 1) * 0xc2b2ae3d27d4eb4fULL;
+
+    return (uint32_t) (h >> 40) & (USAGE_BUCKETS - 1);
+}
+
 /* The usage row of (key, model, today), made when missing. */
 static usage_row_t *
 usage_row(int64_t key_id, int model)
 {
+    int64_t now = s2a_keytab_now(kt());
     char day[11];
     usage_row_t *r;
-    int i;
+    uint32_t b;
 
-    s2a_utc_day(s2a_keytab_now(kt()), day);
-    for (i = 0; i < U.n; i++) {
-        r = &U.rows[i];
-        if (r->key_id == key_id && r->model == model
-            && memcmp(r->day, day, sizeof(day)) == 0)
-        {
+    if (now != U.day_of) {
+        s2a_utc_day(now, day);
+        if (U.n > 0 && memcmp(day, U.day, sizeof(day)) != 0) {
+            s2a_apikeys_flush(); /* the rows of the day before go first */
+        }
+        memcpy(U.day, day, sizeof(day));
+        U.day_of = now;
+    }
+    for (b = usage_bucket(key_id, model); U.index[b] != 0;
+         b = (b + 1) & (USAGE_BUCKETS - 1))
+    {
+        r = &U.rows[U.index[b] - 1];
+        if (r->key_id == key_id && r->model == model) {
             return r;
         }
     }
     if (U.n == USAGE_MAX) {
         s2a_apikeys_flush();
+        for (b = usage_bucket(key_id, model); U.index[b] != 0;
+             b = (b + 1) & (USAGE_BUCKETS - 1))
+        {
+        }
     }
     r = &U.rows[U.n++];
+    U.index[b] = (int16_t) U.n;
     memset(r, 0, sizeof(*r));
     r->key_id = key_id;
     r->model = model;
-    memcpy(r->day, day, sizeof(day));
+    memcpy(r->day, U.day, sizeof(U.day));
     return r;
 }
 
@@ -80,7 +109,11 @@ s2a_apikeys_flush(void)
     usage_row_t *r;
     int i;
 
-    if (U.n == 0 || s2a_worker.chan == NULL) {
+    if (U.n == 0) {
+        return;
+    }
+    if (s2a_worker.chan == NULL) {
+        s2a_apikeys_cleanup(); /* nobody to send them to */
         return;
     }
     rows = json_array();
@@ -100,12 +133,14 @@ s2a_apikeys_flush(void)
         json_decref(msg);
     }
     U.n = 0;
+    memset(U.index, 0, sizeof(U.index));
 }
 
 void
 s2a_apikeys_cleanup(void)
 {
     U.n = 0;
+    memset(U.index, 0, sizeof(U.index));
 }
 
 /* ---------------------------------------------------------------------
