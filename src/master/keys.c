@@ -787,6 +787,14 @@ live_copy(size_t *n)
     return out;
 }
 
+static int
+live_cmp(const void *a, const void *b)
+{
+    int64_t x = ((const live_t *) a)->id, y = ((const live_t *) b)->id;
+
+    return x < y ? -1 : x > y;
+}
+
 static json_t *
 live_json(const live_t *l)
 {
@@ -877,9 +885,12 @@ s2a_op_keys_list(void *from, json_t *msg)
     }
     totals = usage_totals(id);
     live = live_copy(&nlive);
+    if (live != NULL) {
+        qsort(live, nlive, sizeof(*live), live_cmp);
+    }
     json_array_foreach (keys, i, o) {
-        size_t j;
         json_int_t kid = json_integer_value(json_object_get(o, "id"));
+        live_t probe = { .id = kid }, *l;
         snprintf(k, sizeof(k), "%lld", (long long) kid);
         u = json_object_get(totals, k);
         json_object_set_new(o, "usage",
@@ -888,11 +899,9 @@ s2a_op_keys_list(void *from, json_t *msg)
                                                   "requests", 0, "images", 0,
                                                   "videos", 0, "video_seconds",
                                                   0, "failures", 0));
-        for (j = 0; live != NULL && j < nlive && live[j].id != kid; j++) {
-        }
-        json_object_set_new(o, "live",
-                            live != NULL && j < nlive ? live_json(&live[j])
-                                                      : json_null());
+        l = live != NULL ? bsearch(&probe, live, nlive, sizeof(*live), live_cmp)
+                         : NULL;
+        json_object_set_new(o, "live", l != NULL ? live_json(l) : json_null());
     }
     free(live);
     json_decref(totals);

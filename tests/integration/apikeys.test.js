@@ -287,13 +287,16 @@ test('the model allow-list: 403 model_not_found for another model', async () => 
 });
 
 test('concurrency: stalled jobs hold their slots until their client leaves', async () => {
-  const k = await newKey({ concurrency: 2 });
+  const k = await newKey({ concurrency: 2, rpm: 100 });
   const body = () => ({ model: 'sora-video-10s', messages: g.user(tag('a slow river #stall')) });
   const s1 = openStream(k.key, body());
   const s2 = openStream(k.key, body());
   const [r1, r2] = await Promise.all([s1.first, s2.first]);
   assert.equal(r1.statusCode, 200);
   assert.equal(r2.statusCode, 200);
+  // A stream's head carries the window too.
+  assert.equal(r1.headers['x-ratelimit-limit-requests'], '100');
+  assert.match(r1.headers['x-ratelimit-remaining-requests'], /^9[89]$/);
   assert.equal((await keyInfo(k.id)).live.running, 2);
   let r = await chatAs(k.key, body());
   g.assertHttpError(r, 429, 'concurrency_limit_exceeded', 'requests');

@@ -375,8 +375,8 @@ test_keyspec(void **state)
     json_decref(out);
     check("[]", false, S2A_ERROR);
     check("{\"name\":\"a\",\"rpm\":0}", true, S2A_ERROR);
-    check("{\"name\":\"a\",\"rpm\":1000001}", true, S2A_ERROR);
-    check("{\"name\":\"a\",\"image_quota\":0}", true, S2A_OK);
+    check("{\"name\":\"a\",\"rpm\":1000000001}", true, S2A_ERROR);
+    json_decref(check("{\"name\":\"a\",\"image_quota\":0}", true, S2A_OK));
     check("{\"name\":\"a\",\"expires_at\":0}", true, S2A_ERROR);
     check("{\"name\":\"a\",\"models\":[1]}", true, S2A_ERROR);
     check("{\"name\":\"a\",\"models\":\"sora-image\"}", true, S2A_ERROR);
