@@ -366,32 +366,98 @@ s2a_keytab_set_used_locked(s2a_keytab_t *kt, int64_t id, int64_t period_start,
     row->used[S2A_KIND_VIDEO] = used[S2A_KIND_VIDEO];
 }
 
+#define WINDOW_COUNT_BITS 24
+
 int
-s2a_keytab_rpm_take_locked(s2a_keytab_t *kt, int slot, int64_t now_ms,
-                           s2a_rpm_info_t *info)
+s2a_keytab_rpm_take(s2a_keytab_t *kt, int slot, int32_t rpm, int64_t now_ms,
+                    s2a_rpm_info_t *info)
 {
     s2a_keyrow_t *row = &s2a_keytab_rows(kt)[slot];
+    uint64_t w, next, count;
+    int64_t start;
 
-    info->limit = row->spec.rpm;
-    if (row->spec.rpm < 0) {
-        info->remaining = 0;
-        info->reset_ms = 0;
+    info->limit = rpm;
+    info->remaining = 0;
+    info->reset_ms = 0;
+    if (rpm < 0) {
         return S2A_OK;
     }
-    /* A window that ended: the next request opens a new one. */
-    if (row->win_start_ms == 0
-        || now_ms - row->win_start_ms >= S2A_RPM_WINDOW_MS) {
-        row->win_start_ms = now_ms;
-        row->win_count = 0;
+    if (rpm > S2A_RPM_COUNT_MAX) {
+        rpm = S2A_RPM_COUNT_MAX;
     }
-    info->reset_ms = row->win_start_ms + S2A_RPM_WINDOW_MS - now_ms;
-    if (row->win_count >= row->spec.rpm) {
-        info->remaining = 0;
-        return S2A_DECLINED;
+    w = atomic_load_explicit(&row->window, memory_order_relaxed);
+    for (;;) {
+        start = (int64_t) (w >> WINDOW_COUNT_BITS);
+        count = w & S2A_RPM_COUNT_MAX;
+        if (w == 0 || now_ms - start >= S2A_RPM_WINDOW_MS) {
+            /* The window ended: this request opens the next one. */
+            start = now_ms;
+            count = 0;
+        }
+        info->reset_ms = start + S2A_RPM_WINDOW_MS - now_ms;
+        if (count >= (uint64_t) rpm) {
+            return S2A_DECLINED;
+        }
+        next = ((uint64_t) start << WINDOW_COUNT_BITS) | (count + 1);
+        /* Another worker counted first: decide again on what it left. */
+        if (atomic_compare_exchange_weak_explicit(&row->window, &w, next,
+                                                  memory_order_relaxed,
+                                                  memory_order_relaxed))
+        {
+            info->remaining = rpm - (int32_t) (count + 1);
+            return S2A_OK;
+        }
     }
-    row->win_count++;
-    info->remaining = row->spec.rpm - row->win_count;
-    return S2A_OK;
+}
+
+void
+s2a_keytab_window(const s2a_keyrow_t *row, int64_t now_ms, int32_t *count,
+                  int64_t *left_ms)
+{
+    uint64_t w = atomic_load_explicit(&row->window, memory_order_relaxed);
+    int64_t start = (int64_t) (w >> WINDOW_COUNT_BITS);
+
+    *count = 0;
+    *left_ms = 0;
+    if (w != 0 && now_ms - start < S2A_RPM_WINDOW_MS) {
+        *count = (int32_t) (w & S2A_RPM_COUNT_MAX);
+        *left_ms = start + S2A_RPM_WINDOW_MS - now_ms;
+    }
+}
+
+void
+s2a_keytab_write_begin_locked(s2a_keytab_t *kt)
+{
+    atomic_fetch_add_explicit(&kt->seq, 1, memory_order_relaxed);
+    atomic_thread_fence(memory_order_release);
+}
+
+void
+s2a_keytab_write_end_locked(s2a_keytab_t *kt)
+{
+    atomic_fetch_add_explicit(&kt->seq, 1, memory_order_release);
+}
+
+int
+s2a_keytab_lookup(s2a_keytab_t *kt, const uint8_t *mac, s2a_keyspec_t *out)
+{
+    uint32_t before;
+    int slot;
+
+    for (;;) {
+        before = atomic_load_explicit(&kt->seq, memory_order_acquire);
+        if (before & 1) {
+            continue; /* a writer is at work: a few microseconds */
+        }
+        slot = s2a_keytab_find_locked(kt, mac);
+        if (slot >= 0) {
+            memcpy(out, &s2a_keytab_rows(kt)[slot].spec, sizeof(*out));
+        }
+        atomic_thread_fence(memory_order_acquire);
+        if (atomic_load_explicit(&kt->seq, memory_order_relaxed) == before) {
+            return slot;
+        }
+    }
 }
 
 static int
@@ -599,11 +665,18 @@ s2a_keytab_repair_locked(s2a_keytab_t *kt)
     if (kt->lease_hint >= kt->max_leases) {
         kt->lease_hint = 0;
     }
+    /* The dead owner may have been a writer: the sequence is made even
+     * again, around a rebuilt index. */
+    if (atomic_load_explicit(&kt->seq, memory_order_relaxed) & 1) {
+        atomic_fetch_add_explicit(&kt->seq, 1, memory_order_relaxed);
+    }
+    s2a_keytab_write_begin_locked(kt);
     for (i = 0; i < kt->key_high; i++) {
         if (rows[i].spec.id < 0 && rows[i].inflight == 0) {
             rows[i].spec.id = 0;
         }
     }
     s2a_keytab_reindex_locked(kt);
+    s2a_keytab_write_end_locked(kt);
     return dropped;
 }

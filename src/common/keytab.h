@@ -1,18 +1,20 @@
 /*
  * keytab.h: the shared-memory table of API keys (docs/api-keys.md).
  *
- * Its own region and its own robust lock, apart from the token table:
- * every /v1 request takes this lock once (the key lookup and its
- * requests-per-minute window), and it should not queue behind token
- * selection or the other way round. The master creates it before
- * forking (s2a_keytab_create) and is the only writer of the key rows'
- * limits; any process writes the live counters under the lock.
+ * Its own region and its own robust lock, apart from the token table.
+ * The request path (every /v1 request: the key lookup and its
+ * requests-per-minute window) takes no lock at all: specs and the index
+ * are read through a sequence counter the writers move, the window is one
+ * word changed by compare-and-swap, the metrics are atomics. The lock
+ * serialises the writers (the master's publish, job admission and lease
+ * ends). The master creates the table before forking (s2a_keytab_create)
+ * and is the only writer of the key rows' specs.
  *
  * Contents (docs/locking.md says who writes what):
  *   - header: magic, version, sizes, the mutex, high-water marks
  *   - key rows: what the master published (s2a_keyspec_t) plus the live
- *     counters: the rpm window, leases by kind, the period's completed
- *     jobs, and relaxed-atomic metrics
+ *     counters: the rpm window (atomic), leases by kind, the period's
+ *     completed jobs, and relaxed-atomic metrics
  *   - index: open addressing on the key's MAC, slot + 1 per bucket, so a
  *     lookup by key is O(1); rebuilt by the master after each change
  *   - lease table: one row per generation job of a key (its concurrency
@@ -67,9 +69,9 @@ typedef struct s2a_keyrow_s {
     int32_t pending[S2A_KIND_COUNT]; /* leases by kind (derived) */
     int32_t used[S2A_KIND_COUNT];    /* jobs completed in the period */
     int64_t period_start;            /* unix seconds the used counts start */
-    int64_t win_start_ms;            /* monotonic; the rpm window's start */
-    int32_t win_count;               /* requests admitted in that window */
-    int32_t _pad;
+    /* The rpm window, one word changed by compare-and-swap (no lock):
+     * monotonic ms of its start << 24 | requests admitted in it. */
+    _Atomic uint64_t window;
     /* /metrics, relaxed atomics (no lock) */
     _Atomic uint64_t requests;  /* answered requests */
     _Atomic uint64_t throttled; /* 429 answers of this table's limits */
@@ -104,7 +106,10 @@ typedef struct s2a_keytab_s {
     uint32_t lease_hint;
     uint32_t lease_serial;
     uint32_t repairs;
-    uint32_t _pad;
+    /* Odd while the master (or a repair) rewrites key specs or the index,
+     * under the lock: the request path reads them without the lock and
+     * retries when it moved (s2a_keytab_lookup). */
+    _Atomic uint32_t seq;
     pthread_mutex_t lock;
     /* Test builds only (the /__test/key-clock hook): seconds added to
      * the key clock. A release binary never reads or writes it. */
@@ -176,6 +181,22 @@ void s2a_keytab_set_used_locked(s2a_keytab_t *kt, int64_t id,
 /* The slot of the key whose MAC is `mac`, or -1. O(1). */
 int s2a_keytab_find_locked(s2a_keytab_t *kt, const uint8_t *mac);
 
+/*
+ * Writers of specs and the index (master publish, repair) bracket their
+ * changes, lock held, so that lock-free readers see either the old or the
+ * new table, never a mix.
+ */
+void s2a_keytab_write_begin_locked(s2a_keytab_t *kt);
+void s2a_keytab_write_end_locked(s2a_keytab_t *kt);
+
+/*
+ * The request path, without the lock: finds the key whose MAC is `mac`
+ * and copies its spec into `out` from one consistent state of the table
+ * (a sequence counter, retried while a writer is at work). Returns the
+ * slot or -1.
+ */
+int s2a_keytab_lookup(s2a_keytab_t *kt, const uint8_t *mac, s2a_keyspec_t *out);
+
 /* The slot of key `id`, or -1 (a scan: admin and metrics paths only). */
 int s2a_keytab_find_id_locked(s2a_keytab_t *kt, int64_t id);
 
@@ -187,13 +208,21 @@ typedef struct s2a_rpm_info_s {
 } s2a_rpm_info_t;
 
 /*
- * Counts one request of the key in `slot` against its window at
- * monotonic time `now_ms`: S2A_OK, or S2A_DECLINED when the window is
- * full (nothing counted). A window opens with the first request after
- * the previous one ended and lasts S2A_RPM_WINDOW_MS.
+ * Counts one request of the key in `slot`, whose limit is `rpm`, against
+ * its window at monotonic time `now_ms`: S2A_OK, or S2A_DECLINED when the
+ * window is full (nothing counted). A window opens with the first request
+ * after the previous one ended and lasts S2A_RPM_WINDOW_MS. No lock: one
+ * compare-and-swap on the row's window word, so every worker counts in
+ * the same window exactly. `rpm` at most S2A_RPM_COUNT_MAX.
  */
-int s2a_keytab_rpm_take_locked(s2a_keytab_t *kt, int slot, int64_t now_ms,
-                               s2a_rpm_info_t *info);
+#define S2A_RPM_COUNT_MAX 0xffffff
+int s2a_keytab_rpm_take(s2a_keytab_t *kt, int slot, int32_t rpm, int64_t now_ms,
+                        s2a_rpm_info_t *info);
+
+/* The window of `row` at `now_ms`: requests counted and ms left (both 0
+ * when no window is open). */
+void s2a_keytab_window(const s2a_keyrow_t *row, int64_t now_ms, int32_t *count,
+                       int64_t *left_ms);
 
 /* Why a key's jobs were refused. */
 typedef enum {

@@ -373,6 +373,9 @@ publish(staged_t *staged, size_t n)
     if (n == 0 || s2a_keytab_lock(s2a_keytab) != S2A_OK) {
         return;
     }
+    /* Workers look keys up without the lock: they see the table before
+     * or after this batch, never half of it. */
+    s2a_keytab_write_begin_locked(s2a_keytab);
     for (i = 0; i < n; i++) {
         if (staged[i].remove_id > 0) {
             s2a_keytab_remove_locked(s2a_keytab, staged[i].remove_id);
@@ -388,6 +391,7 @@ publish(staged_t *staged, size_t n)
         }
     }
     s2a_keytab_reindex_locked(s2a_keytab);
+    s2a_keytab_write_end_locked(s2a_keytab);
     s2a_keytab_unlock(s2a_keytab);
     if (full > 0) {
         s2a_log(LOG_ERR, 0,
@@ -773,11 +777,7 @@ live_copy(size_t *n)
             s2a_key_period_start((s2a_key_period_t) r->spec.period, now);
         l->period_end =
             s2a_key_period_end((s2a_key_period_t) r->spec.period, now);
-        if (r->win_start_ms != 0 && mono - r->win_start_ms < S2A_RPM_WINDOW_MS)
-        {
-            l->window_count = r->win_count;
-            l->window_reset_ms = r->win_start_ms + S2A_RPM_WINDOW_MS - mono;
-        }
+        s2a_keytab_window(r, mono, &l->window_count, &l->window_reset_ms);
         l->requests = atomic_load_explicit(&r->requests, memory_order_relaxed);
         l->throttled =
             atomic_load_explicit(&r->throttled, memory_order_relaxed);

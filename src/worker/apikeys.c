@@ -152,8 +152,7 @@ typedef enum {
     VERDICT_UNKNOWN,
     VERDICT_DISABLED,
     VERDICT_EXPIRED,
-    VERDICT_THROTTLED,
-    VERDICT_BROKEN /* the table cannot be locked */
+    VERDICT_THROTTLED
 } verdict_t;
 
 /* "59s", or "250ms" under a second (the OpenAI header format). */
@@ -194,42 +193,41 @@ s2a_apikeys_check(s2a_req_t *req, const char *key)
 {
     uint8_t mac[S2A_KEY_MAC_LEN];
     s2a_rpm_info_t info = { S2A_KEY_UNLIMITED, 0, 0 };
-    verdict_t verdict = VERDICT_BROKEN;
+    verdict_t verdict;
+    s2a_keyspec_t spec;
     s2a_keyrow_t *row;
-    int64_t now, expires = 0, id = 0;
-    int slot = -1;
+    int64_t now, expires, id;
+    int slot;
 
     s2a_worker_refresh_settings();
     s2a_api_key_mac(s2a_worker.settings.api_key_vkey, key, mac);
     now = s2a_keytab_now(kt());
-    if (s2a_keytab_lock(kt()) == S2A_OK) {
-        slot = s2a_keytab_find_locked(kt(), mac);
-        if (slot < 0) {
-            verdict = VERDICT_UNKNOWN;
-        } else {
-            row = &s2a_keytab_rows(kt())[slot];
-            id = row->spec.id;
-            expires = row->spec.expires_at;
-            if (!row->spec.enabled) {
-                verdict = VERDICT_DISABLED;
-            } else if (expires != 0 && expires <= now) {
-                verdict = VERDICT_EXPIRED;
-            } else {
-                atomic_fetch_add_explicit(&row->requests, 1,
-                                          memory_order_relaxed);
-                verdict =
-                    s2a_keytab_rpm_take_locked(kt(), slot, s2a_mono_ms(), &info)
-                        == S2A_OK
-                    ? VERDICT_OK
-                    : VERDICT_THROTTLED;
-                if (verdict == VERDICT_THROTTLED) {
-                    atomic_fetch_add_explicit(&row->throttled, 1,
-                                              memory_order_relaxed);
-                }
-            }
+    /* No lock on this path (every /v1 request): the spec is read from
+     * one consistent state of the table, the window moved by one
+     * compare-and-swap, the counters are atomics. A worker preempted
+     * here holds up nobody. */
+    memset(&spec, 0, sizeof(spec));
+    slot = s2a_keytab_lookup(kt(), mac, &spec);
+    if (slot < 0) {
+        verdict = VERDICT_UNKNOWN;
+    } else if (!spec.enabled) {
+        verdict = VERDICT_DISABLED;
+    } else if (spec.expires_at != 0 && spec.expires_at <= now) {
+        verdict = VERDICT_EXPIRED;
+    } else {
+        row = &s2a_keytab_rows(kt())[slot];
+        atomic_fetch_add_explicit(&row->requests, 1, memory_order_relaxed);
+        verdict =
+            s2a_keytab_rpm_take(kt(), slot, spec.rpm, s2a_mono_ms(), &info)
+                == S2A_OK
+            ? VERDICT_OK
+            : VERDICT_THROTTLED;
+        if (verdict == VERDICT_THROTTLED) {
+            atomic_fetch_add_explicit(&row->throttled, 1, memory_order_relaxed);
         }
-        s2a_keytab_unlock(kt());
     }
+    id = spec.id;
+    expires = spec.expires_at;
     switch (verdict) {
     case VERDICT_OK: break;
     case VERDICT_UNKNOWN:
@@ -258,10 +256,6 @@ s2a_apikeys_check(s2a_req_t *req, const char *key)
                              "again in %llds.",
                              info.limit,
                              (long long) ((info.reset_ms + 999) / 1000));
-        return false;
-    case VERDICT_BROKEN:
-        s2a_http_reply_error(req, 503, "server_error", NULL, NULL,
-                             "The key table is unavailable.");
         return false;
     }
     req->key_id = id;

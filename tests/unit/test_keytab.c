@@ -153,18 +153,18 @@ test_rpm_window(void **state)
     slot = put(&k);
     assert_int_equal(s2a_keytab_lock(kt), S2A_OK);
     for (i = 0; i < 10; i++) {
-        assert_int_equal(s2a_keytab_rpm_take_locked(kt, slot, t0 + i, &info),
+        assert_int_equal(s2a_keytab_rpm_take(kt, slot, 10, t0 + i, &info),
                          S2A_OK);
         assert_int_equal(info.limit, 10);
         assert_int_equal(info.remaining, 9 - i);
         assert_int_equal(info.reset_ms, S2A_RPM_WINDOW_MS - i);
     }
     /* Full until the window that the first request opened ends. */
-    assert_int_equal(s2a_keytab_rpm_take_locked(kt, slot, t0 + 59999, &info),
+    assert_int_equal(s2a_keytab_rpm_take(kt, slot, 10, t0 + 59999, &info),
                      S2A_DECLINED);
     assert_int_equal(info.remaining, 0);
     assert_int_equal(info.reset_ms, 1);
-    assert_int_equal(s2a_keytab_rpm_take_locked(kt, slot, t0 + 60000, &info),
+    assert_int_equal(s2a_keytab_rpm_take(kt, slot, 10, t0 + 60000, &info),
                      S2A_OK);
     assert_int_equal(info.remaining, 9);
     assert_int_equal(info.reset_ms, S2A_RPM_WINDOW_MS);
@@ -175,11 +175,48 @@ test_rpm_window(void **state)
     slot = put(&k);
     assert_int_equal(s2a_keytab_lock(kt), S2A_OK);
     for (i = 0; i < 1000; i++) {
-        assert_int_equal(s2a_keytab_rpm_take_locked(kt, slot, t0, &info),
-                         S2A_OK);
+        assert_int_equal(
+            s2a_keytab_rpm_take(kt, slot, S2A_KEY_UNLIMITED, t0, &info),
+            S2A_OK);
     }
     assert_int_equal(info.limit, S2A_KEY_UNLIMITED);
     s2a_keytab_unlock(kt);
+}
+
+/* Four processes at once against one window: exactly `rpm` pass. */
+static void
+test_rpm_exact_across_processes(void **state)
+{
+    s2a_keyspec_t k;
+    s2a_rpm_info_t info;
+    s2a_keyrow_t *row;
+    pid_t pids[4];
+    int slot, i, n, st;
+
+    (void) state;
+    spec_of(3, &k);
+    k.rpm = 5000;
+    slot = put(&k);
+    row = &s2a_keytab_rows(kt)[slot];
+    for (i = 0; i < 4; i++) {
+        pids[i] = fork();
+        assert_true(pids[i] >= 0);
+        if (pids[i] == 0) {
+            for (n = 0; n < 10000; n++) {
+                if (s2a_keytab_rpm_take(kt, slot, 5000, 1000, &info) == S2A_OK)
+                {
+                    atomic_fetch_add(&row->jobs, 1);
+                }
+            }
+            _exit(0);
+        }
+    }
+    for (i = 0; i < 4; i++) {
+        assert_int_equal(waitpid(pids[i], &st, 0), pids[i]);
+    }
+    assert_int_equal(atomic_load(&row->jobs), 5000);
+    assert_int_equal(s2a_keytab_rpm_take(kt, slot, 5000, 1000, &info),
+                     S2A_DECLINED);
 }
 
 static void
@@ -375,7 +412,7 @@ test_keyspec(void **state)
     json_decref(out);
     check("[]", false, S2A_ERROR);
     check("{\"name\":\"a\",\"rpm\":0}", true, S2A_ERROR);
-    check("{\"name\":\"a\",\"rpm\":1000000001}", true, S2A_ERROR);
+    check("{\"name\":\"a\",\"rpm\":10000001}", true, S2A_ERROR);
     json_decref(check("{\"name\":\"a\",\"image_quota\":0}", true, S2A_OK));
     check("{\"name\":\"a\",\"expires_at\":0}", true, S2A_ERROR);
     check("{\"name\":\"a\",\"models\":[1]}", true, S2A_ERROR);
@@ -407,6 +444,8 @@ main(void)
         cmocka_unit_test_setup_teardown(test_lookup_thousand, setup, teardown),
         cmocka_unit_test_setup_teardown(test_table_full, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rpm_window, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rpm_exact_across_processes, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_admit_quota_and_concurrency, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_deleted_key_keeps_slot_for_leases,
