@@ -10,7 +10,7 @@ set -uo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 failed=()
 
-for bench in models-vs-nginx videos-retrieve idle-memory gen-load; do
+for bench in models-vs-nginx videos-retrieve keys-models idle-memory gen-load; do
     echo "===== $bench ====="
     if ! "$HERE/$bench.sh"; then
         failed+=("$bench")

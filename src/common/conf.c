@@ -141,6 +141,8 @@ const s2a_conf_key_t s2a_conf_keys[] = {
       "4096",
       "slots of the shared-memory job table that answers video retrieves, "
       "0 for none" },
+    { "limits", "max_api_keys", S2A_CONF_T_INT, OFF(max_api_keys), 0, 1,
+      1000000, 0, "4096", "size of the shared-memory API key table" },
 
     { "metrics", "allow", S2A_CONF_T_CIDRS, OFF(metrics_allow), 0, 0, 0,
       S2A_CONF_RELOAD, "127.0.0.0/8 ::1",

@@ -101,6 +101,7 @@ typedef struct s2a_conf_s {
     int max_tokens;
     int max_leases;
     int job_slots; /* live job table slots, 0: no table */
+    int max_api_keys;
 
     /* [metrics] */
     s2a_cidrs_t metrics_allow;        /* read /metrics without a credential */

@@ -51,6 +51,13 @@ const s2a_op_t s2a_ops[] = {
     { "webhook_deliveries", TO_MASTER, "id:int webhook_id:int limit:int?", "rows:arr? code:str?", s2a_op_webhook_deliveries, 0 },
     { "webhook_test", TO_MASTER, "id:int webhook_id:int", "delivery:obj? code:str?", s2a_op_webhook_test, 0 },
     { "webhook_result", TO_MASTER, "delivery_id:int attempt:int status:int error:str?", NULL, s2a_op_webhook_result, S2A_OP_QUEUED },
+    /* worker -> master: named API keys */
+    { "key_create", TO_MASTER, "id:int fields:obj mac:str hint:str", "key:obj?", s2a_op_key_create, 0 },
+    { "key_update", TO_MASTER, "id:int key_id:int fields:obj", "key:obj? code:str?", s2a_op_key_update, 0 },
+    { "key_delete", TO_MASTER, "id:int key_id:int", "code:str?", s2a_op_key_delete, 0 },
+    { "keys_list", TO_MASTER, "id:int key_id:int?", "keys:arr code:str?", s2a_op_keys_list, 0 },
+    { "key_usage_get", TO_MASTER, "id:int key_id:int from:str? to:str?", "rows:arr code:str?", s2a_op_key_usage_get, 0 },
+    { "key_usage", TO_MASTER, "rows:arr", NULL, s2a_op_key_usage, S2A_OP_QUEUED },
 #ifdef S2A_TEST_HOOKS
     { "sweep_now", TO_MASTER, "", NULL, s2a_op_sweep_now, S2A_OP_TEST_ONLY },
 #endif

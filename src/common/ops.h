@@ -91,6 +91,12 @@ void s2a_op_webhook_delete(void *from, json_t *msg);
 void s2a_op_webhook_deliveries(void *from, json_t *msg);
 void s2a_op_webhook_test(void *from, json_t *msg);
 void s2a_op_webhook_result(void *from, json_t *msg);
+void s2a_op_key_create(void *from, json_t *msg);
+void s2a_op_key_update(void *from, json_t *msg);
+void s2a_op_key_delete(void *from, json_t *msg);
+void s2a_op_keys_list(void *from, json_t *msg);
+void s2a_op_key_usage_get(void *from, json_t *msg);
+void s2a_op_key_usage(void *from, json_t *msg);
 void s2a_op_sweep_now(void *from, json_t *msg);
 
 /* Handlers in a worker (src/worker/). */

@@ -633,13 +633,21 @@ int
 s2a_shm_candidates_locked(s2a_shm_t *shm, s2a_kind_t kind, int64_t now,
                           const int64_t *avoid, int navoid)
 {
+    return s2a_shm_candidates_group_locked(shm, kind, now, 0, avoid, navoid);
+}
+
+int
+s2a_shm_candidates_group_locked(s2a_shm_t *shm, s2a_kind_t kind, int64_t now,
+                                uint64_t group, const int64_t *avoid,
+                                int navoid)
+{
     s2a_shm_token_t *tokens = s2a_shm_tokens(shm);
     s2a_skip_t why;
     uint32_t i;
     int a, n = 0;
 
     for (i = 0; i < shm->token_high; i++) {
-        if (tokens[i].id <= 0) {
+        if (tokens[i].id <= 0 || (group != 0 && tokens[i].group != group)) {
             continue;
         }
         for (a = 0; a < navoid && avoid[a] != tokens[i].id; a++) {
@@ -658,6 +666,19 @@ s2a_shm_select_avoid_locked(s2a_shm_t *shm, s2a_kind_t kind,
                             pid_t owner_pid, uint32_t rnd, const int64_t *avoid,
                             int navoid, const uint16_t *mine,
                             s2a_lease_t *lease, s2a_skip_report_t *report)
+{
+    return s2a_shm_select_group_locked(shm, kind, policy, now_ms, owner_pid,
+                                       rnd, 0, avoid, navoid, mine, lease,
+                                       report);
+}
+
+int
+s2a_shm_select_group_locked(s2a_shm_t *shm, s2a_kind_t kind,
+                            s2a_policy_t policy, int64_t now_ms,
+                            pid_t owner_pid, uint32_t rnd, uint64_t group,
+                            const int64_t *avoid, int navoid,
+                            const uint16_t *mine, s2a_lease_t *lease,
+                            s2a_skip_report_t *report)
 {
     s2a_shm_token_t *tokens = s2a_shm_tokens(shm);
     uint32_t i, n = shm->token_high, start, idx;
@@ -680,7 +701,8 @@ s2a_shm_select_avoid_locked(s2a_shm_t *shm, s2a_kind_t kind,
     }
     for (i = 0; i < n; i++) {
         idx = (start + i) % n;
-        if (tokens[idx].id <= 0) {
+        /* Another group's tokens do not exist for this job. */
+        if (tokens[idx].id <= 0 || (group != 0 && tokens[idx].group != group)) {
             continue;
         }
         /* Tokens this job already failed on are not offered again. */

@@ -29,7 +29,7 @@
 #include <sys/types.h>
 
 #define S2A_SHM_MAGIC   0x5332414153484d31ULL /* "S2AASHM1" */
-#define S2A_SHM_VERSION 3
+#define S2A_SHM_VERSION 4
 #define S2A_SHM_AT_MAX  4096 /* longest access token kept */
 #define S2A_SHM_WORKERS 128  /* worker rows (slots x generations) */
 
@@ -84,6 +84,7 @@ typedef struct s2a_shm_token_s {
     int64_t cooldown_until; /* unix seconds */
     int64_t expires_at;     /* unix seconds, 0 when unknown */
     int64_t last_used_ms;   /* unix milliseconds */
+    uint64_t group; /* s2a_keytab_group_hash of its token_group, 0: none */
 } s2a_shm_token_t;
 
 typedef struct s2a_shm_secret_s {
@@ -371,6 +372,17 @@ int s2a_shm_select_avoid_locked(s2a_shm_t *shm, s2a_kind_t kind,
                                 s2a_skip_report_t *report);
 
 /*
+ * The same for a job of an API key bound to a token group: only tokens
+ * whose `group` is `group` are looked at (and reported); 0 means any.
+ */
+int s2a_shm_select_group_locked(s2a_shm_t *shm, s2a_kind_t kind,
+                                s2a_policy_t policy, int64_t now_ms,
+                                pid_t owner_pid, uint32_t rnd, uint64_t group,
+                                const int64_t *avoid, int navoid,
+                                const uint16_t *mine, s2a_lease_t *lease,
+                                s2a_skip_report_t *report);
+
+/*
  * Tokens outside `avoid` that could serve `kind` now or once a slot frees
  * up (eligible or busy). Zero means waiting cannot help. Lock held.
  * (The wait queue uses s2a_skip_hopeless on its selection report instead,
@@ -378,6 +390,10 @@ int s2a_shm_select_avoid_locked(s2a_shm_t *shm, s2a_kind_t kind,
  */
 int s2a_shm_candidates_locked(s2a_shm_t *shm, s2a_kind_t kind, int64_t now,
                               const int64_t *avoid, int navoid);
+/* The same within token group `group` (0: any). */
+int s2a_shm_candidates_group_locked(s2a_shm_t *shm, s2a_kind_t kind,
+                                    int64_t now, uint64_t group,
+                                    const int64_t *avoid, int navoid);
 
 /*
  * Records a lease on a specific slot without checking eligibility (used

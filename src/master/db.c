@@ -7,6 +7,7 @@
 #include "common/util.h"
 #include "common/crypto.h"
 #include "common/log.h"
+#include "common/keytab.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -193,6 +194,39 @@ static const char *const migrations[] = {
      * the schema before this is 1) */
     "ALTER TABLE tasks ADD COLUMN owner INTEGER;"
     "UPDATE tasks SET owner = 1;",
+
+    /* 11: named API keys (docs/api-keys.md): limits, the key only as its
+     * keyed MAC; usage per key, model and UTC day; token groups */
+    "CREATE TABLE api_keys ("
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  name TEXT NOT NULL,"
+    "  key_mac TEXT NOT NULL UNIQUE,"
+    "  key_hint TEXT,"
+    "  rpm INTEGER,"
+    "  concurrency INTEGER,"
+    "  image_quota INTEGER,"
+    "  video_quota INTEGER,"
+    "  quota_period TEXT NOT NULL DEFAULT 'total',"
+    "  expires_at INTEGER,"
+    "  models TEXT,"
+    "  token_group TEXT,"
+    "  enabled INTEGER NOT NULL DEFAULT 1,"
+    "  created_at INTEGER NOT NULL,"
+    "  updated_at INTEGER NOT NULL,"
+    "  deleted_at INTEGER"
+    ");"
+    "CREATE TABLE api_key_usage ("
+    "  key_id INTEGER NOT NULL,"
+    "  day TEXT NOT NULL,"
+    "  model TEXT NOT NULL,"
+    "  requests INTEGER NOT NULL DEFAULT 0,"
+    "  images INTEGER NOT NULL DEFAULT 0,"
+    "  videos INTEGER NOT NULL DEFAULT 0,"
+    "  video_seconds INTEGER NOT NULL DEFAULT 0,"
+    "  failures INTEGER NOT NULL DEFAULT 0,"
+    "  PRIMARY KEY (key_id, day, model)"
+    ") WITHOUT ROWID;"
+    "ALTER TABLE tokens ADD COLUMN token_group TEXT;",
 };
 
 static int
@@ -920,6 +954,7 @@ static const struct {
     { "image_concurrency", 'i' },
     { "video_concurrency", 'i' },
     { "cooled_until", 'i' },
+    { "token_group", 's' },
 };
 
 static int
@@ -1208,6 +1243,10 @@ token_row_json(sqlite3_stmt *st, const uint8_t *key, bool reveal)
         if (strcmp(name, "token_sha256") == 0) {
             continue;
         }
+        /* The token API calls the column by its short name. */
+        if (strcmp(name, "token_group") == 0) {
+            name = "group";
+        }
         if (sqlite3_column_type(st, i) == SQLITE_NULL) {
             json_object_set_new(o, name, json_null());
             continue;
@@ -1317,7 +1356,8 @@ s2a_db_token_find(s2a_db_t *db, const char *sha256, const char *email,
 #define TOKEN_LOAD_COLUMNS \
     "id, token, state, image_enabled, video_enabled, sora2_supported, " \
     "image_concurrency, video_concurrency, cooled_until, expiry_time, " \
-    "sora2_remaining_count, consecutive_errors, last_used_at, proxy_url"
+    "sora2_remaining_count, consecutive_errors, last_used_at, proxy_url, " \
+    "token_group"
 
 int
 s2a_db_tokens_load(s2a_db_t *db, const uint8_t *key, int64_t id,
@@ -1365,6 +1405,8 @@ s2a_db_tokens_load(s2a_db_t *db, const uint8_t *key, int64_t id,
             : sqlite3_column_int(st, 10);
         t.consecutive_errors = sqlite3_column_int(st, 11);
         t.last_used_ms = sqlite3_column_int64(st, 12) * 1000;
+        t.group =
+            s2a_keytab_group_hash((const char *) sqlite3_column_text(st, 14));
         at = s2a_open(key, (const char *) sqlite3_column_text(st, 1));
         if (at == NULL) {
             s2a_log(LOG_ERR, 0,

@@ -13,12 +13,14 @@
 #include "master/master.h"
 #include "common/crypto.h"
 #include "common/jobtab.h"
+#include "common/keytab.h"
 #include "common/log.h"
 #include "common/ops.h"
 #include "common/util.h"
 #include "master/ctlserver.h"
 #include "master/daemon.h"
 #include "master/journal.h"
+#include "master/keys.h"
 #include "master/listeners.h"
 #include "master/pool.h"
 #include "master/runtime.h"
@@ -417,6 +419,7 @@ reap_children(void)
             dropped = s2a_shm_release_owner_locked(s2a_master.shm, pid);
             s2a_shm_unlock(s2a_master.shm);
         }
+        s2a_keys_worker_gone(pid);
         memset(&s2a_master.shm->workers[proc->row], 0,
                sizeof(s2a_master.shm->workers[0]));
 
@@ -849,6 +852,13 @@ s2a_master_run(s2a_conf_t *conf, const s2a_master_opts_t *opts)
         s2a_log(LOG_ERR, errno, "mmap() of the job table failed");
         goto done;
     }
+    if (s2a_keytab_create((uint32_t) conf->max_api_keys,
+                          (uint32_t) conf->max_leases)
+        == NULL)
+    {
+        s2a_log(LOG_ERR, errno, "mmap() of the key table failed");
+        goto done;
+    }
     if (s2a_runtime_publish(true) != S2A_OK) {
         goto done;
     }
@@ -856,6 +866,9 @@ s2a_master_run(s2a_conf_t *conf, const s2a_master_opts_t *opts)
     s2a_runtime_load_revoked();
     s2a_runtime_load_throttle();
     s2a_pool_load_all();
+    if (s2a_keys_load() != S2A_OK) {
+        goto done;
+    }
     for (i = 0; i < S2A_NELEMS(sigs); i++) {
         if (add_signal(sigs[i]) != S2A_OK) {
             s2a_log(LOG_ERR, 0, "cannot install signal handlers");
@@ -905,7 +918,9 @@ done:
     s2a_shm_destroy(s2a_master.shm);
     s2a_jobtab_destroy(s2a_jobs);
     s2a_jobs = NULL;
+    s2a_keytab_destroy(s2a_keytab);
     s2a_pool_cleanup();
+    s2a_keys_cleanup();
     OPENSSL_cleanse(s2a_master.key, sizeof(s2a_master.key));
     s2a_daemon_pidfile_remove(s2a_master.conf->pidfile);
     free(s2a_master.conf);

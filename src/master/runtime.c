@@ -12,6 +12,7 @@
 #include "common/settings.h"
 #include "common/util.h"
 #include "master/ctlserver.h"
+#include "master/keys.h"
 #include "master/state.h"
 
 #include <stdio.h>
@@ -110,6 +111,12 @@ write_setting(const char *key, const char *value)
         value = buf;
     }
     if (s2a_db_setting_set(s2a_master.db, key, value) != S2A_OK) {
+        return S2A_ERROR;
+    }
+    /* The API key of the setting is named key 1 (docs/api-keys.md). */
+    if (strcmp(key, "api_key_sha256") == 0
+        && s2a_keys_primary_rekey(value) != S2A_OK)
+    {
         return S2A_ERROR;
     }
     settings_dirty = true;

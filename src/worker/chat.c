@@ -2,6 +2,7 @@
  * chat.c: the chat-completions route (docs/generation.md, "The stream").
  */
 #include "worker/chat.h"
+#include "worker/apikeys.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "worker/chatreq.h"
@@ -195,12 +196,14 @@ void
 s2a_chat_completions(s2a_req_t *req)
 {
     s2a_chatreq_t creq;
+    s2a_keyticket_t ticket;
     const char *param = NULL;
     char err[512];
     json_t *body;
     chat_t *c;
     s2a_gen_t *gen;
 
+    memset(&ticket, 0, sizeof(ticket));
     body = s2a_req_json_object(req, false);
     if (body == NULL) {
         return; /* answered */
@@ -219,6 +222,10 @@ s2a_chat_completions(s2a_req_t *req)
                              "unsupported_mode", "video",
                              "a video input (character creation) is not "
                              "supported by this gateway yet");
+        goto done;
+    }
+    /* The key's model allow-list, quota and concurrency. */
+    if (!s2a_apikeys_admit(req, creq.model, 1, &ticket)) {
         goto done;
     }
     c = calloc(1, sizeof(*c));
@@ -258,9 +265,11 @@ s2a_chat_completions(s2a_req_t *req)
         on_done(c, NULL, 500, "server_error", "internal_error",
                 "out of memory");
     } else {
+        s2a_gen_set_key(gen, &ticket);
         c->gen = gen;
     }
 done:
+    s2a_apikeys_ticket_release(&ticket);
     s2a_chatreq_cleanup(&creq);
     json_decref(body);
 }

@@ -23,6 +23,7 @@
  * row nothing was sent for, and the job begins at the token wait.
  */
 #include "worker/gen.h"
+#include "worker/apikeys.h"
 #include "worker/metrics.h"
 #include "common/crypto.h"
 #include "common/jobtab.h"
@@ -98,6 +99,7 @@ struct s2a_gen_s {
 
     s2a_lease_t lease;
     bool leased;
+    s2a_keyjob_t key; /* the API key it runs for (apikeys.c) */
     int64_t token_id; /* the token of the submitted task */
     int64_t avoid[S2A_SCHED_AVOID_MAX];
     int navoid;
@@ -274,6 +276,7 @@ job_free(s2a_gen_t *g)
 {
     stop_op(g);
     release_lease(g);
+    s2a_apikeys_job_drop(&g->key);
     budget_stop(g);
     submit_leave(g);
     if (g->kick != NULL) {
@@ -338,6 +341,7 @@ record_end(s2a_gen_t *g, const char *state, const char *code, const char *error,
     s2a_metrics_job_end(g->kind, state, s2a_now_ms() - g->started_ms);
     stop_op(g);
     release_lease(g);
+    s2a_apikeys_job_end(&g->key, g->model, state, g->model->seconds);
     if (fields != NULL && error != NULL) {
         json_object_set_new(fields, "error_message", json_string(error));
         if (code != NULL) {
@@ -622,7 +626,9 @@ refused(s2a_gen_t *g, const s2a_sora_result_t *r, bool upload)
     }
     /* Another attempt needs another token that can take it. */
     if (g->attempts >= s2a_worker.conf->submit_attempts
-        || s2a_sched_candidates(g->kind, g->avoid, g->navoid) == 0)
+        || s2a_sched_candidates_group(g->kind, g->key.group, g->avoid,
+                                      g->navoid)
+            == 0)
     {
         /* No answer at all (connect, read or total timeout, reset): the
          * upstream itself is out of reach, not refusing this job. */
@@ -719,7 +725,8 @@ static void
 acquire(s2a_gen_t *g)
 {
     g->op = OP_SCHED;
-    g->op_id = s2a_sched_acquire(g->kind, g->avoid, g->navoid, granted, g);
+    g->op_id = s2a_sched_acquire_group(g->kind, g->key.group, g->avoid,
+                                       g->navoid, granted, g);
     if (g->op_id == 0) {
         g->op = OP_NONE;
         fail(g, 503, "server_error", "no_available_token",
@@ -811,7 +818,7 @@ submitted(const s2a_sora_result_t *r, void *arg)
     s2a_gen_t *g = arg;
     const char *id = json_string_value(json_object_get(r->json, "id"));
     struct timeval tv;
-    json_t *details;
+    json_t *details, *fields;
     int64_t left;
     int secs;
 
@@ -840,9 +847,14 @@ submitted(const s2a_sora_result_t *r, void *arg)
             json_decref(used);
         }
     }
-    record(g,
-           json_pack("{s:s, s:s, s:I}", "status", "running", "upstream_task_id",
-                     g->task_id, "token_id", (json_int_t) g->token_id));
+    fields =
+        json_pack("{s:s, s:s, s:I}", "status", "running", "upstream_task_id",
+                  g->task_id, "token_id", (json_int_t) g->token_id);
+    /* A resume goes on counting for the key (s2a_gen_set_key). */
+    if (fields != NULL && g->key.key_id > 0 && g->params != NULL) {
+        json_object_set(fields, "params", g->params);
+    }
+    record(g, fields);
     details = json_pack("{s:s}", "task_id", g->task_id);
     g->ops->progress(g->arg, "generation", "processing", 0,
                      "Generation task submitted", details);
@@ -1306,6 +1318,15 @@ s2a_gen_job_id(const s2a_gen_t *g)
     return g->job_id;
 }
 
+void
+s2a_gen_set_key(s2a_gen_t *g, s2a_keyticket_t *ticket)
+{
+    s2a_apikeys_ticket_take(ticket, &g->key);
+    if (g->key.key_id > 0 && g->params != NULL) {
+        json_object_set_new(g->params, "key_id", json_integer(g->key.key_id));
+    }
+}
+
 s2a_gen_t *
 s2a_gen_start_with(const s2a_chatreq_t *req, const char *request_id,
                    const char *host, json_t *params, const s2a_gen_ops_t *ops,
@@ -1516,6 +1537,9 @@ s2a_gen_cleanup(void)
         }
     }
     s2a_shm_unlock(s2a_worker.shm);
+    for (g = resumed_jobs; g != NULL; g = g->rnext) {
+        s2a_apikeys_job_drop(&g->key);
+    }
 }
 
 /*
@@ -1666,6 +1690,10 @@ row_job(json_t *msg, const s2a_model_t *m,
     snprintf(g->job_id, sizeof(g->job_id), "%s", job);
     snprintf(g->rid, sizeof(g->rid), "%s", job);
     g->params = json_is_object(params) ? json_deep_copy(params) : NULL;
+    /* The key it ran for goes on counting its concurrency and quota. */
+    s2a_apikeys_job_resume(
+        &g->key, json_integer_value(json_object_get(params, "key_id")),
+        g->kind);
     host_copy(g->host, sizeof(g->host),
               json_string_value(json_object_get(params, "host")));
     g->kick = evtimer_new(s2a_worker.base, kick, g);

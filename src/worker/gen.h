@@ -9,6 +9,7 @@
 #ifndef S2A_GEN_H
 #define S2A_GEN_H
 
+#include "worker/apikeys.h"
 #include "worker/chatreq.h"
 
 #include <jansson.h>
@@ -59,6 +60,14 @@ s2a_gen_t *s2a_gen_start(const s2a_chatreq_t *req, const char *request_id,
 s2a_gen_t *s2a_gen_start_with(const s2a_chatreq_t *req, const char *request_id,
                               const char *host, json_t *params,
                               const s2a_gen_ops_t *ops, void *arg);
+
+/*
+ * The API key the job runs for: takes the next lease of `ticket`
+ * (s2a_apikeys_admit), whose end counts the job against the key's quota,
+ * and routes the job to the key's token group. Call right after
+ * s2a_gen_start*, before control returns to the loop.
+ */
+void s2a_gen_set_key(s2a_gen_t *g, s2a_keyticket_t *ticket);
 
 /* The job's id (job_<24 hex>), its task row's key. */
 const char *s2a_gen_job_id(const s2a_gen_t *g);

@@ -54,6 +54,12 @@ struct s2a_req_s {
      * 0 without one: the owner of the jobs it starts and the only one
      * whose jobs it sees. */
     int64_t owner;
+    /* The named API key that authenticated the request (apikeys.c):
+     * its id (0: none; the job owner) and row in the shared key table,
+     * and the model a generation named (index + 1; 0: none). */
+    int64_t key_id;
+    int32_t key_slot;
+    int32_t key_model;
     int status;
     bool answered;
     bool gone; /* the client went away before the answer */

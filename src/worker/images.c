@@ -10,6 +10,7 @@
  * and its download; a client that leaves cancels them all.
  */
 #include "worker/images.h"
+#include "worker/apikeys.h"
 #include "common/crypto.h"
 #include "common/log.h"
 #include "common/models.h"
@@ -730,11 +731,16 @@ static void
 start_jobs(s2a_req_t *req, const images_params_t *p)
 {
     s2a_chatreq_t creq;
+    s2a_keyticket_t ticket;
     char *file_b64 = NULL;
     const char *host = s2a_req_header(req, "Host");
     images_t *im;
     int i;
 
+    /* The key's model allow-list, quota and concurrency, for all n. */
+    if (!s2a_apikeys_admit(req, p->model, p->n, &ticket)) {
+        return;
+    }
     memset(&creq, 0, sizeof(creq));
     creq.model = p->model;
     creq.image = p->image;
@@ -779,6 +785,7 @@ start_jobs(s2a_req_t *req, const images_params_t *p)
             images_free(im);
             goto oom;
         }
+        s2a_gen_set_key(im->slots[i].gen, &ticket);
         im->pending++;
     }
     req->on_gone = on_gone;
@@ -786,6 +793,7 @@ start_jobs(s2a_req_t *req, const images_params_t *p)
     free(file_b64);
     return;
 oom:
+    s2a_apikeys_ticket_release(&ticket);
     free(file_b64);
     s2a_http_reply_error(req, 500, "server_error", "internal_error", NULL,
                          "out of memory");

@@ -15,6 +15,7 @@
 #include "common/jobtab.h"
 #include "common/session.h"
 #include "common/util.h"
+#include "worker/apikeys.h"
 #include "worker/context.h"
 
 #include <stdio.h>
@@ -490,6 +491,7 @@ s2a_metrics_render(struct evbuffer *out)
 
     render_master(out, &shm->stats);
     render_jobtab(out);
+    s2a_apikeys_metrics(out);
 
     family(out, "sora2api_shm_lock_holds_total", "counter",
            "Times the shared-memory table lock was held.");

@@ -13,6 +13,7 @@
 #include "common/log.h"
 #include "common/models.h"
 #include "worker/admin.h"
+#include "worker/apikeys.h"
 #include "worker/context.h"
 #include "worker/data.h"
 #include "worker/hooksadmin.h"
@@ -230,6 +231,15 @@ static const route_t routes[] = {
       s2a_hooksadmin_deliveries, 0 },
     { M_POST, "/api/webhooks/{id}/test", AUTH_SESSION, "admin",
       s2a_hooksadmin_test, 0 },
+    /* admin API: named API keys */
+    { M_GET, "/api/keys", AUTH_SESSION, "admin", s2a_apikeys_list, 0 },
+    { M_POST, "/api/keys", AUTH_SESSION, "admin", s2a_apikeys_create, 0 },
+    { M_GET, "/api/keys/{id}", AUTH_SESSION, "admin", s2a_apikeys_get, 0 },
+    { M_PUT, "/api/keys/{id}", AUTH_SESSION, "admin", s2a_apikeys_update, 0 },
+    { M_DELETE, "/api/keys/{id}", AUTH_SESSION, "admin", s2a_apikeys_delete,
+      0 },
+    { M_GET, "/api/keys/{id}/usage", AUTH_SESSION, "admin", s2a_apikeys_usage,
+      0 },
 
     /* admin API: records */
     { M_GET, "/api/logs", AUTH_SESSION, "tokens", s2a_records_logs, 0 },
@@ -280,19 +290,15 @@ s2a_routes_cleanup(void)
     models_by_id = NULL;
 }
 
-/* The id of the one API key there is today (the owner of its jobs). */
-#define API_KEY_ID 1
-
 /*
- * Compares the Bearer token with the API key's stored SHA-256 in constant
- * time; answers 401 (OpenAI envelope) and returns false when it fails.
+ * Checks the Bearer token against the named API keys (apikeys.c);
+ * answers 401 or 429 (OpenAI envelope) and returns false when it fails.
  * On success the key's id becomes the request's owner.
  */
 bool
 s2a_routes_check_api_key(s2a_req_t *req)
 {
     const char *h = s2a_req_header(req, "Authorization");
-    uint8_t hash[S2A_SHA256_LEN];
 
     if (h == NULL || h[0] == '\0') {
         s2a_http_add_header(req, "WWW-Authenticate", "Bearer");
@@ -314,17 +320,13 @@ s2a_routes_check_api_key(s2a_req_t *req)
     while (*h == ' ') {
         h++;
     }
-    s2a_worker_refresh_settings();
-    /* Comparing fixed-size hashes keeps the time independent of where a
-     * wrong key differs and of its length. */
-    s2a_api_key_mac(s2a_worker.settings.api_key_vkey, h, hash);
-    if (!s2a_ct_equal(hash, s2a_worker.settings.api_key_hash, sizeof(hash))) {
-        s2a_http_reply_error(req, 401, "invalid_request_error",
-                             "invalid_api_key", NULL,
-                             "Incorrect API key provided.");
+    /* The named keys' table (apikeys.c): the key's MAC is looked up, so
+     * the time does not depend on where a wrong key differs; it sets
+     * req->key_id and the rate-limit headers. */
+    if (!s2a_apikeys_check(req, h)) {
         return false;
     }
-    req->owner = API_KEY_ID;
+    req->owner = req->key_id;
     return true;
 }
 

@@ -29,6 +29,7 @@
 typedef struct waiter_s {
     uint64_t id;
     s2a_kind_t kind;
+    uint64_t group; /* token group of the job's API key, 0: any */
     int64_t avoid[S2A_SCHED_AVOID_MAX];
     int navoid;
     int64_t deadline_ms;
@@ -132,9 +133,10 @@ try_waiter(waiter_t *w, s2a_lease_t *lease, s2a_skip_report_t *rep)
     if (s2a_shm_lock(s2a_worker.shm) != S2A_OK) {
         return S2A_ERROR;
     }
-    rc = s2a_shm_select_avoid_locked(
-        s2a_worker.shm, w->kind, (s2a_policy_t) s2a_worker.settings.policy,
-        s2a_now_ms(), getpid(), rnd, w->avoid, w->navoid, S.mine, lease, rep);
+    rc = s2a_shm_select_group_locked(s2a_worker.shm, w->kind,
+                                     (s2a_policy_t) s2a_worker.settings.policy,
+                                     s2a_now_ms(), getpid(), rnd, w->group,
+                                     w->avoid, w->navoid, S.mine, lease, rep);
     s2a_shm_unlock(s2a_worker.shm);
     if (rc == S2A_OK && S.mine != NULL) {
         S.mine[lease->token_slot]++;
@@ -220,9 +222,9 @@ pump_cb(evutil_socket_t fd, short what, void *arg)
         tried = false;
         known = true;
         /* FIFO per kind: once one job of a kind found nothing, later ones
-         * of that kind wait their turn (unless they avoid tokens, which
-         * makes their answer different). */
-        if (!blocked[w->kind] || w->navoid > 0) {
+         * of that kind wait their turn (unless they avoid tokens or are
+         * bound to a token group, which makes their answer different). */
+        if (!blocked[w->kind] || w->navoid > 0 || w->group != 0) {
             tried = true;
             rc = try_waiter(w, &lease, &rep);
             if (rc == S2A_OK) {
@@ -231,7 +233,7 @@ pump_cb(evutil_socket_t fd, short what, void *arg)
             }
             known = rc == S2A_DECLINED;
             plan_cooldown(&rep, now);
-            if (w->navoid == 0) {
+            if (w->navoid == 0 && w->group == 0) {
                 blocked[w->kind] = true;
                 krep[w->kind] = rep;
                 kknown[w->kind] = known;
@@ -311,6 +313,13 @@ uint64_t
 s2a_sched_acquire(s2a_kind_t kind, const int64_t *avoid, int navoid,
                   s2a_sched_done_pt done, void *arg)
 {
+    return s2a_sched_acquire_group(kind, 0, avoid, navoid, done, arg);
+}
+
+uint64_t
+s2a_sched_acquire_group(s2a_kind_t kind, uint64_t group, const int64_t *avoid,
+                        int navoid, s2a_sched_done_pt done, void *arg)
+{
     waiter_t *w;
 
     if (S.n >= QUEUE_MAX || S.pump == NULL) {
@@ -322,6 +331,7 @@ s2a_sched_acquire(s2a_kind_t kind, const int64_t *avoid, int navoid,
     }
     w->id = S.next_id++;
     w->kind = kind;
+    w->group = group;
     if (navoid > S2A_SCHED_AVOID_MAX) {
         navoid = S2A_SCHED_AVOID_MAX;
     }
@@ -391,13 +401,20 @@ s2a_sched_scans(void)
 int
 s2a_sched_candidates(s2a_kind_t kind, const int64_t *avoid, int navoid)
 {
+    return s2a_sched_candidates_group(kind, 0, avoid, navoid);
+}
+
+int
+s2a_sched_candidates_group(s2a_kind_t kind, uint64_t group,
+                           const int64_t *avoid, int navoid)
+{
     int n;
 
     if (s2a_shm_lock(s2a_worker.shm) != S2A_OK) {
         return 0;
     }
-    n = s2a_shm_candidates_locked(s2a_worker.shm, kind, s2a_now(), avoid,
-                                  navoid);
+    n = s2a_shm_candidates_group_locked(s2a_worker.shm, kind, s2a_now(), group,
+                                        avoid, navoid);
     s2a_shm_unlock(s2a_worker.shm);
     return n;
 }

@@ -39,6 +39,15 @@ void s2a_sched_cleanup(void);
 uint64_t s2a_sched_acquire(s2a_kind_t kind, const int64_t *avoid, int navoid,
                            s2a_sched_done_pt done, void *arg);
 
+/*
+ * The same for a job of an API key bound to a token group (`group`, see
+ * s2a_keytab_group_hash; 0: any token): only that group's tokens serve
+ * it, and the refusal names only them.
+ */
+uint64_t s2a_sched_acquire_group(s2a_kind_t kind, uint64_t group,
+                                 const int64_t *avoid, int navoid,
+                                 s2a_sched_done_pt done, void *arg);
+
 /* The caller stopped waiting (its client left); `done` will not run. */
 void s2a_sched_cancel(uint64_t id);
 
@@ -50,6 +59,9 @@ void s2a_sched_release(s2a_lease_t *lease);
  * frees up; 0 means a retry would only wait out the queue timeout.
  */
 int s2a_sched_candidates(s2a_kind_t kind, const int64_t *avoid, int navoid);
+/* The same within token group `group` (0: any). */
+int s2a_sched_candidates_group(s2a_kind_t kind, uint64_t group,
+                               const int64_t *avoid, int navoid);
 
 /* Jobs waiting in this worker. */
 int s2a_sched_waiting(void);

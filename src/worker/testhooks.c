@@ -12,6 +12,7 @@
 #include "common/settings.h"
 #include "common/crypto.h"
 #include "common/jobtab.h"
+#include "common/keytab.h"
 #include "common/log.h"
 #include "common/session.h"
 #include "common/util.h"
@@ -610,6 +611,17 @@ s2a_testhooks_dispatch(s2a_req_t *req)
         s2a_worker_notify_master(msg);
         json_decref(msg);
         S2A_HTTP_REPLY_LIT(req, 202, "application/json", "{\"queued\":true}");
+    } else if (strcmp(p, "key-clock") == 0) {
+        /* ?offset=<seconds> moves the API key clock (quota periods,
+         * expiry, usage days) of every process; the answer is the new
+         * key time. */
+        char out[64];
+        int n;
+        s2a_keytab_set_clock_offset(s2a_keytab,
+                                    (int64_t) query_int(req, "offset", 0));
+        n = snprintf(out, sizeof(out), "{\"now\":%lld}",
+                     (long long) s2a_keytab_now(s2a_keytab));
+        s2a_http_reply(req, 200, "application/json", out, (size_t) n);
     } else if (strcmp(p, "echo") == 0) {
         hook_echo(req);
     } else if (strcmp(p, "sleep") == 0) {

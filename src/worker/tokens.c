@@ -5,6 +5,7 @@
  */
 #include "worker/tokens.h"
 #include "common/crypto.h"
+#include "common/keyspec.h"
 #include "common/jwt.h"
 #include "common/log.h"
 #include "common/util.h"
@@ -214,6 +215,21 @@ take_fields(job_t *job, json_t *in, json_t *out)
             json_object_set(out, settable[i].name, v);
             break;
         }
+    }
+    /* The token group API keys bound to it route to (docs/api-keys.md);
+     * "" clears it. Stored as token_group. */
+    v = json_object_get(in, "group");
+    if (v != NULL && !json_is_null(v)) {
+        s = json_is_string(v) ? json_string_value(v) : NULL;
+        if (s == NULL || (s[0] != '\0' && !s2a_keyspec_group_ok(s))) {
+            fail(job, 400,
+                 "group must be 1..%d characters of A-Z a-z 0-9 . _ -, or "
+                 "\"\" for none",
+                 S2A_KEY_GROUP_MAX);
+            return false;
+        }
+        json_object_set_new(out, "token_group",
+                            s[0] == '\0' ? json_null() : json_string(s));
     }
     return true;
 }

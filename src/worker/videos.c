@@ -14,6 +14,7 @@
  * the rows of the caller's API key only (its `owner`).
  */
 #include "worker/videos.h"
+#include "worker/apikeys.h"
 #include "common/crypto.h"
 #include "common/jobtab.h"
 #include "common/log.h"
@@ -779,6 +780,7 @@ static void
 start_job(s2a_req_t *req, const videos_params_t *p)
 {
     s2a_chatreq_t creq;
+    s2a_keyticket_t ticket;
     char *file_b64 = NULL;
     const char *host = s2a_req_header(req, "Host");
     const char *reported = p->alias != NULL ? p->alias : p->model->id;
@@ -787,6 +789,10 @@ start_job(s2a_req_t *req, const videos_params_t *p)
     videos_t *vr = NULL;
     s2a_gen_t *g;
 
+    /* The key's model allow-list, quota and concurrency. */
+    if (!s2a_apikeys_admit(req, p->model, 1, &ticket)) {
+        return;
+    }
     memset(&creq, 0, sizeof(creq));
     creq.model = p->model;
     creq.image = p->image;
@@ -824,6 +830,7 @@ start_job(s2a_req_t *req, const videos_params_t *p)
         free(vr);
         goto oom;
     }
+    s2a_gen_set_key(g, &ticket);
     video = video_new(s2a_gen_job_id(g), reported, p->model, p->size, p->prompt,
                       p->remixed_from, created_of(s2a_gen_job_id(g)));
     vr->gen = g;
@@ -844,6 +851,7 @@ start_job(s2a_req_t *req, const videos_params_t *p)
     free(file_b64);
     return;
 oom:
+    s2a_apikeys_ticket_release(&ticket);
     json_decref(params);
     free(file_b64);
     s2a_http_reply_error(req, 500, "server_error", "internal_error", NULL,

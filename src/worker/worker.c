@@ -31,6 +31,7 @@
 #include "worker/testhooks.h"
 #endif
 #include "worker/usage.h"
+#include "worker/apikeys.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -208,6 +209,7 @@ usage_cb(evutil_socket_t fd, short what, void *arg)
     S2A_UNUSED(what);
     S2A_UNUSED(arg);
     s2a_usage_flush();
+    s2a_apikeys_flush();
 }
 
 static void
@@ -225,6 +227,7 @@ on_request_done(s2a_req_t *req, void *arg)
 {
     S2A_UNUSED(arg);
     s2a_usage_count(req->route, req->status);
+    s2a_apikeys_request_done(req);
 }
 
 static void
@@ -309,12 +312,14 @@ s2a_worker_main(const s2a_worker_args_t *args)
 
     /* Counters and the access log go out before the process does. */
     s2a_usage_flush();
+    s2a_apikeys_flush();
     s2a_chan_flush_blocking(w->chan, 1000);
     s2a_http_flush_access_log(w->http);
     s2a_worker_call_finish(NULL, 0);
     /* Jobs whose connections close here are left as they are (running,
      * queued or submitting) for the next start; see s2a_gen_cancel. */
     s2a_http_destroy(w->http);
+    s2a_apikeys_flush(); /* what the jobs cancelled just now counted */
     s2a_chan_flush_blocking(w->chan, 1000);
     s2a_gen_cleanup();
     s2a_data_cleanup();
@@ -333,6 +338,7 @@ s2a_worker_main(const s2a_worker_args_t *args)
     s2a_media_cleanup();
     s2a_videos_cleanup();
     s2a_usage_cleanup();
+    s2a_apikeys_cleanup();
     event_free(tick_ev);
     event_free(usage_ev);
     event_free(term_ev);
