@@ -15,6 +15,12 @@
  * nothing ever comes back) long before the total timeout, and it suits
  * large downloads, which may take long as long as bytes keep coming.
  *
+ * A streamed call (`on_data`: content relayed to a client, proxy.c)
+ * keeps no body: its head and bytes go to the owner as they arrive, and
+ * an owner that cannot take more answers S2A_AGAIN, which pauses the
+ * transfer (CURL_WRITEFUNC_PAUSE) until s2a_upstream_resume(). A paused
+ * call waits for its reader: the stall timer does not count it idle.
+ *
  * URLs clients supply (`public_only`) are checked before any packet goes
  * out: the opensocket callback refuses a loopback, private or link-local
  * address for every connection curl opens, redirects included, and such
@@ -455,7 +461,8 @@ call_free(call_t *c)
  */
 
 /* Whether a field, parameter or header name looks like it holds a
- * secret: tokens, passwords, cookies, keys, sessions, credentials. */
+ * secret: tokens, passwords, cookies, keys, sessions, credentials, URL
+ * signatures. */
 static bool
 secret_name(const char *name, size_t len)
 {
@@ -474,6 +481,10 @@ secret_name(const char *name, size_t len)
         low[i] = (char) tolower((unsigned char) name[i]);
     }
     low[len] = '\0';
+    /* URL signatures: Azure's sig, S3's X-Amz-Signature, CloudFront's. */
+    if (strcmp(low, "sig") == 0 || strstr(low, "signature") != NULL) {
+        return true;
+    }
     for (i = 0; words[i] != NULL; i++) {
         if (strstr(low, words[i]) != NULL) {
             return true;

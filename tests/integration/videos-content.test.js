@@ -400,3 +400,21 @@ test('without a signature expires_at is null; a video made before thumbnails has
   assert.equal(r.json.error.code, 'variant_not_available');
   assert.equal((await get(`/v1/videos/${v.id}/content`)).status, 200);
 });
+
+test('debug log of a relay: the URL\'s signature is masked', async () => {
+  const { v } = await video();
+  const sig = new URL(v.data[0].url).searchParams.get('sig');
+  assert.ok(sig.length > 20);
+  const cfg = (on) => request(d.base, 'POST', '/api/admin/config', { headers: Object.assign({ 'Content-Type': 'application/json' }, ctx.H), body: JSON.stringify({ debug_enabled: on }) });
+  assert.equal((await cfg(true)).status, 200);
+  try {
+    assert.equal((await get(`/v1/videos/${v.id}/content`)).status, 200);
+  } finally {
+    assert.equal((await cfg(false)).status, 200);
+  }
+  const lines = d.log().split('\n').filter((l) => /upstream #\d+ > GET .*\/media\/vid\//.test(l));
+  assert.ok(lines.length >= 1, 'the relay\'s call is logged');
+  const line = lines[lines.length - 1];
+  assert.match(line, /&sig=[^&\s]{4}\.\.\.[^&\s]{4}/);
+  for (const form of [sig, encodeURIComponent(sig)]) assert.equal(d.log().includes(form), false, 'the signature is not in the log');
+});
