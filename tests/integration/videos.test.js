@@ -5,7 +5,7 @@
 // upstream; new-api's multipart flow; bad input.
 const { test, before, after } = require('node:test');
 const assert = require('node:assert/strict');
-const { request, AUTH } = require('./lib/daemon');
+const { request, waitFor, AUTH } = require('./lib/daemon');
 const { stopPool } = require('./lib/fake');
 const g = require('./lib/gen');
 const OpenAI = require('openai');
@@ -317,7 +317,11 @@ test('bad input: 400 with param', async () => {
 async function observeRemix(fn) {
   const since = await g.lastSeq(fake);
   const value = await fn();
-  const calls = await g.genCalls(fake, since);
+  // An async remix answers before its job has submitted: wait for that.
+  const calls = await waitFor(async () => {
+    const c = await g.genCalls(fake, since);
+    return g.byPath(c, 'POST', '/backend/nf/create').length > 0 ? c : null;
+  }, { what: 'the remix submitted' });
   const publish = g.byPath(calls, 'POST', '/backend/project_y/post')[0];
   const create = g.byPath(calls, 'POST', '/backend/nf/create')[0];
   return { value, publish: publish && publish.body, body: create && create.body };
