@@ -42,11 +42,6 @@
 /* Appends a string literal without its NUL. */
 #define ADD_LIT(buf, lit) evbuffer_add((buf), (lit), sizeof(lit) - 1)
 #define PIPELINE_MAX      (64 * 1024)
-/* Bytes one write event may hand the kernel: libevent's default of 16 KiB
- * makes a cached video one sendfile(2) and one loop turn per 16 KiB; this
- * is what nginx's sendfile_max_chunk allows, and no connection holds the
- * loop for much longer than one such copy. */
-#define WRITE_MAX (2 * 1024 * 1024)
 
 typedef enum {
     C_IDLE = 0,  /* waiting for a request (keep-alive) */
@@ -603,7 +598,6 @@ accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa,
     http->conns = c;
     http->nconns++;
     bufferevent_setcb(c->bev, read_cb, write_cb, event_cb, c);
-    bufferevent_set_max_single_write(c->bev, WRITE_MAX);
     reset_for_next(c);
 }
 
