@@ -198,7 +198,7 @@ rm -f "$WORK/check.mp4"
 
 W_S2A=$(workers_of "$PID_S2A")
 W_NGX=$(workers_of "$PID_NGX")
-declare -A RPS=() MBS=() P99=() CPU=()
+declare -A RPS=() MBS=() P99=() CPU=() MCPU=()
 declare -A SPID=([sora2apid]=$PID_S2A [nginx]=$PID_NGX)
 NON2XX=0
 
@@ -206,11 +206,16 @@ echo "$ME: $(date -u '+%Y-%m-%dT%H:%M:%SZ') $(nproc) CPUs, a cached $VIDEO_MB Mi
     "wrk -t$THREADS -c$CONNS -d$DURATION --latency, $ROUNDS rounds"
 echo "$ME: sora2apid :$P_S2A (pid $PID_S2A, $VIDEO_ID), nginx :$P_NGX (pid $PID_NGX)"
 
-# cpu_ticks PID: utime + stime of PID and its children (clock ticks).
+# own_ticks PID: utime + stime of PID (clock ticks).
+own_ticks() {
+    awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"
+}
+
+# cpu_ticks PID: the same for PID and its children.
 cpu_ticks() {
     local p t=0
     for p in "$1" $(pgrep -P "$1"); do
-        t=$((t + $(awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$p/stat")))
+        t=$((t + $(own_ticks "$p")))
     done
     echo "$t"
 }
@@ -219,17 +224,21 @@ TICK=$(getconf CLK_TCK)
 # run_wrk LABEL ROUND: one wrk run; records req/s, MB/s, p99 (ms) and the
 # server's CPU time per request (ms; all its processes).
 run_wrk() {
-    local label=$1 round=$2 out n2 serr c0 c1 reqs
+    local label=$1 round=$2 out n2 serr c0 c1 m0 m1 reqs
     local -a hdr=()
     out="$WORK/wrk-$label-$round.txt"
     [[ $label == sora2apid ]] && hdr=(-H "Authorization: Bearer $API_KEY")
     c0=$(cpu_ticks "${SPID[$label]}")
+    m0=$(own_ticks "${SPID[$label]}")
     wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --timeout 30s --latency "${hdr[@]}" \
         "${URL[$label]}" >"$out" 2>&1 || die "wrk against $label failed: $(cat "$out")"
     c1=$(cpu_ticks "${SPID[$label]}")
+    m1=$(own_ticks "${SPID[$label]}")
     reqs=$(awk '$2 == "requests" && $3 == "in" { print $1 }' "$out")
     [[ -n $reqs && $reqs != 0 ]] || die "wrk completed no request against $label: $(cat "$out")"
     CPU[$label,$round]=$(awk -v t=$((c1 - c0)) -v hz="$TICK" -v n="$reqs" \
+        'BEGIN { printf "%.2f", t * 1000 / hz / n }')
+    MCPU[$label,$round]=$(awk -v t=$((m1 - m0)) -v hz="$TICK" -v n="$reqs" \
         'BEGIN { printf "%.2f", t * 1000 / hz / n }')
     RPS[$label,$round]=$(awk '$1 == "Requests/sec:" { print $2 }' "$out")
     MBS[$label,$round]=$(awk '$1 == "Transfer/sec:" {
@@ -278,15 +287,17 @@ median() {
               else printf "%.2f", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
 
-declare -A MED_RPS=() MED_MBS=() MED_P99=() MED_CPU=()
+declare -A MED_RPS=() MED_MBS=() MED_P99=() MED_CPU=() MED_MCPU=()
 for label in "${LABELS[@]}"; do
-    rps=() mbs=() p99=() cpu=()
+    rps=() mbs=() p99=() cpu=() mcpu=()
     for ((r = 1; r <= ROUNDS; r++)); do
         rps+=("${RPS[$label,$r]}")
         mbs+=("${MBS[$label,$r]}")
         p99+=("${P99[$label,$r]}")
         cpu+=("${CPU[$label,$r]}")
+        mcpu+=("${MCPU[$label,$r]}")
     done
+    MED_MCPU[$label]=$(median "${mcpu[@]}")
     MED_RPS[$label]=$(median "${rps[@]}")
     MED_MBS[$label]=$(median "${mbs[@]}")
     MED_P99[$label]=$(median "${p99[@]}")
@@ -325,8 +336,8 @@ if awk -v r="$ratio" -v t="$TARGET" 'BEGIN { exit !(r < t) }'; then
 fi
 printf 'ratio sora2apid / nginx (median req/s, %s MiB each): %s  (target >= %s: %s)\n' \
     "$VIDEO_MB" "$ratio" "$TARGET" "$verdict"
-printf 'server CPU per request (median): sora2apid %s ms, nginx %s ms\n' \
-    "${MED_CPU[sora2apid]}" "${MED_CPU[nginx]}"
+printf 'server CPU per request (median): sora2apid %s ms (master %s ms), nginx %s ms (master %s ms)\n' \
+    "${MED_CPU[sora2apid]}" "${MED_MCPU[sora2apid]}" "${MED_CPU[nginx]}" "${MED_MCPU[nginx]}"
 
 # --- sanity checks on the daemon --------------------------------------------
 FAIL=0
