@@ -71,9 +71,11 @@ typedef struct conn_s {
     s2a_h1_chunked_t ck;
     bool keep_alive;
     bool close_after;
-    bool req_live;              /* `req` is in use */
-    bool stream_raw;            /* a relayed body: no chunk framing */
-    s2a_http_drain_pt drain_cb; /* the streaming answer drained */
+    bool req_live; /* `req` is in use */
+    /* A relayed body (no chunk framing), and who hears that a streaming
+     * answer drained to its low mark. */
+    bool stream_raw;
+    s2a_http_drain_pt drain_cb;
     void *drain_arg;
     int64_t idle_since;
     struct event *timer; /* head deadline and lingering close */

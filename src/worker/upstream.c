@@ -70,25 +70,25 @@ typedef struct call_s {
     int64_t written;
     bool write_failed;
     bool private_refused;
-    bool connected;               /* the connection stands (prereq ran) */
-    bool stalled;                 /* abandoned by the stall timer */
-    struct event *stall;          /* the stall timer */
-    long read_ms;                 /* [upstream] read_timeout when it started */
-    int64_t active_ms;            /* when a byte last moved (or it connected) */
-    curl_off_t moved;             /* bytes up plus down so far */
-    bool public_only;             /* a client-supplied URL */
-    s2a_upstream_head_pt on_head; /* a streamed answer (on_data set) */
-    s2a_upstream_data_pt on_data;
-    bool head_done;    /* on_head ran */
-    bool head_refused; /* ... and refused the body */
-    bool paused;       /* on_data said S2A_AGAIN */
-    bool debug;        /* log this call at debug level */
-    int64_t start_ms;  /* when it started (debug) */
-    int64_t start_us;  /* when it started, monotonic (metrics) */
-    char *what;        /* "METHOD url" with secrets masked (debug) */
+    bool connected;      /* the connection stands (prereq ran) */
+    bool stalled;        /* abandoned by the stall timer */
+    struct event *stall; /* the stall timer */
+    long read_ms;        /* [upstream] read_timeout when it started */
+    int64_t active_ms;   /* when a byte last moved (or it connected) */
+    curl_off_t moved;    /* bytes up plus down so far */
+    bool public_only;    /* a client-supplied URL */
+    bool debug;          /* log this call at debug level */
+    int64_t start_ms;    /* when it started (debug) */
+    int64_t start_us;    /* when it started, monotonic (metrics) */
+    char *what;          /* "METHOD url" with secrets masked (debug) */
     char errbuf[CURL_ERROR_SIZE];
     s2a_upstream_done_pt done;
     void *arg;
+    /* A streamed answer (on_data set): on_head ran, and refused the
+     * body; on_data said S2A_AGAIN. */
+    s2a_upstream_head_pt on_head;
+    s2a_upstream_data_pt on_data;
+    bool head_done, head_refused, paused;
     struct call_s *prev, *next;
 } call_t;
 
