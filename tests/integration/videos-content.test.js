@@ -133,6 +133,23 @@ test('uncached Range: forwarded upstream, 206 with the slice and Content-Range r
   assert.equal(bad.json.error.code, 'range_not_satisfiable');
 });
 
+test('uncached, redirected upstream: followed, and the final answer\'s head is relayed', async () => {
+  const { v, draft } = await video();
+  const want = await upstream(v.data[0].url);
+  const total = want.body.length;
+  // The CDN sends the client elsewhere first (the 302's own body is an error envelope).
+  await fake.arm({ route: `GET /media/vid/${draft.id}.mp4`, status: 302, headers: { Location: `/media/vid/${draft.id}-moved.mp4` } });
+  const since = await g.lastSeq(fake);
+  const r = await get(`/v1/videos/${v.id}/content`, { Range: 'bytes=2-9' });
+  assert.equal(r.status, 206, r.text);
+  assert.equal(r.headers['content-range'], `bytes 2-9/${total}`);
+  assert.equal(r.headers['content-type'], 'video/mp4');
+  assert.deepEqual(r.body, want.body.subarray(2, 10));
+  const seen = (await fake.journal(`?since=${since}`)).entries.filter((e) => e.path.startsWith('/media/vid/'));
+  assert.deepEqual(seen.map((e) => [e.path, e.headers.range]), [
+    [`/media/vid/${draft.id}.mp4`, 'bytes=2-9'], [`/media/vid/${draft.id}-moved.mp4`, 'bytes=2-9']]);
+});
+
 test('uncached thumbnail: relayed as image/jpeg, the fake\'s bytes; the openai client\'s variant', async () => {
   const { v, draft } = await video();
   const p = rowParams(v.id);
