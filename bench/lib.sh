@@ -96,12 +96,13 @@ free_port() {
     die "no free port found"
 }
 
-# start_nginx BODY_FILE: serves BODY_FILE at /v1/models; sets PORT, NPID.
+# start_nginx BODY_FILE [URI [TYPE]]: serves BODY_FILE at URI (default
+# /v1/models) as TYPE (default application/json); sets PORT, NPID.
 start_nginx() {
-    local dir=$WORK/nginx i
+    local dir=$WORK/nginx i uri=${2:-/v1/models} type=${3:-application/json}
     free_port
-    mkdir -p "$dir/html/v1" "$dir/tmp"
-    cp "$1" "$dir/html/v1/models"
+    mkdir -p "$dir/html$(dirname "$uri")" "$dir/tmp"
+    cp "$1" "$dir/html$uri"
     chmod -R a+rX "$dir/html"
     cat >"$dir/nginx.conf" <<EOF
 worker_processes 2;
@@ -114,7 +115,7 @@ http {
     access_log off;
     server_tokens off;
     types { }
-    default_type application/json;
+    default_type $type;
     sendfile on;
     tcp_nopush on;
     tcp_nodelay on;
@@ -129,7 +130,7 @@ http {
     server {
         listen 127.0.0.1:$PORT reuseport;
         root $dir/html;
-        location = /v1/models { }
+        location = $uri { }
         location / { return 404; }
     }
 }
@@ -141,7 +142,7 @@ EOF
     NPID=$!
     PIDS+=("$NPID")
     for ((i = 0; i < 100; i++)); do
-        curl -sf -o /dev/null "http://127.0.0.1:$PORT/v1/models" && return 0
+        curl -sf -o /dev/null "http://127.0.0.1:$PORT$uri" && return 0
         kill -0 "$NPID" 2>/dev/null ||
             die "nginx exited at start: $(cat "$dir/error.log" 2>/dev/null)"
         sleep 0.1

@@ -44,6 +44,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #define IMAGE_MAX_BYTES   (20u * 1024 * 1024)
@@ -109,6 +110,8 @@ struct s2a_gen_s {
     char generation_id[96];
     char post_id[64];  /* the watermark-free post, while it exists */
     char *watermarked; /* the video's own URL while the clean one is used */
+    char *thumbnail;   /* the video's thumbnail URL (cached or Sora's) */
+    bool thumb_tried;  /* the cache had its go at the thumbnail */
 
     json_t *urls;   /* result URLs as they will be returned */
     json_t *params; /* the row's params, as last recorded (or NULL) */
@@ -296,6 +299,7 @@ job_free(s2a_gen_t *g)
     free(g->image_url);
     free(g->image);
     free(g->watermarked);
+    free(g->thumbnail);
     json_decref(g->urls);
     json_decref(g->params);
     s2a_metrics_job_gone(g->kind);
@@ -414,12 +418,20 @@ succeed(s2a_gen_t *g)
                            (json_int_t) json_array_size(g->urls), "data", data);
     }
     if (g->kind == S2A_KIND_VIDEO && g->params != NULL
-        && g->generation_id[0] != '\0')
+        && (g->generation_id[0] != '\0' || g->thumbnail != NULL))
     {
-        /* What a remix of this video publishes (docs/videos.md). */
-        json_object_set_new(g->params, "generation_id",
-                            json_string(g->generation_id));
-        json_object_set_new(g->params, "token_id", json_integer(g->token_id));
+        /* What a remix of this video publishes, and the thumbnail
+         * variant of its content (docs/videos.md). */
+        if (g->generation_id[0] != '\0') {
+            json_object_set_new(g->params, "generation_id",
+                                json_string(g->generation_id));
+            json_object_set_new(g->params, "token_id",
+                                json_integer(g->token_id));
+        }
+        if (g->thumbnail != NULL) {
+            json_object_set_new(g->params, "thumbnail_url",
+                                json_string(g->thumbnail));
+        }
         record(g, json_pack("{s:O}", "params", g->params));
     }
     record_end(g, "succeeded", NULL, NULL, 200);
@@ -1007,6 +1019,13 @@ polled(const s2a_poll_update_t *u, void *arg)
             snprintf(g->generation_id, sizeof(g->generation_id), "%s",
                      u->generation_id);
         }
+        if (g->kind == S2A_KIND_VIDEO && u->thumbnail_url != NULL
+            && (strncasecmp(u->thumbnail_url, "https://", 8) == 0
+                || strncasecmp(u->thumbnail_url, "http://", 7) == 0))
+        {
+            free(g->thumbnail);
+            g->thumbnail = strdup(u->thumbnail_url);
+        }
         g->ops->progress(g->arg, "generation", "completed", 100,
                          g->kind == S2A_KIND_VIDEO
                              ? "Video generation completed"
@@ -1074,6 +1093,7 @@ cached(const char *name, const char *error, void *arg)
         s2a_log(LOG_WARNING, 0, "%s: caching a result failed: %s", g->rid,
                 error);
         g->caching = n; /* the others would fail alike: stop here */
+        g->thumb_tried = true;
         cache_next(g);
         return;
     }
@@ -1097,9 +1117,40 @@ cached(const char *name, const char *error, void *arg)
     cache_next(g);
 }
 
+/* The thumbnail's turn in the cache; a failure keeps Sora's URL. */
+static void
+thumb_cached(const char *name, const char *error, void *arg)
+{
+    s2a_gen_t *g = arg;
+    char *url;
+
+    g->op = OP_NONE;
+    if (name == NULL) {
+        s2a_log(LOG_WARNING, 0, "%s: caching the thumbnail failed: %s", g->rid,
+                error);
+    } else if ((url = s2a_cache_public_url(name, g->host)) != NULL) {
+        free(g->thumbnail);
+        g->thumbnail = url;
+    }
+    cache_next(g);
+}
+
 static void
 cache_next(s2a_gen_t *g)
 {
+    if (g->caching >= json_array_size(g->urls) && g->thumbnail != NULL
+        && !g->thumb_tried)
+    {
+        /* A second file, kept and swept like the video itself. */
+        g->thumb_tried = true;
+        g->op = OP_CACHE;
+        g->op_id =
+            s2a_cache_fetch(g->thumbnail, S2A_KIND_IMAGE, thumb_cached, g);
+        if (g->op_id != 0) {
+            return;
+        }
+        g->op = OP_NONE;
+    }
     if (g->caching >= json_array_size(g->urls)) {
         /* Unless the answer is the clean URL itself (no cache), nothing
          * needs the post any more. */

@@ -72,6 +72,11 @@ typedef struct conn_s {
     bool keep_alive;
     bool close_after;
     bool req_live; /* `req` is in use */
+    /* A relayed body (no chunk framing), and who hears that a streaming
+     * answer drained to its low mark. */
+    bool stream_raw;
+    s2a_http_drain_pt drain_cb;
+    void *drain_arg;
     int64_t idle_since;
     struct event *timer; /* head deadline and lingering close */
     s2a_req_t req;
@@ -434,13 +439,15 @@ reset_for_next(conn_t *c)
     if (c->extra != NULL) {
         evbuffer_drain(c->extra, evbuffer_get_length(c->extra));
     }
+    c->stream_raw = false;
+    c->drain_cb = NULL;
     c->state = C_IDLE;
     c->idle_since = s2a_mono_ms();
     if (c->timer != NULL) {
         event_del(c->timer);
     }
     set_read_timeout(c, true);
-    bufferevent_setwatermark(c->bev, EV_READ, 0, 0);
+    bufferevent_setwatermark(c->bev, EV_READ | EV_WRITE, 0, 0);
     bufferevent_enable(c->bev, EV_READ);
 }
 
@@ -491,6 +498,9 @@ write_cb(struct bufferevent *bev, void *arg)
     S2A_UNUSED(bev);
     if (c->state == C_WRITING) {
         answer_sent(c);
+    } else if (c->state == C_STREAMING && c->drain_cb != NULL) {
+        /* Down to the low mark: the producer may go on. */
+        c->drain_cb(&c->req, c->drain_arg);
     }
 }
 
@@ -1370,8 +1380,11 @@ s2a_http_stream_write(s2a_req_t *req, const void *data, size_t len)
     if (c == NULL || !req->streaming || req->gone || len == 0) {
         return req->gone ? S2A_ERROR : S2A_OK;
     }
+    if (c->stream_raw && req->method == S2A_M_HEAD) {
+        return S2A_OK; /* the head was the whole answer */
+    }
     out = bufferevent_get_output(c->bev);
-    if (c->req.version_minor == 0) {
+    if (c->req.version_minor == 0 || c->stream_raw) {
         evbuffer_add(out, data, len);
     } else {
         evbuffer_add_printf(out, "%zx\r\n", len);
@@ -1391,9 +1404,74 @@ s2a_http_stream_end(s2a_req_t *req)
         return;
     }
     req->streaming = false;
-    if (c->req.version_minor != 0) {
+    if (c->req.version_minor != 0 && !c->stream_raw) {
         ADD_LIT(bufferevent_get_output(c->bev), "0\r\n\r\n");
     }
+    /* answer_sent must wait for every byte, not for the low mark. */
+    c->drain_cb = NULL;
+    bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
+    start_writing(c);
+}
+
+void
+s2a_http_relay_start(s2a_req_t *req, int status, const char *content_type,
+                     int64_t length)
+{
+    conn_t *c = req_conn(req);
+
+    if (req->answered || c == NULL) {
+        return;
+    }
+    if (length < 0 && req->method != S2A_M_HEAD) {
+        s2a_http_stream_start(req, status, content_type);
+        return;
+    }
+    req->answered = true;
+    req->streaming = true;
+    req->status = status;
+    c->stream_raw = true;
+    write_head(c, status, content_type, length, false);
+    c->state = C_STREAMING;
+    bufferevent_enable(c->bev, EV_WRITE);
+}
+
+size_t
+s2a_http_pending(s2a_req_t *req)
+{
+    conn_t *c = req_conn(req);
+
+    return c != NULL ? evbuffer_get_length(bufferevent_get_output(c->bev)) : 0;
+}
+
+void
+s2a_http_on_drain(s2a_req_t *req, size_t low, s2a_http_drain_pt cb, void *arg)
+{
+    conn_t *c = req_conn(req);
+
+    if (c == NULL || !req->streaming || req->gone) {
+        return;
+    }
+    c->drain_cb = cb;
+    c->drain_arg = arg;
+    bufferevent_setwatermark(c->bev, EV_WRITE, cb != NULL ? low : 0, 0);
+}
+
+void
+s2a_http_stream_abort(s2a_req_t *req)
+{
+    conn_t *c = req_conn(req);
+
+    if (c == NULL || !req->streaming || req->gone) {
+        return;
+    }
+    req->streaming = false;
+    req->on_gone = NULL;
+    /* What is queued still goes out; then the close tells the client
+     * that the body is short (of its length, or of its last chunk). */
+    c->keep_alive = false;
+    c->close_after = true;
+    c->drain_cb = NULL;
+    bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
     start_writing(c);
 }
 

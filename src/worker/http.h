@@ -144,6 +144,36 @@ void s2a_http_stream_start(s2a_req_t *req, int status,
 int s2a_http_stream_write(s2a_req_t *req, const void *data, size_t len);
 void s2a_http_stream_end(s2a_req_t *req);
 
+/*
+ * Relayed answer (a body produced elsewhere, e.g. an upstream download):
+ * with `length` >= 0 the head carries Content-Length and the body goes
+ * through s2a_http_stream_write without chunk framing (for HEAD only the
+ * head is sent and writes are dropped); with -1 it is a chunked stream
+ * as above. Ended by s2a_http_stream_end or s2a_http_stream_abort.
+ */
+void s2a_http_relay_start(s2a_req_t *req, int status, const char *content_type,
+                          int64_t length);
+
+/* Bytes of the answer queued and not yet handed to the kernel. */
+size_t s2a_http_pending(s2a_req_t *req);
+
+/*
+ * While a streaming answer is in progress, calls `cb` each time its
+ * queued bytes fall to `low` or fewer (the producer's back-pressure);
+ * NULL stops it. Cleared by _end and _abort.
+ */
+typedef void (*s2a_http_drain_pt)(s2a_req_t *req, void *arg);
+void s2a_http_on_drain(s2a_req_t *req, size_t low, s2a_http_drain_pt cb,
+                       void *arg);
+
+/*
+ * Ends a streaming answer that cannot be completed: the bytes queued are
+ * sent, then the connection closes, so that the client sees the body
+ * short (of its Content-Length, or of the last chunk). on_gone is not
+ * called; the request must not be touched afterwards.
+ */
+void s2a_http_stream_abort(s2a_req_t *req);
+
 /* s2a_http_reply with a string literal body (length from sizeof). */
 #define S2A_HTTP_REPLY_LIT(req, status, ctype, lit) \
     s2a_http_reply((req), (status), (ctype), (lit), sizeof(lit) - 1)

@@ -17,8 +17,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define CACHE_MAX_BYTES  (1024L * 1024 * 1024) /* one result, 1 GiB */
-#define CACHE_TIMEOUT_MS 300000L
+#define CACHE_MAX_BYTES (1024L * 1024 * 1024) /* one result, 1 GiB */
 
 typedef struct fetch_s {
     uint64_t id;      /* ours */
@@ -198,7 +197,11 @@ download_done(const s2a_upstream_resp_t *resp, void *arg)
     fetch_finish(f, name, NULL);
 }
 
-/* A fresh copy of the same source already in the cache. */
+/*
+ * A fresh copy of the same source already in the cache. Its time is
+ * renewed: the new answer promises the file for cache_timeout from now
+ * (the Video object's expires_at), and the sweep goes by that time.
+ */
 static bool
 cached_copy(const char *hash, char *name, size_t len)
 {
@@ -211,7 +214,8 @@ cached_copy(const char *hash, char *name, size_t len)
     for (i = 0; i < S2A_NELEMS(exts); i++) {
         snprintf(name, len, "%s.%s", hash, exts[i]);
         if (fstatat(cache_dir_fd(), name, &st, 0) == 0 && st.st_size > 0
-            && st.st_mtime + s2a_worker.settings.cache_timeout > s2a_now())
+            && st.st_mtime + s2a_worker.settings.cache_timeout > s2a_now()
+            && utimensat(cache_dir_fd(), name, NULL, 0) == 0)
         {
             return true;
         }
@@ -269,7 +273,7 @@ s2a_cache_fetch(const char *url, s2a_kind_t kind, s2a_cache_done_pt done,
             req.method = "GET";
             req.url = url;
             req.proxy = s2a_cache_proxy();
-            req.timeout_ms = CACHE_TIMEOUT_MS;
+            req.timeout_ms = S2A_UPSTREAM_MEDIA_TIMEOUT_MS;
             req.max_response = (size_t) CACHE_MAX_BYTES;
             req.to_file = true;
             req.out_fd = f->fd;

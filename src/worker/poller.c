@@ -350,6 +350,9 @@ draft_seen(s2a_poll_watch_t *w, json_t *item)
     u.progress = 100;
     u.urls = urls;
     u.generation_id = json_string_value(json_object_get(item, "id"));
+    u.thumbnail_url = json_string_value(json_object_get(
+        json_object_get(json_object_get(item, "encodings"), "thumbnail"),
+        "path"));
     finish(w, &u);
     json_decref(urls);
 }

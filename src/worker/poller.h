@@ -28,6 +28,8 @@ typedef struct s2a_poll_update_s {
     const char *status;        /* upstream status text, or NULL */
     json_t *urls;              /* DONE: array of URL strings (borrowed) */
     const char *generation_id; /* DONE video: the draft id (gen_...) */
+    const char *thumbnail_url; /* DONE video: the draft's thumbnail
+                                  (encodings.thumbnail.path), or NULL */
     const char *message;
 } s2a_poll_update_t;
 

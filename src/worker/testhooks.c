@@ -17,9 +17,11 @@
 #include "common/session.h"
 #include "common/util.h"
 #include "worker/context.h"
+#include "worker/proxy.h"
 #include "worker/sched.h"
 #include "worker/sse.h"
 #include "worker/videos.h"
+#include "worker/upstream.h"
 
 #include <signal.h>
 #include <stdatomic.h>
@@ -564,6 +566,31 @@ hook_jobtab(s2a_req_t *req)
     json_decref(body);
 }
 
+/* GET /__test/content-proxy[?reset=1]: the content relays' counters
+ * (proxy.c); reset=1 starts the peak of queued bytes again. */
+static void
+hook_content_proxy(s2a_req_t *req)
+{
+    s2a_proxy_stats_t st;
+    json_t *body;
+
+    if (query_int(req, "reset", 0) != 0) {
+        s2a_proxy_stats_reset_peak();
+    }
+    s2a_proxy_stats(&st);
+    body = json_pack("{s:i, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
+                     "active", st.active, "started", (json_int_t) st.started,
+                     "completed", (json_int_t) st.completed, "short_ends",
+                     (json_int_t) st.short_ends, "failed",
+                     (json_int_t) st.failed, "left", (json_int_t) st.left,
+                     "pauses", (json_int_t) st.pauses, "peak_queued",
+                     (json_int_t) st.peak_queued, "high_water",
+                     (json_int_t) S2A_PROXY_HIGH_WATER, "upstream_inflight",
+                     (json_int_t) s2a_upstream_inflight());
+    s2a_http_reply_json(req, 200, body);
+    json_decref(body);
+}
+
 void
 s2a_testhooks_dispatch(s2a_req_t *req)
 {
@@ -628,6 +655,8 @@ s2a_testhooks_dispatch(s2a_req_t *req)
         hook_sleep(req);
     } else if (strcmp(p, "jobtab") == 0) {
         hook_jobtab(req);
+    } else if (strcmp(p, "content-proxy") == 0) {
+        hook_content_proxy(req);
     } else {
         s2a_http_reply_error(req, 404, "invalid_request_error", NULL, NULL,
                              "unknown test hook");

@@ -15,6 +15,12 @@
  * nothing ever comes back) long before the total timeout, and it suits
  * large downloads, which may take long as long as bytes keep coming.
  *
+ * A streamed call (`on_data`: content relayed to a client, proxy.c)
+ * keeps no body: its head and bytes go to the owner as they arrive, and
+ * an owner that cannot take more answers S2A_AGAIN, which pauses the
+ * transfer (CURL_WRITEFUNC_PAUSE) until s2a_upstream_resume(). A paused
+ * call waits for its reader: the stall timer does not count it idle.
+ *
  * URLs clients supply (`public_only`) are checked before any packet goes
  * out: the opensocket callback refuses a loopback, private or link-local
  * address for every connection curl opens, redirects included, and such
@@ -78,6 +84,11 @@ typedef struct call_s {
     char errbuf[CURL_ERROR_SIZE];
     s2a_upstream_done_pt done;
     void *arg;
+    /* A streamed answer (on_data set): on_head ran, and refused the
+     * body; on_data said S2A_AGAIN. */
+    s2a_upstream_head_pt on_head;
+    s2a_upstream_data_pt on_data;
+    bool head_done, head_refused, paused;
     struct call_s *prev, *next;
 } call_t;
 
@@ -182,6 +193,70 @@ multi_socket_cb(CURL *easy, curl_socket_t fd, int what, void *arg, void *sockp)
     return 0;
 }
 
+/* A header of the last answer of `c` (after redirects), or NULL. */
+static const char *
+header_value(call_t *c, const char *name)
+{
+    struct curl_header *h = NULL;
+
+    if (curl_easy_header(c->easy, name, 0, CURLH_HEADER, -1, &h) != CURLHE_OK
+        || h == NULL)
+    {
+        return NULL;
+    }
+    return h->value;
+}
+
+/* Hands the head of a streamed answer to its owner; false when the
+ * owner does not want the body. */
+static bool
+stream_head(call_t *c)
+{
+    s2a_upstream_head_t h;
+    curl_off_t len = -1;
+    char *ctype = NULL;
+
+    c->head_done = true;
+    memset(&h, 0, sizeof(h));
+    curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &h.status);
+    curl_easy_getinfo(c->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &len);
+    curl_easy_getinfo(c->easy, CURLINFO_CONTENT_TYPE, &ctype);
+    h.content_length = len >= 0 ? (int64_t) len : -1;
+    h.content_type = ctype;
+    h.content_range = header_value(c, "Content-Range");
+    h.accept_ranges = header_value(c, "Accept-Ranges");
+    h.content_encoding = header_value(c, "Content-Encoding");
+    h.etag = header_value(c, "ETag");
+    h.last_modified = header_value(c, "Last-Modified");
+    if (c->on_head(&h, c->arg) != S2A_OK) {
+        c->head_refused = true;
+        return false;
+    }
+    return true;
+}
+
+/* Body bytes of a streamed answer: to the owner, or a pause. */
+static size_t
+stream_write(call_t *c, char *data, size_t n)
+{
+    int r;
+
+    if (!c->head_done && !stream_head(c)) {
+        return 0; /* aborts the transfer */
+    }
+    if (c->head_refused) {
+        return 0;
+    }
+    r = c->on_data(data, n, c->arg);
+    if (r == S2A_AGAIN) {
+        /* libcurl keeps these bytes and hands them over again once the
+         * call is resumed; it reads nothing from the socket meanwhile. */
+        c->paused = true;
+        return CURL_WRITEFUNC_PAUSE;
+    }
+    return r == S2A_OK ? n : 0;
+}
+
 static size_t
 write_cb(char *data, size_t size, size_t nmemb, void *arg)
 {
@@ -191,6 +266,9 @@ write_cb(char *data, size_t size, size_t nmemb, void *arg)
     ssize_t w;
     size_t off;
 
+    if (c->on_data != NULL) {
+        return stream_write(c, data, n);
+    }
     if (c->to_file) {
         /* Only a success goes to the file; an error page stays in memory
          * for the message. */
@@ -383,7 +461,8 @@ call_free(call_t *c)
  */
 
 /* Whether a field, parameter or header name looks like it holds a
- * secret: tokens, passwords, cookies, keys, sessions, credentials. */
+ * secret: tokens, passwords, cookies, keys, sessions, credentials, URL
+ * signatures. */
 static bool
 secret_name(const char *name, size_t len)
 {
@@ -402,6 +481,10 @@ secret_name(const char *name, size_t len)
         low[i] = (char) tolower((unsigned char) name[i]);
     }
     low[len] = '\0';
+    /* URL signatures: Azure's sig, S3's X-Amz-Signature, CloudFront's. */
+    if (strcmp(low, "sig") == 0 || strstr(low, "signature") != NULL) {
+        return true;
+    }
     for (i = 0; words[i] != NULL; i++) {
         if (strstr(low, words[i]) != NULL) {
             return true;
@@ -678,6 +761,10 @@ call_finish(call_t *c, CURLcode result)
     char *ctype = NULL, *url = NULL;
     char stalled[96];
 
+    if (c->on_data != NULL && !c->head_done && result == CURLE_OK) {
+        /* An empty body (or a HEAD): the head still goes first. */
+        stream_head(c);
+    }
     memset(&resp, 0, sizeof(resp));
     resp.curl_code = (int) result;
     curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &resp.status);
@@ -759,6 +846,11 @@ stall_cb(evutil_socket_t fd, short what, void *arg)
 
     S2A_UNUSED(fd);
     S2A_UNUSED(what);
+    if (c->paused) {
+        /* Held back by its reader, not stalled by the upstream. */
+        c->active_ms = s2a_mono_ms();
+        idle = 0;
+    }
     if (c->connected && idle >= c->read_ms) {
         c->stalled = true;
         call_finish(c, CURLE_OPERATION_TIMEDOUT);
@@ -873,8 +965,13 @@ s2a_upstream_start(const s2a_upstream_req_t *req, s2a_upstream_done_pt done,
     curl_easy_setopt(c->easy, CURLOPT_XFERINFODATA, c);
     curl_easy_setopt(c->easy, CURLOPT_HEADERFUNCTION, header_cb);
     curl_easy_setopt(c->easy, CURLOPT_HEADERDATA, c);
-    /* Every encoding libcurl was built with (gzip, br, zstd). */
-    curl_easy_setopt(c->easy, CURLOPT_ACCEPT_ENCODING, "");
+    c->on_head = req->on_head;
+    c->on_data = req->on_data;
+    if (c->on_data == NULL) {
+        /* Every encoding libcurl was built with (gzip, br, zstd). A
+         * streamed answer is relayed as it comes: identity only. */
+        curl_easy_setopt(c->easy, CURLOPT_ACCEPT_ENCODING, "");
+    }
     curl_easy_setopt(c->easy, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(c->easy, CURLOPT_FOLLOWLOCATION, 0L);
 #ifdef CURL_HTTP_VERSION_2TLS
@@ -944,6 +1041,8 @@ s2a_upstream_start(const s2a_upstream_req_t *req, s2a_upstream_done_pt done,
     }
     if (strcmp(req->method, "GET") == 0) {
         curl_easy_setopt(c->easy, CURLOPT_HTTPGET, 1L);
+    } else if (strcmp(req->method, "HEAD") == 0) {
+        curl_easy_setopt(c->easy, CURLOPT_NOBODY, 1L);
     } else if (strcmp(req->method, "POST") == 0) {
         if (req->body == NULL && c->mime == NULL) {
             curl_easy_setopt(c->easy, CURLOPT_POSTFIELDS, "");
@@ -1005,6 +1104,26 @@ s2a_upstream_cancel(uint64_t id)
         if (c->id == id) {
             call_unlink(c);
             call_free(c);
+            return;
+        }
+    }
+}
+
+void
+s2a_upstream_resume(uint64_t id)
+{
+    call_t *c;
+
+    for (c = U.calls; c != NULL; c = c->next) {
+        if (c->id == id) {
+            if (!c->paused) {
+                return;
+            }
+            c->paused = false;
+            c->active_ms = s2a_mono_ms();
+            /* May hand the held bytes to on_data at once; libcurl then
+             * asks for a timer of 0 to carry on from the event loop. */
+            curl_easy_pause(c->easy, CURLPAUSE_CONT);
             return;
         }
     }

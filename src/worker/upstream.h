@@ -27,6 +27,34 @@ typedef struct s2a_upstream_resp_s {
 typedef void (*s2a_upstream_done_pt)(const s2a_upstream_resp_t *resp,
                                      void *arg);
 
+/* The head of a streamed answer (the last one, after redirects). The
+ * strings are borrowed for the duration of the callback; NULL when the
+ * header is absent. */
+typedef struct s2a_upstream_head_s {
+    long status;
+    int64_t content_length; /* -1 when not announced */
+    const char *content_type;
+    const char *content_range;
+    const char *accept_ranges;
+    const char *content_encoding;
+    const char *etag;
+    const char *last_modified;
+} s2a_upstream_head_t;
+
+/*
+ * Streamed answers (`on_data` set). `on_head` runs once, before the first
+ * body byte (or, for an empty body, before `done`): S2A_OK takes the
+ * body, S2A_ERROR ends the transfer (then `done` reports an error).
+ * `on_data` gets the body as it arrives: S2A_OK when it took the bytes,
+ * S2A_AGAIN when it cannot take them now (the transfer pauses, and the
+ * same bytes come again after s2a_upstream_resume()), S2A_ERROR to end
+ * the transfer. Both run inside libcurl: they must not start, cancel or
+ * resume upstream calls, nor answer a request in a way that could
+ * start one. `done` still runs once at the end, as for every call.
+ */
+typedef int (*s2a_upstream_head_pt)(const s2a_upstream_head_t *head, void *arg);
+typedef int (*s2a_upstream_data_pt)(const char *data, size_t len, void *arg);
+
 /* One part of a multipart/form-data body; `filename` NULL for a plain
  * field. The data is copied when the call starts. */
 typedef struct s2a_upstream_part_s {
@@ -52,14 +80,16 @@ typedef struct s2a_upstream_req_s {
     size_t max_response; /* 0: 8 MiB */
     const s2a_upstream_part_t *parts; /* multipart body instead of `body` */
     int nparts;
-    bool to_file;          /* write a 2xx body to `out_fd`, not memory */
-    int out_fd;            /* borrowed; the caller closes it */
-    bool follow_redirects; /* media downloads: up to 5 redirects */
-    bool public_only;      /* refuse loopback, private and link-local
+    bool to_file;                 /* write a 2xx body to `out_fd`, not memory */
+    int out_fd;                   /* borrowed; the caller closes it */
+    bool follow_redirects;        /* media downloads: up to 5 redirects */
+    bool public_only;             /* refuse loopback, private and link-local
                               peers (URLs clients supply) before
                               connecting, redirects included, on a
                               connection of its own; not checked through
                               a proxy, which resolves for us */
+    s2a_upstream_head_pt on_head; /* streamed answers: see above; */
+    s2a_upstream_data_pt on_data; /* no body is kept, nor decoded */
 } s2a_upstream_req_t;
 
 /* True when the numeric address `ip` is loopback, private, link-local,
@@ -82,6 +112,17 @@ uint64_t s2a_upstream_start(const s2a_upstream_req_t *req,
 
 /* Stops call `id`; its callback will not run. Unknown ids are ignored. */
 void s2a_upstream_cancel(uint64_t id);
+
+/*
+ * Resumes streamed call `id` after its `on_data` answered S2A_AGAIN. The
+ * held bytes may be handed to `on_data` before this returns. Must not be
+ * called from inside an upstream callback. Unknown or running calls are
+ * ignored.
+ */
+void s2a_upstream_resume(uint64_t id);
+
+/* The whole-call timeout of result downloads (and of proxied media). */
+#define S2A_UPSTREAM_MEDIA_TIMEOUT_MS 300000L
 
 /* Calls in flight (tests and /readyz). */
 int s2a_upstream_inflight(void);

@@ -27,6 +27,8 @@
 #include "worker/media.h"
 #include "worker/mediacache.h"
 #include "worker/multipart.h"
+#include "worker/proxy.h"
+#include "worker/signedurl.h"
 #include "worker/sora.h"
 
 #include <ctype.h>
@@ -110,7 +112,9 @@ typedef struct videos_remix_s {
 /* A read waiting for the master. */
 typedef enum {
     CALL_GET = 0,
-    CALL_CONTENT,
+    CALL_CONTENT,     /* variant=video */
+    CALL_THUMBNAIL,   /* variant=thumbnail */
+    CALL_SPRITESHEET, /* variant=spritesheet */
     CALL_LIST,
     CALL_DELETE
 } call_kind_t;
@@ -157,12 +161,25 @@ cached_name(const char *url)
     return slash + 1;
 }
 
-/* When a result expires: the cache's sweep for a cached file; an
- * upstream URL's expiry is not known (null). */
+/*
+ * When a result expires: for a cached file the cache sweep's deadline
+ * (completed_at + cache_timeout); for an upstream URL the expiry its
+ * signature carries (`se=`); null when neither is known.
+ */
 static json_t *
 expires_json(const char *url, int64_t completed)
 {
-    if (url == NULL || completed <= 0 || cached_name(url) == NULL) {
+    int64_t t;
+
+    if (url == NULL) {
+        return json_null();
+    }
+    if (cached_name(url) == NULL) {
+        return s2a_signed_url_expiry(url, &t) == S2A_OK
+            ? json_integer((json_int_t) t)
+            : json_null();
+    }
+    if (completed <= 0) {
         return json_null();
     }
     s2a_worker_refresh_settings();
@@ -908,14 +925,31 @@ call_gone(s2a_req_t *req, void *arg)
     free(c);
 }
 
-/* The content of a finished row: the cached file, or the upstream URL. */
+/* The thumbnail URL a finished row keeps in its params, or NULL. The
+ * string lives in `*params` (caller decrefs). */
+static const char *
+thumbnail_of(json_t *row, json_t **params)
+{
+    const char *ptext = json_string_value(json_object_get(row, "params"));
+
+    *params = ptext != NULL ? json_loads(ptext, 0, NULL) : NULL;
+    return json_string_value(json_object_get(*params, "thumbnail_url"));
+}
+
+/*
+ * The content of a finished row in `kind`'s variant: the cached file
+ * (sendfile, ranges, validators, as /tmp/ serves it), else the upstream
+ * file relayed as it downloads (proxy.c).
+ */
 static void
-serve_content(s2a_req_t *req, json_t *row)
+serve_content(s2a_req_t *req, json_t *row, call_kind_t kind)
 {
     const char *status = json_string_value(json_object_get(row, "status"));
+    const char *id = json_string_value(json_object_get(row, "job_id"));
     const char *url = json_string_value(
         json_array_get(json_object_get(row, "result_urls"), 0));
-    const char *name = cached_name(url);
+    const char *name;
+    json_t *params = NULL;
 
     if (status == NULL || strcmp(status, "succeeded") != 0 || url == NULL) {
         s2a_http_reply_error(req, 404, "invalid_request_error",
@@ -929,23 +963,41 @@ serve_content(s2a_req_t *req, json_t *row)
                                  : "not finished yet");
         return;
     }
-    if (name != NULL) {
-        /* Streamed from the cache by sendfile, with Range (media.c). */
-        s2a_media_serve(req, name);
+    if (kind == CALL_SPRITESHEET) {
+        s2a_http_reply_error(req, 404, "invalid_request_error",
+                             "variant_not_available", "variant",
+                             "Video %.64s has no spritesheet: the Sora "
+                             "upstream does not make spritesheets",
+                             id);
         return;
     }
-    /* The client fetches the upstream file itself: nothing is held here. */
-    s2a_http_add_header(req, "Location", url);
-    s2a_http_add_header(req, "Cache-Control", "no-store");
-    S2A_HTTP_REPLY_LIT(req, 302, NULL, "");
+    if (kind == CALL_THUMBNAIL) {
+        url = thumbnail_of(row, &params);
+        if (url == NULL) {
+            s2a_http_reply_error(req, 404, "invalid_request_error",
+                                 "variant_not_available", "variant",
+                                 "Video %.64s has no thumbnail: Sora gave "
+                                 "none for it",
+                                 id);
+            json_decref(params);
+            return;
+        }
+    }
+    name = cached_name(url);
+    if (name != NULL) {
+        s2a_media_serve(req, name);
+    } else {
+        s2a_proxy_serve(req, url,
+                        kind == CALL_THUMBNAIL ? "image/jpeg" : "video/mp4",
+                        kind == CALL_THUMBNAIL ? "thumbnail" : "video");
+    }
+    json_decref(params);
 }
 
-/* Removes the cached file of a deleted row, if it has one. */
+/* Removes the cached file behind `url`, if it is one. */
 static void
-unlink_cached(json_t *row)
+unlink_url(const char *url)
 {
-    const char *url = json_string_value(
-        json_array_get(json_object_get(row, "result_urls"), 0));
     const char *name = cached_name(url);
     char path[PATH_MAX + 200];
 
@@ -956,6 +1008,18 @@ unlink_cached(json_t *row)
     if (unlink(path) == -1 && errno != ENOENT) {
         s2a_log(LOG_WARNING, errno, "unlink(\"%s\") failed", path);
     }
+}
+
+/* Removes the cached files of a deleted row: the video, its thumbnail. */
+static void
+unlink_cached(json_t *row)
+{
+    json_t *params = NULL;
+
+    unlink_url(json_string_value(
+        json_array_get(json_object_get(row, "result_urls"), 0)));
+    unlink_url(thumbnail_of(row, &params));
+    json_decref(params);
 }
 
 static void
@@ -1203,8 +1267,9 @@ call_done(json_t *reply, void *arg)
         not_found(req, id);
         return;
     }
-    if (kind == CALL_CONTENT) {
-        serve_content(req, row);
+    if (kind == CALL_CONTENT || kind == CALL_THUMBNAIL
+        || kind == CALL_SPRITESHEET) {
+        serve_content(req, row, kind);
         return;
     }
     reply_video(req, video_from_row(row));
@@ -1317,23 +1382,18 @@ s2a_videos_item(s2a_req_t *req)
         && (req->method == S2A_M_GET || req->method == S2A_M_HEAD))
     {
         variant = s2a_req_query_param(req, "variant");
-        if (variant != NULL && strcmp(variant, "video") != 0) {
-            if (strcmp(variant, "thumbnail") == 0
-                || strcmp(variant, "spritesheet") == 0) {
-                s2a_http_reply_error(
-                    req, 404, "invalid_request_error", "not_found", "variant",
-                    "the %s variant is not available", variant);
-            } else {
-                s2a_http_reply_error(req, 400, "invalid_request_error",
-                                     "invalid_value", "variant",
-                                     "variant must be video, thumbnail or "
-                                     "spritesheet");
-            }
-            free(variant);
+        kind = variant == NULL || strcmp(variant, "video") == 0 ? CALL_CONTENT
+            : strcmp(variant, "thumbnail") == 0                 ? CALL_THUMBNAIL
+            : strcmp(variant, "spritesheet") == 0 ? CALL_SPRITESHEET
+                                                  : CALL_GET;
+        free(variant);
+        if (kind == CALL_GET) {
+            s2a_http_reply_error(req, 400, "invalid_request_error",
+                                 "invalid_value", "variant",
+                                 "variant must be video, thumbnail or "
+                                 "spritesheet");
             return;
         }
-        free(variant);
-        kind = CALL_CONTENT;
     } else if (slash == NULL && req->method == S2A_M_DELETE) {
         kind = CALL_DELETE;
     } else if (slash == NULL) {

@@ -538,6 +538,31 @@ const MEDIA_TYPES = {
     mp4: ['video/mp4', 'mp4'],
 };
 
+/* An MP4 of `size` bytes (at least the real clip's): the clip, then a `free` box of filler. */
+const BIG_MP4 = new Map();
+function bigMp4(size) {
+    const base = MEDIA.mp4;
+    const n = Math.max(base.length + 8, Math.floor(size));
+    let buf = BIG_MP4.get(n);
+    if (!buf) {
+        buf = Buffer.alloc(n);
+        base.copy(buf, 0);
+        buf.writeUInt32BE(n - base.length, base.length);
+        buf.write('free', base.length + 4, 'latin1');
+        let x = 0x9e3779b9;
+        for (let i = base.length + 8; i + 4 <= n; i += 4) {
+            x = (Math.imul(x, 1664525) + 1013904223) >>> 0;
+            buf.writeUInt32LE(x, i);
+        }
+        BIG_MP4.clear(); // one size at a time is all a run needs
+        BIG_MP4.set(n, buf);
+    }
+    return buf;
+}
+
+/* Bodies larger than four of these are written a piece at a time (send). */
+const STREAM_CHUNK = 256 * 1024;
+
 const MEDIA_ETAGS = Object.fromEntries(Object.entries(MEDIA).map(([k, v]) => [k, '"' + sha256hex(v).slice(0, 16) + '"']));
 
 /* Recognise uploaded bytes by their magic numbers. */
@@ -871,6 +896,13 @@ const DEFAULT_CONFIG = Object.freeze({
     models: ['sy_8', 'sy_8_20251208', 'sy_ore'],
     seed_public_data: true, // public users, posts and a character for feeds/search/remix
     verbose: false, // log each request to stderr
+    // Seconds a draft's media URLs stay valid, counted from the draft's creation: with a
+    // number they are signed Azure-blob style (?se=<ISO-8601>&sp=r&sv=…&sr=b&sig=…) and
+    // /media/ answers 403 once se has passed; null: plain URLs, as before.
+    media_url_ttl_s: null,
+    // Size in bytes of the body served for /media/vid/*.mp4 (the real clip followed by a
+    // `free` box of filler, so it is still a valid MP4); null: the 16x16 clip alone.
+    video_bytes: null,
 });
 
 const VIDEO_OUTCOMES = ['success', 'violation', 'fail', 'stall', 'vanish'];
@@ -1046,6 +1078,8 @@ class FakeSora {
             tasks_finished: 0, drafts_created: 0, posts_created: 0, posts_deleted: 0,
             uploads: 0, files: 0, cameos_created: 0, characters_created: 0, characters_deleted: 0,
             rejected: { concurrency: 0, quota: 0, sentinel: 0, auth: 0 },
+            // Media bodies: started, sent whole, cut off by the client; open right now.
+            media: { started: 0, finished: 0, aborted: 0, open: 0, expired: 0 },
         };
         for (const name of this.config.taken_usernames || []) {
             this.usernames.set(String(name).toLowerCase(), { kind: 'reserved', ref: null });
@@ -1571,6 +1605,7 @@ class FakeSora {
             hang: !!spec.hang,
             delay_ms: Math.max(0, Number(spec.delay_ms) || 0),
             slow_body_ms: Math.max(0, Number(spec.slow_body_ms) || 0),
+            cut_body: !!spec.cut_body,
             times: spec.times === undefined ? 1 : Number(spec.times), // -1 = until disarmed
             skip: Math.max(0, Number(spec.skip) || 0), // let this many matches through first
             match: isObject(spec.match) ? spec.match : {},
@@ -1775,6 +1810,7 @@ class FakeSora {
         if (arm) {
             entry.armed = arm.id;
             ctx.slowBodyMs = arm.slow_body_ms;
+            ctx.cutBody = arm.cut_body;
             const fire = () => {
                 if (arm.drop) {
                     entry.status = 'dropped';
@@ -1924,6 +1960,9 @@ class FakeSora {
         res.writeHead(status, headers);
         if (!payload || ctx.isHead) {
             res.end();
+        } else if (ctx.cutBody && payload.length > 1) {
+            // The headers and half the body, then the connection breaks.
+            res.write(payload.subarray(0, payload.length >> 1), () => res.socket && res.socket.destroy());
         } else if (ctx.slowBodyMs && payload.length > 1) {
             // Slow body: the headers and half the bytes now, the rest later.
             const half = payload.length >> 1;
@@ -1933,6 +1972,25 @@ class FakeSora {
                     res.end(payload.subarray(half));
                 }
             });
+        } else if (payload.length > 4 * STREAM_CHUNK) {
+            // A large body goes out as the client takes it: a client that
+            // stops reading holds the rest back, and one that leaves before
+            // the end leaves the response unfinished (counted as aborted).
+            let off = 0;
+            const pump = () => {
+                while (off < payload.length && !res.destroyed) {
+                    const end = Math.min(off + STREAM_CHUNK, payload.length);
+                    const slice = payload.subarray(off, end);
+                    off = end;
+                    if (end === payload.length) {
+                        res.end(slice);
+                    } else if (!res.write(slice)) {
+                        res.once('drain', pump);
+                        return;
+                    }
+                }
+            };
+            pump();
         } else {
             res.end(payload);
         }
@@ -2858,7 +2916,17 @@ const handlers = {
         if (!t) {
             return { status: 404, body: { error: 'not found' } };
         }
-        return this.serveMedia(ctx, t[1]);
+        if (typeof ctx.query.se === 'string' && !(Date.parse(ctx.query.se) > Date.now())) {
+            // An expired (or unreadable) signature, as Azure blob storage answers it.
+            this.counters.media.expired++;
+            return {
+                status: 403, headers: { 'Content-Type': 'application/xml' },
+                raw: '<?xml version="1.0" encoding="utf-8"?><Error><Code>AuthenticationFailed</Code>'
+                    + '<Message>Signed expiry time has passed.</Message></Error>',
+            };
+        }
+        const big = t[1] === 'mp4' && ctx.path.startsWith('/media/vid/') && this.config.video_bytes;
+        return this.serveMedia(ctx, t[1], big ? bigMp4(Number(this.config.video_bytes)) : undefined);
     },
 };
 
@@ -3067,19 +3135,30 @@ const lifecycle = {
         }
         const violation = d.outcome === 'violation';
         const t = d.task;
-        const dl = `${ctx.base}/media/vid/${d.id}.mp4`;
+        const dl = this.signMedia(`${ctx.base}/media/vid/${d.id}.mp4`, d.created_at);
         return {
             id: d.id, task_id: t.id, kind: d.kind, generation_type: 'video_gen',
             prompt: t.prompt, title: t.title, width: d.width, height: d.height, n_frames: d.n_frames,
             created_at: d.created_at / 1000,
-            url: show ? `${ctx.base}/media/vid/${d.id}_wm.mp4` : null,
+            url: show ? this.signMedia(`${ctx.base}/media/vid/${d.id}_wm.mp4`, d.created_at) : null,
             downloadable_url: show ? dl : null,
             reason_str: violation ? d.reason : null,
             markdown_reason_str: violation ? (d.reason === MSG.violation ? MSG.violationMd : d.reason) : null,
             post_id: d.post_id,
             permalink: d.post_id ? `https://sora.chatgpt.com/p/${d.post_id}` : null,
-            encodings: show ? { thumbnail: { path: `${ctx.base}/media/thumb/${d.id}.jpg` }, source: { path: dl } } : {},
+            encodings: show ? { thumbnail: { path: this.signMedia(`${ctx.base}/media/thumb/${d.id}.jpg`, d.created_at) }, source: { path: dl } } : {},
         };
+    },
+
+    /* With media_url_ttl_s set, `url` signed as an Azure blob SAS valid until createdMs + ttl. */
+    signMedia(url, createdMs) {
+        const ttl = this.config.media_url_ttl_s;
+        if (ttl === null || ttl === undefined) {
+            return url;
+        }
+        const se = new Date(Math.floor(createdMs / 1000) * 1000 + Number(ttl) * 1000).toISOString().replace(/\.\d{3}Z$/, 'Z');
+        const sig = crypto.createHmac('sha256', JWT_KEY).update(`${url}\n${se}`).digest('base64');
+        return `${url}?se=${encodeURIComponent(se)}&sp=r&sv=2024-08-04&sr=b&sig=${encodeURIComponent(sig)}`;
     },
 
     /* One recent_tasks read of an image task; returns false while it is still invisible. */
@@ -3162,13 +3241,14 @@ const lifecycle = {
     },
 
     /* Bytes of one media kind, honouring a single Range (RFC 9110 section 14). */
-    serveMedia(ctx, kind) {
-        const buf = MEDIA[kind];
+    serveMedia(ctx, kind, body) {
+        const buf = body || MEDIA[kind];
         const total = buf.length;
+        this.watchMedia(ctx);
         const headers = {
             'Content-Type': MEDIA_TYPES[kind === 'jpeg' ? 'jpg' : kind][0],
             'Accept-Ranges': 'bytes',
-            ETag: MEDIA_ETAGS[kind],
+            ETag: body ? '"' + sha256hex(buf).slice(0, 16) + '"' : MEDIA_ETAGS[kind],
             'Last-Modified': 'Thu, 11 Dec 2025 00:00:00 GMT',
             'Cache-Control': 'public, max-age=3600',
         };
@@ -3201,6 +3281,22 @@ const lifecycle = {
             // Multiple or malformed ranges: a server may ignore Range and send everything.
         }
         return { status: 200, raw: buf, headers };
+    },
+
+    /* Counts a media body: whether the client took it whole or cut it off. */
+    watchMedia(ctx) {
+        const res = ctx.res;
+        const m = this.counters.media;
+        m.started++;
+        m.open++;
+        res.once('close', () => {
+            m.open--;
+            if (res.writableFinished) {
+                m.finished++;
+            } else {
+                m.aborted++;
+            }
+        });
     },
 };
 

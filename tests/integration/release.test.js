@@ -12,7 +12,7 @@ const { Daemon, request, BIN } = require('./lib/daemon');
 
 const RELEASE = process.env.S2A_RELEASE === '1';
 const ROUTES = ['shm', 'lease', 'die-locked', 'worker', 'setting', 'record',
-  'stream', 'acquire', 'session', 'sweep', 'echo', 'sleep'];
+  'stream', 'acquire', 'session', 'sweep', 'echo', 'sleep', 'content-proxy'];
 
 let d;
 before(async () => { d = await new Daemon().start(); });

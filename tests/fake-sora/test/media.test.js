@@ -155,3 +155,50 @@ describe('GET /media/...', () => {
         assert.equal(r.buf.length, 0);
     });
 });
+
+describe('large bodies and broken transfers', () => {
+    const net = require('node:net');
+
+    it('a client that leaves a large body early is counted as aborted', async () => {
+        await h.ctl('POST', '/config', { video_bytes: 8 * 1024 * 1024 });
+        try {
+            const before = (await h.ctl('GET', '/stats')).counters.media;
+            const sock = net.connect(h.srv.port, '127.0.0.1');
+            let got = 0;
+            sock.on('data', (c) => {
+                got += c.length;
+                if (got > 512 * 1024) {
+                    sock.destroy();
+                }
+            });
+            sock.write('GET /media/vid/big.mp4 HTTP/1.1\r\nHost: x\r\n\r\n');
+            await new Promise((r) => sock.on('close', r));
+            let m;
+            for (let i = 0; i < 100; i++) {
+                m = (await h.ctl('GET', '/stats')).counters.media;
+                if (m.open === 0) {
+                    break;
+                }
+                await new Promise((r) => setTimeout(r, 20));
+            }
+            assert.equal(m.aborted, before.aborted + 1);
+            assert.equal(m.finished, before.finished);
+            assert.equal(m.open, 0);
+        } finally {
+            await h.ctl('POST', '/config', { video_bytes: null });
+        }
+    });
+
+    it('cut_body: the full Content-Length, half the body, then the connection breaks', async () => {
+        await h.ctl('POST', '/arm', { route: 'GET /media/*', cut_body: true });
+        const sock = net.connect(h.srv.port, '127.0.0.1');
+        const chunks = [];
+        sock.on('data', (c) => chunks.push(c));
+        sock.write('GET /media/vid/x.mp4 HTTP/1.1\r\nHost: x\r\n\r\n');
+        await new Promise((r) => sock.on('close', r));
+        const buf = Buffer.concat(chunks);
+        const end = buf.indexOf('\r\n\r\n');
+        assert.match(buf.subarray(0, end).toString('latin1'), new RegExp(`content-length: ${MEDIA.mp4.length}`, 'i'));
+        assert.equal(buf.length - end - 4, MEDIA.mp4.length >> 1);
+    });
+});

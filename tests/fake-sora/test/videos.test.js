@@ -350,3 +350,68 @@ describe('sentinel strictness', () => {
         assert.equal(stats.counters.rejected.sentinel, 1);
     });
 });
+
+describe('draft media: thumbnails, signed URLs (media_url_ttl_s), large videos (video_bytes)', () => {
+    const finished = async () => {
+        const id = (await create()).json.id;
+        await drainPending(id);
+        return draftOf(id);
+    };
+
+    it('a finished draft carries its thumbnail, a JPEG served as image/jpeg', async () => {
+        const d = await finished();
+        assert.equal(d.encodings.thumbnail.path, `${h.url}/media/thumb/${d.id}.jpg`);
+        const r = await h.req('GET', `/media/thumb/${d.id}.jpg`);
+        assert.equal(r.status, 200);
+        assert.equal(r.headers.get('content-type'), 'image/jpeg');
+        assert.deepEqual(r.buf, MEDIA.jpeg);
+    });
+
+    it('with media_url_ttl_s the URLs are signed with se = creation + TTL; a passed se gets 403', async () => {
+        await h.ctl('POST', '/config', { media_url_ttl_s: 3600 });
+        const t0 = Math.floor(Date.now() / 1000);
+        const d = await finished();
+        for (const u of [d.url, d.downloadable_url, d.encodings.thumbnail.path]) {
+            const url = new URL(u);
+            assert.match(url.search, /^\?se=\d{4}-\d\d-\d\dT\d\d%3A\d\d%3A\d\dZ&sp=r&sv=2024-08-04&sr=b&sig=[A-Za-z0-9%]+$/, u);
+            const se = Date.parse(url.searchParams.get('se')) / 1000;
+            assert.ok(se >= t0 + 3600 && se <= t0 + 3602, `se ${se}`);
+        }
+        assert.equal(d.downloadable_url, (await draftOf(d.task_id)).downloadable_url, 'the same URL on every read');
+        const ok = await h.req('GET', new URL(d.downloadable_url).pathname + new URL(d.downloadable_url).search);
+        assert.equal(ok.status, 200);
+        assert.deepEqual(ok.buf, MEDIA.mp4);
+        await h.ctl('POST', '/config', { media_url_ttl_s: -5 });
+        const old = await finished();
+        const u = new URL(old.encodings.thumbnail.path);
+        const r = await h.req('GET', u.pathname + u.search);
+        assert.equal(r.status, 403);
+        assert.match(r.text, /<Code>AuthenticationFailed<\/Code>/);
+        assert.equal((await h.ctl('GET', '/stats')).counters.media.expired, 1);
+        // Unsigned paths are served whatever the setting.
+        assert.equal((await h.req('GET', u.pathname)).status, 200);
+    });
+
+    it('video_bytes: /media/vid/*.mp4 is that large, a valid MP4, the same bytes each time, with ranges', async () => {
+        const size = 3 * 1024 * 1024 + 5;
+        await h.ctl('POST', '/config', { video_bytes: size });
+        const r = await h.req('GET', '/media/vid/any.mp4');
+        assert.equal(r.status, 200);
+        assert.equal(r.buf.length, size);
+        assert.deepEqual(r.buf.subarray(0, MEDIA.mp4.length), MEDIA.mp4);
+        assert.equal(r.buf.readUInt32BE(MEDIA.mp4.length), size - MEDIA.mp4.length);
+        assert.equal(r.buf.toString('latin1', MEDIA.mp4.length + 4, MEDIA.mp4.length + 8), 'free');
+        const again = await h.req('GET', '/media/vid/other.mp4');
+        assert.deepEqual(again.buf, r.buf);
+        assert.equal(again.headers.get('etag'), r.headers.get('etag'));
+        assert.notEqual(r.headers.get('etag'), (await h.req('GET', '/media/thumb/x.jpg')).headers.get('etag'));
+        const part = await h.req('GET', '/media/vid/any.mp4', { headers: { range: `bytes=${size - 4}-` } });
+        assert.equal(part.status, 206);
+        assert.deepEqual(part.buf, r.buf.subarray(size - 4));
+        // Other media keep their small files.
+        assert.equal((await h.req('GET', '/media/thumb/x.jpg')).buf.length, MEDIA.jpeg.length);
+        const m = (await h.ctl('GET', '/stats')).counters.media;
+        assert.equal(m.started, m.finished);
+        assert.equal(m.open, 0);
+    });
+});
