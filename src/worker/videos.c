@@ -1362,6 +1362,58 @@ done:
     free(order);
 }
 
+/*
+ * GET /content from the live job table: a complete slot holds what
+ * serve_content reads of the row (status, result URL, thumbnail), so a
+ * download of a finished video needs no round trip to the master.
+ * S2A_DECLINED when the slot cannot answer (the master's row will).
+ */
+static int
+content_from_table(s2a_req_t *req, const char *id, call_kind_t kind)
+{
+    const char *url, *thumb;
+    s2a_job_t job;
+    json_t *row;
+
+#ifdef S2A_TEST_HOOKS
+    if (bypass > 0) {
+        bypass--;
+        return S2A_DECLINED;
+    }
+#endif
+    if (s2a_jobtab_get(s2a_jobs, id, &job, NULL) != S2A_OK
+        || (job.flags & S2A_JOB_F_INCOMPLETE) || job.kind != S2A_KIND_VIDEO)
+    {
+        return S2A_DECLINED;
+    }
+    s2a_jobtab_count(s2a_jobs, true);
+    last_source = "table";
+    if (job.owner != req->owner) {
+        not_found(req, id);
+        return S2A_OK;
+    }
+    url = s2a_job_text(&job, S2A_JOB_T_URL);
+    thumb = s2a_job_text(&job, S2A_JOB_T_THUMBNAIL);
+    row = json_pack("{s:s, s:s, s:[s?], s:o}", "job_id", id, "status",
+                    s2a_job_status_name(job.status), "result_urls", url,
+                    "params",
+                    thumb != NULL ? json_pack("{s:s}", "thumbnail_url", thumb)
+                                  : json_null());
+    if (row == NULL) {
+        return S2A_DECLINED;
+    }
+    if (json_is_object(json_object_get(row, "params"))) {
+        /* A row keeps params as text: serve_content reads it so. */
+        char *ptext = json_dumps(json_object_get(row, "params"), JSON_COMPACT);
+        json_object_set_new(row, "params",
+                            ptext != NULL ? json_string(ptext) : json_null());
+        free(ptext);
+    }
+    serve_content(req, row, kind);
+    json_decref(row);
+    return S2A_OK;
+}
+
 void
 s2a_videos_item(s2a_req_t *req)
 {
@@ -1394,6 +1446,10 @@ s2a_videos_item(s2a_req_t *req)
                                  "spritesheet");
             return;
         }
+        if (content_from_table(req, id, kind) == S2A_OK) {
+            return;
+        }
+        s2a_jobtab_count(s2a_jobs, false);
     } else if (slash == NULL && req->method == S2A_M_DELETE) {
         kind = CALL_DELETE;
     } else if (slash == NULL) {

@@ -177,6 +177,55 @@ test('every state of a job, from every worker: the table answers, with the objec
   agent.destroy();
 });
 
+// One worker's answer to GET /v1/videos/{id}/content (`query` appended),
+// and where it came from, as retrieveOne.
+async function contentOne(d, id, { bypass = false, query = '' } = {}) {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+  try {
+    if (bypass) await request(d.base, 'GET', '/__test/jobtab?bypass=1', { agent });
+    const r = await request(d.base, 'GET', `/v1/videos/${id}/content${query}`, { headers: AUTH, agent });
+    const t = await request(d.base, 'GET', '/__test/jobtab', { agent });
+    return { r, src: t.json.last, pid: t.json.pid };
+  } finally {
+    agent.destroy();
+  }
+}
+
+test('content from the table: the same bytes and errors as through the master, on every worker', async () => {
+  const { d } = ctx;
+  const v = await create(d, { prompt: tag('content without the master') });
+  const early = await contentOne(d, v.json.id);
+  assert.equal(early.r.status, 404, early.r.text);
+  assert.equal(early.r.json.error.code, 'video_not_ready');
+  await until(d, v.json.id, (o) => o.status === 'completed', 'completed');
+  const seen = new Set();
+  for (let i = 0; i < 300 && seen.size < 2; i++) {
+    const t = await contentOne(d, v.json.id);
+    if (seen.has(t.pid)) continue;
+    assert.equal(t.src, 'table', `worker ${t.pid} served the content from the table`);
+    let m;
+    do {
+      m = await contentOne(d, v.json.id, { bypass: true });
+    } while (m.pid !== t.pid);
+    assert.equal(m.src, 'master');
+    assert.equal(t.r.status, 200, t.r.text);
+    assert.equal(t.r.status, m.r.status);
+    assert.equal(t.r.headers['content-type'], m.r.headers['content-type']);
+    assert.ok(t.r.body.length > 0);
+    assert.deepEqual(t.r.body, m.r.body);
+    // The variants read the slot too.
+    const thumb = await contentOne(d, v.json.id, { query: '?variant=thumbnail' });
+    const thumbM = await contentOne(d, v.json.id, { query: '?variant=thumbnail', bypass: true });
+    assert.equal(thumb.r.status, thumbM.r.status, thumb.r.text);
+    assert.deepEqual(thumb.r.body, thumbM.r.body);
+    const sprite = await contentOne(d, v.json.id, { query: '?variant=spritesheet' });
+    assert.equal(sprite.r.status, 404);
+    assert.equal(sprite.r.json.error.code, 'variant_not_available');
+    seen.add(t.pid);
+  }
+  assert.equal(seen.size, 2, 'every worker served it');
+});
+
 test('delete drops the slot: every worker answers 404 afterwards', async () => {
   const { d } = ctx;
   const v = await create(d, { prompt: tag('a video to delete') });
