@@ -37,8 +37,8 @@ const s2a_op_t s2a_ops[] = {
     /* worker -> master: generation records */
     { "task_record", TO_MASTER, "job_id:str fields:obj", NULL, s2a_op_task_record, S2A_OP_QUEUED },
     { "request_log", TO_MASTER, "fields:obj", NULL, s2a_op_request_log, S2A_OP_QUEUED },
-    { "logs_list", TO_MASTER, "id:int limit:int?", "rows:arr", s2a_op_logs_list, 0 },
-    { "tasks_list", TO_MASTER, "id:int limit:int? status:str?", "rows:arr", s2a_op_tasks_list, 0 },
+    { "logs_list", TO_MASTER, "id:int limit:int? status:str? model:str? operation:str? token_id:int? since:int? until:int? before:int?", "rows:arr", s2a_op_logs_list, 0 },
+    { "tasks_list", TO_MASTER, "id:int limit:int? status:str? model:str? job_id:str? token_id:int? since:int? until:int? before:int?", "rows:arr", s2a_op_tasks_list, 0 },
     { "video_get", TO_MASTER, "id:int job_id:str", "row:obj?", s2a_op_video_get, 0 },
     { "videos_list", TO_MASTER, "id:int limit:int after:str? order:str?", "rows:arr has_more:bool", s2a_op_videos_list, 0 },
     { "video_delete", TO_MASTER, "id:int job_id:str", "row:obj? code:str?", s2a_op_video_delete, 0 },

@@ -209,8 +209,36 @@ json_t *s2a_db_tasks_resumable(s2a_db_t *db, int limit);
 int s2a_db_task_upsert(s2a_db_t *db, const char *job_id, json_t *fields,
                        int64_t now, char *err, size_t errlen);
 int s2a_db_request_log(s2a_db_t *db, json_t *fields, int64_t now);
-json_t *s2a_db_logs_list(s2a_db_t *db, int limit);
-json_t *s2a_db_tasks_list(s2a_db_t *db, int limit, const char *status);
+
+/*
+ * What a listing of tasks or request logs keeps. NULL and 0 mean "any".
+ * Only the S2A_DB_LIST_SCAN newest rows of the time range (and before
+ * `before`) are looked at, so a filter that matches little costs a
+ * bounded scan of the primary key.
+ */
+#define S2A_DB_LIST_SCAN 50000
+
+typedef struct s2a_db_filter_s {
+    int limit;             /* rows answered, 1..1000 */
+    const char *status;    /* tasks: the status; logs: ok, error or a code */
+    const char *model;     /* exact model id */
+    const char *operation; /* logs only */
+    const char *job_id;    /* tasks only: that one row, wherever it is */
+    int64_t token_id;
+    int64_t since, until; /* created_at >= since, < until (unix seconds) */
+    int64_t before;       /* id < before: the next page */
+} s2a_db_filter_t;
+
+/* Rows matching `f`, newest first (caller owns; NULL when the read
+ * failed). */
+json_t *s2a_db_logs_list(s2a_db_t *db, const s2a_db_filter_t *f);
+json_t *s2a_db_tasks_list(s2a_db_t *db, const s2a_db_filter_t *f);
+
+/*
+ * The unfinished task rows: {"queued": n, "running": n} (caller owns;
+ * NULL when the read failed).
+ */
+json_t *s2a_db_jobs_counts(s2a_db_t *db);
 
 /*
  * Video task rows (model sora-video-*) for /v1/videos, as arrays of

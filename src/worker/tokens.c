@@ -1281,6 +1281,7 @@ struct batch_s {
     json_t *lines;   /* the request's strings */
     json_t *common;  /* fields every line gets */
     json_t *results; /* one slot per line */
+    json_t *seen;    /* SHA-256 of each line's text: its line number */
     size_t next_index;
     bool pumping; /* batch_pump is on the stack */
     int running;
@@ -1325,6 +1326,7 @@ batch_free(batch_t *b)
     json_decref(b->lines);
     json_decref(b->common);
     json_decref(b->results);
+    json_decref(b->seen);
     free(b);
 }
 
@@ -1498,6 +1500,8 @@ line_start(batch_t *b, size_t index)
     const char *text = json_string_value(json_array_get(b->lines, index));
     const char *proxy, *client;
     line_t *ln = calloc(1, sizeof(*ln));
+    json_t *first;
+    char sha[65], why[64];
 
     if (ln == NULL) {
         b->failed++;
@@ -1517,6 +1521,17 @@ line_start(batch_t *b, size_t index)
         line_done(ln, "failed", "empty line", 0);
         return;
     }
+    /* A line repeated in the batch is a duplicate of its first copy,
+     * whatever order the lines' calls end in. */
+    sha256_hex(text, sha);
+    first = json_object_get(b->seen, sha);
+    if (first != NULL) {
+        snprintf(why, sizeof(why), "Same token as line %lld",
+                 (long long) json_integer_value(first));
+        line_done(ln, "duplicate", why, 0);
+        return;
+    }
+    json_object_set_new(b->seen, sha, json_integer((json_int_t) index + 1));
     proxy = json_string_value(json_object_get(b->common, "proxy_url"));
     client = json_string_value(json_object_get(b->common, "client_id"));
     switch (b->kind) {
@@ -1647,6 +1662,7 @@ handle_batch(s2a_req_t *req)
     b->lines = json_incref(lines);
     b->common = common;
     b->results = json_array();
+    b->seen = json_object();
     for (i = 0; i < json_array_size(lines); i++) {
         json_array_append_new(b->results, json_null());
     }
