@@ -28,7 +28,7 @@ const s2a_op_t s2a_ops[] = {
     { "token_update", TO_MASTER, "id:int? token_id:int fields:obj sha256:str? state:str?", "code:str?", s2a_op_token_update, 0 },
     { "token_state", TO_MASTER, "id:int? token_id:int state:str reason:str? until:int?", "code:str?", s2a_op_token_state, 0 },
     { "token_delete", TO_MASTER, "id:int token_id:int", "code:str?", s2a_op_token_delete, 0 },
-    { "tokens_list", TO_MASTER, "id:int token_id:int? reveal:bool?", "tokens:arr", s2a_op_tokens_list, 0 },
+    { "tokens_list", TO_MASTER, "id:int token_id:int? reveal:bool? before:int? limit:int?", "tokens:arr", s2a_op_tokens_list, 0 },
     { "stats", TO_MASTER, "id:int", "stats:obj", s2a_op_stats, 0 },
     { "token_refreshed", TO_MASTER, "token_id:int token:str sha256:str expiry_time:any rt:str? via:str?", NULL, s2a_op_token_refreshed, S2A_OP_QUEUED },
     { "token_refresh_failed", TO_MASTER, "token_id:int reason:str?", NULL, s2a_op_token_refresh_failed, S2A_OP_QUEUED },

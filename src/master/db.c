@@ -1207,7 +1207,8 @@ token_row_json(sqlite3_stmt *st, const uint8_t *key, bool reveal)
 }
 
 json_t *
-s2a_db_tokens_list(s2a_db_t *db, const uint8_t *key, int64_t id, bool reveal)
+s2a_db_tokens_list(s2a_db_t *db, const uint8_t *key, int64_t id, int64_t before,
+                   int limit, bool reveal)
 {
     sqlite3_stmt *st;
     json_t *arr;
@@ -1215,7 +1216,8 @@ s2a_db_tokens_list(s2a_db_t *db, const uint8_t *key, int64_t id, bool reveal)
 
     if (sqlite3_prepare_v2(db->conn,
                            id > 0 ? "SELECT * FROM tokens WHERE id = ?1"
-                                  : "SELECT * FROM tokens ORDER BY id DESC",
+                                  : "SELECT * FROM tokens WHERE id < ?2 "
+                                    "ORDER BY id DESC LIMIT ?3",
                            -1, &st, NULL)
         != SQLITE_OK)
     {
@@ -1223,6 +1225,9 @@ s2a_db_tokens_list(s2a_db_t *db, const uint8_t *key, int64_t id, bool reveal)
     }
     if (id > 0) {
         sqlite3_bind_int64(st, 1, id);
+    } else {
+        sqlite3_bind_int64(st, 2, before > 0 ? before : INT64_MAX);
+        sqlite3_bind_int(st, 3, limit > 0 ? limit : -1);
     }
     arr = json_array();
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {

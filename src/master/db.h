@@ -119,9 +119,12 @@ int s2a_db_token_delete(s2a_db_t *db, int64_t id);
 int s2a_db_token_find(s2a_db_t *db, const char *sha256, const char *email,
                       int64_t *id, char *found_email, size_t emlen);
 
-/* All tokens (or token `id` when > 0), newest first, as a JSON array. */
+/*
+ * Tokens newest first, as a JSON array: token `id` when > 0, else at most
+ * `limit` (<= 0: all) of those with ids below `before` (<= 0: all).
+ */
 json_t *s2a_db_tokens_list(s2a_db_t *db, const uint8_t *key, int64_t id,
-                           bool reveal);
+                           int64_t before, int limit, bool reveal);
 
 /* Calls `cb` with the shm view and the opened AT of each token (or of
  * token `id` when > 0). */

@@ -8,6 +8,7 @@
 #include "common/crypto.h"
 #include "common/jwt.h"
 #include "common/log.h"
+#include "common/ops.h"
 #include "common/util.h"
 #include "worker/context.h"
 #include "worker/onboard.h"
@@ -338,37 +339,79 @@ add_inflight(json_t *tokens)
     free(busy);
 }
 
+/*
+ * The whole pool, a page at a time (S2A_TOKENS_PAGE_MAX rows per call to
+ * the master), gathered in job->extra {rows, reveal}; `done` gets the
+ * job once the last page is in.
+ */
+static void list_page(job_t *job, int64_t before);
+static void export_rows(job_t *job, json_t *tokens);
+
 static void
-list_done(json_t *reply, void *arg)
+list_paged(json_t *reply, void *arg)
 {
     job_t *job = arg;
-    json_t *tokens = json_object_get(reply, "tokens");
+    json_t *page = json_object_get(reply, "tokens");
+    json_t *rows = json_object_get(job->extra, "rows");
     s2a_req_t *req;
+    size_t n;
 
     job->call = 0;
-    if (!reply_ok(reply) || !json_is_array(tokens)) {
+    if (!reply_ok(reply) || !json_is_array(page)) {
         fail(job, 503, "Token list unavailable");
         return;
     }
-    add_inflight(tokens);
+    n = json_array_size(page);
+    json_array_extend(rows, page);
+    if (n == S2A_TOKENS_PAGE_MAX) {
+        list_page(job,
+                  json_integer_value(
+                      json_object_get(json_array_get(page, n - 1), "id")));
+        return;
+    }
+    if (json_is_true(json_object_get(job->extra, "export"))) {
+        export_rows(job, rows);
+        return;
+    }
+    add_inflight(rows);
+    json_incref(rows);
     req = job_end(job);
-    s2a_http_reply_json(req, 200, tokens);
+    s2a_http_reply_json(req, 200, rows);
+    json_decref(rows);
+}
+
+static void
+list_page(job_t *job, int64_t before)
+{
+    ask_master(job,
+               json_pack("{s:s, s:O, s:I, s:i}", "op", "tokens_list", "reveal",
+                         json_object_get(job->extra, "reveal"), "before",
+                         (json_int_t) before, "limit", S2A_TOKENS_PAGE_MAX),
+               list_paged);
+}
+
+static void
+list_start(s2a_req_t *req, bool reveal, bool export)
+{
+    job_t *job = job_new(req);
+
+    if (job == NULL) {
+        return;
+    }
+    job->extra = json_pack("{s:[], s:b, s:b}", "rows", "reveal", reveal,
+                           "export", export);
+    list_page(job, 0);
 }
 
 static void
 handle_list(s2a_req_t *req)
 {
     char *reveal = s2a_req_query_param(req, "reveal");
-    job_t *job = job_new(req);
     bool rev = reveal != NULL
         && (strcmp(reveal, "1") == 0 || strcmp(reveal, "true") == 0);
 
     free(reveal);
-    if (job == NULL) {
-        return;
-    }
-    ask_master(job, json_pack("{s:s, s:b}", "op", "tokens_list", "reveal", rev),
-               list_done);
+    list_start(req, rev, false);
 }
 
 /* ---------------------------------------------------------------------
@@ -843,20 +886,15 @@ handle_convert(s2a_req_t *req, bool session)
  * GET /api/tokens/export
  */
 
+/* Answers the download of `tokens` (borrowed from the job). */
 static void
-export_done(json_t *reply, void *arg)
+export_rows(job_t *job, json_t *tokens)
 {
-    job_t *job = arg;
-    json_t *tokens = json_object_get(reply, "tokens"), *t, *out;
+    json_t *t, *out;
     char cd[96], day[11];
     s2a_req_t *req;
     size_t i;
 
-    job->call = 0;
-    if (!reply_ok(reply) || !json_is_array(tokens)) {
-        fail(job, 503, "Token list unavailable");
-        return;
-    }
     /* The file format of the reference's export, so either side imports
      * the other's files. */
     out = json_array();
@@ -887,13 +925,7 @@ export_done(json_t *reply, void *arg)
 static void
 handle_export(s2a_req_t *req)
 {
-    job_t *job = job_new(req);
-
-    if (job != NULL) {
-        ask_master(job,
-                   json_pack("{s:s, s:b}", "op", "tokens_list", "reveal", 1),
-                   export_done);
-    }
+    list_start(req, true, true);
 }
 
 /* ---------------------------------------------------------------------

@@ -259,3 +259,20 @@ test('a refused setting names its field in "param"', async () => {
   assert.equal(ok.status, 200, ok.text);
   assert.equal(ok.json.param, undefined);
 });
+
+test('the list and the export gather the pool a page at a time from the master', async () => {
+  const accs = await ctx.fake.account({ count: 1200, email: 'paged{n}@example.test' });
+  const r = await api('POST', '/api/tokens/import', { tokens: accs.map((a) => ({ email: a.email, access_token: a.access_token })) });
+  assert.equal(r.json.added, 1200, r.text.slice(0, 200));
+  const list = (await api('GET', '/api/tokens')).json;
+  const ids = list.map((t) => t.id);
+  assert.ok(list.length >= 1200);
+  assert.equal(new Set(ids).size, ids.length, 'no row twice');
+  assert.ok(ids.every((id, i) => i === 0 || ids[i - 1] > id), 'newest first across pages');
+  assert.equal(list.filter((t) => /^paged\d+@/.test(t.email)).length, 1200);
+  const exp = await api('GET', '/api/tokens/export');
+  assert.equal(exp.status, 200);
+  assert.equal(exp.json.length, list.length);
+  const mine = new Map(accs.map((a) => [a.email, a.access_token]));
+  assert.ok(exp.json.filter((x) => mine.has(x.email)).every((x) => x.access_token === mine.get(x.email)));
+});
