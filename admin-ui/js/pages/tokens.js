@@ -447,6 +447,7 @@ export default {
       performance.mark('tokens:load-end');
       performance.measure('tokens:load', 'tokens:load-start', 'tokens:load-end');
       box.dataset.loaded = String(rows.length);
+      box.dataset.loads = String(Number(box.dataset.loads || 0) + 1);
     }
 
     function apply() {
