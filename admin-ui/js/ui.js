@@ -11,6 +11,8 @@ export function toast(message, kind = 'info') {
   const region = document.getElementById(kind === 'error' ? 'alerts' : 'toasts');
   const el = h('div', { class: ['toast', `toast-${kind}`] }, message);
   region.appendChild(el);
+  // The newest few only: a batch of actions must not bury the page.
+  while (region.children.length > 3) region.firstElementChild.remove();
   setTimeout(() => el.remove(), kind === 'error' ? 9000 : 5000);
   return el;
 }
