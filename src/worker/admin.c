@@ -1055,8 +1055,10 @@ handle_proxy_post(s2a_req_t *req)
     if (!json_is_boolean(en)
         || (url != NULL && !json_is_null(url) && !json_is_string(url)))
     {
+        const char *param = json_is_boolean(en) ? "proxy_url" : "proxy_enabled";
+
         json_decref(in);
-        reply_param(req, json_is_boolean(en) ? "proxy_url" : "proxy_enabled",
+        reply_param(req, param,
                     "proxy_enabled must be a boolean and proxy_url a "
                     "string");
         return;
@@ -1244,10 +1246,12 @@ handle_timeout_post(s2a_req_t *req)
         || (vid != NULL && !json_is_integer(vid))
         || (img == NULL && vid == NULL))
     {
+        const char *param = img != NULL && !json_is_integer(img)
+            ? "image_timeout"
+            : "video_timeout";
+
         json_decref(in);
-        reply_param(req,
-                    img != NULL && !json_is_integer(img) ? "image_timeout"
-                                                         : "video_timeout",
+        reply_param(req, param,
                     "image_timeout and/or video_timeout must be integers "
                     "(seconds)");
         return;

@@ -237,6 +237,8 @@ test('a refused setting names its field in "param"', async () => {
     ['/api/generation/timeout', { image_timeout: 60, video_timeout: 10 }, 'video_timeout', 'video_timeout must be 60..7200 seconds'],
     ['/api/generation/timeout', { image_timeout: 'x' }, 'image_timeout', /must be integers/],
     ['/api/proxy/config', { proxy_enabled: true, proxy_url: 'gopher://x' }, 'proxy_url', 'proxy_url must be an http, https, socks5 or socks5h URL'],
+    ['/api/proxy/config', { proxy_enabled: 'yes' }, 'proxy_enabled', 'proxy_enabled must be a boolean and proxy_url a string'],
+    ['/api/proxy/config', { proxy_enabled: true, proxy_url: 5 }, 'proxy_url', 'proxy_enabled must be a boolean and proxy_url a string'],
     ['/api/watermark-free/config', { watermark_free_enabled: true, third_party_url: 'https://x/no-id.mp4' }, 'third_party_url',
       'third_party_url must be an http(s) URL containing {post_id}'],
     ['/api/watermark-free/config', { watermark_free_enabled: false, parse_method: 'magic' }, 'parse_method', 'parse_method must be third_party or custom'],
