@@ -605,11 +605,12 @@ test('a phone-sized screen: no sideways scrolling, rows as cards, every page rea
   const p = await phone.newPage();
   await uiLogin(p, d.base, 'another pw 2');
   for (const [link, id, name] of [['Tokens', 'tokens', 'phone-tokens'], ['Jobs', 'jobs', 'phone-jobs'],
-    ['Settings', 'settings', 'phone-settings'], ['Dashboard', 'dashboard', 'phone-dashboard']]) {
+    ['Request logs', 'logs', 'phone-logs'], ['Settings', 'settings', 'phone-settings'],
+    ['Dashboard', 'dashboard', 'phone-dashboard']]) {
     await p.getByRole('link', { name: link }).click();
     await p.locator(`#page-${id}`).waitFor();
     if (id === 'tokens') await p.locator('#page-tokens[data-loaded]').waitFor();
-    if (id === 'jobs') await p.locator('#page-jobs[data-rows]').waitFor();
+    if (id === 'jobs' || id === 'logs') await p.locator(`#page-${id}[data-rows]`).waitFor();
     const overflow = await p.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
     assert.ok(overflow <= 1, `${id}: ${overflow}px wider than the screen`);
     await b.shot(p, name);
