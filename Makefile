@@ -3,8 +3,8 @@
 #   make                 build build/sora2apid
 #   make release         a build without test hooks (build-release/ when
 #                        build/ has them)
-#   make check           unit tests + integration tests (normal build), and
-#                        the release-binary tests
+#   make check           unit tests + integration tests (normal build), the
+#                        release-binary tests and the admin UI's browser tests
 #   make check-asan      the same suite against an ASan+UBSan build in build-asan/
 #   make fuzz            builds the libFuzzer targets (clang) in build-fuzz/
 #                        and runs each for FUZZ_SECONDS (60); fails on a crash
@@ -127,7 +127,7 @@ RELEASE_TESTS = tests/integration/release.test.js \
 GENERATED  = $(BUILDDIR)/etc/sora2apid.service $(BUILDDIR)/etc/sora2api.init \
              $(BUILDDIR)/etc/sora2api.conf
 
-.PHONY: FORCE all check check-unit check-fake check-integration check-asan check-docs install \
+.PHONY: FORCE all check check-unit check-fake check-integration check-browser check-asan check-docs install \
         uninstall clean distclean format format-check demo release hooks \
         check-release print-release-bin fuzz fuzz-build fuzz-run
 
@@ -231,7 +231,7 @@ $(BUILDDIR)/etc/sora2api.conf: etc/sora2api.conf Makefile config.mk $(BUILDDIR)/
 	    -e 's|^access_log = .*|access_log = $(LOGDIR)/access.log|' $< > $@
 
 check: all check-unit check-docs format-check check-fake check-integration \
-       check-release
+       check-release check-browser
 
 check-unit: $(UNIT_BIN)
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
@@ -249,6 +249,11 @@ check-fake:
 # The whole black-box suite, against the binary with test hooks.
 check-integration: all hooks
 	S2A_BUILDDIR=$(HOOKS_BUILDDIR) node --test --test-concurrency=1 $(TEST_TIMEOUT) tests/integration/
+
+# The admin UI in headless chromium (playwright-core), against the same
+# binary; screenshots of every view in $(HOOKS_BUILDDIR)/ui-screenshots/.
+check-browser: all hooks
+	S2A_BUILDDIR=$(HOOKS_BUILDDIR) node --test --test-concurrency=1 $(TEST_TIMEOUT) tests/browser/
 
 # A part of it against the release binary: no /__test/ route, no hook
 # symbol, and the hook-free tests pass.

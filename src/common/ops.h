@@ -58,6 +58,10 @@ const s2a_op_t *s2a_op_find(const char *name, s2a_op_dir_t dir);
  */
 int s2a_op_check(const s2a_op_t *op, json_t *msg, char *err, size_t errlen);
 
+/* Most rows one "tokens_list" answer carries: a page of the pool, with
+ * its secrets shown, stays far below a frame's 16 MiB. */
+#define S2A_TOKENS_PAGE_MAX 1000
+
 /* Handlers in the master (src/master/). */
 void s2a_op_ready(void *from, json_t *msg);
 void s2a_op_usage(void *from, json_t *msg);

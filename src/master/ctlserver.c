@@ -298,8 +298,19 @@ s2a_ctlserver_reply_for(json_t *msg)
 void
 s2a_ctlserver_reply(s2a_proc_t *proc, json_t *reply)
 {
-    if (proc != NULL && reply != NULL) {
-        s2a_chan_send(proc->chan, reply);
+    json_t *fail;
+
+    if (proc != NULL && reply != NULL
+        && s2a_chan_send(proc->chan, reply) != S2A_OK) {
+        /* Too large to encode, most likely: the caller still gets an
+         * answer, or it would wait for one forever. */
+        fail = json_pack("{s:s, s:O, s:b, s:s}", "op", "reply", "re",
+                         json_object_get(reply, "re"), "ok", 0, "error",
+                         "the answer does not fit in a control frame");
+        if (fail != NULL && json_object_get(reply, "re") != NULL) {
+            s2a_chan_send(proc->chan, fail);
+        }
+        json_decref(fail);
     }
     json_decref(reply);
 }

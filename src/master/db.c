@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include <sqlite3.h>
+#include <stdint.h>
 #include <time.h>
 
 #include <openssl/crypto.h>
@@ -1290,7 +1291,8 @@ token_row_json(sqlite3_stmt *st, const uint8_t *key, bool reveal)
 }
 
 json_t *
-s2a_db_tokens_list(s2a_db_t *db, const uint8_t *key, int64_t id, bool reveal)
+s2a_db_tokens_list(s2a_db_t *db, const uint8_t *key, int64_t id, int64_t before,
+                   int limit, bool reveal)
 {
     sqlite3_stmt *st;
     json_t *arr;
@@ -1298,7 +1300,8 @@ s2a_db_tokens_list(s2a_db_t *db, const uint8_t *key, int64_t id, bool reveal)
 
     if (sqlite3_prepare_v2(db->conn,
                            id > 0 ? "SELECT * FROM tokens WHERE id = ?1"
-                                  : "SELECT * FROM tokens ORDER BY id DESC",
+                                  : "SELECT * FROM tokens WHERE id < ?2 "
+                                    "ORDER BY id DESC LIMIT ?3",
                            -1, &st, NULL)
         != SQLITE_OK)
     {
@@ -1306,6 +1309,9 @@ s2a_db_tokens_list(s2a_db_t *db, const uint8_t *key, int64_t id, bool reveal)
     }
     if (id > 0) {
         sqlite3_bind_int64(st, 1, id);
+    } else {
+        sqlite3_bind_int64(st, 2, before > 0 ? before : INT64_MAX);
+        sqlite3_bind_int(st, 3, limit > 0 ? limit : -1);
     }
     arr = json_array();
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
@@ -2005,55 +2011,222 @@ rows_json(sqlite3_stmt *st)
     return arr;
 }
 
+/*
+ * The id range [*lo, *hi] a listing of `table` (tasks or request_logs)
+ * looks at: the rows of the time range, before `before`, and at most
+ * S2A_DB_LIST_SCAN of them, found through the created_at index and the
+ * primary key. Rows are inserted in time order, so ids follow created_at;
+ * the listing still checks created_at itself. Returns false when there
+ * is nothing to look at or the read failed (*failed set).
+ */
+static bool
+list_window(s2a_db_t *db, const char *table, const s2a_db_filter_t *f,
+            int64_t *lo, int64_t *hi, bool *failed)
+{
+    char sql[160];
+    sqlite3_stmt *st;
+    int rc;
+    int i;
+
+    *lo = 1;
+    *hi = 0;
+    for (i = 0; i < 2; i++) {
+        if (i == 0) {
+            snprintf(sql, sizeof(sql),
+                     f->until > 0 ? "SELECT id FROM %s WHERE created_at < ?1 "
+                                    "ORDER BY created_at DESC, id DESC LIMIT 1"
+                                  : "SELECT MAX(id) FROM %s",
+                     table);
+        } else if (f->since > 0) {
+            snprintf(sql, sizeof(sql),
+                     "SELECT id FROM %s WHERE created_at >= ?1 ORDER BY "
+                     "created_at, id LIMIT 1",
+                     table);
+        } else {
+            break;
+        }
+        if (sqlite3_prepare_v2(db->conn, sql, -1, &st, NULL) != SQLITE_OK) {
+            *failed = true;
+            return false;
+        }
+        sqlite3_bind_int64(st, 1, i == 0 ? f->until : f->since);
+        rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL) {
+            if (i == 0) {
+                *hi = sqlite3_column_int64(st, 0);
+            } else {
+                *lo = sqlite3_column_int64(st, 0);
+            }
+        } else if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+            *failed = true;
+        } else if (i == 1) {
+            *lo = INT64_MAX; /* nothing that recent */
+        }
+        sqlite3_finalize(st);
+        if (*failed) {
+            return false;
+        }
+    }
+    if (f->before > 0 && f->before - 1 < *hi) {
+        *hi = f->before - 1;
+    }
+    if (*hi - S2A_DB_LIST_SCAN + 1 > *lo) {
+        *lo = *hi - S2A_DB_LIST_SCAN + 1;
+    }
+    return *lo <= *hi;
+}
+
+static void
+bind_text_or_null(sqlite3_stmt *st, int i, const char *v)
+{
+    if (v != NULL && v[0] != '\0') {
+        sqlite3_bind_text(st, i, v, -1, SQLITE_STATIC);
+    }
+}
+
+static void
+bind_int_or_null(sqlite3_stmt *st, int i, int64_t v)
+{
+    if (v > 0) {
+        sqlite3_bind_int64(st, i, v);
+    }
+}
+
 json_t *
-s2a_db_logs_list(s2a_db_t *db, int limit)
+s2a_db_logs_list(s2a_db_t *db, const s2a_db_filter_t *f)
 {
     sqlite3_stmt *st;
+    int64_t lo, hi;
+    bool failed = false;
     json_t *arr;
 
+    if (!list_window(db, "request_logs", f, &lo, &hi, &failed)) {
+        return failed ? NULL : json_array();
+    }
+    /* status: "ok" (below 400), "error" (400 and above) or one code. */
+    if (sqlite3_prepare_v2(
+            db->conn,
+            "SELECT l.id, l.request_id, l.token_id, t.email AS token_email, "
+            "l.operation, l.model, l.status_code, l.duration_ms, l.error, "
+            "l.created_at FROM request_logs l LEFT JOIN tokens t ON t.id = "
+            "l.token_id WHERE l.id BETWEEN ?2 AND ?3"
+            " AND (?4 IS NULL OR (?4 = 'ok' AND l.status_code < 400)"
+            "      OR (?4 = 'error' AND l.status_code >= 400)"
+            "      OR l.status_code = CAST(?4 AS INTEGER))"
+            " AND (?5 IS NULL OR l.model = ?5)"
+            " AND (?6 IS NULL OR l.token_id = ?6)"
+            " AND (?7 IS NULL OR l.created_at >= ?7)"
+            " AND (?8 IS NULL OR l.created_at < ?8)"
+            " AND (?9 IS NULL OR l.operation = ?9)"
+            " ORDER BY l.id DESC LIMIT ?1",
+            -1, &st, NULL)
+        != SQLITE_OK)
+    {
+        return NULL;
+    }
+    sqlite3_bind_int(st, 1, f->limit);
+    sqlite3_bind_int64(st, 2, lo);
+    sqlite3_bind_int64(st, 3, hi);
+    bind_text_or_null(st, 4, f->status);
+    bind_text_or_null(st, 5, f->model);
+    bind_int_or_null(st, 6, f->token_id);
+    bind_int_or_null(st, 7, f->since);
+    bind_int_or_null(st, 8, f->until);
+    bind_text_or_null(st, 9, f->operation);
+    arr = rows_json(st);
+    sqlite3_finalize(st);
+    return arr;
+}
+
+#define TASK_LIST_COLUMNS \
+    "id, job_id, upstream_task_id, token_id, model, mode, prompt, status, " \
+    "progress, result_urls, error_message, error_code, created_at, " \
+    "updated_at, completed_at, duration_ms, owner"
+
+json_t *
+s2a_db_tasks_list(s2a_db_t *db, const s2a_db_filter_t *f)
+{
+    sqlite3_stmt *st;
+    int64_t lo = 0, hi = 0;
+    bool failed = false;
+    json_t *arr;
+    int rc;
+
+    if (f->job_id != NULL) {
+        rc = sqlite3_prepare_v2(db->conn,
+                                "SELECT " TASK_LIST_COLUMNS
+                                " FROM tasks WHERE job_id = ?1",
+                                -1, &st, NULL);
+        if (rc != SQLITE_OK) {
+            return NULL;
+        }
+        sqlite3_bind_text(st, 1, f->job_id, -1, SQLITE_STATIC);
+        arr = rows_json(st);
+        sqlite3_finalize(st);
+        return arr;
+    }
+    if (!list_window(db, "tasks", f, &lo, &hi, &failed)) {
+        return failed ? NULL : json_array();
+    }
     if (sqlite3_prepare_v2(db->conn,
-                           "SELECT l.id, l.request_id, l.token_id, "
-                           "t.email AS token_email, l.operation, l.model, "
-                           "l.status_code, l.duration_ms, l.error, "
-                           "l.created_at FROM request_logs l LEFT JOIN tokens "
-                           "t ON t.id = l.token_id ORDER BY l.id DESC "
-                           "LIMIT ?1",
+                           "SELECT " TASK_LIST_COLUMNS " FROM tasks "
+                           "WHERE id BETWEEN ?2 AND ?3"
+                           " AND (?4 IS NULL OR status = ?4)"
+                           " AND (?5 IS NULL OR model = ?5)"
+                           " AND (?6 IS NULL OR token_id = ?6)"
+                           " AND (?7 IS NULL OR created_at >= ?7)"
+                           " AND (?8 IS NULL OR created_at < ?8)"
+                           " ORDER BY id DESC LIMIT ?1",
                            -1, &st, NULL)
         != SQLITE_OK)
     {
         return NULL;
     }
-    sqlite3_bind_int(st, 1, limit);
+    sqlite3_bind_int(st, 1, f->limit);
+    sqlite3_bind_int64(st, 2, lo);
+    sqlite3_bind_int64(st, 3, hi);
+    bind_text_or_null(st, 4, f->status);
+    bind_text_or_null(st, 5, f->model);
+    bind_int_or_null(st, 6, f->token_id);
+    bind_int_or_null(st, 7, f->since);
+    bind_int_or_null(st, 8, f->until);
     arr = rows_json(st);
     sqlite3_finalize(st);
     return arr;
 }
 
 json_t *
-s2a_db_tasks_list(s2a_db_t *db, int limit, const char *status)
+s2a_db_jobs_counts(s2a_db_t *db)
 {
     sqlite3_stmt *st;
-    json_t *arr;
+    json_int_t queued = 0, running = 0;
+    const char *status;
+    int rc;
 
+    /* Through the status index: costs the unfinished rows only. */
     if (sqlite3_prepare_v2(db->conn,
-                           "SELECT id, job_id, upstream_task_id, token_id, "
-                           "model, mode, prompt, status, progress, "
-                           "result_urls, error_message, created_at, "
-                           "updated_at, completed_at, duration_ms, owner "
-                           "FROM tasks WHERE ?2 IS NULL OR status = ?2 "
-                           "ORDER BY id DESC LIMIT ?1",
+                           "SELECT status, COUNT(*) FROM tasks WHERE status "
+                           "IN ('queued', 'submitting', 'running') "
+                           "GROUP BY status",
                            -1, &st, NULL)
         != SQLITE_OK)
     {
         return NULL;
     }
-    sqlite3_bind_int(st, 1, limit);
-    if (status != NULL) {
-        sqlite3_bind_text(st, 2, status, -1, SQLITE_STATIC);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        status = (const char *) sqlite3_column_text(st, 0);
+        /* A row submitting is not Sora's yet: it counts as queued. */
+        if (strcmp(status, "running") != 0) {
+            queued += sqlite3_column_int64(st, 1);
+        } else {
+            running = sqlite3_column_int64(st, 1);
+        }
     }
-    arr = rows_json(st);
     sqlite3_finalize(st);
-    return arr;
+    if (rc != SQLITE_DONE) {
+        return NULL;
+    }
+    return json_pack("{s:I, s:I}", "queued", queued, "running", running);
 }
 
 /* ---------------------------------------------------------------------

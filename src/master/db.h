@@ -126,9 +126,12 @@ int s2a_db_token_delete(s2a_db_t *db, int64_t id);
 int s2a_db_token_find(s2a_db_t *db, const char *sha256, const char *email,
                       int64_t *id, char *found_email, size_t emlen);
 
-/* All tokens (or token `id` when > 0), newest first, as a JSON array. */
+/*
+ * Tokens newest first, as a JSON array: token `id` when > 0, else at most
+ * `limit` (<= 0: all) of those with ids below `before` (<= 0: all).
+ */
 json_t *s2a_db_tokens_list(s2a_db_t *db, const uint8_t *key, int64_t id,
-                           bool reveal);
+                           int64_t before, int limit, bool reveal);
 
 /* Calls `cb` with the shm view and the opened AT of each token (or of
  * token `id` when > 0). */
@@ -230,8 +233,36 @@ json_t *s2a_db_tasks_resumable(s2a_db_t *db, int64_t after, int limit);
 int s2a_db_task_upsert(s2a_db_t *db, const char *job_id, json_t *fields,
                        int64_t now, char *err, size_t errlen);
 int s2a_db_request_log(s2a_db_t *db, json_t *fields, int64_t now);
-json_t *s2a_db_logs_list(s2a_db_t *db, int limit);
-json_t *s2a_db_tasks_list(s2a_db_t *db, int limit, const char *status);
+
+/*
+ * What a listing of tasks or request logs keeps. NULL and 0 mean "any".
+ * Only the S2A_DB_LIST_SCAN newest rows of the time range (and before
+ * `before`) are looked at, so a filter that matches little costs a
+ * bounded scan of the primary key.
+ */
+#define S2A_DB_LIST_SCAN 50000
+
+typedef struct s2a_db_filter_s {
+    int limit;             /* rows answered, 1..1000 */
+    const char *status;    /* tasks: the status; logs: ok, error or a code */
+    const char *model;     /* exact model id */
+    const char *operation; /* logs only */
+    const char *job_id;    /* tasks only: that one row, wherever it is */
+    int64_t token_id;
+    int64_t since, until; /* created_at >= since, < until (unix seconds) */
+    int64_t before;       /* id < before: the next page */
+} s2a_db_filter_t;
+
+/* Rows matching `f`, newest first (caller owns; NULL when the read
+ * failed). */
+json_t *s2a_db_logs_list(s2a_db_t *db, const s2a_db_filter_t *f);
+json_t *s2a_db_tasks_list(s2a_db_t *db, const s2a_db_filter_t *f);
+
+/*
+ * The unfinished task rows: {"queued": n, "running": n} (caller owns;
+ * NULL when the read failed).
+ */
+json_t *s2a_db_jobs_counts(s2a_db_t *db);
 
 /*
  * Video task rows (model sora-video-*) for /v1/videos, as arrays of

@@ -97,21 +97,39 @@ s2a_op_request_log(void *from, json_t *msg)
     }
 }
 
+/* A string field of `msg`, NULL when absent or empty. */
+static const char *
+msg_str(json_t *msg, const char *name)
+{
+    const char *v = json_string_value(json_object_get(msg, name));
+
+    return v != NULL && v[0] != '\0' ? v : NULL;
+}
+
 static void
 records_list(s2a_proc_t *proc, json_t *msg, bool tasks)
 {
-    json_int_t limit = json_integer_value(json_object_get(msg, "limit"));
-    const char *status = json_string_value(json_object_get(msg, "status"));
     json_t *reply = s2a_ctlserver_reply_for(msg), *rows;
+    s2a_db_filter_t f;
 
     if (s2a_db_in_transaction(s2a_master.db)) {
         s2a_ctlserver_commit();
     }
-    if (limit <= 0 || limit > 1000) {
-        limit = 100;
+    memset(&f, 0, sizeof(f));
+    f.limit = (int) json_integer_value(json_object_get(msg, "limit"));
+    if (f.limit <= 0 || f.limit > 1000) {
+        f.limit = 100;
     }
-    rows = tasks ? s2a_db_tasks_list(s2a_master.db, (int) limit, status)
-                 : s2a_db_logs_list(s2a_master.db, (int) limit);
+    f.status = msg_str(msg, "status");
+    f.model = msg_str(msg, "model");
+    f.operation = msg_str(msg, "operation");
+    f.job_id = msg_str(msg, "job_id");
+    f.token_id = json_integer_value(json_object_get(msg, "token_id"));
+    f.since = json_integer_value(json_object_get(msg, "since"));
+    f.until = json_integer_value(json_object_get(msg, "until"));
+    f.before = json_integer_value(json_object_get(msg, "before"));
+    rows = tasks ? s2a_db_tasks_list(s2a_master.db, &f)
+                 : s2a_db_logs_list(s2a_master.db, &f);
     if (rows == NULL) {
         s2a_ctlserver_fail(proc, reply, "database read failed");
         return;
@@ -268,7 +286,11 @@ s2a_op_stats(void *from, json_t *msg)
         s2a_ctlserver_commit();
     }
     stats = s2a_db_stats(s2a_master.db, s2a_now());
-    if (stats == NULL) {
+    if (stats != NULL) {
+        json_object_set_new(stats, "jobs", s2a_db_jobs_counts(s2a_master.db));
+    }
+    if (stats == NULL || json_object_get(stats, "jobs") == NULL) {
+        json_decref(stats);
         s2a_ctlserver_fail(proc, reply, "database read failed");
         return;
     }

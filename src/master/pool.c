@@ -377,6 +377,8 @@ s2a_op_tokens_list(void *from, json_t *msg)
     s2a_proc_t *proc = from;
     json_int_t id = json_integer_value(json_object_get(msg, "token_id"));
     bool reveal = json_is_true(json_object_get(msg, "reveal"));
+    json_int_t before = json_integer_value(json_object_get(msg, "before"));
+    json_int_t limit = json_integer_value(json_object_get(msg, "limit"));
     json_t *reply = s2a_ctlserver_reply_for(msg), *list;
 
     /* Reads see the batch's own uncommitted writes; commit first so a
@@ -384,7 +386,13 @@ s2a_op_tokens_list(void *from, json_t *msg)
     if (s2a_db_in_transaction(s2a_master.db)) {
         s2a_ctlserver_commit();
     }
-    list = s2a_db_tokens_list(s2a_master.db, s2a_master.key, id, reveal);
+    /* A page at a time: a whole large pool, secrets shown, would not
+     * fit in one frame of the channel. */
+    if (limit <= 0 || limit > S2A_TOKENS_PAGE_MAX) {
+        limit = S2A_TOKENS_PAGE_MAX;
+    }
+    list = s2a_db_tokens_list(s2a_master.db, s2a_master.key, id, before,
+                              (int) limit, reveal);
     if (list == NULL) {
         s2a_ctlserver_fail(proc, reply, "database read failed");
         return;

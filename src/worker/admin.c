@@ -17,6 +17,7 @@
 #include "worker/sora.h"
 
 #include <arpa/inet.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -280,6 +281,28 @@ field(json_t *obj, const char *name)
     return v != NULL && strlen(v) <= FIELD_MAX ? v : NULL;
 }
 
+/*
+ * A 400 that names the request field it is about in "param" (next to the
+ * usual "detail"), so a form can show the message by its field.
+ */
+static void reply_param(s2a_req_t *req, const char *param, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void
+reply_param(s2a_req_t *req, const char *param, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    json_t *body;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    body = json_pack("{s:s, s:s}", "detail", msg, "param", param);
+    s2a_http_reply_json(req, 400, body);
+    json_decref(body);
+}
+
 bool
 s2a_admin_check(s2a_req_t *req)
 {
@@ -537,17 +560,82 @@ settings_done(json_t *reply, void *arg)
     json_decref(body);
 }
 
+/* A request field and the setting it carries, where the names differ. */
+typedef struct field_map_s {
+    const char *field, *setting;
+} field_map_t;
+
+static const field_map_t setting_fields[] = {
+    { "username", "admin_username" },
+    { "enabled", "cache_enabled" },
+    { "timeout", "cache_timeout" },
+    { "base_url", "cache_base_url" },
+    { "parse_method", "watermark_parse_method" },
+    { "custom_parse_url", "watermark_custom_parse_url" },
+    { "custom_parse_token", "watermark_custom_parse_token" },
+    { "third_party_url", "watermark_third_party_url" },
+};
+
+/* The request field of `setting` on routes other than /api/admin/config. */
+static const char *
+field_of(const char *setting, bool by_name)
+{
+    size_t i;
+
+    for (i = 0; !by_name && i < S2A_NELEMS(setting_fields); i++) {
+        if (strcmp(setting_fields[i].setting, setting) == 0) {
+            return setting_fields[i].field;
+        }
+    }
+    return setting;
+}
+
+/*
+ * Checks every value against its row here, before the master does the
+ * same, so that a refusal can name its field (see reply_param). Answers
+ * 400 and returns false on the first bad value.
+ */
+static bool
+values_valid(s2a_req_t *req, json_t *values, bool by_name)
+{
+    const s2a_setting_t *row;
+    const char *key;
+    char err[256];
+    json_t *v;
+
+    json_object_foreach (values, key, v) {
+        row = s2a_setting_find(key);
+        if (row == NULL || row->type == S2A_SET_T_EPOCH || !json_is_string(v)) {
+            continue;
+        }
+        if (s2a_setting_parse(row, json_string_value(v), NULL, err, sizeof(err))
+            != S2A_OK)
+        {
+            reply_param(req, field_of(key, by_name), "%s", err);
+            return false;
+        }
+    }
+    return true;
+}
+
 /*
  * Sends `values` (taken over) to the master; answers `message` and the
- * fields of `extra` (taken over, may be NULL) when done.
+ * fields of `extra` (taken over, may be NULL) when done. `by_name`: the
+ * request named the settings themselves (/api/admin/config).
  */
 static void
-apply_settings_extra(s2a_req_t *req, json_t *values, const char *message,
-                     json_t *extra)
+apply_settings_as(s2a_req_t *req, json_t *values, const char *message,
+                  json_t *extra, bool by_name)
 {
-    settings_op_t *so = calloc(1, sizeof(*so));
+    settings_op_t *so;
     json_t *msg;
 
+    if (!values_valid(req, values, by_name)) {
+        json_decref(values);
+        json_decref(extra);
+        return;
+    }
+    so = calloc(1, sizeof(*so));
     if (so == NULL) {
         json_decref(values);
         json_decref(extra);
@@ -571,9 +659,16 @@ apply_settings_extra(s2a_req_t *req, json_t *values, const char *message,
 }
 
 static void
+apply_settings_extra(s2a_req_t *req, json_t *values, const char *message,
+                     json_t *extra)
+{
+    apply_settings_as(req, values, message, extra, false);
+}
+
+static void
 apply_settings(s2a_req_t *req, json_t *values, const char *message)
 {
-    apply_settings_extra(req, values, message, NULL);
+    apply_settings_as(req, values, message, NULL, false);
 }
 
 /* ---------------------------------------------------------------------
@@ -618,7 +713,7 @@ handle_cache_post(s2a_req_t *req, const char *what)
     if (strcmp(what, "config") == 0) {
         v = json_object_get(in, "timeout");
         if (!json_is_integer(v)) {
-            s2a_http_reply_detail(req, 400, "timeout must be an integer");
+            reply_param(req, "timeout", "timeout must be an integer");
         } else {
             snprintf(buf, sizeof(buf), "%lld",
                      (long long) json_integer_value(v));
@@ -629,7 +724,7 @@ handle_cache_post(s2a_req_t *req, const char *what)
     } else if (strcmp(what, "enabled") == 0) {
         v = json_object_get(in, "enabled");
         if (!json_is_boolean(v)) {
-            s2a_http_reply_detail(req, 400, "enabled must be a boolean");
+            reply_param(req, "enabled", "enabled must be a boolean");
         } else {
             apply_settings_extra(req,
                                  json_pack("{s:s}", "cache_enabled",
@@ -641,7 +736,7 @@ handle_cache_post(s2a_req_t *req, const char *what)
     } else {
         u = json_string_value(json_object_get(in, "base_url"));
         if (u == NULL) {
-            s2a_http_reply_detail(req, 400, "base_url must be a string");
+            reply_param(req, "base_url", "base_url must be a string");
         } else {
             /* Trimmed, and without a trailing slash so paths append. */
             while (*u == ' ' || *u == '\t') {
@@ -702,7 +797,7 @@ old_password_checked(bool ok, const char *hash, void *arg)
     op->kdf_job = 0;
     if (!ok) {
         op_finish(op);
-        s2a_http_reply_detail(req, 400, "Old password is incorrect");
+        reply_param(req, "old_password", "Old password is incorrect");
         return;
     }
     throttle_forgive(op, false);
@@ -737,15 +832,14 @@ handle_password(s2a_req_t *req)
     }
     if (strlen(new_pw) < PASSWORD_MIN) {
         json_decref(in);
-        s2a_http_reply_detail(req, 400,
-                              "The new password needs at least %d "
-                              "characters",
-                              PASSWORD_MIN);
+        reply_param(req, "new_password",
+                    "The new password needs at least %d characters",
+                    PASSWORD_MIN);
         return;
     }
     if (user != NULL && (user[0] == '\0' || strlen(user) > 63)) {
         json_decref(in);
-        s2a_http_reply_detail(req, 400, "username must be 1..63 characters");
+        reply_param(req, "username", "username must be 1..63 characters");
         return;
     }
     op = op_new(req, OP_PASSWORD);
@@ -796,9 +890,9 @@ handle_apikey(s2a_req_t *req)
     }
     if (key == NULL || strlen(key) < 8 || *p != '\0') {
         json_decref(in);
-        s2a_http_reply_detail(req, 400,
-                              "new_api_key must be 8..256 printable "
-                              "characters without spaces");
+        reply_param(req, "new_api_key",
+                    "new_api_key must be 8..256 printable characters "
+                    "without spaces");
         return;
     }
     /* Only a keyed hash is stored (the key is derived from secret.key by
@@ -897,7 +991,7 @@ handle_config_post(s2a_req_t *req)
     json_object_foreach (in, key, v) {
         if (strcmp(key, "debug_enabled") == 0) {
             if (!json_is_boolean(v)) {
-                s2a_http_reply_detail(req, 400, "%s must be a boolean", key);
+                reply_param(req, key, "%s must be a boolean", key);
                 goto done;
             }
             json_object_set_new(values, "log_level",
@@ -908,12 +1002,12 @@ handle_config_post(s2a_req_t *req)
         if (row == NULL || row->api == NULL
             || strcmp(row->api, "/api/admin/config") != 0)
         {
-            s2a_http_reply_detail(req, 400, "Unknown setting \"%.64s\"", key);
+            reply_param(req, key, "Unknown setting \"%.64s\"", key);
             goto done;
         }
         if (s2a_setting_from_json(row, v, buf, sizeof(buf), err, sizeof(err))
             != S2A_OK) {
-            s2a_http_reply_detail(req, 400, "%s", err);
+            reply_param(req, key, "%s", err);
             goto done;
         }
         json_object_set_new(values, key, json_string(buf));
@@ -923,7 +1017,7 @@ handle_config_post(s2a_req_t *req)
         goto done;
     }
     json_decref(in);
-    apply_settings(req, values, "Configuration updated");
+    apply_settings_as(req, values, "Configuration updated", NULL, true);
     return;
 
 done:
@@ -961,10 +1055,12 @@ handle_proxy_post(s2a_req_t *req)
     if (!json_is_boolean(en)
         || (url != NULL && !json_is_null(url) && !json_is_string(url)))
     {
+        const char *param = json_is_boolean(en) ? "proxy_url" : "proxy_enabled";
+
         json_decref(in);
-        s2a_http_reply_detail(req, 400,
-                              "proxy_enabled must be a boolean and "
-                              "proxy_url a string");
+        reply_param(req, param,
+                    "proxy_enabled must be a boolean and proxy_url a "
+                    "string");
         return;
     }
     values = json_pack("{s:s}", "proxy_enabled", json_is_true(en) ? "1" : "0");
@@ -1099,8 +1195,8 @@ handle_watermark_post(s2a_req_t *req)
     en = json_object_get(in, "watermark_free_enabled");
     if (!json_is_boolean(en)) {
         json_decref(in);
-        s2a_http_reply_detail(req, 400,
-                              "watermark_free_enabled must be a boolean");
+        reply_param(req, "watermark_free_enabled",
+                    "watermark_free_enabled must be a boolean");
         return;
     }
     values = json_pack("{s:s}", "watermark_free_enabled",
@@ -1113,8 +1209,7 @@ handle_watermark_post(s2a_req_t *req)
         if (!json_is_string(v)) {
             json_decref(values);
             json_decref(in);
-            s2a_http_reply_detail(req, 400, "%s must be a string",
-                                  map[i].field);
+            reply_param(req, map[i].field, "%s must be a string", map[i].field);
             return;
         }
         json_object_set(values, map[i].setting, v);
@@ -1151,10 +1246,14 @@ handle_timeout_post(s2a_req_t *req)
         || (vid != NULL && !json_is_integer(vid))
         || (img == NULL && vid == NULL))
     {
+        const char *param = img != NULL && !json_is_integer(img)
+            ? "image_timeout"
+            : "video_timeout";
+
         json_decref(in);
-        s2a_http_reply_detail(req, 400,
-                              "image_timeout and/or video_timeout "
-                              "must be integers (seconds)");
+        reply_param(req, param,
+                    "image_timeout and/or video_timeout must be integers "
+                    "(seconds)");
         return;
     }
     s2a_worker_refresh_settings();

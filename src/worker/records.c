@@ -9,6 +9,7 @@
 #include "worker/context.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 typedef enum {
     RECORDS_LOGS = 0,
@@ -103,33 +104,82 @@ records_ask(s2a_req_t *req, records_kind_t kind, json_t *msg)
     req->gone_arg = r;
 }
 
+/*
+ * Copies query parameter `name` into `msg` as a string of at most 64
+ * bytes, or (`number`) as a positive integer. Answers 400 and returns
+ * false when it is malformed; an absent or empty one is skipped.
+ */
+static bool
+take_param(s2a_req_t *req, json_t *msg, const char *name, bool number)
+{
+    char *v = s2a_req_query_param(req, name), *end;
+    long long n;
+    bool ok = true;
+
+    if (v == NULL || v[0] == '\0') {
+        free(v);
+        return true;
+    }
+    if (number) {
+        n = strtoll(v, &end, 10);
+        ok = *end == '\0' && n > 0 && v[0] >= '0' && v[0] <= '9';
+        if (ok) {
+            json_object_set_new(msg, name, json_integer(n));
+        }
+    } else {
+        ok = strlen(v) <= 64;
+        if (ok) {
+            json_object_set_new(msg, name, json_string(v));
+        }
+    }
+    free(v);
+    if (!ok) {
+        s2a_http_reply_detail(req, 400, "%s must be %s", name,
+                              number ? "a positive integer"
+                                     : "at most 64 bytes");
+    }
+    return ok;
+}
+
 static void
 records_list(s2a_req_t *req, records_kind_t kind)
 {
-    char *limit = s2a_req_query_param(req, "limit");
-    char *status =
-        kind == RECORDS_TASKS ? s2a_req_query_param(req, "status") : NULL;
+    static const struct {
+        const char *name;
+        bool number, tasks, logs;
+    } params[] = {
+        { "limit", true, true, true },       { "status", false, true, true },
+        { "model", false, true, true },      { "token_id", true, true, true },
+        { "since", true, true, true },       { "until", true, true, true },
+        { "before", true, true, true },      { "job_id", false, true, false },
+        { "operation", false, false, true },
+    };
     json_t *msg;
+    size_t i;
 
-    msg = json_pack("{s:s, s:i}", "op",
-                    kind == RECORDS_TASKS ? "tasks_list" : "logs_list", "limit",
-                    limit != NULL ? atoi(limit) : 100);
-    if (msg != NULL && status != NULL && status[0] != '\0') {
-        json_object_set_new(msg, "status", json_string(status));
+    msg = json_pack("{s:s}", "op",
+                    kind == RECORDS_TASKS ? "tasks_list" : "logs_list");
+    for (i = 0; msg != NULL && i < S2A_NELEMS(params); i++) {
+        if ((kind == RECORDS_TASKS ? params[i].tasks : params[i].logs)
+            && !take_param(req, msg, params[i].name, params[i].number))
+        {
+            json_decref(msg);
+            return;
+        }
     }
-    free(limit);
-    free(status);
     records_ask(req, kind, msg);
 }
 
-/* GET /api/logs[?limit=]: request-log rows, newest first (bare array). */
+/* GET /api/logs[?limit=&status=&model=&operation=&token_id=&since=&until=
+ * &before=]: request-log rows, newest first (bare array). */
 void
 s2a_records_logs(s2a_req_t *req)
 {
     records_list(req, RECORDS_LOGS);
 }
 
-/* GET /api/tasks[?limit=&status=]: {"success":true,"tasks":[...]}. */
+/* GET /api/tasks[?limit=&status=&model=&job_id=&token_id=&since=&until=
+ * &before=]: {"success":true,"tasks":[...]}. */
 void
 s2a_records_tasks(s2a_req_t *req)
 {

@@ -81,8 +81,8 @@ static const route_family_info_t families[] = {
 /*
  * Body limits: the admin API takes small JSON documents, 1 MiB at most
  * (or max_body_size when lower); rows marked R_BIG_BODY take up to
- * max_body_size: generation (image data in the prompt) and the token
- * import (a whole exported pool).
+ * max_body_size: generation (image data in the prompt), the token
+ * import (a whole exported pool) and the batch add (a pasted list).
  */
 #define ADMIN_BODY_MAX (1024 * 1024)
 
@@ -200,6 +200,8 @@ static const route_t routes[] = {
     { M_GET, "/api/tokens/export", AUTH_SESSION, "tokens", s2a_tokens_export,
       0 },
     { M_POST, "/api/tokens/import", AUTH_SESSION, "tokens", s2a_tokens_import,
+      R_BIG_BODY },
+    { M_POST, "/api/tokens/batch", AUTH_SESSION, "tokens", s2a_tokens_batch,
       R_BIG_BODY },
     { M_POST, "/api/tokens/st2at", AUTH_SESSION, "tokens", s2a_tokens_st2at,
       0 },

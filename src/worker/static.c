@@ -188,11 +188,10 @@ s2a_static_serve(s2a_req_t *req)
         not_found(req);
         return;
     }
-    /* HTML is revalidated each time so a new UI shows at once. */
-    s2a_http_add_header(req, "Cache-Control",
-                        strncmp(type, "text/html", 9) == 0
-                            ? "no-cache"
-                            : "public, max-age=3600");
+    /* Every file is revalidated (a 304 while its ETag holds): the UI is
+     * plain ES modules under fixed names, and a module cached from an
+     * older version must never meet a newer page after an upgrade. */
+    s2a_http_add_header(req, "Cache-Control", "no-cache");
     s2a_http_add_header(req, "X-Content-Type-Options", "nosniff");
     if (s2a_http_validators(req, (int64_t) st.st_size,
                             (int64_t) st.st_mtim.tv_sec)) {

@@ -1,5 +1,6 @@
 /*
- * tokens.c: /api/tokens routes. Reads and writes go to the master (the
+ * tokens.c: /api/tokens routes: add, batch add, update, state, test,
+ * import, export, conversions. Reads and writes go to the master (the
  * single SQLite writer, which also republishes the shm table); calls to
  * Sora run on the worker's upstream client.
  */
@@ -8,6 +9,7 @@
 #include "common/keyspec.h"
 #include "common/jwt.h"
 #include "common/log.h"
+#include "common/ops.h"
 #include "common/util.h"
 #include "worker/context.h"
 #include "worker/onboard.h"
@@ -234,41 +236,58 @@ take_fields(job_t *job, json_t *in, json_t *out)
     return true;
 }
 
+/* Why `at` is not a usable access token (NULL when it is); its claims
+ * go to `claims`. */
+static const char *
+access_token_problem(const char *at, s2a_jwt_claims_t *claims)
+{
+    const char *p;
+
+    for (p = at; *p != '\0'; p++) {
+        if ((unsigned char) *p <= 0x20 || *p == 0x7f) {
+            return "The access token contains blanks or control characters";
+        }
+    }
+    if (strlen(at) >= S2A_SHM_AT_MAX || s2a_jwt_decode(at, claims) != S2A_OK) {
+        return "Invalid token: not a JWT access token";
+    }
+    if (claims->exp != 0 && claims->exp <= s2a_now()) {
+        return "Token expired: the access token's exp has passed";
+    }
+    return NULL;
+}
+
+/* The columns an access token gives: itself, its expiry, its e-mail and
+ * (unless `out` has one) its client id. */
+static void
+access_token_fields(const char *at, const s2a_jwt_claims_t *claims, json_t *out)
+{
+    json_object_set_new(out, "token", json_string(at));
+    json_object_set_new(out, "expiry_time",
+                        claims->exp != 0 ? json_integer(claims->exp)
+                                         : json_null());
+    if (claims->email[0] != '\0') {
+        json_object_set_new(out, "email", json_string(claims->email));
+    }
+    if (claims->client_id[0] != '\0'
+        && json_object_get(out, "client_id") == NULL) {
+        json_object_set_new(out, "client_id", json_string(claims->client_id));
+    }
+}
+
 /* Decodes an AT into fields; answers 400 and returns false if it is not
  * a usable access token. */
 static bool
 take_access_token(job_t *job, const char *at, json_t *out)
 {
     s2a_jwt_claims_t claims;
-    const char *p;
+    const char *why = access_token_problem(at, &claims);
 
-    for (p = at; *p != '\0'; p++) {
-        if ((unsigned char) *p <= 0x20 || *p == 0x7f) {
-            fail(job, 400,
-                 "The access token contains blanks or control "
-                 "characters");
-            return false;
-        }
-    }
-    if (strlen(at) >= S2A_SHM_AT_MAX || s2a_jwt_decode(at, &claims) != S2A_OK) {
-        fail(job, 400, "Invalid token: not a JWT access token");
+    if (why != NULL) {
+        fail(job, 400, "%s", why);
         return false;
     }
-    if (claims.exp != 0 && claims.exp <= s2a_now()) {
-        fail(job, 400, "Token expired: the access token's exp has passed");
-        return false;
-    }
-    json_object_set_new(out, "token", json_string(at));
-    json_object_set_new(out, "expiry_time",
-                        claims.exp != 0 ? json_integer(claims.exp)
-                                        : json_null());
-    if (claims.email[0] != '\0') {
-        json_object_set_new(out, "email", json_string(claims.email));
-    }
-    if (claims.client_id[0] != '\0'
-        && json_object_get(out, "client_id") == NULL) {
-        json_object_set_new(out, "client_id", json_string(claims.client_id));
-    }
+    access_token_fields(at, &claims, out);
     sha256_hex(at, job->sha256);
     return true;
 }
@@ -277,36 +296,138 @@ take_access_token(job_t *job, const char *at, json_t *out)
  * GET /api/tokens
  */
 
+/* A token with jobs in flight, as copied out of the shared table. */
+typedef struct busy_s {
+    int64_t id;
+    int32_t inflight[S2A_KIND_COUNT];
+} busy_t;
+
+static int
+busy_cmp(const void *a, const void *b)
+{
+    int64_t x = ((const busy_t *) a)->id, y = ((const busy_t *) b)->id;
+
+    return x < y ? -1 : x > y;
+}
+
+/*
+ * Adds image_inflight and video_inflight (the jobs each token runs now,
+ * from the shared table) to every row of `tokens`. Only the tokens that
+ * have some are copied, under the lock; the rows are matched outside it.
+ */
 static void
-list_done(json_t *reply, void *arg)
+add_inflight(json_t *tokens)
+{
+    s2a_shm_token_t *t = s2a_shm_tokens(s2a_worker.shm);
+    busy_t *busy, key, *hit;
+    size_t n = 0, i;
+    uint32_t slot;
+    json_t *row;
+
+    busy = malloc((size_t) s2a_worker.shm->max_tokens * sizeof(*busy) + 1);
+    if (busy != NULL && s2a_shm_lock(s2a_worker.shm) == S2A_OK) {
+        for (slot = 0; slot < s2a_worker.shm->token_high; slot++) {
+            if (t[slot].id != 0
+                && (t[slot].inflight[S2A_KIND_IMAGE] > 0
+                    || t[slot].inflight[S2A_KIND_VIDEO] > 0))
+            {
+                busy[n].id = t[slot].id;
+                memcpy(busy[n].inflight, t[slot].inflight,
+                       sizeof(busy[n].inflight));
+                n++;
+            }
+        }
+        s2a_shm_unlock(s2a_worker.shm);
+    }
+    if (n > 1) {
+        qsort(busy, n, sizeof(*busy), busy_cmp);
+    }
+    json_array_foreach (tokens, i, row) {
+        key.id = json_integer_value(json_object_get(row, "id"));
+        hit = n > 0 ? bsearch(&key, busy, n, sizeof(*busy), busy_cmp) : NULL;
+        json_object_set_new(
+            row, "image_inflight",
+            json_integer(hit != NULL ? hit->inflight[S2A_KIND_IMAGE] : 0));
+        json_object_set_new(
+            row, "video_inflight",
+            json_integer(hit != NULL ? hit->inflight[S2A_KIND_VIDEO] : 0));
+    }
+    free(busy);
+}
+
+/*
+ * The whole pool, a page at a time (S2A_TOKENS_PAGE_MAX rows per call to
+ * the master), gathered in job->extra {rows, reveal}; `done` gets the
+ * job once the last page is in.
+ */
+static void list_page(job_t *job, int64_t before);
+static void export_rows(job_t *job, json_t *tokens);
+
+static void
+list_paged(json_t *reply, void *arg)
 {
     job_t *job = arg;
-    json_t *tokens = json_object_get(reply, "tokens");
+    json_t *page = json_object_get(reply, "tokens");
+    json_t *rows = json_object_get(job->extra, "rows");
     s2a_req_t *req;
+    size_t n;
 
     job->call = 0;
-    if (!reply_ok(reply) || !json_is_array(tokens)) {
+    if (!reply_ok(reply) || !json_is_array(page)) {
         fail(job, 503, "Token list unavailable");
         return;
     }
+    n = json_array_size(page);
+    json_array_extend(rows, page);
+    if (n == S2A_TOKENS_PAGE_MAX) {
+        list_page(job,
+                  json_integer_value(
+                      json_object_get(json_array_get(page, n - 1), "id")));
+        return;
+    }
+    if (json_is_true(json_object_get(job->extra, "export"))) {
+        export_rows(job, rows);
+        return;
+    }
+    add_inflight(rows);
+    json_incref(rows);
     req = job_end(job);
-    s2a_http_reply_json(req, 200, tokens);
+    s2a_http_reply_json(req, 200, rows);
+    json_decref(rows);
+}
+
+static void
+list_page(job_t *job, int64_t before)
+{
+    ask_master(job,
+               json_pack("{s:s, s:O, s:I, s:i}", "op", "tokens_list", "reveal",
+                         json_object_get(job->extra, "reveal"), "before",
+                         (json_int_t) before, "limit", S2A_TOKENS_PAGE_MAX),
+               list_paged);
+}
+
+static void
+list_start(s2a_req_t *req, bool reveal, bool export)
+{
+    job_t *job = job_new(req);
+
+    if (job == NULL) {
+        return;
+    }
+    job->extra = json_pack("{s:[], s:b, s:b}", "rows", "reveal", reveal,
+                           "export", export);
+    list_page(job, 0);
 }
 
 static void
 handle_list(s2a_req_t *req)
 {
     char *reveal = s2a_req_query_param(req, "reveal");
-    job_t *job = job_new(req);
     bool rev = reveal != NULL
         && (strcmp(reveal, "1") == 0 || strcmp(reveal, "true") == 0);
 
     free(reveal);
-    if (job == NULL) {
-        return;
-    }
-    ask_master(job, json_pack("{s:s, s:b}", "op", "tokens_list", "reveal", rev),
-               list_done);
+    list_start(req, rev, false);
 }
 
 /* ---------------------------------------------------------------------
@@ -781,20 +902,15 @@ handle_convert(s2a_req_t *req, bool session)
  * GET /api/tokens/export
  */
 
+/* Answers the download of `tokens` (borrowed from the job). */
 static void
-export_done(json_t *reply, void *arg)
+export_rows(job_t *job, json_t *tokens)
 {
-    job_t *job = arg;
-    json_t *tokens = json_object_get(reply, "tokens"), *t, *out;
+    json_t *t, *out;
     char cd[96], day[11];
     s2a_req_t *req;
     size_t i;
 
-    job->call = 0;
-    if (!reply_ok(reply) || !json_is_array(tokens)) {
-        fail(job, 503, "Token list unavailable");
-        return;
-    }
     /* The file format of the reference's export, so either side imports
      * the other's files. */
     out = json_array();
@@ -825,13 +941,7 @@ export_done(json_t *reply, void *arg)
 static void
 handle_export(s2a_req_t *req)
 {
-    job_t *job = job_new(req);
-
-    if (job != NULL) {
-        ask_master(job,
-                   json_pack("{s:s, s:b}", "op", "tokens_list", "reveal", 1),
-                   export_done);
-    }
+    list_start(req, true, true);
 }
 
 /* ---------------------------------------------------------------------
@@ -1182,6 +1292,435 @@ handle_import(s2a_req_t *req)
 }
 
 /* ---------------------------------------------------------------------
+ * POST /api/tokens/batch
+ *
+ * A pasted list of access, session or refresh tokens, one per line: each
+ * line is converted to an access token (ST and RT lines), checked, then
+ * added through the same sequence as POST /api/tokens, a few at once.
+ * The answer has one result per line, in order; a line's secret is never
+ * repeated in it.
+ */
+
+#define BATCH_MAX      1000
+#define BATCH_PARALLEL 8
+
+typedef enum {
+    BATCH_AT = 0,
+    BATCH_ST,
+    BATCH_RT
+} batch_kind_t;
+
+typedef struct batch_s batch_t;
+
+typedef struct line_s {
+    batch_t *b;
+    size_t index;
+    uint64_t call; /* master call in flight */
+    uint64_t sora; /* token exchange in flight */
+    s2a_onboard_t *ob;
+    json_t *fields;
+    char sha256[65];
+    struct line_s *next;
+} line_t;
+
+struct batch_s {
+    s2a_req_t *req;
+    batch_kind_t kind;
+    json_t *lines;   /* the request's strings */
+    json_t *common;  /* fields every line gets */
+    json_t *results; /* one slot per line */
+    json_t *seen;    /* SHA-256 of each line's text: its line number */
+    size_t next_index;
+    bool pumping; /* batch_pump is on the stack */
+    int running;
+    int added, duplicates, failed;
+    line_t *live;
+};
+
+static void batch_pump(batch_t *b);
+
+static void
+line_free(line_t *ln)
+{
+    line_t **pp;
+
+    for (pp = &ln->b->live; *pp != NULL; pp = &(*pp)->next) {
+        if (*pp == ln) {
+            *pp = ln->next;
+            break;
+        }
+    }
+    json_decref(ln->fields);
+    free(ln);
+}
+
+static void
+batch_free(batch_t *b)
+{
+    line_t *ln;
+
+    while ((ln = b->live) != NULL) {
+        if (ln->call != 0) {
+            s2a_worker_call_cancel(ln->call);
+        }
+        if (ln->sora != 0) {
+            s2a_sora_cancel(ln->sora);
+        }
+        if (ln->ob != NULL) {
+            s2a_onboard_cancel(ln->ob);
+        }
+        line_free(ln);
+    }
+    json_decref(b->lines);
+    json_decref(b->common);
+    json_decref(b->results);
+    json_decref(b->seen);
+    free(b);
+}
+
+static void
+batch_gone(s2a_req_t *req, void *arg)
+{
+    S2A_UNUSED(req);
+    batch_free(arg);
+}
+
+/*
+ * Records the outcome of line `ln` ("added", "duplicate" or "failed",
+ * with `detail` for the last two) and frees it; the next lines start.
+ */
+static void
+line_done(line_t *ln, const char *status, const char *detail, int64_t id)
+{
+    batch_t *b = ln->b;
+    json_t *email = json_object_get(ln->fields, "email"), *r;
+
+    r = json_pack("{s:I, s:s}", "line", (json_int_t) ln->index + 1, "status",
+                  status);
+    if (id > 0) {
+        json_object_set_new(r, "token_id", json_integer(id));
+    }
+    if (json_is_string(email)) {
+        json_object_set(r, "email", email);
+    }
+    if (detail != NULL) {
+        json_object_set_new(r, "detail", json_string(detail));
+    }
+    json_array_set_new(b->results, ln->index, r);
+    if (strcmp(status, "added") == 0) {
+        b->added++;
+    } else if (strcmp(status, "duplicate") == 0) {
+        b->duplicates++;
+    } else {
+        b->failed++;
+    }
+    b->running--;
+    line_free(ln);
+    batch_pump(b);
+}
+
+static void
+line_stored(json_t *reply, void *arg)
+{
+    line_t *ln = arg;
+    const char *err = json_string_value(json_object_get(reply, "error"));
+
+    ln->call = 0;
+    if (!reply_ok(reply)) {
+        if (strcmp(reply_code(reply), "duplicate") == 0) {
+            line_done(ln, "duplicate", "Token already exists",
+                      json_integer_value(json_object_get(reply, "token_id")));
+        } else {
+            line_done(ln, "failed", err != NULL ? err : "not stored", 0);
+        }
+        return;
+    }
+    line_done(ln, "added", NULL,
+              json_integer_value(json_object_get(reply, "token_id")));
+}
+
+static void
+line_onboarded(const s2a_onboard_result_t *r, void *arg)
+{
+    line_t *ln = arg;
+    const char *email;
+    json_t *msg;
+
+    ln->ob = NULL;
+    if (!r->ok) {
+        line_done(ln, "failed", r->detail, 0);
+        return;
+    }
+    json_object_update(ln->fields, r->fields);
+    email = json_string_value(json_object_get(ln->fields, "email"));
+    if (json_object_get(ln->fields, "name") == NULL && email != NULL) {
+        json_object_set_new(ln->fields, "name",
+                            json_stringn(email, strcspn(email, "@")));
+    }
+    msg = json_pack("{s:s, s:s, s:O}", "op", "token_add", "sha256", ln->sha256,
+                    "fields", ln->fields);
+    ln->call = s2a_worker_call_master(msg, line_stored, ln);
+    json_decref(msg);
+    if (ln->call == 0) {
+        line_done(ln, "failed", "master unavailable", 0);
+    }
+}
+
+static void
+line_checked(json_t *reply, void *arg)
+{
+    line_t *ln = arg;
+
+    ln->call = 0;
+    if (reply == NULL) {
+        line_done(ln, "failed", "master unavailable", 0);
+        return;
+    }
+    if (json_is_true(json_object_get(reply, "exists"))) {
+        line_done(ln, "duplicate", "Token already exists",
+                  json_integer_value(json_object_get(reply, "token_id")));
+        return;
+    }
+    ln->ob = s2a_onboard_start(
+        S2A_ONBOARD_ADD,
+        json_string_value(json_object_get(ln->fields, "token")),
+        json_string_value(json_object_get(ln->fields, "proxy_url")), NULL,
+        line_onboarded, ln);
+    if (ln->ob == NULL) {
+        line_done(ln, "failed", "cannot reach Sora", 0);
+    }
+}
+
+/* The line has its access token: checked, then looked up. */
+static void
+line_have_at(line_t *ln, const char *at)
+{
+    s2a_jwt_claims_t claims;
+    const char *why = access_token_problem(at, &claims);
+    json_t *msg;
+
+    if (why != NULL) {
+        line_done(ln, "failed", why, 0);
+        return;
+    }
+    access_token_fields(at, &claims, ln->fields);
+    sha256_hex(at, ln->sha256);
+    msg = json_pack("{s:s, s:s}", "op", "token_exists", "sha256", ln->sha256);
+    ln->call = s2a_worker_call_master(msg, line_checked, ln);
+    json_decref(msg);
+    if (ln->call == 0) {
+        line_done(ln, "failed", "master unavailable", 0);
+    }
+}
+
+static void
+line_exchanged(const s2a_sora_result_t *r, void *arg)
+{
+    line_t *ln = arg;
+    bool st = ln->b->kind == BATCH_ST;
+    const char *at = json_string_value(
+        json_object_get(r->json, st ? "accessToken" : "access_token"));
+    json_t *rt = json_object_get(r->json, "refresh_token");
+    char why[320];
+
+    ln->sora = 0;
+    if (!s2a_sora_ok(r) || at == NULL) {
+        snprintf(why, sizeof(why), "Failed to convert %s to AT: %s",
+                 st ? "ST" : "RT",
+                 r->status == 200 || r->error_message == NULL
+                     ? (st ? "the session token is invalid or expired"
+                           : "the refresh token is invalid or expired")
+                     : r->error_message);
+        line_done(ln, "failed", why, 0);
+        return;
+    }
+    if (!st && json_is_string(rt) && json_string_length(rt) > 0) {
+        /* The old refresh token stops working once rotated. */
+        json_object_set(ln->fields, "rt", rt);
+    }
+    line_have_at(ln, at);
+}
+
+/* Starts line `index`; its outcome comes through line_done. */
+static void
+line_start(batch_t *b, size_t index)
+{
+    const char *text = json_string_value(json_array_get(b->lines, index));
+    const char *proxy, *client;
+    line_t *ln = calloc(1, sizeof(*ln));
+    json_t *first;
+    char sha[65], why[64];
+
+    if (ln == NULL) {
+        b->failed++;
+        json_array_set_new(b->results, index,
+                           json_pack("{s:I, s:s, s:s}", "line",
+                                     (json_int_t) index + 1, "status", "failed",
+                                     "detail", "out of memory"));
+        return;
+    }
+    ln->b = b;
+    ln->index = index;
+    ln->fields = json_deep_copy(b->common);
+    ln->next = b->live;
+    b->live = ln;
+    b->running++;
+    if (text == NULL || text[0] == '\0') {
+        line_done(ln, "failed", "empty line", 0);
+        return;
+    }
+    /* A line repeated in the batch is a duplicate of its first copy,
+     * whatever order the lines' calls end in. */
+    sha256_hex(text, sha);
+    first = json_object_get(b->seen, sha);
+    if (first != NULL) {
+        snprintf(why, sizeof(why), "Same token as line %lld",
+                 (long long) json_integer_value(first));
+        line_done(ln, "duplicate", why, 0);
+        return;
+    }
+    json_object_set_new(b->seen, sha, json_integer((json_int_t) index + 1));
+    proxy = json_string_value(json_object_get(b->common, "proxy_url"));
+    client = json_string_value(json_object_get(b->common, "client_id"));
+    switch (b->kind) {
+    case BATCH_AT: line_have_at(ln, text); return;
+    case BATCH_ST:
+        json_object_set_new(ln->fields, "st", json_string(text));
+        ln->sora = s2a_sora_session_exchange(text, proxy, line_exchanged, ln);
+        break;
+    case BATCH_RT:
+        json_object_set_new(ln->fields, "rt", json_string(text));
+        ln->sora =
+            s2a_sora_refresh_exchange(text, client, proxy, line_exchanged, ln);
+        break;
+    }
+    if (ln->sora == 0) {
+        line_done(ln, "failed", "cannot reach the auth service", 0);
+    }
+}
+
+static void
+batch_finish(batch_t *b)
+{
+    s2a_req_t *req = b->req;
+    json_t *body;
+    char msg[128];
+
+    snprintf(msg, sizeof(msg),
+             "Batch completed: %d added, %d duplicates, %d failed", b->added,
+             b->duplicates, b->failed);
+    body =
+        json_pack("{s:b, s:s, s:i, s:i, s:i, s:O}", "success", b->failed == 0,
+                  "message", msg, "added", b->added, "duplicates",
+                  b->duplicates, "failed", b->failed, "results", b->results);
+    req->on_gone = NULL;
+    batch_free(b);
+    s2a_http_reply_json(req, 200, body);
+    json_decref(body);
+}
+
+static void
+batch_pump(batch_t *b)
+{
+    /* Lines that end at once end inside this loop: they must not start
+     * a nested pump (or finish the batch under it). */
+    if (b->pumping) {
+        return;
+    }
+    b->pumping = true;
+    while (b->running < BATCH_PARALLEL
+           && b->next_index < json_array_size(b->lines)) {
+        line_start(b, b->next_index++);
+    }
+    b->pumping = false;
+    if (b->running == 0 && b->next_index >= json_array_size(b->lines)) {
+        batch_finish(b);
+    }
+}
+
+static void
+handle_batch(s2a_req_t *req)
+{
+    static const char *const kinds[] = { "at", "st", "rt" };
+    json_t *in = s2a_req_json_object(req, true), *lines, *v, *common;
+    const char *kind;
+    batch_t *b;
+    job_t *job;
+    size_t i;
+    int k = -1;
+
+    if (in == NULL) {
+        return;
+    }
+    kind = json_string_value(json_object_get(in, "kind"));
+    for (i = 0; kind != NULL && i < S2A_NELEMS(kinds); i++) {
+        if (strcmp(kind, kinds[i]) == 0) {
+            k = (int) i;
+        }
+    }
+    lines = json_object_get(in, "tokens");
+    if (k < 0) {
+        json_decref(in);
+        s2a_http_reply_detail(req, 400, "kind must be at, st or rt");
+        return;
+    }
+    if (!json_is_array(lines) || json_array_size(lines) == 0
+        || json_array_size(lines) > BATCH_MAX)
+    {
+        json_decref(in);
+        s2a_http_reply_detail(
+            req, 400, "tokens must be an array of 1 to %d strings", BATCH_MAX);
+        return;
+    }
+    json_array_foreach (lines, i, v) {
+        if (!json_is_string(v) || json_string_length(v) > 8000) {
+            json_decref(in);
+            s2a_http_reply_detail(req, 400,
+                                  "tokens[%zu] must be a string of at most "
+                                  "8000 bytes",
+                                  i);
+            return;
+        }
+    }
+    /* The fields every line gets, checked as POST /api/tokens does. */
+    job = job_new(req);
+    if (job == NULL) {
+        json_decref(in);
+        return;
+    }
+    common = json_object();
+    if (!take_fields(job, in, common)) {
+        json_decref(common);
+        json_decref(in);
+        return;
+    }
+    job_end(job);
+    /* A session or refresh token belongs to one line. */
+    json_object_del(common, "st");
+    json_object_del(common, "rt");
+    b = calloc(1, sizeof(*b));
+    if (b == NULL) {
+        json_decref(common);
+        json_decref(in);
+        s2a_http_reply_detail(req, 503, "Out of memory");
+        return;
+    }
+    b->req = req;
+    b->kind = (batch_kind_t) k;
+    b->lines = json_incref(lines);
+    b->common = common;
+    b->results = json_array();
+    b->seen = json_object();
+    for (i = 0; i < json_array_size(lines); i++) {
+        json_array_append_new(b->results, json_null());
+    }
+    json_decref(in);
+    req->on_gone = batch_gone;
+    req->gone_arg = b;
+    batch_pump(b);
+}
+
+/* ---------------------------------------------------------------------
  * POST /api/tokens/{id}/sora2/activate?invite_code=...
  */
 
@@ -1397,6 +1936,13 @@ void
 s2a_tokens_import(s2a_req_t *req)
 {
     handle_import(req);
+}
+
+/* POST /api/tokens/batch: adds a pasted list of ATs, STs or RTs. */
+void
+s2a_tokens_batch(s2a_req_t *req)
+{
+    handle_batch(req);
 }
 
 /* GET /api/tokens/export: the pool as a download. */

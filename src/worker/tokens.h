@@ -21,6 +21,7 @@ void s2a_tokens_activate(s2a_req_t *req); /* POST .../{id}/sora2/activate */
 void s2a_tokens_st2at(s2a_req_t *req);    /* POST /api/tokens/st2at */
 void s2a_tokens_rt2at(s2a_req_t *req);    /* POST /api/tokens/rt2at */
 void s2a_tokens_import(s2a_req_t *req);   /* POST /api/tokens/import */
+void s2a_tokens_batch(s2a_req_t *req);    /* POST /api/tokens/batch */
 void s2a_tokens_export(s2a_req_t *req);   /* GET /api/tokens/export */
 
 #endif /* S2A_TOKENS_H */

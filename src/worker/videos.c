@@ -1394,11 +1394,11 @@ content_from_table(s2a_req_t *req, const char *id, call_kind_t kind)
     }
     url = s2a_job_text(&job, S2A_JOB_T_URL);
     thumb = s2a_job_text(&job, S2A_JOB_T_THUMBNAIL);
-    row = json_pack("{s:s, s:s, s:[s?], s:o}", "job_id", id, "status",
-                    s2a_job_status_name(job.status), "result_urls", url,
-                    "params",
-                    thumb != NULL ? json_pack("{s:s}", "thumbnail_url", thumb)
-                                  : json_null());
+    row =
+        json_pack("{s:s, s:s, s:[s?], s:o}", "job_id", id, "status",
+                  s2a_job_status_name(job.status), "result_urls", url, "params",
+                  thumb != NULL ? json_pack("{s:s}", "thumbnail_url", thumb)
+                                : json_null());
     if (row == NULL) {
         return S2A_DECLINED;
     }

@@ -114,7 +114,7 @@ test('changing the password logs every session out and persists', async () => {
       headers: bearer(a), body: json({ old_password: 'nope', new_password: 'longenough1' }),
     });
     assert.equal(wrongOld.status, 400);
-    assert.deepEqual(wrongOld.json, { detail: 'Old password is incorrect' });
+    assert.deepEqual(wrongOld.json, { detail: 'Old password is incorrect', param: 'old_password' });
     const short = await request(d.base, 'POST', '/api/admin/password', {
       headers: bearer(a), body: json({ old_password: 'admin', new_password: 'short' }),
     });

@@ -47,7 +47,7 @@ test('serves the UI with content types, validators and caching headers', async (
   const js = await request(d.base, 'GET', '/assets/app.js');
   assert.equal(js.status, 200);
   assert.equal(js.headers['content-type'], 'text/javascript; charset=utf-8');
-  assert.equal(js.headers['cache-control'], 'public, max-age=3600');
+  assert.equal(js.headers['cache-control'], 'no-cache');
   assert.equal(js.headers['x-content-type-options'], 'nosniff');
   assert.ok(js.headers.etag);
   assert.ok(js.headers['last-modified']);

@@ -11,14 +11,15 @@ const json = (o) => JSON.stringify(o);
 
 // A fake upstream and a daemon polling it every `poll` ms, with the
 // background quota sweep off (tests read exact upstream call sequences).
-async function startGenPool({ workers = '2', poll = 50, upstream = {}, server = {}, allowedErrors = [], env = {} } = {}) {
+// `sections` adds configuration sections ({paths: {...}, limits: {...}}).
+async function startGenPool({ workers = '2', poll = 50, upstream = {}, server = {}, allowedErrors = [], env = {}, sections = {} } = {}) {
   const fake = await startFake();
-  const conf = {
+  const conf = Object.assign({}, sections, {
     server: Object.assign({ workers: String(workers) }, server),
     // The fake serves image URLs from 127.0.0.1: allow private addresses.
     upstream: Object.assign({}, fake.conf.upstream,
       { poll_interval_ms: String(poll), fetch_private_urls: 'yes' }, upstream),
-  };
+  });
   const d = await new Daemon({ conf, allowedErrors, env }).start();
   const H = await adminLogin(d);
   const r = await request(d.base, 'POST', '/api/admin/config', { headers: H, body: json({ quota_refresh_interval: 0 }) });
