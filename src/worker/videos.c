@@ -1229,7 +1229,9 @@ call_done(json_t *reply, void *arg)
                              "the video records are unavailable");
         return;
     }
-    if (kind == CALL_GET) {
+    if (kind == CALL_GET || kind == CALL_CONTENT || kind == CALL_THUMBNAIL
+        || kind == CALL_SPRITESHEET)
+    {
         last_source = "master";
     }
     if (kind == CALL_LIST) {

@@ -264,10 +264,13 @@ test('upstream failure before the head: 502 in the envelope (error status, dropp
   assert.equal(r.json.error.type, 'upstream_error');
   assert.equal(r.json.error.code, 'content_unavailable');
   assert.match(r.json.error.message, /HTTP 500/);
-  await fake.arm({ route: 'GET /media/*', drop: true });
+  // Twice: curl opens a fresh connection once when a reused one dies
+  // before any answer, as it should; that one is dropped too.
+  await fake.arm({ route: 'GET /media/*', drop: true, times: 2 });
   r = await get(`/v1/videos/${v.id}/content`);
   assert.equal(r.status, 502, r.text);
   assert.equal(r.json.error.code, 'content_unavailable');
+  await g.disarm(fake);
   // A signature already past: the fake answers 403, as Azure does.
   await fakeConfig({ media_url_ttl_s: -60 });
   let old;
@@ -412,7 +415,12 @@ test('without a signature expires_at is null; a video made before thumbnails has
   const p = rowParams(v.id);
   delete p.thumbnail_url;
   d.sqlite(`UPDATE tasks SET params = '${JSON.stringify(p)}' WHERE job_id = '${v.id}'`);
-  const r = await get(`/v1/videos/${v.id}/content?variant=thumbnail`);
+  // Read from that row, not from the live job table's slot of the job
+  // (a restart would have rebuilt the slot from the row).
+  const agent = new (require('node:http').Agent)({ keepAlive: true, maxSockets: 1 });
+  await request(d.base, 'GET', '/__test/jobtab?bypass=1', { agent });
+  const r = await get(`/v1/videos/${v.id}/content?variant=thumbnail`, {}, { agent });
+  agent.destroy();
   assert.equal(r.status, 404, r.text);
   assert.equal(r.json.error.code, 'variant_not_available');
   assert.equal((await get(`/v1/videos/${v.id}/content`)).status, 200);
