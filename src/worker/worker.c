@@ -58,6 +58,7 @@ send_ready(void)
     json_decref(msg);
 }
 
+#ifdef S2A_TEST_HOOKS
 static void
 ready_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -66,6 +67,7 @@ ready_cb(evutil_socket_t fd, short what, void *arg)
     S2A_UNUSED(arg);
     send_ready();
 }
+#endif
 
 /* Test builds: SORA2API_TEST_READY_DELAY_MS holds "ready" back that
  * long, so that a test sees a worker that serves but is not ready yet (a
