@@ -29,7 +29,7 @@
 #include <sys/types.h>
 
 #define S2A_SHM_MAGIC   0x5332414153484d31ULL /* "S2AASHM1" */
-#define S2A_SHM_VERSION 4
+#define S2A_SHM_VERSION 5
 #define S2A_SHM_AT_MAX  4096 /* longest access token kept */
 #define S2A_SHM_WORKERS 128  /* worker rows (slots x generations) */
 
@@ -229,6 +229,12 @@ typedef struct s2a_shm_s {
     int32_t hold_max_pid;   /* process that held it longest */
     char hold_max_site[44]; /* function that took it then */
     s2a_shm_hold_t hold_sites[S2A_SHM_HOLD_SITES]; /* the same per site */
+    /* Lock-wait statistics: acquisitions that found the lock taken (a
+     * trylock failed first) and how long they waited; written by the
+     * waiter once it holds the lock. */
+    uint64_t wait_count;
+    uint64_t wait_total_ns;
+    uint64_t wait_max_ns;
 
     /* Seqlock: odd while the master writes `settings`. */
     volatile uint32_t settings_seq;

@@ -26,7 +26,9 @@ const double s2a_stats_job_bounds[S2A_STATS_JOB_BUCKETS] = {
 static const char *const route_names[S2A_RC_COUNT] = {
     [S2A_RC_MODELS] = "models",       [S2A_RC_CHAT] = "chat",
     [S2A_RC_IMAGES] = "images",       [S2A_RC_ADMIN] = "admin",
-    [S2A_RC_TOKENS] = "tokens",       [S2A_RC_HEALTH] = "health",
+    [S2A_RC_TOKENS] = "tokens",       [S2A_RC_VIDEOS] = "videos",
+    [S2A_RC_DATA] = "data",           [S2A_RC_KEYS] = "keys",
+    [S2A_RC_WEBHOOKS] = "webhooks",   [S2A_RC_HEALTH] = "health",
     [S2A_RC_METRICS] = "metrics",     [S2A_RC_MEDIA] = "media",
     [S2A_RC_STATIC] = "static",       [S2A_RC_UNKNOWN] = "unknown",
     [S2A_RC_PREFLIGHT] = "preflight", [S2A_RC_PROTOCOL] = "protocol",
@@ -233,27 +235,50 @@ s2a_stats_upstream(s2a_stats_t *st, int row, s2a_endpoint_t ep, long status,
     ADD(&m->latency_ms, (uint64_t) (us > 0 ? us / 1000 : 0));
 }
 
-/* Moves row `row`'s running count of `kind` by `delta`, claiming the row
- * for `pid` first when another (dead) process had it. */
-void
-s2a_stats_job_running(s2a_stats_t *st, int row, int32_t pid, int kind,
-                      int delta)
+/* Row `row` of `pid` for a gauge of `kind`, claimed for `pid` first when
+ * another (dead) process had it; NULL when out of range. */
+static s2a_stats_row_t *
+own_row(s2a_stats_t *st, int row, int32_t pid, int kind)
 {
     s2a_stats_row_t *r;
     int k;
 
     if (row < 0 || row >= S2A_STATS_ROWS || kind < 0 || kind >= S2A_STATS_KINDS)
     {
-        return;
+        return NULL;
     }
     r = &st->rows[row];
     if (atomic_load_explicit(&r->pid, RELAXED) != pid) {
         for (k = 0; k < S2A_STATS_KINDS; k++) {
             atomic_store_explicit(&r->running[k], 0, RELAXED);
+            atomic_store_explicit(&r->queued[k], 0, RELAXED);
         }
         atomic_store_explicit(&r->pid, pid, RELAXED);
     }
-    ADD(&r->running[kind], delta);
+    return r;
+}
+
+/* Moves row `row`'s running count of `kind` by `delta`. */
+void
+s2a_stats_job_running(s2a_stats_t *st, int row, int32_t pid, int kind,
+                      int delta)
+{
+    s2a_stats_row_t *r = own_row(st, row, pid, kind);
+
+    if (r != NULL) {
+        ADD(&r->running[kind], delta);
+    }
+}
+
+/* Moves row `row`'s count of `kind` jobs waiting for a token by `delta`. */
+void
+s2a_stats_job_queued(s2a_stats_t *st, int row, int32_t pid, int kind, int delta)
+{
+    s2a_stats_row_t *r = own_row(st, row, pid, kind);
+
+    if (r != NULL) {
+        ADD(&r->queued[kind], delta);
+    }
 }
 
 /* Counts a job's end in its final state with its duration. */
@@ -325,11 +350,50 @@ s2a_stats_window(s2a_stats_t *st, s2a_endpoint_t ep, int64_t now,
     }
 }
 
-/* A worker is started again after an unplanned exit. */
+/* Counts one media cache hit of `kind`. */
+void
+s2a_stats_cache_hit(s2a_stats_t *st, s2a_cache_hit_t kind)
+{
+    if (kind < S2A_CH_COUNT) {
+        ADD(&st->cache_hits[kind], 1);
+    }
+}
+
+/* Counts one download into the media cache begun. */
+void
+s2a_stats_cache_download(s2a_stats_t *st)
+{
+    ADD(&st->cache_downloads, 1);
+}
+
+/*
+ * Clears row `row`'s gauges after its process was reaped. Nothing else
+ * writes the row then: its writer is dead, and the master gives the row
+ * to a new worker only after this (s2a_shm_t.workers is cleared after).
+ */
+void
+s2a_stats_row_gone(s2a_stats_t *st, int row)
+{
+    s2a_stats_row_t *r;
+    int k;
+
+    if (row < 0 || row >= S2A_STATS_ROWS) {
+        return;
+    }
+    r = &st->rows[row];
+    for (k = 0; k < S2A_STATS_KINDS; k++) {
+        atomic_store_explicit(&r->running[k], 0, RELAXED);
+        atomic_store_explicit(&r->queued[k], 0, RELAXED);
+    }
+    atomic_store_explicit(&r->pid, 0, RELAXED);
+}
+
+/* A respawned worker (after an unplanned exit) reported ready. Release:
+ * a reader that sees the count sees the worker's ready state too. */
 void
 s2a_stats_worker_restarted(s2a_stats_t *st)
 {
-    ADD(&st->worker_restarts, 1);
+    atomic_fetch_add_explicit(&st->worker_restarts, 1, memory_order_release);
 }
 
 /* A reload (SIGHUP) was carried out. */

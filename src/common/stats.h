@@ -31,6 +31,10 @@ typedef enum {
     S2A_RC_IMAGES,
     S2A_RC_ADMIN,
     S2A_RC_TOKENS,
+    S2A_RC_VIDEOS,   /* the Videos API */
+    S2A_RC_DATA,     /* the Sora data routes (data.c) */
+    S2A_RC_KEYS,     /* /api/keys */
+    S2A_RC_WEBHOOKS, /* /api/webhooks */
     S2A_RC_HEALTH,
     S2A_RC_METRICS,
     S2A_RC_MEDIA,
@@ -55,6 +59,14 @@ typedef enum {
     S2A_EP_OTHER,
     S2A_EP_COUNT
 } s2a_endpoint_t;
+
+/* Media cache hits: a result download avoided because the file is
+ * cached already (mediacache.c), a cached file sent (media.c). */
+typedef enum {
+    S2A_CH_REUSE = 0,
+    S2A_CH_SERVED,
+    S2A_CH_COUNT
+} s2a_cache_hit_t;
 
 /* Upstream status classes: no answer (transport error), 1xx .. 5xx. */
 #define S2A_STATS_SCLASSES 6
@@ -101,11 +113,13 @@ typedef struct s2a_stats_minute_s {
     _Atomic uint64_t latency_ms;
 } s2a_stats_minute_t;
 
-/* What one worker row owns (written by the process in that row only). */
+/* What one worker row owns (written by the process in that row only,
+ * and cleared by the master once that process is reaped). */
 typedef struct s2a_stats_row_s {
-    _Atomic int32_t pid; /* the writer; running counts count for it only */
+    _Atomic int32_t pid; /* the writer; its gauges count for it only */
     int32_t _pad;
-    _Atomic int64_t running[S2A_STATS_KINDS];
+    _Atomic int64_t running[S2A_STATS_KINDS]; /* jobs, waiting ones too */
+    _Atomic int64_t queued[S2A_STATS_KINDS];  /* jobs in the token wait */
     s2a_stats_minute_t window[S2A_EP_COUNT][S2A_STATS_WINDOW_MIN + 1];
 } s2a_stats_row_t;
 
@@ -119,8 +133,11 @@ typedef struct s2a_stats_s {
     /* Upstream calls by endpoint and status class; latency (us). */
     _Atomic uint64_t upstream[S2A_EP_COUNT][S2A_STATS_SCLASSES];
     s2a_stats_hist_t upstream_lat[S2A_EP_COUNT];
+    /* Media cache hits by kind, and downloads into the cache begun. */
+    _Atomic uint64_t cache_hits[S2A_CH_COUNT];
+    _Atomic uint64_t cache_downloads;
     /* Written by the master. */
-    _Atomic uint64_t worker_restarts; /* respawns after an unplanned exit */
+    _Atomic uint64_t worker_restarts; /* respawned workers that came up */
     _Atomic uint64_t reloads;         /* SIGHUP reloads done */
     _Atomic int64_t record_queue;     /* ctlserver's queued records */
     _Atomic int64_t cache_files;      /* -1 until the first sweep */
@@ -161,9 +178,12 @@ void s2a_stats_upstream(s2a_stats_t *st, int row, s2a_endpoint_t ep,
                         long status, int64_t us, int64_t now);
 
 /* A job of `kind` started / went away (running gauge of row `row`, owned
- * by `pid`); a job's final state and duration. */
+ * by `pid`); entered / left the token wait queue (queued gauge); a job's
+ * final state and duration. */
 void s2a_stats_job_running(s2a_stats_t *st, int row, int32_t pid, int kind,
                            int delta);
+void s2a_stats_job_queued(s2a_stats_t *st, int row, int32_t pid, int kind,
+                          int delta);
 void s2a_stats_job_end(s2a_stats_t *st, int kind, s2a_job_state_t state,
                        int64_t duration_ms);
 
@@ -182,7 +202,17 @@ typedef struct s2a_stats_health_s {
 void s2a_stats_window(s2a_stats_t *st, s2a_endpoint_t ep, int64_t now,
                       s2a_stats_health_t *out);
 
-/* Master side: counters and gauges it publishes. */
+/* A media cache hit of `kind`; a download into the cache begun. */
+void s2a_stats_cache_hit(s2a_stats_t *st, s2a_cache_hit_t kind);
+void s2a_stats_cache_download(s2a_stats_t *st);
+
+/*
+ * Master side: counters and gauges it publishes. `_row_gone` clears the
+ * gauges of row `row` once its process was reaped (its jobs are closed
+ * or handed over by the master; they count no more); a respawned worker
+ * is counted by `_worker_restarted` once it reported ready.
+ */
+void s2a_stats_row_gone(s2a_stats_t *st, int row);
 void s2a_stats_worker_restarted(s2a_stats_t *st);
 void s2a_stats_reloaded(s2a_stats_t *st);
 void s2a_stats_set_queue(s2a_stats_t *st, int64_t queued);

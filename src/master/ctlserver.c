@@ -13,6 +13,7 @@
 #include "master/ctlserver.h"
 #include "common/log.h"
 #include "common/ops.h"
+#include "master/journal.h"
 #include "master/keys.h"
 #include "master/pool.h"
 #include "master/runtime.h"
@@ -242,6 +243,7 @@ commit_cb(evutil_socket_t fd, short what, void *arg)
     s2a_runtime_committed(ok);
     s2a_pool_committed(ok);
     s2a_keys_committed(ok);
+    s2a_journal_committed(ok);
     send_replies(ok);
 }
 

@@ -1861,6 +1861,35 @@ s2a_db_tasks_close_unkept(s2a_db_t *db, int64_t worker_pid, int64_t now)
 }
 
 int
+s2a_db_tasks_closed_each(s2a_db_t *db, int64_t worker_pid, int64_t now,
+                         s2a_db_closed_pt each, void *arg)
+{
+    sqlite3_stmt *st;
+    int n = 0, rc;
+
+    /* The rows the two closes above just wrote: their codes, their time. */
+    if (sqlite3_prepare_v2(db->conn,
+                           "SELECT model, created_at FROM tasks "
+                           "WHERE status = 'failed' AND worker_pid = ?1 "
+                           " AND completed_at = ?2 "
+                           " AND error_code IN ('worker_died', 'interrupted')",
+                           -1, &st, NULL)
+        != SQLITE_OK)
+    {
+        return -1;
+    }
+    sqlite3_bind_int64(st, 1, worker_pid);
+    sqlite3_bind_int64(st, 2, now);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        each((const char *) sqlite3_column_text(st, 0),
+             sqlite3_column_int64(st, 1), arg);
+        n++;
+    }
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? n : -1;
+}
+
+int
 s2a_db_tasks_unassign(s2a_db_t *db, int64_t now)
 {
     sqlite3_stmt *st;

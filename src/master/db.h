@@ -206,6 +206,17 @@ int s2a_db_tasks_close(s2a_db_t *db, int64_t worker_pid, const char *code,
 int s2a_db_tasks_close_unkept(s2a_db_t *db, int64_t worker_pid, int64_t now);
 
 /*
+ * Calls `each` with the model and created_at (unix seconds) of every row
+ * of `worker_pid` that s2a_db_tasks_close(worker_died) and
+ * s2a_db_tasks_close_unkept closed at `now` (the counting of a dead
+ * worker's jobs as ended). Returns how many, or -1.
+ */
+typedef void (*s2a_db_closed_pt)(const char *model, int64_t created_at,
+                                 void *arg);
+int s2a_db_tasks_closed_each(s2a_db_t *db, int64_t worker_pid, int64_t now,
+                             s2a_db_closed_pt each, void *arg);
+
+/*
  * Start-up: resumable and resubmittable rows belong to no worker of this
  * run (their pids were the last run's). Returns how many, or -1.
  */

@@ -8,6 +8,7 @@
 #include "master/journal.h"
 #include "common/jobtab.h"
 #include "common/log.h"
+#include "common/models.h"
 #include "common/ops.h"
 #include "common/util.h"
 #include "master/ctlserver.h"
@@ -15,6 +16,7 @@
 #include "master/webhooks.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 void
@@ -541,6 +543,60 @@ slots_of_dead_worker(pid_t pid)
     }
 }
 
+/* Jobs of dead workers the open batch closed, counted once it commits. */
+typedef struct ended_s {
+    int kind;
+    int64_t duration_ms;
+} ended_t;
+
+static struct {
+    ended_t *rows;
+    size_t n, cap;
+    int64_t now;
+} E;
+
+/* One closed row of the batch (s2a_db_tasks_closed_each). */
+static void
+ended_stage(const char *model, int64_t created_at, void *arg)
+{
+    const s2a_model_t *m = model != NULL ? s2a_model_find(model) : NULL;
+    ended_t *grown;
+    size_t cap;
+
+    S2A_UNUSED(arg);
+    if (m == NULL) {
+        return; /* not a generation job */
+    }
+    if (E.n == E.cap) {
+        cap = E.cap > 0 ? E.cap * 2 : 16;
+        grown = realloc(E.rows, cap * sizeof(*grown));
+        if (grown == NULL) {
+            return; /* one job fewer counted; nothing else depends on it */
+        }
+        E.rows = grown;
+        E.cap = cap;
+    }
+    E.rows[E.n].kind = (int) m->kind;
+    E.rows[E.n].duration_ms =
+        created_at > 0 && created_at <= E.now ? (E.now - created_at) * 1000 : 0;
+    E.n++;
+}
+
+void
+s2a_journal_committed(bool ok)
+{
+    size_t i;
+
+    for (i = 0; ok && i < E.n; i++) {
+        s2a_stats_job_end(&s2a_master.shm->stats, E.rows[i].kind, S2A_JS_FAILED,
+                          E.rows[i].duration_ms);
+    }
+    /* Rare (a worker died): nothing is kept between batches. */
+    free(E.rows);
+    E.rows = NULL;
+    E.n = E.cap = 0;
+}
+
 /* The queued record behind s2a_journal_worker_gone. */
 static void
 close_worker_tasks(void *from, json_t *msg)
@@ -556,6 +612,10 @@ close_worker_tasks(void *from, json_t *msg)
     n = s2a_db_tasks_close(s2a_master.db, pid, "worker_died",
                            "the worker process running it died", now);
     unkept = s2a_db_tasks_close_unkept(s2a_master.db, pid, now);
+    if (n > 0 || unkept > 0) {
+        E.now = now;
+        s2a_db_tasks_closed_each(s2a_master.db, pid, now, ended_stage, NULL);
+    }
     if (n > 0) {
         s2a_webhooks_tasks_closed(pid, "worker_died", now);
         s2a_log(LOG_WARNING, 0,

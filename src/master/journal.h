@@ -7,6 +7,7 @@
 
 #include "common/ops.h"
 
+#include <stdbool.h>
 #include <sys/types.h>
 
 /*
@@ -18,6 +19,14 @@
  * While the daemon stops nothing is closed: the next start decides.
  */
 void s2a_journal_worker_gone(pid_t pid);
+
+/*
+ * The batch ended (`ok`: committed). The jobs of dead workers it closed
+ * count as ended (`sora2api_jobs_total{state="failed"}`, with their age
+ * as duration) only once the closing is durable: a failed commit is
+ * applied again, and counting then would count them twice.
+ */
+void s2a_journal_committed(bool ok);
 
 /*
  * Start-up: rows a crash, kill or stop left unfinished are closed as

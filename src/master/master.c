@@ -145,6 +145,11 @@ s2a_op_ready(void *from, json_t *msg)
     S2A_UNUSED(msg);
     proc->state = S2A_PROC_READY;
     s2a_master.shm->workers[proc->row].state = S2A_WORKER_READY;
+    /* A restart counts once the replacement serves, after its state. */
+    if (proc->respawned) {
+        proc->respawned = false;
+        s2a_stats_worker_restarted(&s2a_master.shm->stats);
+    }
     S.slots[proc->slot].quick_deaths = 0;
     s2a_log(LOG_INFO, 0, "worker %d (pid %d, generation %u) ready", proc->slot,
             (int) proc->pid, proc->generation);
@@ -240,8 +245,9 @@ worker_process(int slot, int row, int ctl_fd)
     return s2a_worker_main(&args);
 }
 
-/* Forks a child for `slot` running `main`, with its control channel. */
-static int
+/* Forks a child for `slot` running `main`, with its control channel.
+ * Returns the child's entry in s2a_master.procs, or NULL. */
+static s2a_proc_t *
 spawn(child_main_pt main, int slot)
 {
     int sv[2], row;
@@ -251,17 +257,17 @@ spawn(child_main_pt main, int slot)
     row = shm_row_alloc();
     if (row < 0) {
         s2a_log(LOG_ERR, 0, "no free worker row in shared memory");
-        return S2A_ERROR;
+        return NULL;
     }
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == -1) {
         s2a_log(LOG_ERR, errno, "socketpair() failed");
-        return S2A_ERROR;
+        return NULL;
     }
     proc = calloc(1, sizeof(*proc));
     if (proc == NULL) {
         close(sv[0]);
         close(sv[1]);
-        return S2A_ERROR;
+        return NULL;
     }
     pid = fork();
     if (pid == -1) {
@@ -269,7 +275,7 @@ spawn(child_main_pt main, int slot)
         close(sv[0]);
         close(sv[1]);
         free(proc);
-        return S2A_ERROR;
+        return NULL;
     }
     if (pid == 0) {
         free(proc);
@@ -302,10 +308,10 @@ spawn(child_main_pt main, int slot)
     s2a_master.procs = proc;
     s2a_log(LOG_INFO, 0, "worker %d started (pid %d, generation %u)", slot,
             (int) pid, S.generation);
-    return S2A_OK;
+    return proc;
 }
 
-static int
+static s2a_proc_t *
 spawn_worker(int slot)
 {
     return spawn(worker_process, slot);
@@ -328,6 +334,7 @@ static void
 respawn_cb(evutil_socket_t fd, short what, void *arg)
 {
     int slot = (int) (intptr_t) arg;
+    s2a_proc_t *proc;
 
     S2A_UNUSED(fd);
     S2A_UNUSED(what);
@@ -336,11 +343,13 @@ respawn_cb(evutil_socket_t fd, short what, void *arg)
     {
         return;
     }
-    s2a_stats_worker_restarted(&s2a_master.shm->stats);
-    if (spawn_worker(slot) != S2A_OK) {
+    proc = spawn_worker(slot);
+    if (proc == NULL) {
         struct timeval tv = { 1, 0 };
         evtimer_add(S.slots[slot].respawn_ev, &tv);
+        return;
     }
+    proc->respawned = true;
 }
 
 static void
@@ -420,6 +429,9 @@ reap_children(void)
             s2a_shm_unlock(s2a_master.shm);
         }
         s2a_keys_worker_gone(pid);
+        /* Its jobs count no more: the master closes them (counted as
+         * ended then) or hands them to a worker that counts them. */
+        s2a_stats_row_gone(&s2a_master.shm->stats, proc->row);
         memset(&s2a_master.shm->workers[proc->row], 0,
                sizeof(s2a_master.shm->workers[0]));
 
@@ -882,7 +894,7 @@ s2a_master_run(s2a_conf_t *conf, const s2a_master_opts_t *opts)
     evtimer_add(S.tick_ev, &tick);
     S.generation = 1;
     for (i = 0; i < (size_t) conf->workers; i++) {
-        if (spawn_worker((int) i) != S2A_OK) {
+        if (spawn_worker((int) i) == NULL) {
             goto done;
         }
     }

@@ -32,6 +32,7 @@ typedef struct s2a_proc_s {
     s2a_chan_t *chan;
     int64_t started_ms;
     int64_t kill_at_ms; /* draining: SIGKILL after this */
+    bool respawned;     /* replaces a worker that died: counted when ready */
     struct s2a_proc_s *next;
 } s2a_proc_t;
 

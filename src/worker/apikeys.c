@@ -260,6 +260,7 @@ s2a_apikeys_check(s2a_req_t *req, const char *key)
     }
     req->key_id = id;
     req->key_slot = slot;
+    req->key_models = spec.models;
     if (info.limit >= 0) {
         ratelimit_headers(req, &info);
     }

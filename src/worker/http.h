@@ -56,10 +56,12 @@ struct s2a_req_s {
     int64_t owner;
     /* The named API key that authenticated the request (apikeys.c):
      * its id (0: none; the job owner) and row in the shared key table,
-     * and the model a generation named (index + 1; 0: none). */
+     * the model a generation named (index + 1; 0: none), and the key's
+     * model allow-list as the check read it (GET /v1/models). */
     int64_t key_id;
     int32_t key_slot;
     int32_t key_model;
+    uint32_t key_models; /* its model mask then (keytab.h; 0: every one) */
     int status;
     bool answered;
     bool gone; /* the client went away before the answer */

@@ -1,8 +1,11 @@
 /*
- * media.c: /tmp/<name> file serving from the media cache.
+ * media.c: /tmp/<name> file serving from the media cache (also the
+ * content of a cached video, videos.c); every answer with a file counts
+ * as a cache hit (`sora2api_cache_hits_total{kind="served"}`).
  */
 #include "worker/media.h"
 #include "common/log.h"
+#include "worker/metrics.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -203,8 +206,12 @@ s2a_media_serve(s2a_req_t *req, const char *name)
         snprintf(cr, sizeof(cr), "bytes %lld-%lld/%lld", (long long) start,
                  (long long) (start + len - 1), (long long) st.st_size);
         s2a_http_add_header(req, "Content-Range", cr);
+        s2a_metrics_cache_hit(S2A_CH_SERVED);
         s2a_http_reply_file(req, 206, type, fd, start, len);
         return;
     }
+    /* A hit is an answer with the file (each range request counts); a
+     * 304 or 416 sends none of it. */
+    s2a_metrics_cache_hit(S2A_CH_SERVED);
     s2a_http_reply_file(req, 200, type, fd, 0, len);
 }

@@ -6,6 +6,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "worker/context.h"
+#include "worker/metrics.h"
 #include "worker/upstream.h"
 
 #include <errno.h>
@@ -259,7 +260,9 @@ s2a_cache_fetch(const char *url, s2a_kind_t kind, s2a_cache_done_pt done,
 
     if (cache_dir_fd() < 0) {
         snprintf(f->error, sizeof(f->error), "the cache directory is unusable");
-    } else if (!cached_copy(f->hash, f->name, sizeof(f->name))) {
+    } else if (cached_copy(f->hash, f->name, sizeof(f->name))) {
+        s2a_metrics_cache_hit(S2A_CH_REUSE);
+    } else {
         f->name[0] = '\0';
         snprintf(f->part, sizeof(f->part), ".%s.%d.%u.part", f->hash,
                  (int) getpid(), ++C.seq);
@@ -280,6 +283,7 @@ s2a_cache_fetch(const char *url, s2a_kind_t kind, s2a_cache_done_pt done,
             req.follow_redirects = true;
             f->call = s2a_upstream_start(&req, download_done, f);
             if (f->call != 0) {
+                s2a_metrics_cache_download();
                 return f->id;
             }
             snprintf(f->error, sizeof(f->error), "the download did not start");

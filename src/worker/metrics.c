@@ -87,6 +87,34 @@ s2a_metrics_job_gone(int kind)
     }
 }
 
+/* A job entered (+1) or left (-1) the token wait queue. */
+void
+s2a_metrics_job_queued(int kind, int delta)
+{
+    if (stats() != NULL && s2a_worker.args != NULL) {
+        s2a_stats_job_queued(stats(), s2a_worker.args->shm_row,
+                             (int32_t) getpid(), kind, delta);
+    }
+}
+
+/* A media cache hit of `kind`. */
+void
+s2a_metrics_cache_hit(s2a_cache_hit_t kind)
+{
+    if (stats() != NULL) {
+        s2a_stats_cache_hit(stats(), kind);
+    }
+}
+
+/* A download into the media cache begun. */
+void
+s2a_metrics_cache_download(void)
+{
+    if (stats() != NULL) {
+        s2a_stats_cache_download(stats());
+    }
+}
+
 /* A job ended in `state` after `duration_ms`. */
 void
 s2a_metrics_job_end(int kind, const char *state, int64_t duration_ms)
@@ -213,6 +241,7 @@ render_jobs(struct evbuffer *out, s2a_stats_t *st)
 {
     uint64_t counts[S2A_STATS_JOB_BUCKETS + 1];
     int64_t running[S2A_STATS_KINDS] = { 0, 0 };
+    int64_t queued[S2A_STATS_KINDS] = { 0, 0 };
     char labels[64];
     int k, js, row;
 
@@ -226,8 +255,9 @@ render_jobs(struct evbuffer *out, s2a_stats_t *st)
                 (unsigned long long) LOAD(&st->jobs[k][js]));
         }
     }
-    /* A row counts only while its writer is the live worker of that row:
-     * a dead worker's jobs are gone with it. */
+    /* A row counts only while its writer is the live worker of that row
+     * (the master clears a reaped worker's row; this covers the moment
+     * before, and a row a new worker has not claimed yet). */
     for (row = 0; row < S2A_STATS_ROWS; row++) {
         int32_t pid = LOAD(&st->rows[row].pid);
         if (pid == 0 || pid != s2a_worker.shm->workers[row].pid) {
@@ -235,6 +265,7 @@ render_jobs(struct evbuffer *out, s2a_stats_t *st)
         }
         for (k = 0; k < S2A_STATS_KINDS; k++) {
             running[k] += LOAD(&st->rows[row].running[k]);
+            queued[k] += LOAD(&st->rows[row].queued[k]);
         }
     }
     family(out, "sora2api_jobs_running", "gauge",
@@ -242,6 +273,13 @@ render_jobs(struct evbuffer *out, s2a_stats_t *st)
     for (k = 0; k < S2A_STATS_KINDS; k++) {
         evbuffer_add_printf(out, "sora2api_jobs_running{kind=\"%s\"} %lld\n",
                             kind_names[k], (long long) running[k]);
+    }
+    family(out, "sora2api_jobs_queued", "gauge",
+           "Generation jobs waiting for a token in the wait queue (counted "
+           "in sora2api_jobs_running too), by kind.");
+    for (k = 0; k < S2A_STATS_KINDS; k++) {
+        evbuffer_add_printf(out, "sora2api_jobs_queued{kind=\"%s\"} %lld\n",
+                            kind_names[k], (long long) queued[k]);
     }
     family(out, "sora2api_job_duration_seconds", "histogram",
            "Duration of ended generation jobs, by kind.");
@@ -331,9 +369,13 @@ static void
 render_master(struct evbuffer *out, s2a_stats_t *st)
 {
     int counts[S2A_NELEMS(worker_states)] = { 0 };
+    uint64_t restarts;
     size_t i;
     int row;
 
+    /* Acquire before the worker states: a respawn counted here has its
+     * worker's ready state visible below. */
+    restarts = atomic_load_explicit(&st->worker_restarts, memory_order_acquire);
     for (row = 0; row < S2A_SHM_WORKERS; row++) {
         const s2a_shm_worker_t *w = &s2a_worker.shm->workers[row];
         if (w->pid != 0 && w->state < S2A_NELEMS(worker_states)) {
@@ -346,9 +388,10 @@ render_master(struct evbuffer *out, s2a_stats_t *st)
                             worker_states[i], counts[i]);
     }
     family(out, "sora2api_worker_restarts_total", "counter",
-           "Workers started again after an unplanned exit.");
+           "Workers started again after an unplanned exit, counted once the "
+           "new worker is ready.");
     evbuffer_add_printf(out, "sora2api_worker_restarts_total %llu\n",
-                        (unsigned long long) LOAD(&st->worker_restarts));
+                        (unsigned long long) restarts);
     family(out, "sora2api_reloads_total", "counter",
            "Configuration reloads (SIGHUP) carried out.");
     evbuffer_add_printf(out, "sora2api_reloads_total %llu\n",
@@ -367,6 +410,20 @@ render_master(struct evbuffer *out, s2a_stats_t *st)
         evbuffer_add_printf(out, "sora2api_cache_bytes %lld\n",
                             (long long) LOAD(&st->cache_bytes));
     }
+    family(out, "sora2api_cache_hits_total", "counter",
+           "Media cache hits: reuse (a result download avoided, the file "
+           "being cached already), served (a cached file sent, /tmp/ or "
+           "video content).");
+    evbuffer_add_printf(
+        out,
+        "sora2api_cache_hits_total{kind=\"reuse\"} %llu\n"
+        "sora2api_cache_hits_total{kind=\"served\"} %llu\n",
+        (unsigned long long) LOAD(&st->cache_hits[S2A_CH_REUSE]),
+        (unsigned long long) LOAD(&st->cache_hits[S2A_CH_SERVED]));
+    family(out, "sora2api_cache_downloads_total", "counter",
+           "Result downloads into the media cache begun.");
+    evbuffer_add_printf(out, "sora2api_cache_downloads_total %llu\n",
+                        (unsigned long long) LOAD(&st->cache_downloads));
 }
 
 /* The live job table (common/jobtab.h): relaxed loads, no lock. */
@@ -423,7 +480,7 @@ s2a_metrics_render(struct evbuffer *out)
     s2a_shm_t *shm = s2a_worker.shm;
     s2a_shm_token_t *t;
     tok_copy_t *toks;
-    uint64_t holds, hold_ns, hold_max_ns;
+    uint64_t holds, hold_ns, hold_max_ns, waits, wait_ns, wait_max_ns;
     uint32_t cap, n, i, repairs;
     int states[S2A_NELEMS(token_states)] = { 0 };
     int64_t leases = 0;
@@ -449,6 +506,9 @@ s2a_metrics_render(struct evbuffer *out)
     holds = shm->hold_count;
     hold_ns = shm->hold_total_ns;
     hold_max_ns = shm->hold_max_ns;
+    waits = shm->wait_count;
+    wait_ns = shm->wait_total_ns;
+    wait_max_ns = shm->wait_max_ns;
     repairs = shm->repairs;
     s2a_shm_unlock(shm);
 
@@ -505,6 +565,19 @@ s2a_metrics_render(struct evbuffer *out)
            "Longest single hold of the shared-memory table lock.");
     evbuffer_add_printf(out, "sora2api_shm_lock_hold_max_seconds %.9f\n",
                         (double) hold_max_ns / 1e9);
+    family(out, "sora2api_shm_lock_waits_total", "counter",
+           "Acquisitions of the shared-memory table lock that found it "
+           "taken and waited.");
+    evbuffer_add_printf(out, "sora2api_shm_lock_waits_total %llu\n",
+                        (unsigned long long) waits);
+    family(out, "sora2api_shm_lock_wait_seconds_total", "counter",
+           "Total time spent waiting for the shared-memory table lock.");
+    evbuffer_add_printf(out, "sora2api_shm_lock_wait_seconds_total %.9f\n",
+                        (double) wait_ns / 1e9);
+    family(out, "sora2api_shm_lock_wait_max_seconds", "gauge",
+           "Longest single wait for the shared-memory table lock.");
+    evbuffer_add_printf(out, "sora2api_shm_lock_wait_max_seconds %.9f\n",
+                        (double) wait_max_ns / 1e9);
     family(out, "sora2api_shm_lock_repairs_total", "counter",
            "Times a dead lock owner's table was repaired.");
     evbuffer_add_printf(out, "sora2api_shm_lock_repairs_total %u\n", repairs);

@@ -40,8 +40,18 @@ void s2a_metrics_job_begin(int kind);
 void s2a_metrics_job_gone(int kind);
 void s2a_metrics_job_end(int kind, const char *state, int64_t duration_ms);
 
+/* The token wait queue (sched.c): a job of `kind` entered it (`delta`
+ * +1) or left it (-1: granted, refused or cancelled). */
+void s2a_metrics_job_queued(int kind, int delta);
+
+/* The media cache: a hit (mediacache.c reuse, media.c served) and a
+ * download into it begun. */
+void s2a_metrics_cache_hit(s2a_cache_hit_t kind);
+void s2a_metrics_cache_download(void);
+
 /* The upstream health of the last five minutes per endpoint class, as
- * /readyz?verbose=1 shows it: a new JSON object (the caller owns it). */
+ * /readyz?verbose=1 and GET /api/stats show it: a new JSON object (the
+ * caller owns it). */
 json_t *s2a_metrics_health_json(void);
 
 #endif /* S2A_METRICS_H */

@@ -7,6 +7,7 @@
  */
 #include "worker/records.h"
 #include "worker/context.h"
+#include "worker/metrics.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -60,10 +61,14 @@ records_done(json_t *reply, void *arg)
     r->call = 0;
     req = records_end(r);
     if (kind == RECORDS_STATS) {
-        if (!ok || stats == NULL) {
+        if (!ok || !json_is_object(stats)) {
             s2a_http_reply_detail(req, 503, "Statistics unavailable");
             return;
         }
+        /* The master's figures, and the upstream's recent health from
+         * shared memory (as /readyz?verbose=1): Sora failing shows there,
+         * bad accounts in the tokens' own figures. */
+        json_object_set_new(stats, "upstream", s2a_metrics_health_json());
         s2a_http_reply_json(req, 200, stats);
         return;
     }
@@ -186,7 +191,8 @@ s2a_records_tasks(s2a_req_t *req)
     records_list(req, RECORDS_TASKS);
 }
 
-/* GET /api/stats: the master's totals and today's counts. */
+/* GET /api/stats: the master's totals and today's counts, plus the
+ * upstream health per endpoint class ("upstream"). */
 void
 s2a_records_stats(s2a_req_t *req)
 {

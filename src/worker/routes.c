@@ -10,6 +10,7 @@
 #include "worker/routes.h"
 #include "worker/chat.h"
 #include "common/crypto.h"
+#include "common/keyspec.h"
 #include "common/log.h"
 #include "common/models.h"
 #include "worker/admin.h"
@@ -123,6 +124,19 @@ static char *models_body;
 static size_t models_len;
 static json_t *models_by_id;
 
+/*
+ * The list as keys with a model allow-list see it: rendered once per
+ * mask and kept, a few masks per worker (most keys share a handful of
+ * lists), the oldest replaced first.
+ */
+#define MODELS_MASKS 16
+static struct {
+    uint32_t mask; /* 0: free */
+    char *body;
+    size_t len;
+} models_masked[MODELS_MASKS];
+static unsigned models_masked_next;
+
 static void handle_models(s2a_req_t *req);
 static void handle_healthz(s2a_req_t *req);
 static void handle_readyz(s2a_req_t *req);
@@ -222,25 +236,25 @@ static const route_t routes[] = {
       s2a_tokens_activate, 0 },
 
     /* admin API: webhooks */
-    { M_GET, "/api/webhooks", AUTH_SESSION, "admin", s2a_hooksadmin_list, 0 },
-    { M_POST, "/api/webhooks", AUTH_SESSION, "admin", s2a_hooksadmin_create,
+    { M_GET, "/api/webhooks", AUTH_SESSION, "webhooks", s2a_hooksadmin_list,
       0 },
-    { M_PUT, "/api/webhooks/{id}", AUTH_SESSION, "admin", s2a_hooksadmin_update,
+    { M_POST, "/api/webhooks", AUTH_SESSION, "webhooks", s2a_hooksadmin_create,
       0 },
-    { M_DELETE, "/api/webhooks/{id}", AUTH_SESSION, "admin",
+    { M_PUT, "/api/webhooks/{id}", AUTH_SESSION, "webhooks",
+      s2a_hooksadmin_update, 0 },
+    { M_DELETE, "/api/webhooks/{id}", AUTH_SESSION, "webhooks",
       s2a_hooksadmin_delete, 0 },
-    { M_GET, "/api/webhooks/{id}/deliveries", AUTH_SESSION, "admin",
+    { M_GET, "/api/webhooks/{id}/deliveries", AUTH_SESSION, "webhooks",
       s2a_hooksadmin_deliveries, 0 },
-    { M_POST, "/api/webhooks/{id}/test", AUTH_SESSION, "admin",
+    { M_POST, "/api/webhooks/{id}/test", AUTH_SESSION, "webhooks",
       s2a_hooksadmin_test, 0 },
     /* admin API: named API keys */
-    { M_GET, "/api/keys", AUTH_SESSION, "admin", s2a_apikeys_list, 0 },
-    { M_POST, "/api/keys", AUTH_SESSION, "admin", s2a_apikeys_create, 0 },
-    { M_GET, "/api/keys/{id}", AUTH_SESSION, "admin", s2a_apikeys_get, 0 },
-    { M_PUT, "/api/keys/{id}", AUTH_SESSION, "admin", s2a_apikeys_update, 0 },
-    { M_DELETE, "/api/keys/{id}", AUTH_SESSION, "admin", s2a_apikeys_delete,
-      0 },
-    { M_GET, "/api/keys/{id}/usage", AUTH_SESSION, "admin", s2a_apikeys_usage,
+    { M_GET, "/api/keys", AUTH_SESSION, "keys", s2a_apikeys_list, 0 },
+    { M_POST, "/api/keys", AUTH_SESSION, "keys", s2a_apikeys_create, 0 },
+    { M_GET, "/api/keys/{id}", AUTH_SESSION, "keys", s2a_apikeys_get, 0 },
+    { M_PUT, "/api/keys/{id}", AUTH_SESSION, "keys", s2a_apikeys_update, 0 },
+    { M_DELETE, "/api/keys/{id}", AUTH_SESSION, "keys", s2a_apikeys_delete, 0 },
+    { M_GET, "/api/keys/{id}/usage", AUTH_SESSION, "keys", s2a_apikeys_usage,
       0 },
 
     /* admin API: records */
@@ -264,6 +278,22 @@ s2a_routes_init(void)
     json_t *list, *data, *m;
     size_t i;
 
+    /* Every route class is one /metrics knows (common/stats.c): a name
+     * it does not know would be counted as "other". */
+    for (i = 0; i < S2A_NELEMS(routes); i++) {
+        if (s2a_stats_route_class(routes[i].name) == S2A_RC_OTHER) {
+            s2a_log(LOG_CRIT, 0, "route %s: class \"%s\" unknown to /metrics",
+                    routes[i].pattern, routes[i].name);
+            return S2A_ERROR;
+        }
+    }
+    for (i = 0; i < S2A_NELEMS(families); i++) {
+        if (s2a_stats_route_class(families[i].unknown_name) == S2A_RC_OTHER) {
+            s2a_log(LOG_CRIT, 0, "route class \"%s\" unknown to /metrics",
+                    families[i].unknown_name);
+            return S2A_ERROR;
+        }
+    }
     data = json_array();
     models_by_id = json_object();
     for (i = 0; i < s2a_nmodels; i++) {
@@ -286,6 +316,13 @@ s2a_routes_init(void)
 void
 s2a_routes_cleanup(void)
 {
+    size_t i;
+
+    for (i = 0; i < MODELS_MASKS; i++) {
+        free(models_masked[i].body);
+        models_masked[i].body = NULL;
+        models_masked[i].mask = 0;
+    }
     free(models_body);
     models_body = NULL;
     json_decref(models_by_id);
@@ -332,17 +369,85 @@ s2a_routes_check_api_key(s2a_req_t *req)
     return true;
 }
 
+/* The /v1/models body of model mask `mask` (non-zero), from the cache
+ * or rendered into it; NULL when out of memory. */
+static const char *
+models_for_mask(uint32_t mask, size_t *len)
+{
+    json_t *data, *list;
+    unsigned slot;
+    size_t i;
+    char *body;
+
+    for (i = 0; i < MODELS_MASKS; i++) {
+        if (models_masked[i].mask == mask && models_masked[i].body != NULL) {
+            *len = models_masked[i].len;
+            return models_masked[i].body;
+        }
+    }
+    data = json_array();
+    for (i = 0; data != NULL && i < s2a_nmodels; i++) {
+        if (s2a_keyspec_model_allowed(mask, i)) {
+            json_array_append(data,
+                              json_object_get(models_by_id, s2a_models[i].id));
+        }
+    }
+    list = json_pack("{s:s, s:o}", "object", "list", "data", data);
+    body = list != NULL ? json_dumps(list, JSON_COMPACT) : NULL;
+    json_decref(list);
+    if (body == NULL) {
+        return NULL;
+    }
+    slot = models_masked_next++ % MODELS_MASKS;
+    free(models_masked[slot].body);
+    models_masked[slot].mask = mask;
+    models_masked[slot].body = body;
+    models_masked[slot].len = strlen(body);
+    *len = models_masked[slot].len;
+    return body;
+}
+
+/*
+ * GET /v1/models and /v1/models/{id}: every model, or for a key with a
+ * model allow-list the models it may use (another one is 404, as for an
+ * unknown id: the OpenAI API answers a model a project cannot use so).
+ */
 static void
 handle_models(s2a_req_t *req)
 {
-    const char *tail = req->path_tail;
+    const char *tail = req->path_tail, *body;
+    const s2a_model_t *model;
     json_t *m;
+    size_t len;
 
     if (tail == NULL || tail[0] == '\0') {
-        s2a_http_reply(req, 200, "application/json", models_body, models_len);
+        if (req->key_models == 0) {
+            s2a_http_reply(req, 200, "application/json", models_body,
+                           models_len);
+            return;
+        }
+        body = models_for_mask(req->key_models, &len);
+        if (body == NULL) {
+            s2a_http_reply_error(req, 503, "server_error", NULL, NULL,
+                                 "out of memory");
+            return;
+        }
+        s2a_http_reply(req, 200, "application/json", body, len);
         return;
     }
     m = strchr(tail, '/') == NULL ? json_object_get(models_by_id, tail) : NULL;
+    model = m != NULL ? s2a_model_find(tail) : NULL;
+    if (model != NULL && req->key_models != 0
+        && !s2a_keyspec_model_allowed(req->key_models,
+                                      (size_t) (model - s2a_models)))
+    {
+        s2a_http_reply_error(req, 404, "invalid_request_error",
+                             "model_not_found", "model",
+                             "The model '%s' does not exist or you do not "
+                             "have access to it.",
+                             model->id);
+        return;
+    }
     if (m == NULL) {
         s2a_http_reply_error(req, 404, "invalid_request_error",
                              "model_not_found", "model",

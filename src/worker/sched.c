@@ -15,6 +15,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "worker/context.h"
+#include "worker/metrics.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -72,6 +73,7 @@ unlink_waiter(waiter_t *w)
                 S.tail = pp;
             }
             S.n--;
+            s2a_metrics_job_queued((int) w->kind, -1);
             return;
         }
     }
@@ -298,6 +300,7 @@ s2a_sched_cleanup(void)
 
     while ((w = S.head) != NULL) {
         S.head = w->next;
+        s2a_metrics_job_queued((int) w->kind, -1);
         free(w);
     }
     S.n = 0;
@@ -347,6 +350,7 @@ s2a_sched_acquire_group(s2a_kind_t kind, uint64_t group, const int64_t *avoid,
     *S.tail = w;
     S.tail = &w->next;
     S.n++;
+    s2a_metrics_job_queued((int) kind, 1);
     /* Even a free token is handed out from the loop, never re-entrantly. */
     kick();
     return w->id;

@@ -25,8 +25,10 @@
 
 #include <signal.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #define TEST_TOKEN_ID 999999
@@ -153,6 +155,52 @@ hook_die_locked(s2a_req_t *req)
     }
     s2a_worker.shm->lease_high = s2a_worker.shm->max_leases + 7;
     raise(SIGKILL);
+}
+
+/* GET /__test/hold-lock?ms=N: holds the shm table lock N ms (this
+ * worker's loop stands still meanwhile), so that others wait for it. */
+static void
+hook_hold_lock(s2a_req_t *req)
+{
+    int ms = query_int(req, "ms", 200);
+    struct timespec ts;
+    char out[48];
+    int n;
+
+    if (ms < 0 || ms > 5000) {
+        ms = 200;
+    }
+    ts.tv_sec = ms / 1000;
+    ts.tv_nsec = (long) (ms % 1000) * 1000000L;
+    if (s2a_shm_lock(s2a_worker.shm) != S2A_OK) {
+        s2a_http_reply_error(req, 500, "server_error", NULL, NULL, "lock");
+        return;
+    }
+    nanosleep(&ts, NULL);
+    s2a_shm_unlock(s2a_worker.shm);
+    n = snprintf(out, sizeof(out), "{\"held_ms\":%d}", ms);
+    s2a_http_reply(req, 200, "application/json", out, (size_t) n);
+}
+
+/* GET /__test/lock-busy: whether the shm table lock is held now (a
+ * trylock, which the wait statistics do not count). */
+static void
+hook_lock_busy(s2a_req_t *req)
+{
+    int rc = s2a_shm_trylock(s2a_worker.shm);
+
+    if (rc == S2A_OK) {
+        s2a_shm_unlock(s2a_worker.shm);
+    }
+    if (rc == S2A_ERROR) {
+        s2a_http_reply_error(req, 500, "server_error", NULL, NULL, "lock");
+        return;
+    }
+    if (rc == S2A_AGAIN) {
+        S2A_HTTP_REPLY_LIT(req, 200, "application/json", "{\"busy\":true}");
+    } else {
+        S2A_HTTP_REPLY_LIT(req, 200, "application/json", "{\"busy\":false}");
+    }
 }
 
 static void
@@ -604,6 +652,10 @@ s2a_testhooks_dispatch(s2a_req_t *req)
         hook_die_locked(req);
     } else if (strcmp(p, "worker") == 0) {
         hook_worker(req);
+    } else if (strcmp(p, "hold-lock") == 0) {
+        hook_hold_lock(req);
+    } else if (strcmp(p, "lock-busy") == 0) {
+        hook_lock_busy(req);
     } else if (strcmp(p, "setting") == 0) {
         hook_setting(req);
     } else if (strcmp(p, "shm-settings") == 0) {

@@ -912,13 +912,14 @@ export_rows(job_t *job, json_t *tokens)
     size_t i;
 
     /* The file format of the reference's export, so either side imports
-     * the other's files. */
+     * the other's files, plus the token's group (null: none), which the
+     * import takes back. */
     out = json_array();
     json_array_foreach (tokens, i, t) {
         json_array_append_new(
             out,
-            json_pack("{s:O, s:O, s:O, s:O, s:O, s:O, s:O, s:O, s:O}", "email",
-                      json_object_get(t, "email"), "access_token",
+            json_pack("{s:O, s:O, s:O, s:O, s:O, s:O, s:O, s:O, s:O, s:O*}",
+                      "email", json_object_get(t, "email"), "access_token",
                       json_object_get(t, "token"), "session_token",
                       json_object_get(t, "st"), "refresh_token",
                       json_object_get(t, "rt"), "is_active",
@@ -927,7 +928,8 @@ export_rows(job_t *job, json_t *tokens)
                       json_object_get(t, "video_enabled"), "image_concurrency",
                       json_object_get(t, "image_concurrency"),
                       "video_concurrency",
-                      json_object_get(t, "video_concurrency")));
+                      json_object_get(t, "video_concurrency"), "group",
+                      json_object_get(t, "group")));
     }
     s2a_utc_day(s2a_now(), day);
     snprintf(cd, sizeof(cd), "attachment; filename=\"tokens_%s.json\"", day);
@@ -1159,6 +1161,13 @@ item_new(import_t *imp, size_t index)
         why = "access_token is not a JWT access token";
     } else if (claims.exp != 0 && claims.exp <= s2a_now()) {
         why = "access_token has expired";
+    } else if ((v = json_object_get(in, "group")) != NULL && !json_is_null(v)
+               && (!json_is_string(v)
+                   || (json_string_length(v) > 0
+                       && !s2a_keyspec_group_ok(json_string_value(v)))))
+    {
+        why = "group must be 1..64 characters of A-Z a-z 0-9 . _ -, \"\" "
+              "or null for none";
     }
     if (email != NULL) {
         json_object_set_new(it->fields, "email", json_string(email));
@@ -1194,6 +1203,15 @@ item_new(import_t *imp, size_t index)
     v = json_object_get(in, "video_concurrency");
     if (json_is_integer(v)) {
         json_object_set(it->fields, "video_concurrency", v);
+    }
+    /* The group as the export writes it: a name, or null (or "") for
+     * none; an item without the field leaves a stored token's group. */
+    v = json_object_get(in, "group");
+    if (v != NULL) {
+        json_object_set_new(it->fields, "token_group",
+                            json_is_string(v) && json_string_length(v) > 0
+                                ? json_string(json_string_value(v))
+                                : json_null());
     }
     it->active = !json_is_false(json_object_get(in, "is_active"));
     sha256_hex(at, it->sha256);

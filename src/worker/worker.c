@@ -45,7 +45,53 @@
 #define DRAIN_QUIET_MS 1000
 
 static struct event *tick_ev, *usage_ev, *stop_accept_ev, *term_ev;
+static struct event *ready_ev; /* test builds: a held-back "ready" */
 static int exit_status;
+
+/* Tells the master this worker serves. */
+static void
+send_ready(void)
+{
+    json_t *msg = json_pack("{s:s}", "op", "ready");
+
+    s2a_worker_notify_master(msg);
+    json_decref(msg);
+}
+
+#ifdef S2A_TEST_HOOKS
+static void
+ready_cb(evutil_socket_t fd, short what, void *arg)
+{
+    S2A_UNUSED(fd);
+    S2A_UNUSED(what);
+    S2A_UNUSED(arg);
+    send_ready();
+}
+#endif
+
+/* Test builds: SORA2API_TEST_READY_DELAY_MS holds "ready" back that
+ * long, so that a test sees a worker that serves but is not ready yet (a
+ * respawn counted only once ready). Returns whether it is held back. */
+static bool
+ready_later(const s2a_worker_args_t *args)
+{
+#ifdef S2A_TEST_HOOKS
+    const char *v = getenv("SORA2API_TEST_READY_DELAY_MS");
+    int ms = v != NULL ? atoi(v) : 0;
+    struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+
+    if (!args->test_hooks || ms <= 0
+        || (ready_ev = evtimer_new(s2a_worker.base, ready_cb, NULL)) == NULL)
+    {
+        return false;
+    }
+    evtimer_add(ready_ev, &tv);
+    return true;
+#else
+    S2A_UNUSED(args);
+    return false;
+#endif
+}
 
 static void
 stop_accepting(void)
@@ -254,7 +300,6 @@ s2a_worker_main(const s2a_worker_args_t *args)
 {
     s2a_worker_t *w = &s2a_worker;
     struct timeval tick = { 0, TICK_MS * 1000 }, sec = { 1, 0 };
-    json_t *msg;
 
     s2a_worker_context_init(args);
     exit_status = 0;
@@ -301,9 +346,9 @@ s2a_worker_main(const s2a_worker_args_t *args)
     evtimer_add(usage_ev, &sec);
     evsignal_add(term_ev, NULL);
 
-    msg = json_pack("{s:s}", "op", "ready");
-    s2a_worker_notify_master(msg);
-    json_decref(msg);
+    if (!ready_later(args)) {
+        send_ready();
+    }
 
     event_base_dispatch(w->base);
     /* From here on a job whose connection closes ends because the worker
@@ -342,6 +387,10 @@ s2a_worker_main(const s2a_worker_args_t *args)
     event_free(tick_ev);
     event_free(usage_ev);
     event_free(term_ev);
+    if (ready_ev != NULL) {
+        event_free(ready_ev);
+        ready_ev = NULL;
+    }
     if (stop_accept_ev != NULL) {
         event_free(stop_accept_ev);
     }

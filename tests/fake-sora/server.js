@@ -1003,6 +1003,9 @@ function checkScript(kind, s) {
             throw new Error(`${kind}.${key} must be a non-negative number`);
         }
     }
+    if (s.path !== undefined && (base !== 'image' || typeof s.path !== 'string' || !/^\/media\/[A-Za-z0-9_./-]+\.(png|jpg|webp)$/.test(s.path))) {
+        throw new Error(`${kind}.path must be an image's /media/<name>.png|jpg|webp path (images only)`);
+    }
     return s;
 }
 
@@ -3211,7 +3214,9 @@ const lifecycle = {
         }
         for (let k = 0; k < t.n_variants; k++) {
             const id = 'gen_' + ulid(now);
-            t.generations.push({ id, path: `/media/img/${id}.png`, width: t.width, height: t.height });
+            // script.path: every generation at that one URL (the same file
+            // twice, as a cache sees a result it already has).
+            t.generations.push({ id, path: s.path || `/media/img/${id}.png`, width: t.width, height: t.height });
         }
     },
 

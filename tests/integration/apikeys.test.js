@@ -286,6 +286,47 @@ test('the model allow-list: 403 model_not_found for another model', async () => 
     { what: 'the usage of the key' });
 });
 
+test('GET /v1/models lists only the models a key may use, on every worker', async () => {
+  const all = (await request(d.base, 'GET', '/v1/models', { headers: AUTH })).json.data.map((m) => m.id);
+  assert.ok(all.length > 3);
+  const k = await newKey({ models: ['sora-video-10s', 'sora-image'] });
+  const k2 = await newKey({ models: ['sora-image'] });
+  const free = await newKey({});
+  const agents = await pinnedAgents();
+  try {
+    for (const [pid, agent] of agents) {
+      // Twice each: the second answer comes from the worker's cache.
+      for (let i = 0; i < 2; i++) {
+        let r = await modelsOn(pid, agent, k.key);
+        assert.equal(r.status, 200, r.text);
+        assert.equal(r.json.object, 'list');
+        assert.deepEqual(r.json.data.map((m) => m.id), all.filter((id) => id === 'sora-image' || id === 'sora-video-10s'));
+        assert.deepEqual(Object.keys(r.json.data[0]).sort(), ['created', 'id', 'object', 'owned_by']);
+        r = await modelsOn(pid, agent, k2.key);
+        assert.deepEqual(r.json.data.map((m) => m.id), ['sora-image']);
+        r = await modelsOn(pid, agent, free.key);
+        assert.deepEqual(r.json.data.map((m) => m.id), all);
+      }
+    }
+  } finally {
+    destroyAll(agents);
+  }
+  // One model: allowed, not allowed (404 as for an unknown id), unknown.
+  let r = await request(d.base, 'GET', '/v1/models/sora-image', { headers: bearer(k2.key) });
+  assert.equal(r.status, 200, r.text);
+  assert.equal(r.json.id, 'sora-image');
+  r = await request(d.base, 'GET', '/v1/models/sora-video-10s', { headers: bearer(k2.key) });
+  const e = g.assertHttpError(r, 404, 'model_not_found', 'invalid_request_error');
+  assert.equal(e.param, 'model');
+  assert.match(e.message, /do not have access/);
+  g.assertHttpError(await request(d.base, 'GET', '/v1/models/gpt-4', { headers: bearer(k2.key) }), 404, 'model_not_found');
+  assert.equal((await request(d.base, 'GET', '/v1/models/sora-video-10s', { headers: bearer(free.key) })).status, 200);
+  // A changed list shows at once.
+  assert.equal((await admin('PUT', `/api/keys/${k2.id}`, { models: ['sora-video-10s'] })).status, 200);
+  await waitFor(async () => JSON.stringify((await request(d.base, 'GET', '/v1/models', { headers: bearer(k2.key) }))
+    .json.data.map((m) => m.id)) === '["sora-video-10s"]', { what: 'the new list' });
+});
+
 test('concurrency: stalled jobs hold their slots until their client leaves', async () => {
   const k = await newKey({ concurrency: 2, rpm: 100 });
   const body = () => ({ model: 'sora-video-10s', messages: g.user(tag('a slow river #stall')) });

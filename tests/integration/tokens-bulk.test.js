@@ -85,13 +85,51 @@ test('export gives back what import takes', async () => {
   const tokens = await list();
   assert.equal(r.json.length, tokens.length);
   const one = r.json.find((t) => t.email === 'bulk3@example.test');
-  assert.deepEqual(Object.keys(one).sort(), ['access_token', 'email', 'image_concurrency', 'image_enabled',
+  assert.deepEqual(Object.keys(one).sort(), ['access_token', 'email', 'group', 'image_concurrency', 'image_enabled',
     'is_active', 'refresh_token', 'session_token', 'video_concurrency', 'video_enabled']);
+  assert.equal(one.group, null);
   assert.equal(one.access_token, tokens.find((t) => t.email === 'bulk3@example.test').token);
   assert.match(one.refresh_token, /./);
   const back = await request(d.base, 'POST', '/api/tokens/import', { headers: H, body: json({ tokens: r.json.slice(0, 20) }) });
   assert.equal(back.json.updated, 20);
   assert.equal(back.json.added, 0);
+});
+
+test('the token group goes out with the export and comes back with the import', async () => {
+  const byEmail = async (e) => (await list()).find((t) => t.email === e);
+  const put = (id, body) => request(d.base, 'PUT', `/api/tokens/${id}`, { headers: H, body: json(body) });
+  const a = await byEmail('bulk4@example.test');
+  const b = await byEmail('bulk5@example.test');
+  assert.equal((await put(a.id, { group: 'blue' })).status, 200);
+  const exp = async () => (await request(d.base, 'GET', '/api/tokens/export', { headers: H })).json;
+  let file = await exp();
+  const ea = file.find((t) => t.email === a.email);
+  const eb = file.find((t) => t.email === b.email);
+  assert.equal(ea.group, 'blue');
+  assert.equal(eb.group, null);
+  // Another state, then the file back: the exported groups return.
+  assert.equal((await put(a.id, { group: '' })).status, 200);
+  assert.equal((await put(b.id, { group: 'red' })).status, 200);
+  assert.equal((await byEmail(a.email)).group, null);
+  let r = await request(d.base, 'POST', '/api/tokens/import', { headers: H, body: json({ tokens: [ea, eb] }) });
+  assert.equal(r.status, 200, r.text);
+  assert.equal(r.json.updated, 2, r.text);
+  assert.equal((await byEmail(a.email)).group, 'blue');
+  assert.equal((await byEmail(b.email)).group, null);
+  file = await exp();
+  assert.equal(file.find((t) => t.email === a.email).group, 'blue');
+  // An item without the field leaves the group; a bad group is that item's error.
+  const { group, ...bare } = ea;
+  assert.equal(group, 'blue');
+  r = await request(d.base, 'POST', '/api/tokens/import', { headers: H, body: json({ tokens: [bare,
+    Object.assign({}, eb, { group: 'no spaces allowed' })] }) });
+  assert.equal(r.status, 200, r.text);
+  assert.equal(r.json.updated, 1, r.text);
+  assert.equal(r.json.failed, 1, r.text);
+  assert.match(JSON.stringify(r.json), /group must be 1\.\.64 characters/);
+  assert.equal((await byEmail(a.email)).group, 'blue');
+  assert.equal((await byEmail(b.email)).group, null);
+  assert.equal((await put(a.id, { group: '' })).status, 200);
 });
 
 test('activating Sora 2 with an invite code', async () => {

@@ -796,6 +796,49 @@ test_hold_stats(void **state)
     assert_int_equal(shm->hold_sites[1].count, 1);
 }
 
+/* Only an acquisition that found the lock taken counts as a wait, with
+ * how long it waited; an uncontended one leaves the figures alone. */
+static void
+test_wait_stats(void **state)
+{
+    struct timespec ts = { 0, 30000000 };
+    int ready[2], st;
+    pid_t child;
+    char c;
+
+    (void) state;
+    assert_int_equal(s2a_shm_lock(shm), S2A_OK);
+    s2a_shm_unlock(shm);
+    assert_int_equal(shm->wait_count, 0);
+    assert_int_equal(shm->wait_total_ns, 0);
+    assert_int_equal(pipe(ready), 0);
+    child = fork();
+    assert_true(child >= 0);
+    if (child == 0) {
+        s2a_shm_lock(shm);
+        if (write(ready[1], "x", 1) != 1) {
+            _exit(1);
+        }
+        nanosleep(&ts, NULL);
+        s2a_shm_unlock(shm);
+        _exit(0);
+    }
+    assert_int_equal(read(ready[0], &c, 1), 1);
+    assert_int_equal(s2a_shm_lock(shm), S2A_OK); /* waits for the child */
+    assert_int_equal(shm->wait_count, 1);
+    assert_true(shm->wait_max_ns > 0);
+    assert_true(shm->wait_max_ns <= 30000000 + 1000000000ULL);
+    assert_int_equal(shm->wait_total_ns, shm->wait_max_ns);
+    s2a_shm_unlock(shm);
+    assert_int_equal(waitpid(child, &st, 0), child);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    assert_int_equal(s2a_shm_trylock(shm), S2A_OK);
+    s2a_shm_unlock(shm);
+    assert_int_equal(shm->wait_count, 1);
+    close(ready[0]);
+    close(ready[1]);
+}
+
 int
 main(void)
 {
@@ -808,6 +851,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_pool_gen, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hopeless, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hold_stats, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_wait_stats, setup, teardown),
         cmocka_unit_test(test_skip_reasons),
         cmocka_unit_test_setup_teardown(test_candidates, setup, teardown),
         cmocka_unit_test_setup_teardown(test_locality, setup, teardown),

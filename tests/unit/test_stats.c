@@ -88,6 +88,17 @@ test_classes(void **state)
                      S2A_EP_OTHER);
     assert_int_equal(s2a_stats_route_class("models"), S2A_RC_MODELS);
     assert_int_equal(s2a_stats_route_class("nonsense"), S2A_RC_OTHER);
+    assert_int_equal(s2a_stats_route_class(NULL), S2A_RC_OTHER);
+    assert_int_equal(s2a_stats_route_class("videos"), S2A_RC_VIDEOS);
+    assert_int_equal(s2a_stats_route_class("data"), S2A_RC_DATA);
+    assert_int_equal(s2a_stats_route_class("keys"), S2A_RC_KEYS);
+    assert_int_equal(s2a_stats_route_class("webhooks"), S2A_RC_WEBHOOKS);
+    /* Every class's name is its own (the route table names classes). */
+    for (int rc = 0; rc < S2A_RC_COUNT; rc++) {
+        assert_int_equal(
+            s2a_stats_route_class(s2a_stats_route_name((s2a_route_class_t) rc)),
+            rc);
+    }
     assert_int_equal(s2a_stats_status_class(0), 0);
     assert_int_equal(s2a_stats_status_class(503), 5);
 }
@@ -116,6 +127,51 @@ test_counters(void **state)
     s2a_stats_job_end(st, 0, s2a_stats_job_state("succeeded"), 4000);
     assert_int_equal(st->jobs[0][S2A_JS_SUCCEEDED], 1);
     assert_int_equal(st->job_dur[0].buckets[1], 1); /* le 5 s */
+    s2a_stats_cache_hit(st, S2A_CH_REUSE);
+    s2a_stats_cache_hit(st, S2A_CH_SERVED);
+    s2a_stats_cache_hit(st, S2A_CH_SERVED);
+    s2a_stats_cache_hit(st, S2A_CH_COUNT); /* ignored */
+    s2a_stats_cache_download(st);
+    assert_int_equal(st->cache_hits[S2A_CH_REUSE], 1);
+    assert_int_equal(st->cache_hits[S2A_CH_SERVED], 2);
+    assert_int_equal(st->cache_downloads, 1);
+    free(st);
+}
+
+/* Row gauges: owned by one pid, claimed afresh by another, cleared by the
+ * master when the owner is reaped. */
+static void
+test_rows(void **state)
+{
+    s2a_stats_t *st = calloc(1, sizeof(*st));
+
+    (void) state;
+    s2a_stats_job_running(st, 2, 100, 1, 1);
+    s2a_stats_job_running(st, 2, 100, 1, 1);
+    s2a_stats_job_queued(st, 2, 100, 1, 1);
+    assert_int_equal(st->rows[2].running[1], 2);
+    assert_int_equal(st->rows[2].queued[1], 1);
+    s2a_stats_job_queued(st, 2, 100, 1, -1);
+    assert_int_equal(st->rows[2].queued[1], 0);
+    s2a_stats_job_queued(st, 2, 100, 0, 1);
+    /* A new process in the row starts from zero. */
+    s2a_stats_job_running(st, 2, 101, 0, 1);
+    assert_int_equal(st->rows[2].pid, 101);
+    assert_int_equal(st->rows[2].running[0], 1);
+    assert_int_equal(st->rows[2].running[1], 0);
+    assert_int_equal(st->rows[2].queued[0], 0);
+    s2a_stats_job_queued(st, 2, 101, 1, 1);
+    s2a_stats_row_gone(st, 2);
+    assert_int_equal(st->rows[2].pid, 0);
+    assert_int_equal(st->rows[2].running[0], 0);
+    assert_int_equal(st->rows[2].queued[1], 0);
+    /* Out of range: nothing moves, nothing breaks. */
+    s2a_stats_job_queued(st, S2A_STATS_ROWS, 1, 0, 1);
+    s2a_stats_job_queued(st, 0, 1, S2A_STATS_KINDS, 1);
+    s2a_stats_row_gone(st, -1);
+    assert_int_equal(st->rows[0].pid, 0);
+    s2a_stats_worker_restarted(st);
+    assert_int_equal(st->worker_restarts, 1);
     free(st);
 }
 
@@ -125,7 +181,7 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bucket),   cmocka_unit_test(test_histogram),
         cmocka_unit_test(test_escape),   cmocka_unit_test(test_classes),
-        cmocka_unit_test(test_counters),
+        cmocka_unit_test(test_counters), cmocka_unit_test(test_rows),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

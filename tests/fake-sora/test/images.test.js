@@ -187,6 +187,21 @@ describe('image lifecycle via GET /backend/v2/recent_tasks', () => {
         assert.deepEqual([s.status, s.progress_pct], ['processing', 0.5]);
     });
 
+    it('script path: every generation at one fixed media URL; a bad path is refused', async () => {
+        await h.ctl('POST', '/script', { keywords: { '#same': { image: { path: '/media/img/same-pic.png' } } } });
+        const ids = [];
+        for (let i = 0; i < 2; i++) {
+            ids.push((await h.gen('/backend/video_gen', a.access_token, imageBody({ prompt: `p${i} #same` }))).json.id);
+        }
+        await recent();
+        const r = (await recent()).json;
+        for (const id of ids) {
+            assert.equal(find(r, id).generations[0].url, `${h.url}/media/img/same-pic.png`);
+        }
+        const bad = await h.req('POST', '/__fake/script', { body: { image: { path: '/elsewhere/x.png' } } });
+        assert.equal(bad.status, 400);
+    });
+
     it('a seconds-mode script finishes on the clock, not on reads', async () => {
         await h.ctl('POST', '/script', { image: { mode: 'seconds', duration_s: 0.3 } });
         const id = (await h.gen('/backend/video_gen', a.access_token, imageBody())).json.id;
