@@ -246,11 +246,7 @@ run_wrk() {
             if (u == "GB") v *= 1024; else if (u == "KB") v /= 1024
             else if (u == "B") v /= 1048576
             printf "%.1f", v }' "$out")
-    P99[$label,$round]=$(awk '$1 == "99%" {
-            v = $2 + 0; u = $2; sub(/^[0-9.]+/, "", u)
-            if (u == "us") v /= 1000; else if (u == "s") v *= 1000
-            else if (u == "m") v *= 60000
-            printf "%.2f", v }' "$out")
+    P99[$label,$round]=$(wrk_p99_ms "$out")
     [[ -n ${RPS[$label,$round]} && -n ${MBS[$label,$round]} && -n ${P99[$label,$round]} ]] ||
         die "cannot parse wrk output: $(cat "$out")"
     n2=$(awk -F: '/Non-2xx or 3xx responses/ { gsub(/ /, "", $2); print $2 }' "$out")
@@ -280,12 +276,6 @@ for ((r = 1; r <= ROUNDS; r++)); do
         run_wrk "$label" "$r"
     done
 done
-
-median() {
-    printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 }
-        END { if (NR % 2) printf "%.2f", v[(NR + 1) / 2]
-              else printf "%.2f", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
-}
 
 declare -A MED_RPS=() MED_MBS=() MED_P99=() MED_CPU=() MED_MCPU=()
 for label in "${LABELS[@]}"; do

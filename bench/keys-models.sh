@@ -185,27 +185,12 @@ echo "$ME: one-key :$P_ONE (pid $PID_ONE), $NKEYS-keys :$P_MANY (pid $PID_MANY),
     "every key rpm $RPM"
 
 run_wrk() {
-    local label=$1 round=$2 out n2 serr
+    local label=$1 round=$2 out
     out="$WORK/wrk-$label-$round.txt"
     KEYS_FILE=${KEYS[$label]} wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency \
         -s "$WORK/keys.lua" "${URL[$label]}" >"$out" 2>&1 ||
         die "wrk against $label failed: $(cat "$out")"
-    RPS[$label,$round]=$(awk '$1 == "Requests/sec:" { print $2 }' "$out")
-    P99[$label,$round]=$(awk '$1 == "99%" {
-            v = $2 + 0; u = $2; sub(/^[0-9.]+/, "", u)
-            if (u == "us") v /= 1000; else if (u == "s") v *= 1000
-            else if (u == "m") v *= 60000
-            printf "%.2f", v }' "$out")
-    REQS[$label,$round]=$(awk '$2 == "requests" && $3 == "in" { print $1 }' "$out")
-    [[ -n ${RPS[$label,$round]} && -n ${P99[$label,$round]} ]] ||
-        die "cannot parse wrk output: $(cat "$out")"
-    n2=$(awk -F: '/Non-2xx or 3xx responses/ { gsub(/ /, "", $2); print $2 }' "$out")
-    if [[ -n $n2 && $n2 != 0 ]]; then
-        echo "$ME: !!! $label round $round: $n2 non-2xx/3xx responses" >&2
-        NON2XX=$((NON2XX + n2))
-    fi
-    serr=$(grep 'Socket errors' "$out" || true)
-    [[ -z $serr ]] || echo "$ME: warning: $label round $round:$serr" >&2
+    wrk_record "$label" "$round" "$out"
     printf '  round %d  %-12s %10.0f req/s  p99 %7.2f ms\n' "$round" "$label" \
         "${RPS[$label,$round]}" "${P99[$label,$round]}"
 }
@@ -223,43 +208,8 @@ for ((r = 1; r <= ROUNDS; r++)); do
     done
 done
 
-median() {
-    printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 }
-        END { if (NR % 2) printf "%.2f", v[(NR + 1) / 2]
-              else printf "%.2f", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
-}
-
 declare -A MED_RPS=() MED_P99=()
-for label in "${LABELS[@]}"; do
-    rps=() p99=()
-    for ((r = 1; r <= ROUNDS; r++)); do
-        rps+=("${RPS[$label,$r]}")
-        p99+=("${P99[$label,$r]}")
-    done
-    MED_RPS[$label]=$(median "${rps[@]}")
-    MED_P99[$label]=$(median "${p99[@]}")
-done
-
-echo
-printf '%-7s' ''
-for label in "${LABELS[@]}"; do printf ' | %-20s' "$label"; done
-echo
-printf '%-7s' round
-for label in "${LABELS[@]}"; do printf ' | %10s %9s' req/s "p99 ms"; done
-echo
-for ((r = 1; r <= ROUNDS; r++)); do
-    printf '%-7s' "$r"
-    for label in "${LABELS[@]}"; do
-        printf ' | %10.0f %9.2f' "${RPS[$label,$r]}" "${P99[$label,$r]}"
-    done
-    echo
-done
-printf '%-7s' median
-for label in "${LABELS[@]}"; do
-    printf ' | %10.0f %9.2f' "${MED_RPS[$label]}" "${MED_P99[$label]}"
-done
-echo
-echo
+rps_p99_table
 
 ratio=$(awk -v a="${MED_RPS[$NKEYS-keys]}" -v b="${MED_RPS[one-key]}" \
     'BEGIN { printf "%.3f", a / b }')

@@ -149,3 +149,77 @@ EOF
     done
     die "nginx not answering after 10 s"
 }
+
+# --- wrk rounds: parsing, medians, the round table ---------------------
+# The scripts keep RPS, P99 and REQS as associative arrays indexed
+# "label,round", NON2XX as a running total and LABELS as the order.
+
+# The p99 latency of wrk output file $1, in ms.
+wrk_p99_ms() {
+    awk '$1 == "99%" {
+        v = $2 + 0; u = $2; sub(/^[0-9.]+/, "", u)
+        if (u == "us") v /= 1000; else if (u == "s") v *= 1000
+        else if (u == "m") v *= 60000
+        printf "%.2f", v }' "$1"
+}
+
+# Records round $2 of label $1 from wrk output file $3 into RPS, P99 and
+# REQS; counts non-2xx answers into NON2XX, warns on socket errors.
+wrk_record() {
+    local label=$1 round=$2 out=$3 n2 serr
+    RPS[$label,$round]=$(awk '$1 == "Requests/sec:" { print $2 }' "$out")
+    P99[$label,$round]=$(wrk_p99_ms "$out")
+    REQS[$label,$round]=$(awk '$2 == "requests" && $3 == "in" { print $1 }' "$out")
+    [[ -n ${RPS[$label,$round]} && -n ${P99[$label,$round]} ]] ||
+        die "cannot parse wrk output: $(cat "$out")"
+    n2=$(awk -F: '/Non-2xx or 3xx responses/ { gsub(/ /, "", $2); print $2 }' "$out")
+    if [[ -n $n2 && $n2 != 0 ]]; then
+        echo "$ME: !!! $label round $round: $n2 non-2xx/3xx responses" >&2
+        NON2XX=$((NON2XX + n2))
+    fi
+    serr=$(grep 'Socket errors' "$out" || true)
+    [[ -z $serr ]] || echo "$ME: warning: $label round $round:$serr" >&2
+}
+
+# The median of the numbers given, two decimals.
+median() {
+    printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 }
+        END { if (NR % 2) printf "%.2f", v[(NR + 1) / 2]
+              else printf "%.2f", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+
+# Fills MED_RPS and MED_P99 (declare them -A first) from ROUNDS rounds of
+# every label, then prints req/s and p99 per round and the medians.
+rps_p99_table() {
+    local label r
+    local -a rps p99
+    for label in "${LABELS[@]}"; do
+        rps=() p99=()
+        for ((r = 1; r <= ROUNDS; r++)); do
+            rps+=("${RPS[$label,$r]}")
+            p99+=("${P99[$label,$r]}")
+        done
+        MED_RPS[$label]=$(median "${rps[@]}")
+        MED_P99[$label]=$(median "${p99[@]}")
+    done
+    echo
+    printf '%-7s' ''
+    for label in "${LABELS[@]}"; do printf ' | %-20s' "$label"; done
+    echo
+    printf '%-7s' round
+    for label in "${LABELS[@]}"; do printf ' | %10s %9s' req/s "p99 ms"; done
+    echo
+    for ((r = 1; r <= ROUNDS; r++)); do
+        printf '%-7s' "$r"
+        for label in "${LABELS[@]}"; do
+            printf ' | %10.0f %9.2f' "${RPS[$label,$r]}" "${P99[$label,$r]}"
+        done
+        echo
+    done
+    printf '%-7s' median
+    for label in "${LABELS[@]}"; do
+        printf ' | %10.0f %9.2f' "${MED_RPS[$label]}" "${MED_P99[$label]}"
+    done
+    echo
+    echo
+}
