@@ -382,19 +382,11 @@ export default {
         h('div', { class: 'actions' }, h('button', { type: 'submit', class: 'btn btn-primary' }, edit ? t('common.save') : t('key.add'))));
       const d = dialog({ title: edit ? t('key.editTitle', { who: who(k) }) : t('key.addTitle'), body: form, wide: true });
       f.name.input.focus();
-      // The allow-list: a checkbox per model id.
       let allow = null;
-      try {
-        const ids = await models();
-        allow = checkGroup({ name: 'models', label: t('key.f.models'), hint: t('key.f.modelsHint'),
-          options: ids.map((id) => [id, id]), value: edit && k.models ? k.models : [] });
-        replace(modelBox, allow.el);
-      } catch (e) {
-        replace(modelBox, h('p', { class: 'form-error' }, t('key.f.modelsFailed', { message: errorText(e) })));
-      }
-      const fields = Object.values(f).concat(allow ? [allow] : []);
+      const fields = Object.values(f);
       // What the form says, as the API takes it (null: unlimited, never,
-      // any); undefined when a number cannot be read.
+      // any, every model); undefined when a number cannot be read. Until
+      // the model list is in, the allow-list is what the key has.
       const read = () => {
         const v = { name: f.name.value().trim(), quota_period: f.quota_period.value(), enabled: f.enabled.value() };
         for (const [name] of LIMITS) {
@@ -404,6 +396,7 @@ export default {
         v.expires_at = localToEpoch(f.expires_at.value());
         v.token_group = f.token_group.value().trim() || null;
         if (allow) v.models = allow.value().length ? allow.value() : null;
+        else v.models = edit ? k.models : null;
         return v;
       };
       const initial = edit ? read() : null;
@@ -428,6 +421,16 @@ export default {
         if (!edit) showKey(res);
         await load();
       }));
+      // The allow-list: a checkbox per model id.
+      try {
+        const ids = await models();
+        allow = checkGroup({ name: 'models', label: t('key.f.models'), hint: t('key.f.modelsHint'),
+          options: ids.map((id) => [id, id]), value: edit && k.models ? k.models : [] });
+        replace(modelBox, allow.el);
+        fields.push(allow);
+      } catch (e) {
+        replace(modelBox, h('p', { class: 'form-error' }, t('key.f.modelsFailed', { message: errorText(e) })));
+      }
     }
 
     // The new key, shown this once.
@@ -435,6 +438,7 @@ export default {
       const done = button(t('key.secretDone'), () => d.close(), { small: true });
       const d = dialog({
         title: t('key.secretTitle', { who: who(k) }),
+        wide: true,
         body: [secretBox({ id: 'key-secret', label: t('key.secretLabel'), value: k.key, warning: t('key.secretWarn') }),
           h('div', { class: 'actions' }, done)],
       });

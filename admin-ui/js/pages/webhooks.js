@@ -213,6 +213,7 @@ export default {
       const done = button(t('hook.secretDone'), () => d.close(), { small: true });
       const d = dialog({
         title: t('hook.secretTitle', { who: who(w) }),
+        wide: true,
         body: [secretBox({ id: 'hook-secret', label: t('hook.secretLabel'), value: secret, warning: t('hook.secretWarn') }),
           h('div', { class: 'actions' }, done)],
       });
