@@ -57,6 +57,10 @@ export const messages = {
     'common.actions': 'Actions',
     'common.noRows': 'Nothing to show.',
     'common.seconds': 'seconds',
+    'common.copy': 'Copy',
+    'common.copied': 'Copied to the clipboard.',
+    'common.copyFailed': 'The browser refused to copy: select the text and copy it yourself.',
+    'common.unchanged': 'Nothing changed.',
 
     'state.active': 'active',
     'state.cooling': 'cooling',
@@ -120,6 +124,10 @@ export const messages = {
     'common.actions': '操作',
     'common.noRows': '暂无数据。',
     'common.seconds': '秒',
+    'common.copy': '复制',
+    'common.copied': '已复制到剪贴板。',
+    'common.copyFailed': '浏览器拒绝复制：请手动选中文本并复制。',
+    'common.unchanged': '没有修改。',
 
     'state.active': '活跃',
     'state.cooling': '冷却中',

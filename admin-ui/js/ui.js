@@ -1,7 +1,8 @@
-// ui.js: the shared widgets: labelled form fields with their error slot,
-// dialogs (native <dialog>: modal, Esc closes, focus kept inside), toasts
-// in a live region, badges, downloads and CSV.
-import { h, uid, replace } from './dom.js';
+// ui.js: the shared widgets: labelled form fields with their error slot
+// (single controls and groups of checkboxes), dialogs (native <dialog>:
+// modal, Esc closes, focus kept inside), toasts in a live region, badges,
+// a secret shown once with its copy button, downloads and CSV.
+import { h, uid, replace, append } from './dom.js';
 import { t } from './i18n.js';
 import { ApiError } from './api.js';
 
@@ -86,6 +87,82 @@ export function field(opts) {
     return input.value;
   };
   return { el, input, name: opts.name, setError, clear, value };
+}
+
+// A set of checkboxes under one legend with one error slot: a field
+// whose value is a list (event types, models). opts: name, label (the
+// legend), options [[value, label]...], value (the checked values), hint.
+// Returns what field() does, value() being the checked values in order.
+export function checkGroup(opts) {
+  const id = uid(opts.name || 'g');
+  const errId = `${id}-err`;
+  const hintId = `${id}-hint`;
+  const on = new Set(opts.value || []);
+  const inputs = (opts.options || []).map(([v], i) => h('input', {
+    type: 'checkbox', id: `${id}-${i}`, name: opts.name, value: v, checked: on.has(v),
+  }));
+  const err = h('p', { class: 'field-error', id: errId, hidden: true });
+  const hint = opts.hint ? h('p', { class: 'field-hint', id: hintId }, opts.hint) : null;
+  const el = h('fieldset', { class: 'check-group', id, 'aria-describedby': opts.hint ? hintId : undefined },
+    h('legend', null, opts.label),
+    h('div', { class: 'check-list' }, inputs.map((input, i) => h('div', { class: 'field-check' },
+      input, h('label', { for: input.id }, opts.options[i][1])))),
+    hint, err);
+  const setError = (msg) => {
+    err.textContent = msg;
+    err.hidden = false;
+    el.setAttribute('aria-describedby', [opts.hint ? hintId : null, errId].filter(Boolean).join(' '));
+    for (const i of inputs) i.setAttribute('aria-invalid', 'true');
+  };
+  const clear = () => {
+    err.hidden = true;
+    err.textContent = '';
+    if (opts.hint) el.setAttribute('aria-describedby', hintId);
+    else el.removeAttribute('aria-describedby');
+    for (const i of inputs) i.removeAttribute('aria-invalid');
+  };
+  const value = () => inputs.filter((i) => i.checked).map((i) => i.value);
+  return { el, input: inputs[0] || el, inputs, name: opts.name, setError, clear, value };
+}
+
+// Puts `text` on the clipboard: the Clipboard API where the page may use
+// it, else the selection of `input` and the old copy command. Resolves
+// true when it worked.
+export async function copyText(text, input) {
+  try {
+    if (navigator.clipboard && window.isSecureContext) {
+      await navigator.clipboard.writeText(text);
+      return true;
+    }
+  } catch (_) { /* refused: try the selection */ }
+  if (!input) return false;
+  input.focus();
+  input.select();
+  try {
+    return document.execCommand('copy');
+  } catch (_) {
+    return false;
+  }
+}
+
+// A secret the server shows once (a webhook's signing secret, a new API
+// key): the warning, the value in a read-only labelled box (selected, so
+// it can be copied by hand too) and a copy button. opts: label, value,
+// warning, id.
+export function secretBox(opts) {
+  const f = field({ name: 'secret', label: opts.label, value: opts.value, readOnly: true, spellcheck: 'false', autocomplete: 'off' });
+  f.input.classList.add('mono');
+  const copy = button(t('common.copy'), async () => {
+    if (await copyText(opts.value, f.input)) toast(t('common.copied'), 'ok');
+    else toast(t('common.copyFailed'), 'error');
+  }, { kind: 'primary', small: true });
+  f.input.addEventListener('focus', () => f.input.select());
+  const line = h('div', { class: 'secret-line' });
+  f.input.replaceWith(line);
+  append(line, [f.input, copy]);
+  return h('div', { class: 'secret', id: opts.id },
+    h('p', { class: 'notice notice-warn', role: 'alert' }, opts.warning),
+    f.el);
 }
 
 // A form's error area (for messages that belong to no field).
@@ -256,6 +333,16 @@ export function localToEpoch(v) {
   if (!v) return null;
   const ms = new Date(v).getTime();
   return Number.isNaN(ms) ? null : Math.floor(ms / 1000);
+}
+
+// Unix seconds to a datetime-local value in the browser's zone ('' for
+// none).
+export function epochToLocal(v) {
+  if (v === null || v === undefined || v === '') return '';
+  const d = new Date(Number(v) * 1000);
+  if (Number.isNaN(d.getTime())) return '';
+  const p = (n) => String(n).padStart(2, '0');
+  return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())}T${p(d.getHours())}:${p(d.getMinutes())}`;
 }
 
 // Whether `url` is served by this daemon (and so may be embedded).

@@ -10,6 +10,7 @@
 #include "common/settings.h"
 #include "common/crypto.h"
 #include "common/log.h"
+#include "common/models.h"
 #include "common/session.h"
 #include "common/util.h"
 #include "worker/context.h"
@@ -1421,4 +1422,32 @@ void
 s2a_admin_refresh_enabled(s2a_req_t *req)
 {
     handle_refresh_enabled(req);
+}
+
+/*
+ * GET /api/models: every model id of the fixed table (common/models.c)
+ * with its kind and description, in table order: the ids an API key's
+ * "models" allow-list takes. /v1/models needs an API key (and may list
+ * only what that key may use); the admin UI needs them all.
+ */
+void
+s2a_admin_models(s2a_req_t *req)
+{
+    json_t *data = json_array(), *body;
+    size_t i;
+
+    for (i = 0; i < s2a_nmodels; i++) {
+        json_array_append_new(
+            data,
+            json_pack("{s:s, s:s, s:s}", "id", s2a_models[i].id, "kind",
+                      s2a_models[i].kind == S2A_KIND_VIDEO ? "video" : "image",
+                      "description", s2a_models[i].description));
+    }
+    body = json_pack("{s:s, s:o}", "object", "list", "data", data);
+    if (body == NULL) {
+        s2a_http_reply_detail(req, 503, "Out of memory");
+        return;
+    }
+    s2a_http_reply_json(req, 200, body);
+    json_decref(body);
 }

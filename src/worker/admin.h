@@ -2,9 +2,9 @@
  * admin.h: admin authentication and the admin settings API:
  * /api/login, /api/logout, /api/session, /api/admin/password,
  * /api/admin/apikey, /api/admin/config and the cache, proxy,
- * watermark-free, generation-timeout and token-refresh settings. Route
- * handlers (routes.c checks the method and the session first). Errors are
- * {"detail": "..."}.
+ * watermark-free, generation-timeout and token-refresh settings, and
+ * /api/models (the model table). Route handlers (routes.c checks the
+ * method and the session first). Errors are {"detail": "..."}.
  */
 #ifndef S2A_ADMIN_H
 #define S2A_ADMIN_H
@@ -38,5 +38,8 @@ void s2a_admin_cache_enabled(s2a_req_t *req);
 void s2a_admin_cache_base_url(s2a_req_t *req);
 void s2a_admin_refresh_get(s2a_req_t *req);
 void s2a_admin_refresh_enabled(s2a_req_t *req);
+
+/* GET /api/models: the model table (ids, kinds, descriptions). */
+void s2a_admin_models(s2a_req_t *req);
 
 #endif /* S2A_ADMIN_H */

@@ -207,6 +207,7 @@ static const route_t routes[] = {
       s2a_admin_refresh_get, 0 },
     { M_POST, "/api/token-refresh/enabled", AUTH_SESSION, "admin",
       s2a_admin_refresh_enabled, 0 },
+    { M_GET, "/api/models", AUTH_SESSION, "admin", s2a_admin_models, 0 },
 
     /* admin API: the account pool */
     { M_GET, "/api/tokens", AUTH_SESSION, "tokens", s2a_tokens_list, 0 },

@@ -278,3 +278,26 @@ test('the list and the export gather the pool a page at a time from the master',
   const mine = new Map(accs.map((a) => [a.email, a.access_token]));
   assert.ok(exp.json.filter((x) => mine.has(x.email)).every((x) => x.access_token === mine.get(x.email)));
 });
+
+test('GET /api/models lists the model table for key allow-lists; it needs a session', async () => {
+  const r = await api('GET', '/api/models');
+  assert.equal(r.status, 200, r.text);
+  assert.equal(r.json.object, 'list');
+  const ids = r.json.data.map((m) => m.id);
+  // The same ids, in the same order, as /v1/models (which needs an API key).
+  const v1 = await request(d.base, 'GET', '/v1/models', { headers: AUTH });
+  assert.deepEqual(ids, v1.json.data.map((m) => m.id));
+  assert.deepEqual(r.json.data[0], { id: 'sora-image', kind: 'image', description: 'Image generation - 360x360' });
+  assert.deepEqual(r.json.data.find((m) => m.id === 'sora-video-portrait-15s'),
+    { id: 'sora-video-portrait-15s', kind: 'video', description: 'Video generation - portrait, 15 seconds' });
+  assert.deepEqual([...new Set(r.json.data.map((m) => m.kind))], ['image', 'video']);
+  // Every id is one a key's allow-list takes.
+  const k = await api('POST', '/api/keys', { name: 'all models', models: ids });
+  assert.equal(k.status, 201, k.text);
+  assert.deepEqual(k.json.models, ids);
+  assert.equal((await api('DELETE', `/api/keys/${k.json.id}`)).status, 200);
+  // An admin route: no session, no list; an API key is not a session.
+  assert.equal((await request(d.base, 'GET', '/api/models')).status, 401);
+  assert.equal((await request(d.base, 'GET', '/api/models', { headers: AUTH })).status, 401);
+  assert.equal((await api('POST', '/api/models', {})).status, 405);
+});

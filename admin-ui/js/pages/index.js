@@ -6,12 +6,13 @@
 //   messages  {en: {...}, 'zh-CN': {...}}, registered at start;
 //   mount(box, app)  renders into `box`; returns a cleanup function (timers,
 //             listeners) called when another page replaces it.
-// Adding a page (webhooks, API keys, characters) is its module plus one
-// row here.
+// Adding a page is its module plus one row here.
 import dashboard from './dashboard.js';
 import tokens from './tokens.js';
 import jobs from './jobs.js';
 import logs from './logs.js';
+import keys from './keys.js';
+import webhooks from './webhooks.js';
 import settings from './settings.js';
 
-export const pages = [dashboard, tokens, jobs, logs, settings];
+export const pages = [dashboard, tokens, keys, jobs, logs, webhooks, settings];

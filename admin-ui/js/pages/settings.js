@@ -1,6 +1,7 @@
 // Settings: every runtime setting of the admin API, one form per route
 // family (general, token upkeep, cache, proxy with its test, watermark-
-// free, timeouts), plus the API key and the administrator's password.
+// free, timeouts), plus the API key (named key 1) and the administrator's
+// password.
 // A form sends only what changed; a value the server refuses is shown
 // next to its field (the "param" of the answer).
 import { h, replace } from '../dom.js';
@@ -130,8 +131,9 @@ export default {
       'set.timeouts': 'Generation time limits',
       'set.image_timeout': 'Image jobs (seconds)',
       'set.video_timeout': 'Video jobs (seconds)',
-      'set.apikey': 'API key',
-      'set.apikeyLead': 'Clients send it as "Authorization: Bearer …". Only a keyed hash is stored: the current key cannot be shown.',
+      'set.apikey': 'API key (key 1)',
+      'set.apikeyLead': 'This changes named key 1, the first key ("default" unless renamed), which clients send as "Authorization: Bearer …". Only a keyed hash is stored: the current key cannot be shown.',
+      'set.apikeyKeys': 'Every key, with its limits and usage, is on the API keys page.',
       'set.new_api_key': 'New API key',
       'set.apikeyHint': '8 to 256 printable characters, no spaces',
       'set.apikey_confirm': 'New API key again',
@@ -199,8 +201,9 @@ export default {
       'set.timeouts': '生成超时',
       'set.image_timeout': '图片任务（秒）',
       'set.video_timeout': '视频任务（秒）',
-      'set.apikey': 'API Key',
-      'set.apikeyLead': '客户端以 "Authorization: Bearer …" 发送。只保存带密钥的哈希，当前的 Key 无法显示。',
+      'set.apikey': 'API Key（Key 1）',
+      'set.apikeyLead': '这里修改的是第一个命名 Key，即 Key 1（未改名时名为 "default"），客户端以 "Authorization: Bearer …" 发送。只保存带密钥的哈希，当前的 Key 无法显示。',
+      'set.apikeyKeys': '所有 Key 及其限制和用量见 API Key 页面。',
       'set.new_api_key': '新的 API Key',
       'set.apikeyHint': '8 至 256 个可打印字符，不含空格',
       'set.apikey_confirm': '再次输入新的 API Key',
@@ -346,6 +349,8 @@ export default {
       done: t('set.apikeyDone'),
       after: (fields) => { for (const f of fields) f.input.value = ''; },
     });
+    apikey.form.insertBefore(h('p', { class: 'muted' }, h('a', { href: '#/keys', id: 'set-apikey-keys' }, t('set.apikeyKeys'))),
+      apikey.form.querySelector('.form-grid'));
     const account = section({
       id: 'account',
       title: t('set.account'),

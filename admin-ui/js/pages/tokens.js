@@ -1,6 +1,7 @@
 // The account pool: every token with its state (reason, cooldown), plan,
 // Sora 2 entitlement and quota, image and video switches, limits and jobs
-// in flight, counters, expiry, proxy and remark. The whole list is loaded
+// in flight, counters, expiry, proxy, remark and token group (API keys
+// with a token_group use only its tokens). The whole list is loaded
 // once and kept in memory; search, the state filter and sorting work on
 // it, and only one page of rows is ever in the document, so 10,000 tokens
 // stay fast. Actions: add (with the ST/RT converters), edit, delete,
@@ -29,12 +30,13 @@ const SORTS = {
   uses: (r) => r.use_count || 0,
   expiry: (r) => (r.expiry_time ? Date.parse(r.expiry_time) : Infinity),
   remark: (r) => (r.remark || '').toLowerCase(),
+  group: (r) => r.group || '',
 };
 
 // A search string per row, made once per load.
 function searchText(r) {
   return [r.id, r.email, r.name, r.username, r.remark, r.proxy_url, r.plan_title, r.plan_type,
-    r.sora2_invite_code, r.state, r.state_reason, r.client_id].filter((x) => x !== null && x !== undefined)
+    r.sora2_invite_code, r.state, r.state_reason, r.client_id, r.group].filter((x) => x !== null && x !== undefined)
     .join(' ').toLowerCase();
 }
 
@@ -63,7 +65,7 @@ export default {
       'tok.title': 'Tokens',
       'tok.summary': '{shown} of {total} tokens',
       'tok.search': 'Search',
-      'tok.searchHint': 'e-mail, name, remark, proxy, plan, id',
+      'tok.searchHint': 'e-mail, name, remark, proxy, plan, group, id',
       'tok.stateFilter': 'State',
       'tok.allStates': 'All states',
       'tok.pageSize': 'Rows per page',
@@ -98,6 +100,10 @@ export default {
       'tok.col.expiry': 'Expires',
       'tok.col.proxy': 'Proxy',
       'tok.col.remark': 'Remark',
+      'tok.col.group': 'Group',
+      'tok.noGroup': 'none',
+      'tok.f.group': 'Token group',
+      'tok.f.groupHint': 'API keys with this token group use only tokens of it (A-Z a-z 0-9 . _ -, up to 64); empty: no group',
       'tok.sortBy': 'Sort by {col}',
       'tok.since': 'since {time}',
       'tok.until': 'until {time}',
@@ -200,7 +206,7 @@ export default {
       'tok.title': 'Token 管理',
       'tok.summary': '显示 {shown} / 共 {total} 个 Token',
       'tok.search': '搜索',
-      'tok.searchHint': '邮箱、名称、备注、代理、套餐、ID',
+      'tok.searchHint': '邮箱、名称、备注、代理、套餐、分组、ID',
       'tok.stateFilter': '状态',
       'tok.allStates': '全部状态',
       'tok.pageSize': '每页行数',
@@ -235,6 +241,10 @@ export default {
       'tok.col.expiry': '过期时间',
       'tok.col.proxy': '代理',
       'tok.col.remark': '备注',
+      'tok.col.group': '分组',
+      'tok.noGroup': '无',
+      'tok.f.group': 'Token 分组',
+      'tok.f.groupHint': '设置了该 Token 分组的 API Key 只使用该组的 Token（A-Z a-z 0-9 . _ -，最多 64 个字符）；留空：不分组',
       'tok.sortBy': '按{col}排序',
       'tok.since': '自 {time}',
       'tok.until': '至 {time}',
@@ -386,6 +396,7 @@ export default {
       { key: 'id', label: t('tok.col.id'), sort: 'id' },
       { key: 'account', label: t('tok.col.account'), sort: 'email' },
       { key: 'state', label: t('tok.col.state'), sort: 'state' },
+      { key: 'group', label: t('tok.col.group'), sort: 'group' },
       { key: 'plan', label: t('tok.col.plan'), sort: 'plan' },
       { key: 'sora2', label: t('tok.col.sora2'), sort: 'sora2' },
       { key: 'limits', label: t('tok.col.limits') },
@@ -531,6 +542,7 @@ export default {
           r.state_reason ? h('span', { class: 'sub reason' }, r.state_reason) : null,
           cooling ? h('span', { class: 'sub' }, t('tok.until', { time: fmtTime(r.cooled_until) })) : null,
           !cooling && r.state_changed_at ? h('span', { class: 'sub' }, t('tok.since', { time: fmtTime(r.state_changed_at) })) : null),
+        cell(l('group'), r.group ? h('span', { class: 'mono wrap' }, r.group) : h('span', { class: 'muted' }, t('tok.noGroup'))),
         cell(l('plan'), r.plan_title || r.plan_type || '–',
           r.subscription_end ? h('span', { class: 'sub' }, t('tok.until', { time: fmtTime(r.subscription_end) })) : null),
         cell(l('sora2'),
@@ -634,6 +646,7 @@ export default {
         client_id: field({ name: 'client_id', label: t('tok.f.client'), hint: t('tok.f.clientHint'), value: edit ? r.client_id : '' }),
         proxy_url: field({ name: 'proxy_url', label: t('tok.f.proxy'), type: 'url', hint: t('tok.f.proxyHint'), value: edit ? r.proxy_url : '' }),
         remark: field({ name: 'remark', label: t('tok.f.remark'), value: edit ? r.remark : '' }),
+        group: field({ name: 'group', label: t('tok.f.group'), hint: t('tok.f.groupHint'), maxlength: 64, spellcheck: 'false', autocomplete: 'off', value: edit ? r.group : '' }),
         image_enabled: field({ name: 'image_enabled', label: t('tok.f.image'), type: 'switch', value: edit ? r.image_enabled : true }),
         image_concurrency: field({ name: 'image_concurrency', label: t('tok.f.imageLimit'), type: 'number', min: -1, max: 10000, value: edit ? r.image_concurrency : -1, hint: t('tok.f.limitHint') }),
         video_enabled: field({ name: 'video_enabled', label: t('tok.f.video'), type: 'switch', value: edit ? r.video_enabled : true }),
@@ -662,7 +675,7 @@ export default {
       f.st.el.appendChild(button(t('tok.st2at'), convert('st'), { small: true }));
       f.rt.el.appendChild(button(t('tok.rt2at'), convert('rt'), { small: true }));
       const form = h('form', { class: 'form-grid', novalidate: true },
-        f.token.el, f.st.el, f.rt.el, note, f.client_id.el, f.proxy_url.el, f.remark.el,
+        f.token.el, f.st.el, f.rt.el, note, f.client_id.el, f.proxy_url.el, f.remark.el, f.group.el,
         h('div', { class: 'pair' }, f.image_enabled.el, f.image_concurrency.el),
         h('div', { class: 'pair' }, f.video_enabled.el, f.video_concurrency.el),
         area,
@@ -677,7 +690,7 @@ export default {
           const v = f[k].value().trim();
           if (v) body[k] = v;
         }
-        for (const k of ['client_id', 'proxy_url', 'remark']) {
+        for (const k of ['client_id', 'proxy_url', 'remark', 'group']) {
           const v = f[k].value().trim();
           if (v || edit) body[k] = v;
         }
@@ -717,14 +730,15 @@ export default {
       const lines = field({ name: 'tokens', label: t('tok.batchLines'), type: 'textarea', rows: 8, hint: t('tok.batchHint'), spellcheck: 'false' });
       const remark = field({ name: 'remark', label: t('tok.f.remark') });
       const proxy = field({ name: 'proxy_url', label: t('tok.f.proxy'), type: 'url', hint: t('tok.f.proxyHint') });
+      const group = field({ name: 'group', label: t('tok.f.group'), hint: t('tok.f.groupHint'), maxlength: 64, spellcheck: 'false', autocomplete: 'off' });
       const img = field({ name: 'image_enabled', label: t('tok.f.image'), type: 'switch', value: true });
       const vid = field({ name: 'video_enabled', label: t('tok.f.video'), type: 'switch', value: true });
-      const fields = [lines, remark, proxy, img, vid];
+      const fields = [lines, remark, proxy, group, img, vid];
       const area = formError();
       const out = h('div', { id: 'batch-results' });
       const form = h('form', { class: 'form-grid', novalidate: true },
         h('fieldset', { class: 'field-wide' }, h('legend', null, t('tok.batchKind')), kinds),
-        lines.el, remark.el, proxy.el, h('div', { class: 'pair' }, img.el, vid.el), area,
+        lines.el, remark.el, proxy.el, group.el, h('div', { class: 'pair' }, img.el, vid.el), area,
         h('div', { class: 'actions' }, h('button', { type: 'submit', class: 'btn btn-primary' }, t('tok.batchSubmit'))),
         out);
       dialog({ title: t('tok.batchTitle'), body: form, wide: true });
@@ -739,6 +753,7 @@ export default {
         const body = { kind, tokens: numbered.map((x) => x.text), image_enabled: img.value(), video_enabled: vid.value() };
         if (remark.value().trim()) body.remark = remark.value().trim();
         if (proxy.value().trim()) body.proxy_url = proxy.value().trim();
+        if (group.value().trim()) body.group = group.value().trim();
         let res;
         try {
           res = await api.post('/api/tokens/batch', body);
