@@ -148,7 +148,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         memset(&j, 0, sizeof(j));
         memcpy(j.id, id, strlen(id) + 1);
         j.status = (uint8_t) ((data[i] & 7) % S2A_JOB_NSTATUS);
-        final = j.status >= S2A_JOB_SUCCEEDED;
+        final = j.status == S2A_JOB_SUCCEEDED || j.status == S2A_JOB_FAILED
+            || j.status == S2A_JOB_CANCELLED;
         victim = -1;
         want = S2A_OK;
         if (!model[k].in && model_count == (int) slots) {
