@@ -187,20 +187,20 @@ fuzz:
 
 fuzz-build: $(FUZZ_BIN)
 
-# Each target in turn for FUZZ_SECONDS, every corpus input replayed first.
-fuzz-run: fuzz-build
-	@set -e; for t in $(FUZZ_BIN); do \
-	    n=$${t##*/fuzz_}; \
-	    mkdir -p $(BUILDDIR)/corpus/$$n $(BUILDDIR)/crash; \
-	    echo "== fuzz $$n ($(FUZZ_SECONDS) s)"; \
-	    $$t -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2048 \
-	        -max_len=65536 -print_final_stats=1 \
-	        -artifact_prefix=$(BUILDDIR)/crash/$$n- \
-	        $(BUILDDIR)/corpus/$$n tests/fuzz/corpus/$$n 2>$(BUILDDIR)/fuzz-$$n.log \
-	        || { tail -60 $(BUILDDIR)/fuzz-$$n.log; echo "fuzz $$n: FAILED"; exit 1; }; \
-	    grep -E '^stat::number_of_executed_units|^stat::new_units_added' \
-	        $(BUILDDIR)/fuzz-$$n.log | tr '\n' ' '; echo; \
-	done
+# Every target for FUZZ_SECONDS, every corpus input replayed first; one
+# make target each, so `make -j` runs them side by side (one line each).
+FUZZ_RUNS = $(patsubst $(BUILDDIR)/fuzz/fuzz_%,fuzz-run-%,$(FUZZ_BIN))
+fuzz-run: $(FUZZ_RUNS)
+
+fuzz-run-%: $(BUILDDIR)/fuzz/fuzz_%
+	@mkdir -p $(BUILDDIR)/corpus/$* $(BUILDDIR)/crash
+	@$< -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2048 \
+	    -max_len=65536 -print_final_stats=1 \
+	    -artifact_prefix=$(BUILDDIR)/crash/$*- \
+	    $(BUILDDIR)/corpus/$* tests/fuzz/corpus/$* 2>$(BUILDDIR)/fuzz-$*.log \
+	    || { tail -60 $(BUILDDIR)/fuzz-$*.log; echo "fuzz $*: FAILED"; exit 1; }
+	@echo "== fuzz $* ($(FUZZ_SECONDS) s):" $$(grep -E '^stat::number_of_executed_units|^stat::new_units_added' \
+	    $(BUILDDIR)/fuzz-$*.log | tr '\n' ' ')
 
 # Service files carry the installed paths.
 SUBST = sed -e 's|@SBINDIR@|$(SBINDIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' \
@@ -247,8 +247,11 @@ check-fake:
 	node --test $(TEST_TIMEOUT) tests/fake-sora/test/
 
 # The whole black-box suite, against the binary with test hooks.
+# Test files one at a time by default; the ASan pass runs two at once
+# (each file has its own daemon, ports and directories).
+TEST_CONCURRENCY = 1
 check-integration: all hooks
-	S2A_BUILDDIR=$(HOOKS_BUILDDIR) node --test --test-concurrency=1 $(TEST_TIMEOUT) tests/integration/
+	S2A_BUILDDIR=$(HOOKS_BUILDDIR) node --test --test-concurrency=$(TEST_CONCURRENCY) $(TEST_TIMEOUT) tests/integration/
 
 # The admin UI in headless chromium (playwright-core), against the same
 # binary; screenshots of every view in $(HOOKS_BUILDDIR)/ui-screenshots/.
@@ -261,7 +264,7 @@ check-release: release
 	S2A_BUILDDIR=$(RELEASE_BUILDDIR) S2A_RELEASE=1 node --test --test-concurrency=1 $(TEST_TIMEOUT) $(RELEASE_TESTS)
 
 check-asan:
-	$(MAKE) BUILDDIR=build-asan SANITIZE=yes check-unit check-integration
+	$(MAKE) BUILDDIR=build-asan SANITIZE=yes TEST_CONCURRENCY=2 check-unit check-integration
 
 # Never the hooks build: the release binary is built (in its own
 # directory when $(BUILDDIR) has hooks) and installed.

@@ -30,6 +30,7 @@ async function startFake() {
     account: (opts = {}) => call('POST', '/__fake/accounts', opts),
     updateAccount: (opts) => call('POST', '/__fake/accounts/update', opts),
     arm: (opts) => call('POST', '/__fake/arm', opts),
+    disarm: () => call('DELETE', '/__fake/arm'),
     journal: (q = '') => call('GET', `/__fake/journal${q}`),
     clearJournal: () => call('DELETE', '/__fake/journal'),
     reset: () => call('POST', '/__fake/reset', {}),
