@@ -228,6 +228,11 @@ static const char *const migrations[] = {
     "  PRIMARY KEY (key_id, day, model)"
     ") WITHOUT ROWID;"
     "ALTER TABLE tokens ADD COLUMN token_group TEXT;",
+
+    /* 12: a webhook's previous secret keeps signing for a while after a
+     * rotation (sealed like the secret), and until when */
+    "ALTER TABLE webhook_endpoints ADD COLUMN previous_secret TEXT;"
+    "ALTER TABLE webhook_endpoints ADD COLUMN previous_until INTEGER;",
 };
 
 static int

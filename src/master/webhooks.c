@@ -208,7 +208,9 @@ s2a_webhooks_check(json_t *fields, bool create, unsigned *events, char *err,
     json_object_foreach (fields, name, v) {
         if (strcmp(name, "url") != 0 && strcmp(name, "event_types") != 0
             && strcmp(name, "enabled") != 0
-            && (create || strcmp(name, "rotate_secret") != 0))
+            && (create
+                || (strcmp(name, "rotate_secret") != 0
+                    && strcmp(name, "secret_overlap") != 0)))
         {
             snprintf(err, errlen, "unknown field \"%.40s\"", name);
             return S2A_ERROR;
@@ -265,6 +267,20 @@ s2a_webhooks_check(json_t *fields, bool create, unsigned *events, char *err,
     v = json_object_get(fields, "rotate_secret");
     if (v != NULL && !json_is_boolean(v)) {
         snprintf(err, errlen, "rotate_secret must be a boolean");
+        return S2A_ERROR;
+    }
+    item = json_object_get(fields, "secret_overlap");
+    if (item != NULL
+        && (!json_is_integer(item) || json_integer_value(item) < 0
+            || json_integer_value(item) > S2A_WEBHOOKS_OVERLAP_MAX_S))
+    {
+        snprintf(err, errlen,
+                 "secret_overlap must be an integer of seconds from 0 to %d",
+                 S2A_WEBHOOKS_OVERLAP_MAX_S);
+        return S2A_ERROR;
+    }
+    if (item != NULL && !json_is_true(v)) {
+        snprintf(err, errlen, "secret_overlap needs rotate_secret: true");
         return S2A_ERROR;
     }
     if (!create && json_object_get(fields, "url") == NULL
@@ -342,7 +358,10 @@ col_int(sqlite3_stmt *st, int i)
         : json_integer(sqlite3_column_int64(st, i));
 }
 
-#define ENDPOINT_COLUMNS "id, url, events, enabled, created_at, updated_at"
+#define ENDPOINT_COLUMNS \
+    "id, url, events, enabled, created_at, updated_at, CASE WHEN " \
+    "previous_until > CAST(strftime('%s','now') AS INTEGER) THEN " \
+    "previous_until END"
 
 /* An endpoint row (ENDPOINT_COLUMNS) as JSON; never the secret. */
 static json_t *
@@ -357,11 +376,12 @@ endpoint_json(sqlite3_stmt *st)
             json_array_append_new(types, json_string(event_types[i].name));
         }
     }
-    return json_pack("{s:I, s:o, s:o, s:b, s:o, s:o}", "id",
+    return json_pack("{s:I, s:o, s:o, s:b, s:o, s:o, s:o}", "id",
                      (json_int_t) sqlite3_column_int64(st, 0), "url",
                      col_text(st, 1), "event_types", types, "enabled",
                      sqlite3_column_int(st, 3) != 0, "created_at",
-                     col_time(st, 4), "updated_at", col_time(st, 5));
+                     col_time(st, 4), "updated_at", col_time(st, 5),
+                     "previous_secret_expires_at", col_time(st, 6));
 }
 
 #define DELIVERY_COLUMNS \
@@ -689,27 +709,56 @@ any_ready(void)
     return false;
 }
 
+/* The signature of `body` by the sealed secret at column `col` of `st`
+ * (caller frees), or NULL. */
+static char *
+sign_with(sqlite3_stmt *st, int col, const char *event_id, int64_t now,
+          const char *body)
+{
+    const char *sealed = (const char *) sqlite3_column_text(st, col);
+    char *secret = sealed != NULL ? s2a_open(s2a_master.key, sealed) : NULL;
+    char *sig = NULL;
+
+    if (secret != NULL) {
+        sig = s2a_webhooks_sign(secret, event_id, now, body, strlen(body));
+        OPENSSL_cleanse(secret, strlen(secret));
+        free(secret);
+    }
+    return sig;
+}
+
 /* The webhook_send message of one due row (id, event_id, event_type,
- * job_id, created_at, attempts, url, secret), or NULL. */
+ * job_id, created_at, attempts, url, secret, previous_secret,
+ * previous_until), or NULL. Within a rotation's overlap the header
+ * carries both signatures, the new one first (Standard Webhooks lets a
+ * receiver accept any of them). */
 static json_t *
 send_message(sqlite3_stmt *st, int64_t now)
 {
     const char *event_id = (const char *) sqlite3_column_text(st, 1);
-    const char *sealed = (const char *) sqlite3_column_text(st, 7);
-    char *secret, *body, *sig = NULL, ts[24];
+    char *body, *sig = NULL, *old = NULL, *both, ts[24];
     json_t *msg = NULL;
+    size_t len;
 
     body = s2a_webhooks_body(
         event_id, (const char *) sqlite3_column_text(st, 2),
         sqlite3_column_int64(st, 4), (const char *) sqlite3_column_text(st, 3));
-    secret = s2a_open(s2a_master.key, sealed);
-    if (body != NULL && secret != NULL) {
-        sig = s2a_webhooks_sign(secret, event_id, now, body, strlen(body));
+    if (body != NULL) {
+        sig = sign_with(st, 7, event_id, now, body);
+        if (sig != NULL && sqlite3_column_int64(st, 9) > now) {
+            old = sign_with(st, 8, event_id, now, body);
+        }
     }
-    if (secret != NULL) {
-        OPENSSL_cleanse(secret, strlen(secret));
-        free(secret);
+    if (sig != NULL && old != NULL) {
+        len = strlen(sig) + strlen(old) + 2;
+        both = malloc(len);
+        if (both != NULL) {
+            snprintf(both, len, "%s %s", sig, old);
+            free(sig);
+            sig = both;
+        }
     }
+    free(old);
     if (sig == NULL) {
         s2a_log(LOG_ERR, 0, "webhook delivery %lld: cannot sign it",
                 (long long) sqlite3_column_int64(st, 0));
@@ -751,7 +800,8 @@ lease_due(json_t *out, int64_t now_ms)
         || sqlite3_prepare_v2(
                conn(),
                "SELECT d.id, d.event_id, d.event_type, d.job_id, "
-               "d.created_at, d.attempts, e.url, e.secret FROM "
+               "d.created_at, d.attempts, e.url, e.secret, "
+               "e.previous_secret, e.previous_until FROM "
                "webhook_deliveries d JOIN webhook_endpoints e ON e.id = "
                "d.endpoint_id WHERE d.state = 'pending' AND e.enabled = 1 "
                "AND d.next_attempt_ms <= ?1 AND (d.lease_until_ms IS NULL "
@@ -1154,7 +1204,7 @@ void
 s2a_op_webhook_update(void *from, json_t *msg)
 {
     int64_t id = json_integer_value(json_object_get(msg, "webhook_id"));
-    json_t *fields = json_object_get(msg, "fields"), *row, *en;
+    json_t *fields = json_object_get(msg, "fields"), *row, *en, *ov;
     json_t *reply = s2a_ctlserver_reply_for(msg);
     char err[256], *secret = NULL, *sealed = NULL;
     unsigned events;
@@ -1180,7 +1230,10 @@ s2a_op_webhook_update(void *from, json_t *msg)
             conn(),
             "UPDATE webhook_endpoints SET url = COALESCE(?2, url), events = "
             "CASE WHEN ?3 = 0 THEN events ELSE ?3 END, enabled = "
-            "COALESCE(?4, enabled), secret = COALESCE(?5, secret), "
+            "COALESCE(?4, enabled), previous_secret = CASE WHEN ?5 IS NULL "
+            "THEN previous_secret WHEN ?7 > 0 THEN secret END, "
+            "previous_until = CASE WHEN ?5 IS NULL THEN previous_until "
+            "WHEN ?7 > 0 THEN ?6 + ?7 END, secret = COALESCE(?5, secret), "
             "updated_at = ?6 WHERE id = ?1",
             -1, &st, NULL)
         != SQLITE_OK)
@@ -1204,6 +1257,10 @@ s2a_op_webhook_update(void *from, json_t *msg)
         sqlite3_bind_text(st, 5, sealed, -1, SQLITE_STATIC);
     }
     sqlite3_bind_int64(st, 6, s2a_now());
+    ov = json_object_get(fields, "secret_overlap");
+    sqlite3_bind_int64(st, 7,
+                       ov != NULL ? (int64_t) json_integer_value(ov)
+                                  : S2A_WEBHOOKS_OVERLAP_DEFAULT_S);
     rc = sqlite3_step(st);
     sqlite3_finalize(st);
     if (rc != SQLITE_DONE || sqlite3_changes(conn()) == 0

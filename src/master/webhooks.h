@@ -17,6 +17,10 @@
 #define S2A_WEBHOOKS_RETRY_CAP_MS (3600 * 1000)
 /* A delivery is given up once it failed this long after its event. */
 #define S2A_WEBHOOKS_GIVE_UP_S (24 * 3600)
+/* After a rotation the previous secret signs too, this long by default
+ * (secret_overlap), a week at most. */
+#define S2A_WEBHOOKS_OVERLAP_DEFAULT_S (24 * 3600)
+#define S2A_WEBHOOKS_OVERLAP_MAX_S     (7 * 24 * 3600)
 /* Bytes of secret behind "whsec_" (base64 of them). */
 #define S2A_WEBHOOKS_SECRET_BYTES 32
 

@@ -212,9 +212,10 @@ test('webhooks: create with the secret shown once, refused edits at their fields
   await page.locator(`#hook-rows tr[data-id="${w.id}"][data-enabled="true"]`).waitFor();
 
   // Rotate: a new secret, shown once; the receiver's next event is signed
-  // with it.
+  // with it and, for the hour chosen, with the old one too.
   await hookRow(url).getByRole('button', { name: `Rotate secret webhook #${w.id}` }).click();
-  await dlg().getByText('The current one stops working at once.', { exact: false }).waitFor();
+  await dlg().getByText('Deliveries are signed with it from now on.', { exact: false }).waitFor();
+  await dlg().getByLabel('The current secret keeps signing too for').selectOption('3600');
   await dlg().getByRole('button', { name: 'Rotate' }).click();
   await box.waitFor();
   const rotated = await box.getByLabel('Signing secret').inputValue();
@@ -226,9 +227,10 @@ test('webhooks: create with the secret shown once, refused edits at their fields
   assert.equal((await api('POST', `/api/webhooks/${w.id}/test`)).status, 200);
   await waitFor(() => recv.got.slice(before).find((x) => x.path === '/hook'), { what: 'the event after the rotation' });
   const next = recv.got.slice(before).find((x) => x.path === '/hook');
-  const mac = crypto.createHmac('sha256', Buffer.from(rotated.slice(6), 'base64'))
+  const mac = (s) => crypto.createHmac('sha256', Buffer.from(s.slice(6), 'base64'))
     .update(`${next.headers['webhook-id']}.${next.headers['webhook-timestamp']}.${next.body}`).digest('base64');
-  assert.equal(next.headers['webhook-signature'], `v1,${mac}`);
+  assert.equal(next.headers['webhook-signature'], `v1,${mac(rotated)} v1,${mac(secret)}`);
+  await hookRow(url).getByText(/previous secret signs until/).waitFor();
   assert.equal((await page.content()).includes(rotated), false);
 
   // Delete, after a confirmation.

@@ -84,8 +84,9 @@ function waitGot(path, n = 1, timeout = 15000) {
 }
 
 // Checks a received request as Standard Webhooks says, with Node's own
-// HMAC: returns the parsed body.
-function verify(secret, entry) {
+// HMAC: returns the parsed body. `previous`: the secret a rotation left
+// signing too (its signature follows the new one's).
+function verify(secret, entry, previous) {
   assert.equal(entry.method, 'POST');
   assert.match(entry.headers['content-type'], /^application\/json/);
   const id = entry.headers['webhook-id'];
@@ -93,9 +94,10 @@ function verify(secret, entry) {
   assert.match(id, MSG);
   assert.match(ts, /^\d+$/);
   assert.ok(Math.abs(Number(ts) - Date.now() / 1000) < 60, `timestamp ${ts} is now`);
-  const key = Buffer.from(secret.slice('whsec_'.length), 'base64');
-  const mac = crypto.createHmac('sha256', key).update(`${id}.${ts}.${entry.body}`).digest('base64');
-  assert.equal(entry.headers['webhook-signature'], `v1,${mac}`);
+  const mac = (s) => crypto.createHmac('sha256', Buffer.from(s.slice('whsec_'.length), 'base64'))
+    .update(`${id}.${ts}.${entry.body}`).digest('base64');
+  const want = [secret, previous].filter(Boolean).map((s) => `v1,${mac(s)}`).join(' ');
+  assert.equal(entry.headers['webhook-signature'], want);
   const body = JSON.parse(entry.body);
   assert.deepEqual(Object.keys(body), ['id', 'object', 'type', 'created_at', 'data']);
   assert.equal(body.id, id);
@@ -157,7 +159,7 @@ after(async () => {
 
 test('a private receiver is refused until [webhooks] allow_private allows it; the secret is shown once', async () => {
   const hook = await createHook({ url: recv.url('/private') });
-  assert.deepEqual(Object.keys(hook).sort(), ['created_at', 'enabled', 'event_types', 'id', 'secret', 'updated_at', 'url']);
+  assert.deepEqual(Object.keys(hook).sort(), ['created_at', 'enabled', 'event_types', 'id', 'previous_secret_expires_at', 'secret', 'updated_at', 'url']);
   assert.match(hook.secret, SECRET);
   assert.ok(Buffer.from(hook.secret.slice(6), 'base64').length >= 24);
   assert.equal(hook.url, recv.url('/private'));
@@ -503,6 +505,12 @@ test('create, update and delete: validation errors, rotation, deletion takes the
   await bad('PUT', `/api/webhooks/${hook.id}`, {}, 400, 'Nothing to update');
   await bad('PUT', `/api/webhooks/${hook.id}`, { rotate_secret: false }, 400, 'Nothing to update');
   await bad('PUT', `/api/webhooks/${hook.id}`, { rotate_secret: 'yes' }, 400, 'rotate_secret must be a boolean');
+  for (const v of ['60', -1, 604801, 1.5]) {
+    await bad('PUT', `/api/webhooks/${hook.id}`, { rotate_secret: true, secret_overlap: v }, 400,
+      'secret_overlap must be an integer of seconds from 0 to 604800');
+  }
+  await bad('PUT', `/api/webhooks/${hook.id}`, { enabled: true, secret_overlap: 60 }, 400, 'secret_overlap needs rotate_secret: true');
+  await bad('POST', '/api/webhooks', { url, secret_overlap: 60 }, 400, 'unknown field "secret_overlap"');
   await bad('PUT', `/api/webhooks/${hook.id}`, { url: 'gopher://x' }, 400, 'url must be an http or https URL');
   await bad('PUT', '/api/webhooks/999999', { enabled: false }, 404, 'Webhook not found');
   await bad('DELETE', '/api/webhooks/999999', undefined, 404, 'Webhook not found');
@@ -522,12 +530,29 @@ test('create, update and delete: validation errors, rotation, deletion takes the
   const listed = (await api('GET', '/api/webhooks')).json.find((h) => h.id === hook.id);
   assert.equal(listed.secret, undefined);
   assert.deepEqual(listed.event_types, ['video.completed', 'image.completed']);
+  // The old secret keeps signing for a day (the default overlap).
+  const until = Date.parse(listed.previous_secret_expires_at) / 1000;
+  assert.ok(Math.abs(until - (Date.now() / 1000 + 86400)) < 60, listed.previous_secret_expires_at);
   await api('POST', `/api/webhooks/${hook.id}/test`);
   const [entry] = await waitGot('/admin2', 1);
-  verify(u.json.secret, entry); // the new secret signs from now on
+  verify(u.json.secret, entry, hook.secret); // the new secret first, then the old one
+
+  // A rotation without overlap: only the newest secret signs.
+  const cut = await api('PUT', `/api/webhooks/${hook.id}`, { url: recv.url('/admin3'), rotate_secret: true, secret_overlap: 0 });
+  assert.equal(cut.status, 200, cut.text);
+  assert.equal(cut.json.previous_secret_expires_at, null);
+  await api('POST', `/api/webhooks/${hook.id}/test`);
+  verify(cut.json.secret, (await waitGot('/admin3', 1))[0]);
+  // A short overlap ends by itself.
+  const brief = await api('PUT', `/api/webhooks/${hook.id}`, { url: recv.url('/admin4'), rotate_secret: true, secret_overlap: 1 });
+  assert.equal(brief.status, 200, brief.text);
+  await waitFor(async () => (await api('GET', '/api/webhooks')).json.find((h) => h.id === hook.id)
+    .previous_secret_expires_at === null, { timeout: 10000, what: 'the overlap ends' });
+  await api('POST', `/api/webhooks/${hook.id}/test`);
+  verify(brief.json.secret, (await waitGot('/admin4', 1))[0]);
 
   // A delivery still pending goes with its endpoint.
-  recv.plan['/admin2'] = [500];
+  recv.plan['/admin4'] = [500];
   await api('POST', `/api/webhooks/${hook.id}/test`);
   await waitDelivery(hook.id, (x) => x.last_status === 500, 'a failing delivery');
   const del = await api('DELETE', `/api/webhooks/${hook.id}`);

@@ -59,8 +59,15 @@ export default {
       'hook.disabledMsg': 'Webhook {who} disabled.',
       'hook.deleted': 'Webhook {who} deleted.',
       'hook.confirmDelete': 'Delete webhook {who} ({url}) and all its deliveries, pending ones included? This cannot be undone.',
-      'hook.confirmRotate': 'Make a new signing secret for webhook {who}? The current one stops working at once.',
+      'hook.confirmRotate': 'Make a new signing secret for webhook {who}? Deliveries are signed with it from now on.',
       'hook.rotateBtn': 'Rotate',
+      'hook.overlap': 'The current secret keeps signing too for',
+      'hook.overlapHint': 'Both signatures are sent meanwhile, so the receiver keeps accepting deliveries until it has the new secret. Choose "not at all" if the secret leaked.',
+      'hook.overlap.0': 'not at all: it stops now',
+      'hook.overlap.3600': '1 hour',
+      'hook.overlap.86400': '1 day',
+      'hook.overlap.604800': '7 days',
+      'hook.previousUntil': 'previous secret signs until {time}',
       'hook.secretTitle': 'The signing secret of webhook {who}',
       'hook.secretLabel': 'Signing secret',
       'hook.secretWarn': 'This is the only time the secret is shown: copy it now. You will not see it again; if it is lost, rotate it.',
@@ -120,8 +127,15 @@ export default {
       'hook.disabledMsg': '已禁用 Webhook {who}。',
       'hook.deleted': '已删除 Webhook {who}。',
       'hook.confirmDelete': '删除 Webhook {who}（{url}）及其所有投递记录（包括待投递的）？此操作无法撤销。',
-      'hook.confirmRotate': '为 Webhook {who} 生成新的签名密钥？当前密钥将立即失效。',
+      'hook.confirmRotate': '为 Webhook {who} 生成新的签名密钥？此后的投递都用它签名。',
       'hook.rotateBtn': '轮换',
+      'hook.overlap': '当前密钥继续同时签名的时长',
+      'hook.overlapHint': '期间两个签名都会发送，接收方在换上新密钥之前仍能验证通过。若密钥已泄露，请选择“立即停用”。',
+      'hook.overlap.0': '立即停用',
+      'hook.overlap.3600': '1 小时',
+      'hook.overlap.86400': '1 天',
+      'hook.overlap.604800': '7 天',
+      'hook.previousUntil': '旧密钥签名至 {time}',
       'hook.secretTitle': 'Webhook {who} 的签名密钥',
       'hook.secretLabel': '签名密钥',
       'hook.secretWarn': '密钥只显示这一次，请立即复制。之后将无法再查看；丢失后只能轮换。',
@@ -196,7 +210,9 @@ export default {
         h('td', { 'data-label': cols[0] }, h('span', { class: 'mono wrap strong' }, w.url),
           h('span', { class: 'sub' }, who(w))),
         h('td', { 'data-label': cols[1] }, h('ul', { class: 'plain tight' }, w.event_types.map((e) => h('li', { class: 'mono' }, e)))),
-        h('td', { 'data-label': cols[2] }, badge(w.enabled ? t('hook.on') : t('hook.off'), w.enabled ? 'active' : 'disabled')),
+        h('td', { 'data-label': cols[2] }, badge(w.enabled ? t('hook.on') : t('hook.off'), w.enabled ? 'active' : 'disabled'),
+          w.previous_secret_expires_at
+            ? h('span', { class: 'sub' }, t('hook.previousUntil', { time: fmtTime(w.previous_secret_expires_at) })) : null),
         h('td', { 'data-label': cols[3] }, fmtTime(w.created_at),
           w.updated_at && w.updated_at !== w.created_at ? h('span', { class: 'sub' }, fmtTime(w.updated_at)) : null),
         h('td', { 'data-label': cols[4] }, h('div', { class: 'row-actions' },
@@ -269,15 +285,29 @@ export default {
       await load();
     }
 
-    async function rotate(w) {
-      if (!await confirm(t('hook.confirmRotate', { who: who(w) }), { confirmLabel: t('hook.rotateBtn') })) return;
-      try {
-        const res = await api.put(`/api/webhooks/${w.id}`, { rotate_secret: true });
+    // A new secret; the old one may keep signing for a while.
+    function rotate(w) {
+      const overlap = field({ name: 'secret_overlap', label: t('hook.overlap'), type: 'select', hint: t('hook.overlapHint'),
+        options: ['86400', '3600', '604800', '0'].map((v) => [v, t(`hook.overlap.${v}`)]), value: '86400' });
+      const area = formError();
+      const form = h('form', { class: 'form-grid', novalidate: true, id: 'hook-rotate' },
+        h('p', null, t('hook.confirmRotate', { who: who(w) })), overlap.el, area,
+        h('div', { class: 'actions' }, h('button', { type: 'submit', class: 'btn btn-primary' }, t('hook.rotateBtn'))));
+      const d = dialog({ title: t('hook.rotate'), body: form });
+      form.addEventListener('submit', busy(form, async () => {
+        clearErrors([overlap], area);
+        let res;
+        try {
+          res = await api.put(`/api/webhooks/${w.id}`, { rotate_secret: true, secret_overlap: Number(overlap.value()) });
+        } catch (e) {
+          showError([overlap], area, e);
+          return;
+        }
+        d.close();
         showSecret(res, res.secret);
-      } catch (e) {
-        toast(errorText(e), 'error');
-      }
-      await load();
+        await load();
+      }));
+      overlap.input.focus();
     }
 
     async function remove(w) {
