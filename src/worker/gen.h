@@ -102,6 +102,14 @@ void s2a_gen_cancel(s2a_gen_t *g, const char *why, int status);
  */
 void s2a_gen_cleanup(void);
 
+/*
+ * A character job's video given inline (`v->base64`): S2A_OK when it
+ * decodes to an MP4, QuickTime or WebM file of at most 20 MiB, else
+ * S2A_ERROR with the client-facing reason in `err` (a 400 before any
+ * job). A URL is checked once fetched.
+ */
+int s2a_gen_video_check(const s2a_media_in_t *v, char *err, size_t errlen);
+
 /* Jobs alive in this worker. */
 int s2a_gen_active(void);
 

@@ -9,6 +9,7 @@
  */
 #include "worker/worker.h"
 #include "common/ops.h"
+#include "worker/cameo.h"
 #include "worker/chat.h"
 #include "worker/images.h"
 #include "worker/videos.h"
@@ -242,7 +243,7 @@ tick_cb(evutil_socket_t fd, short what, void *arg)
     s2a_http_close_idle(w->http, DRAIN_QUIET_MS);
     /* A webhook in flight ends within its 5 s: reported, not retried. */
     if (s2a_http_connections(w->http) == 0 && s2a_hooksend_inflight() == 0
-        && s2a_gen_submitting() == 0)
+        && s2a_gen_submitting() == 0 && s2a_cameo_deleting() == 0)
     {
         event_base_loopbreak(w->base);
     }
@@ -375,6 +376,7 @@ s2a_worker_main(const s2a_worker_args_t *args)
     s2a_upkeep_cleanup();
     s2a_hooksend_cleanup();
     s2a_sched_cleanup();
+    s2a_cameo_cleanup();
     s2a_sora_cleanup();
     s2a_upstream_cleanup();
     s2a_kdf_cleanup();
