@@ -228,6 +228,32 @@ static const char *const migrations[] = {
     "  PRIMARY KEY (key_id, day, model)"
     ") WITHOUT ROWID;"
     "ALTER TABLE tokens ADD COLUMN token_group TEXT;",
+
+    /* 12: Sora characters the pool's accounts made (docs/characters.md,
+     * src/master/characters.c) */
+    "CREATE TABLE characters ("
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  public_id TEXT NOT NULL UNIQUE,"
+    "  token_id INTEGER NOT NULL,"
+    "  cameo_id TEXT UNIQUE,"
+    "  character_id TEXT UNIQUE,"
+    "  username TEXT,"
+    "  display_name TEXT,"
+    "  profile_url TEXT,"
+    "  instruction_set TEXT,"
+    "  safety_instruction_set TEXT,"
+    "  visibility TEXT NOT NULL DEFAULT 'private',"
+    "  state TEXT NOT NULL,"
+    "  temporary INTEGER NOT NULL DEFAULT 0,"
+    "  owner INTEGER NOT NULL DEFAULT 0,"
+    "  job_id TEXT,"
+    "  error TEXT,"
+    "  created_at INTEGER NOT NULL,"
+    "  updated_at INTEGER NOT NULL"
+    ");"
+    "CREATE INDEX characters_token ON characters(token_id);"
+    "CREATE INDEX characters_username ON characters(username COLLATE NOCASE);"
+    "CREATE INDEX characters_owner ON characters(owner);",
 };
 
 static int
