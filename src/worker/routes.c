@@ -9,6 +9,7 @@
  */
 #include "worker/routes.h"
 #include "worker/chat.h"
+#include "worker/charadmin.h"
 #include "common/crypto.h"
 #include "common/keyspec.h"
 #include "common/log.h"
@@ -119,6 +120,7 @@ typedef struct route_s {
 #define M_POST   BIT(S2A_M_POST)
 #define M_PUT    BIT(S2A_M_PUT)
 #define M_DELETE BIT(S2A_M_DELETE)
+#define M_PATCH  BIT(S2A_M_PATCH)
 
 static char *models_body;
 static size_t models_len;
@@ -257,6 +259,13 @@ static const route_t routes[] = {
     { M_DELETE, "/api/keys/{id}", AUTH_SESSION, "keys", s2a_apikeys_delete, 0 },
     { M_GET, "/api/keys/{id}/usage", AUTH_SESSION, "keys", s2a_apikeys_usage,
       0 },
+    /* admin API: characters (charadmin.c) */
+    { M_GET, "/api/characters", AUTH_SESSION, "characters", s2a_charadmin_list,
+      0 },
+    { M_GET | M_POST | M_PATCH | M_DELETE, "/api/characters/", AUTH_SESSION,
+      "characters", s2a_charadmin_item, 0 },
+    { M_GET, "/api/tokens/{id}/characters", AUTH_SESSION, "characters",
+      s2a_charadmin_token, 0 },
 
     /* admin API: records */
     { M_GET, "/api/logs", AUTH_SESSION, "tokens", s2a_records_logs, 0 },

@@ -2735,6 +2735,9 @@ const handlers = {
         if (b.visibility !== undefined && b.visibility !== 'public' && b.visibility !== 'private') {
             throw bad('visibility must be "public" or "private"', 'invalid_visibility', 'visibility');
         }
+        if (b.display_name !== undefined && (typeof b.display_name !== 'string' || !b.display_name.trim())) {
+            throw bad('display_name must be a non-empty string', 'invalid_display_name', 'display_name');
+        }
         const ins = b.instruction_set !== undefined ? checkInstructionSet(b.instruction_set, 'instruction_set') : undefined;
         const safety = b.safety_instruction_set !== undefined
             ? checkInstructionSet(b.safety_instruction_set, 'safety_instruction_set') : undefined;
@@ -2747,8 +2750,14 @@ const handlers = {
         if (safety !== undefined) {
             c.safety_instruction_set = safety;
         }
+        if (b.display_name !== undefined) {
+            c.display_name = b.display_name;
+        }
         const ch = c.character_id ? this.characters.get(c.character_id) : null;
         if (ch) {
+            if (b.display_name !== undefined) {
+                ch.display_name = b.display_name;
+            }
             ch.visibility = c.visibility;
             ch.instruction_set = c.instruction_set;
             ch.safety_instruction_set = c.safety_instruction_set;
@@ -2760,6 +2769,7 @@ const handlers = {
                 cameo: {
                     id: c.id, visibility: c.visibility, instruction_set: c.instruction_set,
                     safety_instruction_set: c.safety_instruction_set, character_id: c.character_id,
+                    display_name: ch ? ch.display_name : (c.display_name || null),
                 },
             },
         };

@@ -158,6 +158,22 @@ describe('avatar upload, finalize, update_v2, delete', () => {
         assert.deepEqual(found.json.items.map((i) => i.token), [`<@${ch.character_id}>`], 'public characters can be cameoed');
     });
 
+    it('update_v2 takes display_name: stored on the cameo and its character; blank refused', async () => {
+        const [cameoId] = await readyCameo();
+        const ptr = (await uploadAvatar()).json.asset_pointer;
+        const ch = (await h.post('/backend/characters/finalize', a.access_token, finalizeBody(cameoId, ptr))).json.character;
+        const r = await h.post(`/backend/project_y/cameos/by_id/${cameoId}/update_v2`, a.access_token, { display_name: 'Sir Fluff' });
+        assert.equal(r.status, 200);
+        assert.equal(r.json.cameo.display_name, 'Sir Fluff');
+        const state = (await h.get('/__fake/state')).json;
+        assert.equal(state.cameos.find((c) => c.id === cameoId).display_name, 'Sir Fluff');
+        assert.equal(state.characters.find((c) => c.character_id === ch.character_id).display_name, 'Sir Fluff');
+        const blank = await h.post(`/backend/project_y/cameos/by_id/${cameoId}/update_v2`, a.access_token, { display_name: '  ' });
+        assert.equal(blank.status, 400);
+        assert.equal(blank.json.error.code, 'invalid_display_name');
+        assert.equal((await h.post(`/backend/project_y/cameos/by_id/${cameoId}/update_v2`, a.access_token, { display_name: 5 })).status, 400);
+    });
+
     it('DELETE characters/{id} answers 204 and frees the username; unknown 404', async () => {
         const [cameoId] = await readyCameo();
         const ptr = (await uploadAvatar()).json.asset_pointer;
