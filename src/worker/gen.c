@@ -1787,6 +1787,12 @@ s2a_gen_start(const s2a_chatreq_t *req, const char *request_id,
 }
 
 const char *
+s2a_gen_character(const s2a_gen_t *g)
+{
+    return g->chr.public_id;
+}
+
+const char *
 s2a_gen_job_id(const s2a_gen_t *g)
 {
     return g->job_id;

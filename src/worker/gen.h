@@ -69,6 +69,10 @@ s2a_gen_t *s2a_gen_start_with(const s2a_chatreq_t *req, const char *request_id,
  */
 void s2a_gen_set_key(s2a_gen_t *g, s2a_keyticket_t *ticket);
 
+/* A character job's character (its characters row, char_<24 hex>), or
+ * "" before Sora took the video; valid until the job's `done` returns. */
+const char *s2a_gen_character(const s2a_gen_t *g);
+
 /* The job's id (job_<24 hex>), its task row's key. */
 const char *s2a_gen_job_id(const s2a_gen_t *g);
 

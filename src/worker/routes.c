@@ -8,6 +8,7 @@
  * API-key check, CORS, /healthz, /readyz and /v1/models.
  */
 #include "worker/routes.h"
+#include "worker/characters.h"
 #include "worker/chat.h"
 #include "worker/charadmin.h"
 #include "common/crypto.h"
@@ -157,6 +158,11 @@ static const route_t routes[] = {
     { M_POST, "/v1/videos", AUTH_API_KEY, "videos", s2a_videos_create,
       R_BIG_BODY },
     { M_GET, "/v1/videos", AUTH_API_KEY, "videos", s2a_videos_list, 0 },
+    /* Before the /v1/videos/ prefix rows, which would take them. */
+    { M_POST, "/v1/videos/characters", AUTH_API_KEY, "characters",
+      s2a_videos_characters_create, R_BIG_BODY },
+    { M_GET, "/v1/videos/characters/", AUTH_API_KEY, "characters",
+      s2a_videos_characters_get, 0 },
     { M_GET | M_DELETE, "/v1/videos/", AUTH_API_KEY, "videos", s2a_videos_item,
       0 },
     { M_POST, "/v1/videos/", AUTH_API_KEY, "videos", s2a_videos_remix, 0 },
@@ -171,6 +177,9 @@ static const route_t routes[] = {
     { M_GET, "/v1/feed", AUTH_API_KEY, "data", s2a_data_feed, 0 },
     { M_GET, "/v1/tokens/{id}/profile-feed", AUTH_API_KEY, "data",
       s2a_data_token_feed, 0 },
+    /* Character creation (characters.c) */
+    { M_POST, "/v1/characters", AUTH_API_KEY, "characters",
+      s2a_characters_create, R_BIG_BODY },
 
     /* admin API: sessions and settings */
     { M_POST, "/api/login", AUTH_NONE, "admin", s2a_admin_login, 0 },

@@ -10,6 +10,7 @@
 #include "worker/worker.h"
 #include "common/ops.h"
 #include "worker/cameo.h"
+#include "worker/characters.h"
 #include "worker/chat.h"
 #include "worker/images.h"
 #include "worker/videos.h"
@@ -219,6 +220,7 @@ tick_cb(evutil_socket_t fd, short what, void *arg)
          * the clients can read; the connections close a second later. */
         shutdown_told = true;
         if (s2a_chat_shutdown() + s2a_images_shutdown() + s2a_videos_shutdown()
+                + s2a_characters_shutdown()
             > 0) {
             w->drain_deadline_ms = now + SHUTDOWN_NOTICE_MS;
             return;
