@@ -45,6 +45,8 @@ typedef struct params_s {
 
 static creation_t *running;
 
+static void start_lookup(s2a_req_t *req, const char *id);
+
 static void
 creation_free(creation_t *c)
 {
@@ -69,13 +71,7 @@ reply_character(creation_t *c, json_t *result)
     const char *public_id = s2a_gen_character(c->gen);
     json_t *body;
 
-    if (c->official) {
-        body = json_pack("{s:s, s:s, s:O, s:I, s:O}", "id", public_id,
-                         "object", "character", "name",
-                         json_object_get(result, "display_name"), "created_at",
-                         (json_int_t) s2a_now(), "username",
-                         json_object_get(result, "username"));
-    } else {
+    {
         body = json_pack(
             "{s:s, s:s, s:I, s:s, s:{s:O, s:O, s:O, s:O, s:s}}", "id",
             public_id, "object", "character", "created",
@@ -115,7 +111,10 @@ on_done(void *arg, json_t *result, int status, const char *type,
     const char *rtype = json_string_value(json_object_get(result, "type"));
 
     c->req->on_gone = NULL;
-    if (rtype != NULL && strcmp(rtype, "character") == 0) {
+    if (rtype != NULL && strcmp(rtype, "character") == 0 && c->official) {
+        /* The official object is the row's, as a later GET reads it. */
+        start_lookup(c->req, s2a_gen_character(c->gen));
+    } else if (rtype != NULL && strcmp(rtype, "character") == 0) {
         reply_character(c, result);
     } else if (result != NULL) {
         /* An error result (a refusal): its own words. */
@@ -537,8 +536,6 @@ void
 s2a_videos_characters_get(s2a_req_t *req)
 {
     const char *id = req->path_tail != NULL ? req->path_tail : "";
-    lookup_t *l;
-    json_t *msg;
     size_t i;
 
     /* char_ and 24 lower-case hex digits, as every row's id. */
@@ -552,6 +549,16 @@ s2a_videos_characters_get(s2a_req_t *req)
         not_found(req, id);
         return;
     }
+    start_lookup(req, id);
+}
+
+/* Answers the official object of the caller's row `id` (or 404). */
+static void
+start_lookup(s2a_req_t *req, const char *id)
+{
+    lookup_t *l;
+    json_t *msg;
+
     l = calloc(1, sizeof(*l));
     msg = json_pack("{s:s, s:s, s:I}", "op", "character_get", "public_id", id,
                     "owner", (json_int_t) req->owner);
