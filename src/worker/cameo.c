@@ -22,22 +22,22 @@
 #include <string.h>
 #include <strings.h>
 
-#define POLL_ERRORS_MAX  3     /* consecutive failed polls end the flow */
-#define NAME_RETRIES     5     /* new suffixes after a taken username */
+#define POLL_ERRORS_MAX  3 /* consecutive failed polls end the flow */
+#define NAME_RETRIES     5 /* new suffixes after a taken username */
 #define AVATAR_MAX_BYTES (8u * 1024 * 1024)
 #define AVATAR_FETCH_MS  30000L
 #define CODE_FAILED      "character_failed"
 
 typedef enum {
-    ST_KICK = 0, /* the first step, from the loop */
-    ST_UPLOAD,   /* E21 */
-    ST_WAIT,     /* the poll timer */
-    ST_POLL,     /* E22 */
-    ST_CHECK,    /* E7 */
-    ST_AVATAR,   /* E23 (a plain download) */
+    ST_KICK = 0,  /* the first step, from the loop */
+    ST_UPLOAD,    /* E21 */
+    ST_WAIT,      /* the poll timer */
+    ST_POLL,      /* E22 */
+    ST_CHECK,     /* E7 */
+    ST_AVATAR,    /* E23 (a plain download) */
     ST_AVATAR_UP, /* E24 */
-    ST_FINALIZE, /* E25 */
-    ST_PUBLIC    /* E26 */
+    ST_FINALIZE,  /* E25 */
+    ST_PUBLIC     /* E26 */
 } step_t;
 
 struct s2a_cameo_s {
@@ -192,9 +192,9 @@ flow_fail(s2a_cameo_t *c, int status, const char *type, const char *code,
         s2a_cameo_delete(c->token_id, c->info.character_id, c->info.public_id,
                          false, message);
     } else if (c->info.cameo_id[0] != '\0') {
-        s2a_cameo_row(c->info.public_id,
-                      json_pack("{s:s, s:s}", "state", "failed", "error",
-                                message));
+        s2a_cameo_row(
+            c->info.public_id,
+            json_pack("{s:s, s:s}", "state", "failed", "error", message));
     }
     c->ops->done(c->arg, &c->info, status, type, code, message);
     flow_free(c);
@@ -211,8 +211,7 @@ flow_succeed(s2a_cameo_t *c)
              c->info.display_name, c->info.username);
     details = json_pack("{s:s, s:s, s:s, s:s}", "username", c->info.username,
                         "display_name", c->info.display_name, "cameo_id",
-                        c->info.cameo_id, "character_id",
-                        c->info.character_id);
+                        c->info.cameo_id, "character_id", c->info.character_id);
     c->ops->progress(c->arg, "completed", msg, details);
     json_decref(details);
     c->ops->done(c->arg, &c->info, 200, NULL, NULL, NULL);
@@ -322,7 +321,8 @@ finalized(const s2a_sora_result_t *r, void *arg)
     if (!s2a_sora_ok(r) || id == NULL || id[0] == '\0'
         || strlen(id) >= sizeof(c->info.character_id))
     {
-        if (r->error_code != NULL && strcmp(r->error_code, "username_taken") == 0
+        if (r->error_code != NULL
+            && strcmp(r->error_code, "username_taken") == 0
             && c->opts.username[0] != '\0')
         {
             snprintf(msg, sizeof(msg), "the username %s is taken",
@@ -339,17 +339,17 @@ finalized(const s2a_sora_result_t *r, void *arg)
         return;
     }
     snprintf(c->info.character_id, sizeof(c->info.character_id), "%s", id);
-    s2a_cameo_row(
-        c->info.public_id,
-        json_pack("{s:s, s:s, s:s, s:s, s:s?, s:s?, s:s?, s:s}", "state",
-                  "ready", "character_id", c->info.character_id, "username",
-                  c->info.username, "display_name", c->info.display_name,
-                  "profile_url", c->profile_url, "instruction_set",
-                  c->instruction, "safety_instruction_set",
-                  c->opts.safety_instruction_set[0] != '\0'
-                      ? c->opts.safety_instruction_set
-                      : NULL,
-                  "visibility", "private"));
+    s2a_cameo_row(c->info.public_id,
+                  json_pack("{s:s, s:s, s:s, s:s, s:s?, s:s?, s:s?, s:s}",
+                            "state", "ready", "character_id",
+                            c->info.character_id, "username", c->info.username,
+                            "display_name", c->info.display_name, "profile_url",
+                            c->profile_url, "instruction_set", c->instruction,
+                            "safety_instruction_set",
+                            c->opts.safety_instruction_set[0] != '\0'
+                                ? c->opts.safety_instruction_set
+                                : NULL,
+                            "visibility", "private"));
     c->ops->finalized(c->arg, &c->info);
     if (c->set_public) {
         step_public(c);
@@ -388,8 +388,8 @@ static void
 avatar_uploaded(const s2a_sora_result_t *r, void *arg)
 {
     s2a_cameo_t *c = arg;
-    const char *ptr = json_string_value(json_object_get(r->json,
-                                                        "asset_pointer"));
+    const char *ptr =
+        json_string_value(json_object_get(r->json, "asset_pointer"));
 
     c->call = 0;
     if (!s2a_sora_ok(r) || ptr == NULL || ptr[0] == '\0'
@@ -587,7 +587,8 @@ static void
 cameo_ready(s2a_cameo_t *c, json_t *st)
 {
     const char *hint = json_string_value(json_object_get(st, "username_hint"));
-    const char *dn = json_string_value(json_object_get(st, "display_name_hint"));
+    const char *dn =
+        json_string_value(json_object_get(st, "display_name_hint"));
     const char *url =
         json_string_value(json_object_get(st, "profile_asset_url"));
     const char *ins =
@@ -604,8 +605,7 @@ cameo_ready(s2a_cameo_t *c, json_t *st)
         : ins != NULL && ins[0] != '\0' ? strdup(ins)
                                         : NULL;
     snprintf(c->info.display_name, sizeof(c->info.display_name), "%s",
-             c->opts.display_name[0] != '\0'
-                 ? c->opts.display_name
+             c->opts.display_name[0] != '\0'   ? c->opts.display_name
                  : dn != NULL && dn[0] != '\0' ? dn
                                                : "Character");
     c->ops->progress(c->arg, "processing", "Checking username availability...",
@@ -772,8 +772,8 @@ timer_cb(evutil_socket_t fd, short what, void *arg)
         } else if (c->info.cameo_id[0] != '\0') {
             step_poll(c); /* resumed: Sora has the video */
         } else {
-            c->ops->progress(c->arg, "started",
-                             "**Character Creation Begins**", NULL);
+            c->ops->progress(c->arg, "started", "**Character Creation Begins**",
+                             NULL);
             step_upload(c);
         }
         return;
@@ -901,15 +901,15 @@ deleted(const s2a_sora_result_t *r, void *arg)
 
     d->call = 0;
     if (r->status >= 200 && r->status <= 299) {
-        s2a_log(LOG_INFO, 0, "character %s (%s) deleted upstream",
-                d->public_id, d->character_id);
+        s2a_log(LOG_INFO, 0, "character %s (%s) deleted upstream", d->public_id,
+                d->character_id);
         if (d->temporary) {
             s2a_cameo_row(d->public_id, json_pack("{s:s}", "state", "deleted"));
         } else {
-            snprintf(msg, sizeof(msg), "%s; the character was deleted",
-                     d->why);
-            s2a_cameo_row(d->public_id, json_pack("{s:s, s:s}", "state",
-                                                  "failed", "error", msg));
+            snprintf(msg, sizeof(msg), "%s; the character was deleted", d->why);
+            s2a_cameo_row(
+                d->public_id,
+                json_pack("{s:s, s:s}", "state", "failed", "error", msg));
         }
     } else {
         snprintf(msg, sizeof(msg),
@@ -962,9 +962,9 @@ s2a_cameo_delete(int64_t token_id, const char *character_id,
     call.proxy = proxy[0] != '\0' ? proxy : NULL;
     d->call = s2a_sora_start(&call, deleted, d);
     if (d->call == 0) {
-        s2a_cameo_row(d->public_id,
-                      json_pack("{s:s}", "error",
-                                "the upstream delete could not start"));
+        s2a_cameo_row(
+            d->public_id,
+            json_pack("{s:s}", "error", "the upstream delete could not start"));
         delete_free(d);
     }
 }

@@ -72,15 +72,15 @@ reply_character(creation_t *c, json_t *result)
     json_t *body;
 
     {
-        body = json_pack(
-            "{s:s, s:s, s:I, s:s, s:{s:O, s:O, s:O, s:O, s:s}}", "id",
-            public_id, "object", "character", "created",
-            (json_int_t) s2a_now(), "model", c->model->id, "data", "cameo_id",
-            json_object_get(result, "cameo_id"), "username",
-            json_object_get(result, "username"), "display_name",
-            json_object_get(result, "display_name"), "character_id",
-            json_object_get(result, "character_id"), "message",
-            "Character creation completed");
+        body =
+            json_pack("{s:s, s:s, s:I, s:s, s:{s:O, s:O, s:O, s:O, s:s}}", "id",
+                      public_id, "object", "character", "created",
+                      (json_int_t) s2a_now(), "model", c->model->id, "data",
+                      "cameo_id", json_object_get(result, "cameo_id"),
+                      "username", json_object_get(result, "username"),
+                      "display_name", json_object_get(result, "display_name"),
+                      "character_id", json_object_get(result, "character_id"),
+                      "message", "Character creation completed");
     }
     if (body == NULL) {
         s2a_http_reply_error(c->req, 500, "server_error", "internal_error",
@@ -120,8 +120,8 @@ on_done(void *arg, json_t *result, int status, const char *type,
         /* An error result (a refusal): its own words. */
         s2a_http_reply_error(
             c->req, 400, "invalid_request_error",
-            json_string_value(json_object_get(json_object_get(result, "data"),
-                                              "code")),
+            json_string_value(
+                json_object_get(json_object_get(result, "data"), "code")),
             NULL, "%s", json_string_value(json_object_get(result, "error")));
     } else {
         s2a_http_reply_error(c->req, status, type, code, NULL, "%s", message);
@@ -185,8 +185,8 @@ read_video_text(s2a_req_t *req, const char *s, params_t *p)
                              &p->video))
     {
     case S2A_MEDIAIN_OK: break;
-    case S2A_MEDIAIN_URL_TOO_LONG: BAD("video", "invalid_video",
-                                       "the video URL is too long");
+    case S2A_MEDIAIN_URL_TOO_LONG:
+        BAD("video", "invalid_video", "the video URL is too long");
     case S2A_MEDIAIN_NOT_BASE64_URL:
         BAD("video", "invalid_video",
             "the video data URL must be base64 (data:<type>;base64,...)");
@@ -301,8 +301,8 @@ read_form(s2a_req_t *req, const char *boundary, params_t *p)
     json_t *obj, *v;
 
     body = s2a_req_body(req, &len);
-    if (s2a_multipart_parse(body, len, boundary, parts, CHAR_MAX_PARTS,
-                            &nparts, err, sizeof(err))
+    if (s2a_multipart_parse(body, len, boundary, parts, CHAR_MAX_PARTS, &nparts,
+                            err, sizeof(err))
         != S2A_OK)
     {
         s2a_http_reply_error(req, 400, "invalid_request_error",
@@ -318,8 +318,7 @@ read_form(s2a_req_t *req, const char *boundary, params_t *p)
             if (p->file != NULL || parts[i].len == 0) {
                 json_decref(obj);
                 s2a_http_reply_error(
-                    req, 400, "invalid_request_error", "invalid_video",
-                    "video",
+                    req, 400, "invalid_request_error", "invalid_video", "video",
                     p->file != NULL ? "only one video is accepted"
                                     : "the uploaded video is empty");
                 return NULL;
@@ -371,9 +370,8 @@ start_job(s2a_req_t *req, params_t *p, bool official)
         return;
     }
     if (p->file != NULL && p->file_len > S2A_MEDIAIN_VIDEO_MAX) {
-        s2a_http_reply_error(req, 400, "invalid_request_error",
-                             "invalid_video", "video",
-                             "the video is larger than 20 MiB");
+        s2a_http_reply_error(req, 400, "invalid_request_error", "invalid_video",
+                             "video", "the video is larger than 20 MiB");
         return;
     }
     /* The key's model allow-list, quota and concurrency. */
@@ -522,8 +520,8 @@ looked_up(json_t *reply, void *arg)
                          "created_at", json_object_get(row, "created_at"),
                          "username", json_object_get(row, "username"));
         if (body == NULL) {
-            s2a_http_reply_error(l->req, 500, "server_error",
-                                 "internal_error", NULL, "out of memory");
+            s2a_http_reply_error(l->req, 500, "server_error", "internal_error",
+                                 NULL, "out of memory");
         } else {
             s2a_http_reply_json(l->req, 200, body);
             json_decref(body);

@@ -84,9 +84,11 @@ utf8_chars(const char *s)
         if (*p < 0x20 || *p == 0x7f) {
             return -1;
         }
-        more = *p < 0x80 ? 0 : (*p & 0xe0) == 0xc0 ? 1 : (*p & 0xf0) == 0xe0 ? 2
-            : (*p & 0xf8) == 0xf0                         ? 3
-                                                          : -1;
+        more = *p < 0x80          ? 0
+            : (*p & 0xe0) == 0xc0 ? 1
+            : (*p & 0xf0) == 0xe0 ? 2
+            : (*p & 0xf8) == 0xf0 ? 3
+                                  : -1;
         if (more < 0) {
             return -1;
         }
@@ -214,8 +216,7 @@ s2a_charopts_parse(json_t *obj, const char *prefix, s2a_charopts_t *out,
     if (s != NULL) {
         chars = utf8_chars(s);
         if (chars < 1 || chars > S2A_CHAROPTS_NAME_MAX
-            || s[strspn(s, " ")] == '\0')
-        {
+            || s[strspn(s, " ")] == '\0') {
             FAIL("display_name",
                  "display_name must be 1 to %d characters of UTF-8 text "
                  "without control characters",
@@ -253,16 +254,12 @@ s2a_charopts_parse(json_t *obj, const char *prefix, s2a_charopts_t *out,
 json_t *
 s2a_charopts_json(const s2a_charopts_t *o)
 {
-    return json_pack("{s:s, s:s?, s:s?, s:s?, s:s?, s:b}", "timestamps",
-                     o->timestamps, "username",
-                     o->username[0] != '\0' ? o->username : NULL,
-                     "display_name",
-                     o->display_name[0] != '\0' ? o->display_name : NULL,
-                     "instruction_set",
-                     o->instruction_set[0] != '\0' ? o->instruction_set : NULL,
-                     "safety_instruction_set",
-                     o->safety_instruction_set[0] != '\0'
-                         ? o->safety_instruction_set
-                         : NULL,
-                     "keep", o->keep);
+    return json_pack(
+        "{s:s, s:s?, s:s?, s:s?, s:s?, s:b}", "timestamps", o->timestamps,
+        "username", o->username[0] != '\0' ? o->username : NULL, "display_name",
+        o->display_name[0] != '\0' ? o->display_name : NULL, "instruction_set",
+        o->instruction_set[0] != '\0' ? o->instruction_set : NULL,
+        "safety_instruction_set",
+        o->safety_instruction_set[0] != '\0' ? o->safety_instruction_set : NULL,
+        "keep", o->keep);
 }

@@ -17,8 +17,8 @@
 #define S2A_CHAROPTS_TS_DEFAULT "0,3"
 
 typedef struct s2a_charopts_s {
-    char timestamps[32];                 /* "a,b" as given, or the default */
-    char username[S2A_CHAROPTS_USER_MAX + 1];   /* "" when not given */
+    char timestamps[32]; /* "a,b" as given, or the default */
+    char username[S2A_CHAROPTS_USER_MAX + 1];         /* "" when not given */
     char display_name[S2A_CHAROPTS_NAME_MAX * 4 + 1]; /* UTF-8, or "" */
     char instruction_set[S2A_CHAROPTS_INSTR_MAX + 1]; /* or "" */
     char safety_instruction_set[S2A_CHAROPTS_INSTR_MAX + 1]; /* or "" */

@@ -222,8 +222,8 @@ s2a_chat_completions(s2a_req_t *req)
          || creq.mode == S2A_MODE_CHARACTER_VIDEO)
         && s2a_gen_video_check(&creq.video, err, sizeof(err)) != S2A_OK)
     {
-        s2a_http_reply_error(req, 400, "invalid_request_error",
-                             "invalid_video", "video", "%s", err);
+        s2a_http_reply_error(req, 400, "invalid_request_error", "invalid_video",
+                             "video", "%s", err);
         goto done;
     }
     /* The key's model allow-list, quota and concurrency. */

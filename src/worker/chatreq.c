@@ -549,8 +549,7 @@ s2a_chatreq_parse(json_t *body, s2a_chatreq_t *req, char *err, size_t errlen,
         FAIL("messages", "the last message has no text prompt");
     }
     if (req->mode == S2A_MODE_CHARACTER
-        || req->mode == S2A_MODE_CHARACTER_VIDEO)
-    {
+        || req->mode == S2A_MODE_CHARACTER_VIDEO) {
         req->charopts = malloc(sizeof(*req->charopts));
         if (req->charopts == NULL) {
             s2a_chatreq_cleanup(req);

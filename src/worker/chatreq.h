@@ -47,7 +47,7 @@ typedef struct s2a_chatreq_s {
     s2a_charopts_t *charopts;  /* owned: the checked options (character
                                   modes), or NULL */
     s2a_mode_t mode;
-    int64_t owner; /* the caller's API key id (the route sets it) */
+    int64_t owner;  /* the caller's API key id (the route sets it) */
     char param[64]; /* the parameter a refusal names, when built */
 } s2a_chatreq_t;
 

@@ -343,14 +343,14 @@ job_free(s2a_gen_t *g)
 static void
 request_log(s2a_gen_t *g, int status, const char *error)
 {
-    json_t *msg = json_pack(
-        "{s:s, s:{s:s, s:s, s:s, s:i, s:I, s:s?}}", "op", "request_log",
-        "fields", "request_id", g->rid, "operation",
-        g->mode == S2A_MODE_CHARACTER ? "create_character"
-        : g->kind == S2A_KIND_VIDEO   ? "generate_video"
-                                      : "generate_image",
-        "model", g->model->id, "status_code", status, "duration_ms",
-        (json_int_t) (s2a_now_ms() - g->started_ms), "error", error);
+    json_t *msg =
+        json_pack("{s:s, s:{s:s, s:s, s:s, s:i, s:I, s:s?}}", "op",
+                  "request_log", "fields", "request_id", g->rid, "operation",
+                  g->mode == S2A_MODE_CHARACTER   ? "create_character"
+                      : g->kind == S2A_KIND_VIDEO ? "generate_video"
+                                                  : "generate_image",
+                  "model", g->model->id, "status_code", status, "duration_ms",
+                  (json_int_t) (s2a_now_ms() - g->started_ms), "error", error);
 
     if (msg == NULL) {
         return;
@@ -410,15 +410,14 @@ character_end(s2a_gen_t *g, const char *why)
     bool temp = g->mode == S2A_MODE_CHARACTER_VIDEO;
 
     if (g->chr.character_id[0] == '\0'
-        || (g->mode != S2A_MODE_CHARACTER && !temp))
-    {
+        || (g->mode != S2A_MODE_CHARACTER && !temp)) {
         return;
     }
     if (temp ? g->copts != NULL && g->copts->keep : g->char_done) {
         return;
     }
-    s2a_cameo_delete(g->token_id, g->chr.character_id, g->chr.public_id,
-                     temp, why);
+    s2a_cameo_delete(g->token_id, g->chr.character_id, g->chr.public_id, temp,
+                     why);
     g->chr.character_id[0] = '\0';
 }
 
@@ -1335,7 +1334,7 @@ finish_media(s2a_gen_t *g)
  * character+video the video itself, with `@username` in its prompt
  */
 
-#define VIDEO_FETCH_MS 30000L
+#define VIDEO_FETCH_MS   30000L
 #define VIDEO_URL_FAILED "the video URL could not be fetched"
 
 /* The character's own fields, as the contract's result carries them. */
@@ -1443,9 +1442,9 @@ cameo_uploaded(void *arg, const s2a_cameo_info_t *info)
         json_object_set_new(g->params, "character",
                             json_string(info->public_id));
     }
-    fields = json_pack("{s:s, s:s, s:I}", "status", "running",
-                       "upstream_task_id", info->cameo_id, "token_id",
-                       (json_int_t) g->token_id);
+    fields =
+        json_pack("{s:s, s:s, s:I}", "status", "running", "upstream_task_id",
+                  info->cameo_id, "token_id", (json_int_t) g->token_id);
     if (fields != NULL && g->params != NULL) {
         json_object_set(fields, "params", g->params);
     }
@@ -1593,9 +1592,8 @@ s2a_gen_video_check(const s2a_media_in_t *v, char *err, size_t errlen)
         return S2A_OK; /* a URL: checked once fetched */
     }
     bytes = s2a_base64_decode(v->base64, strlen(v->base64), &n);
-    type = bytes != NULL
-        ? s2a_mediain_sniff(bytes, n, S2A_MEDIAIN_VIDEO, NULL)
-        : NULL;
+    type = bytes != NULL ? s2a_mediain_sniff(bytes, n, S2A_MEDIAIN_VIDEO, NULL)
+                         : NULL;
     free(bytes);
     if (bytes == NULL || n == 0) {
         snprintf(err, errlen, "the video is not valid base64");
@@ -1877,12 +1875,14 @@ s2a_gen_start_with(const s2a_chatreq_t *req, const char *request_id,
                 req->video.base64, strlen(req->video.base64), &g->video_len);
             g->bad_video = video_refusal(g) != NULL;
         } else if (req->video.url != NULL
-                   && (g->video_url = strdup(req->video.url)) == NULL) {
+                   && (g->video_url = strdup(req->video.url)) == NULL)
+        {
             job_free(g);
             return NULL;
         }
         if (g->mode == S2A_MODE_CHARACTER_VIDEO
-            && (g->user_prompt = strdup(g->prompt)) == NULL) {
+            && (g->user_prompt = strdup(g->prompt)) == NULL)
+        {
             job_free(g);
             return NULL;
         }
@@ -1909,8 +1909,8 @@ s2a_gen_start_with(const s2a_chatreq_t *req, const char *request_id,
          * is not kept (`video` says there was one). */
         json_object_set_new(json_object_get(rec, "params"), "video",
                             json_true());
-        json_object_set_new(json_object_get(rec, "params"),
-                            "character_options", s2a_charopts_json(g->copts));
+        json_object_set_new(json_object_get(rec, "params"), "character_options",
+                            s2a_charopts_json(g->copts));
     }
     if (rec != NULL && g->owner > 0) {
         json_object_set_new(rec, "owner", json_integer(g->owner));
@@ -2277,8 +2277,7 @@ character_from_row(s2a_gen_t *g, const char *task)
     g->copts = malloc(sizeof(*g->copts));
     if (g->copts == NULL
         || s2a_charopts_parse(json_object_get(p, "character_options"), "",
-                              g->copts, err, sizeof(err), param,
-                              sizeof(param))
+                              g->copts, err, sizeof(err), param, sizeof(param))
             != S2A_OK)
     {
         s2a_log(LOG_ERR, 0, "job %s: its character options do not read: %s",
@@ -2402,7 +2401,8 @@ s2a_op_job_resume(void *from, json_t *msg)
         }
         s2a_log(LOG_INFO, 0, "%s: resuming character %s (%s) on token %lld",
                 g->rid, g->chr.public_id,
-                g->char_done ? "its video" : "the cameo", (long long) g->token_id);
+                g->char_done ? "its video" : "the cameo",
+                (long long) g->token_id);
         g->op = OP_KICK;
         evtimer_add(g->kick, &now);
         return;

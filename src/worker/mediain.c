@@ -19,8 +19,8 @@ s2a_mediain_text(const char *s, s2a_mediain_kind_t kind, unsigned flags,
     memset(out, 0, sizeof(*out));
     if (strncasecmp(s, "http://", 7) == 0 || strncasecmp(s, "https://", 8) == 0)
     {
-        if ((flags & S2A_MEDIAIN_F_URL_LIMIT) && strlen(s) > S2A_MEDIAIN_URL_MAX)
-        {
+        if ((flags & S2A_MEDIAIN_F_URL_LIMIT)
+            && strlen(s) > S2A_MEDIAIN_URL_MAX) {
             return S2A_MEDIAIN_URL_TOO_LONG;
         }
         out->url = s;
@@ -95,7 +95,8 @@ s2a_mediain_sniff(const unsigned char *p, size_t n, s2a_mediain_kind_t kind,
         type = "image/jpeg";
         e = "jpg";
     } else if (n >= 12 && memcmp(p, "RIFF", 4) == 0
-               && memcmp(p + 8, "WEBP", 4) == 0) {
+               && memcmp(p + 8, "WEBP", 4) == 0)
+    {
         type = "image/webp";
         e = "webp";
     } else if (n >= 6

@@ -32,15 +32,16 @@ typedef enum {
 
 typedef enum {
     S2A_MEDIAIN_OK = 0,
-    S2A_MEDIAIN_URL_TOO_LONG, /* over S2A_MEDIAIN_URL_MAX */
+    S2A_MEDIAIN_URL_TOO_LONG,   /* over S2A_MEDIAIN_URL_MAX */
     S2A_MEDIAIN_NOT_BASE64_URL, /* a data URL without ";base64," */
-    S2A_MEDIAIN_WRONG_TYPE,   /* a data URL of another kind (flag) */
-    S2A_MEDIAIN_BAD_BASE64    /* neither a URL nor base64 */
+    S2A_MEDIAIN_WRONG_TYPE,     /* a data URL of another kind (flag) */
+    S2A_MEDIAIN_BAD_BASE64      /* neither a URL nor base64 */
 } s2a_mediain_rc_t;
 
 /* Flags of s2a_mediain_text. */
 #define S2A_MEDIAIN_F_URL_LIMIT 0x1 /* refuse URLs over S2A_MEDIAIN_URL_MAX */
-#define S2A_MEDIAIN_F_TYPE      0x2 /* a data URL's type must fit the kind
+#define S2A_MEDIAIN_F_TYPE \
+    0x2 /* a data URL's type must fit the kind
                                        (video: video/ or application/) */
 
 /*

@@ -221,7 +221,8 @@ tick_cb(evutil_socket_t fd, short what, void *arg)
         shutdown_told = true;
         if (s2a_chat_shutdown() + s2a_images_shutdown() + s2a_videos_shutdown()
                 + s2a_characters_shutdown()
-            > 0) {
+            > 0)
+        {
             w->drain_deadline_ms = now + SHUTDOWN_NOTICE_MS;
             return;
         }
