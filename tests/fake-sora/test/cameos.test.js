@@ -197,3 +197,36 @@ describe('avatar upload, finalize, update_v2, delete', () => {
         assert.equal(t.mentions[0].character_id, ch.character_id);
     });
 });
+
+describe('cameo failure states', () => {
+    it('ends failed or rejected with a status_message after the processing polls', async () => {
+        for (const [outcome, msg] of [['failed', /could not find a person/], ['rejected', /content guidelines/]]) {
+            await h.ctl('POST', '/script', { next: { cameo: [{ outcome, processing_polls: 1 }] } });
+            const id = (await uploadVideo()).json.id;
+            let body = (await inProgress(id)).json;
+            assert.equal(body.status, 'processing');
+            body = (await inProgress(id)).json;
+            assert.equal(body.status, outcome);
+            assert.match(body.status_message, msg);
+            assert.equal(body.profile_asset_url, null);
+            assert.equal(body.username_hint, null);
+            // It stays there.
+            assert.equal((await inProgress(id)).json.status, outcome);
+        }
+        await h.ctl('POST', '/script', { next: { cameo: [{ outcome: 'failed', status_message: 'Too dark.' }] } });
+        const id = (await uploadVideo()).json.id;
+        let body;
+        do {
+            body = (await inProgress(id)).json;
+        } while (body.status === 'processing');
+        assert.deepEqual([body.status, body.status_message], ['failed', 'Too dark.']);
+    });
+
+    it('bad_asset: completed with an avatar URL that answers 404', async () => {
+        await h.ctl('POST', '/script', { next: { cameo: [{ outcome: 'bad_asset' }] } });
+        const [, body] = await readyCameo();
+        assert.match(body.profile_asset_url, /\/media\/missing\/cameo_[0-9a-f]{8}\.webp$/);
+        const r = await fetch(body.profile_asset_url);
+        assert.equal(r.status, 404);
+    });
+});
