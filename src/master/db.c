@@ -2293,7 +2293,9 @@ s2a_db_jobs_counts(s2a_db_t *db)
     "job_id, model, prompt, status, progress, result_urls, " \
     "error_message, error_code, params, upstream_task_id, " \
     "created_at AS created, completed_at AS completed"
-#define VIDEO_ROWS "model LIKE 'sora-video-%'"
+/* A character-only job runs on a video model but makes no video. */
+#define VIDEO_ROWS \
+    "model LIKE 'sora-video-%' AND COALESCE(mode, '') <> 'character'"
 /* The rows of owner ?n (an API key's id), every row for 0 (admin). */
 #define OWNED_BY(n) "(?" #n " = 0 OR owner = ?" #n ")"
 

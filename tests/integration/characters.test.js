@@ -139,6 +139,10 @@ test('chat: character creation streamed ends public and recorded', async () => {
   const t = await taskRow(row.job_id);
   assert.equal(t.mode, 'character');
   assert.equal(t.model, 'sora-video-landscape-10s');
+  // It made no video: the Videos API does not list it.
+  const list = await request(d.base, 'GET', '/v1/videos?limit=100', { headers: AUTH });
+  assert.equal(list.status, 200);
+  assert.ok(!list.text.includes(row.job_id), 'a character-only job is no Video');
 });
 
 test('chat: every option, not streamed: the same content in a chat.completion', async () => {
