@@ -58,6 +58,12 @@ const s2a_op_t s2a_ops[] = {
     { "keys_list", TO_MASTER, "id:int key_id:int?", "keys:arr code:str?", s2a_op_keys_list, 0 },
     { "key_usage_get", TO_MASTER, "id:int key_id:int from:str? to:str?", "rows:arr code:str?", s2a_op_key_usage_get, 0 },
     { "key_usage", TO_MASTER, "rows:arr", NULL, s2a_op_key_usage, S2A_OP_QUEUED },
+    /* worker -> master: characters (src/master/characters.c) */
+    { "character_write", TO_MASTER, "id:int public_id:str fields:obj", "code:str? row:obj?", s2a_op_character_write, 0 },
+    { "characters_list", TO_MASTER, "id:int token_id:int? owner:int? state:str? username:str? search:str? limit:int? offset:int?", "rows:arr total:int", s2a_op_characters_list, 0 },
+    { "character_get", TO_MASTER, "id:int public_id:str? cameo_id:str? character_id:str? username:str? owner:int?", "row:obj?", s2a_op_character_get, 0 },
+    { "character_delete", TO_MASTER, "id:int public_id:str", "code:str?", s2a_op_character_delete, 0 },
+    { "character_owners", TO_MASTER, "id:int usernames:arr", "rows:arr", s2a_op_character_owners, 0 },
 #ifdef S2A_TEST_HOOKS
     { "sweep_now", TO_MASTER, "", NULL, s2a_op_sweep_now, S2A_OP_TEST_ONLY },
 #endif

@@ -101,6 +101,11 @@ void s2a_op_key_delete(void *from, json_t *msg);
 void s2a_op_keys_list(void *from, json_t *msg);
 void s2a_op_key_usage_get(void *from, json_t *msg);
 void s2a_op_key_usage(void *from, json_t *msg);
+void s2a_op_character_write(void *from, json_t *msg);
+void s2a_op_characters_list(void *from, json_t *msg);
+void s2a_op_character_get(void *from, json_t *msg);
+void s2a_op_character_delete(void *from, json_t *msg);
+void s2a_op_character_owners(void *from, json_t *msg);
 void s2a_op_sweep_now(void *from, json_t *msg);
 
 /* Handlers in a worker (src/worker/). */

@@ -24,15 +24,16 @@ const double s2a_stats_job_bounds[S2A_STATS_JOB_BUCKETS] = {
 };
 
 static const char *const route_names[S2A_RC_COUNT] = {
-    [S2A_RC_MODELS] = "models",       [S2A_RC_CHAT] = "chat",
-    [S2A_RC_IMAGES] = "images",       [S2A_RC_ADMIN] = "admin",
-    [S2A_RC_TOKENS] = "tokens",       [S2A_RC_VIDEOS] = "videos",
-    [S2A_RC_DATA] = "data",           [S2A_RC_KEYS] = "keys",
-    [S2A_RC_WEBHOOKS] = "webhooks",   [S2A_RC_HEALTH] = "health",
-    [S2A_RC_METRICS] = "metrics",     [S2A_RC_MEDIA] = "media",
-    [S2A_RC_STATIC] = "static",       [S2A_RC_UNKNOWN] = "unknown",
-    [S2A_RC_PREFLIGHT] = "preflight", [S2A_RC_PROTOCOL] = "protocol",
-    [S2A_RC_TEST] = "test",           [S2A_RC_OTHER] = "other",
+    [S2A_RC_MODELS] = "models",     [S2A_RC_CHAT] = "chat",
+    [S2A_RC_IMAGES] = "images",     [S2A_RC_ADMIN] = "admin",
+    [S2A_RC_TOKENS] = "tokens",     [S2A_RC_VIDEOS] = "videos",
+    [S2A_RC_DATA] = "data",         [S2A_RC_KEYS] = "keys",
+    [S2A_RC_WEBHOOKS] = "webhooks", [S2A_RC_CHARACTERS] = "characters",
+    [S2A_RC_HEALTH] = "health",     [S2A_RC_METRICS] = "metrics",
+    [S2A_RC_MEDIA] = "media",       [S2A_RC_STATIC] = "static",
+    [S2A_RC_UNKNOWN] = "unknown",   [S2A_RC_PREFLIGHT] = "preflight",
+    [S2A_RC_PROTOCOL] = "protocol", [S2A_RC_TEST] = "test",
+    [S2A_RC_OTHER] = "other",
 };
 
 /* Path prefixes of the endpoint classes, tried in order. */

@@ -31,10 +31,11 @@ typedef enum {
     S2A_RC_IMAGES,
     S2A_RC_ADMIN,
     S2A_RC_TOKENS,
-    S2A_RC_VIDEOS,   /* the Videos API */
-    S2A_RC_DATA,     /* the Sora data routes (data.c) */
-    S2A_RC_KEYS,     /* /api/keys */
-    S2A_RC_WEBHOOKS, /* /api/webhooks */
+    S2A_RC_VIDEOS,     /* the Videos API */
+    S2A_RC_DATA,       /* the Sora data routes (data.c) */
+    S2A_RC_KEYS,       /* /api/keys */
+    S2A_RC_WEBHOOKS,   /* /api/webhooks */
+    S2A_RC_CHARACTERS, /* /api/characters */
     S2A_RC_HEALTH,
     S2A_RC_METRICS,
     S2A_RC_MEDIA,

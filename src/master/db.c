@@ -229,7 +229,33 @@ static const char *const migrations[] = {
     ") WITHOUT ROWID;"
     "ALTER TABLE tokens ADD COLUMN token_group TEXT;",
 
-    /* 12: a webhook's previous secret keeps signing for a while after a
+    /* 12: Sora characters the pool's accounts made (docs/characters.md,
+     * src/master/characters.c) */
+    "CREATE TABLE characters ("
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  public_id TEXT NOT NULL UNIQUE,"
+    "  token_id INTEGER NOT NULL,"
+    "  cameo_id TEXT UNIQUE,"
+    "  character_id TEXT UNIQUE,"
+    "  username TEXT,"
+    "  display_name TEXT,"
+    "  profile_url TEXT,"
+    "  instruction_set TEXT,"
+    "  safety_instruction_set TEXT,"
+    "  visibility TEXT NOT NULL DEFAULT 'private',"
+    "  state TEXT NOT NULL,"
+    "  temporary INTEGER NOT NULL DEFAULT 0,"
+    "  owner INTEGER NOT NULL DEFAULT 0,"
+    "  job_id TEXT,"
+    "  error TEXT,"
+    "  created_at INTEGER NOT NULL,"
+    "  updated_at INTEGER NOT NULL"
+    ");"
+    "CREATE INDEX characters_token ON characters(token_id);"
+    "CREATE INDEX characters_username ON characters(username COLLATE NOCASE);"
+    "CREATE INDEX characters_owner ON characters(owner);",
+
+    /* 13: a webhook's previous secret keeps signing for a while after a
      * rotation (sealed like the secret), and until when */
     "ALTER TABLE webhook_endpoints ADD COLUMN previous_secret TEXT;"
     "ALTER TABLE webhook_endpoints ADD COLUMN previous_until INTEGER;",
@@ -2272,7 +2298,9 @@ s2a_db_jobs_counts(s2a_db_t *db)
     "job_id, model, prompt, status, progress, result_urls, " \
     "error_message, error_code, params, upstream_task_id, " \
     "created_at AS created, completed_at AS completed"
-#define VIDEO_ROWS "model LIKE 'sora-video-%'"
+/* A character-only job runs on a video model but makes no video. */
+#define VIDEO_ROWS \
+    "model LIKE 'sora-video-%' AND COALESCE(mode, '') <> 'character'"
 /* The rows of owner ?n (an API key's id), every row for 0 (admin). */
 #define OWNED_BY(n) "(?" #n " = 0 OR owner = ?" #n ")"
 

@@ -631,6 +631,9 @@ is_final(const char *status)
             || strcmp(status, "cancelled") == 0);
 }
 
+/* A character-only job makes no video: it has no video event. */
+#define EVENT_ROWS "COALESCE(mode, '') <> 'character'"
+
 /* Events of the rows `st` yields (job_id, status, model, params). */
 static void
 events_of(sqlite3_stmt *st)
@@ -656,7 +659,7 @@ s2a_webhooks_task_recorded(const char *job_id, json_t *fields)
     /* The row as it now stands: the model came with an earlier record. */
     if (sqlite3_prepare_v2(conn(),
                            "SELECT job_id, status, model, params FROM tasks "
-                           "WHERE job_id = ?1",
+                           "WHERE job_id = ?1 AND " EVENT_ROWS,
                            -1, &st, NULL)
         != SQLITE_OK)
     {
@@ -679,7 +682,8 @@ s2a_webhooks_tasks_closed(int64_t worker_pid, const char *code, int64_t now)
     if (sqlite3_prepare_v2(conn(),
                            "SELECT job_id, status, model, params FROM tasks "
                            "WHERE status = 'failed' AND error_code = ?2 AND "
-                           "completed_at = ?3 AND (?1 = 0 OR worker_pid = ?1)",
+                           "completed_at = ?3 AND (?1 = 0 OR worker_pid = ?1) "
+                           "AND " EVENT_ROWS,
                            -1, &st, NULL)
         != SQLITE_OK)
     {

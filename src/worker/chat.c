@@ -216,12 +216,14 @@ s2a_chat_completions(s2a_req_t *req)
                              param, "%s", err);
         goto done;
     }
-    if (creq.mode == S2A_MODE_CHARACTER
-        || creq.mode == S2A_MODE_CHARACTER_VIDEO) {
-        s2a_http_reply_error(req, 400, "invalid_request_error",
-                             "unsupported_mode", "video",
-                             "a video input (character creation) is not "
-                             "supported by this gateway yet");
+    /* A character's video given inline is checked before any job: an
+     * MP4, QuickTime or WebM file of at most 20 MiB. */
+    if ((creq.mode == S2A_MODE_CHARACTER
+         || creq.mode == S2A_MODE_CHARACTER_VIDEO)
+        && s2a_gen_video_check(&creq.video, err, sizeof(err)) != S2A_OK)
+    {
+        s2a_http_reply_error(req, 400, "invalid_request_error", "invalid_video",
+                             "video", "%s", err);
         goto done;
     }
     /* The key's model allow-list, quota and concurrency. */

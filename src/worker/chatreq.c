@@ -261,79 +261,43 @@ s2a_storyboard_format(const char *prompt)
  * Request parsing
  */
 
-static bool
-base64_ok(const char *s)
-{
-    size_t n = 0;
-
-    for (; *s != '\0'; s++, n++) {
-        if (!(isalnum((unsigned char) *s) || *s == '+' || *s == '/' || *s == '='
-              || *s == '-' || *s == '_' || *s == '\n' || *s == '\r'))
-        {
-            return false;
-        }
-    }
-    return n >= 4;
-}
-
 /*
  * A media value: "data:<mime>;base64,<b64>", an http(s) URL, or bare
- * base64. `kind` ("image"/"video") checks the data URL's type.
+ * base64 (mediain.c). `kind` ("image"/"video") checks the data URL's
+ * type.
  */
 static int
 take_media(const char *v, const char *kind, s2a_media_in_t *out, char *err,
            size_t errlen)
 {
-    const char *comma, *semi;
-    size_t mlen;
+    bool image = strcmp(kind, "image") == 0;
 
-    memset(out, 0, sizeof(*out));
-    if (strncmp(v, "http://", 7) == 0 || strncmp(v, "https://", 8) == 0) {
-        if (strlen(v) > 4096) {
-            snprintf(err, errlen, "the %s URL is too long", kind);
-            return S2A_ERROR;
-        }
-        out->url = v;
-        return S2A_OK;
-    }
-    if (strncmp(v, "data:", 5) == 0) {
-        comma = strchr(v, ',');
-        semi = strchr(v, ';');
-        if (comma == NULL || semi == NULL || semi > comma
-            || strncmp(semi, ";base64,", 8) != 0)
-        {
-            snprintf(err, errlen,
-                     "the %s data URL must be base64 "
-                     "(data:<type>;base64,...)",
-                     kind);
-            return S2A_ERROR;
-        }
-        mlen = (size_t) (semi - v - 5);
-        if (mlen >= sizeof(out->mime)) {
-            mlen = sizeof(out->mime) - 1;
-        }
-        memcpy(out->mime, v + 5, mlen);
-        out->mime[mlen] = '\0';
-        if (strcmp(kind, "image") == 0
-                ? strncmp(out->mime, "image/", 6) != 0
-                : (strncmp(out->mime, "video/", 6) != 0
-                   && strncmp(out->mime, "application/", 12) != 0))
-        {
-            snprintf(err, errlen, "a data URL of type %s is not %s %s",
-                     out->mime, strcmp(kind, "image") == 0 ? "an" : "a", kind);
-            return S2A_ERROR;
-        }
-        v = comma + 1;
-    }
-    if (!base64_ok(v)) {
+    switch (s2a_mediain_text(v, image ? S2A_MEDIAIN_IMAGE : S2A_MEDIAIN_VIDEO,
+                             S2A_MEDIAIN_F_URL_LIMIT | S2A_MEDIAIN_F_TYPE, out))
+    {
+    case S2A_MEDIAIN_OK: return S2A_OK;
+    case S2A_MEDIAIN_URL_TOO_LONG:
+        snprintf(err, errlen, "the %s URL is too long", kind);
+        break;
+    case S2A_MEDIAIN_NOT_BASE64_URL:
+        snprintf(err, errlen,
+                 "the %s data URL must be base64 "
+                 "(data:<type>;base64,...)",
+                 kind);
+        break;
+    case S2A_MEDIAIN_WRONG_TYPE:
+        snprintf(err, errlen, "a data URL of type %s is not %s %s", out->mime,
+                 image ? "an" : "a", kind);
+        break;
+    case S2A_MEDIAIN_BAD_BASE64:
         snprintf(err, errlen,
                  "the %s is neither an http(s) URL nor valid "
                  "base64",
                  kind);
-        return S2A_ERROR;
+        break;
     }
-    out->base64 = v;
-    return S2A_OK;
+    memset(out, 0, sizeof(*out));
+    return S2A_ERROR;
 }
 
 /*
@@ -584,6 +548,22 @@ s2a_chatreq_parse(json_t *body, s2a_chatreq_t *req, char *err, size_t errlen,
         s2a_chatreq_cleanup(req);
         FAIL("messages", "the last message has no text prompt");
     }
+    if (req->mode == S2A_MODE_CHARACTER
+        || req->mode == S2A_MODE_CHARACTER_VIDEO) {
+        req->charopts = malloc(sizeof(*req->charopts));
+        if (req->charopts == NULL) {
+            s2a_chatreq_cleanup(req);
+            FAIL("messages", "out of memory");
+        }
+        if (s2a_charopts_parse(req->character_options, "character_options.",
+                               req->charopts, err, errlen, req->param,
+                               sizeof(req->param))
+            != S2A_OK)
+        {
+            *param = req->param;
+            return S2A_ERROR; /* the caller cleans up */
+        }
+    }
     return S2A_OK;
 }
 
@@ -592,6 +572,8 @@ s2a_chatreq_cleanup(s2a_chatreq_t *req)
 {
     free(req->prompt);
     req->prompt = NULL;
+    free(req->charopts);
+    req->charopts = NULL;
     req->prompt_len = 0;
     req->prompt_cap = 0;
 }

@@ -9,6 +9,8 @@
 
 #include "common/core.h"
 #include "common/models.h"
+#include "worker/charopts.h"
+#include "worker/mediain.h"
 
 #include <jansson.h>
 
@@ -22,14 +24,6 @@ typedef enum {
     S2A_MODE_CHARACTER,      /* video input, no prompt */
     S2A_MODE_CHARACTER_VIDEO /* video input and a prompt */
 } s2a_mode_t;
-
-/* A media input: inline bytes (base64, data URL prefix removed) or a URL
- * the gateway downloads. */
-typedef struct s2a_media_in_s {
-    const char *base64; /* borrowed from the request JSON */
-    const char *url;    /* http(s) URL, borrowed */
-    char mime[64];      /* from a data URL, or "" */
-} s2a_media_in_t;
 
 /*
  * Request caps, each refused with a 400 naming it. Only the last message
@@ -50,8 +44,11 @@ typedef struct s2a_chatreq_s {
     char remix_id[40]; /* s_<32 hex>, or "" */
     char style_id[64];
     json_t *character_options; /* borrowed object or NULL */
+    s2a_charopts_t *charopts;  /* owned: the checked options (character
+                                  modes), or NULL */
     s2a_mode_t mode;
-    int64_t owner; /* the caller's API key id (the route sets it) */
+    int64_t owner;  /* the caller's API key id (the route sets it) */
+    char param[64]; /* the parameter a refusal names, when built */
 } s2a_chatreq_t;
 
 /*

@@ -24,6 +24,7 @@
  */
 #include "worker/gen.h"
 #include "worker/apikeys.h"
+#include "worker/cameo.h"
 #include "worker/metrics.h"
 #include "common/crypto.h"
 #include "common/jobtab.h"
@@ -33,6 +34,7 @@
 #include "worker/classify.h"
 #include "worker/context.h"
 #include "worker/mediacache.h"
+#include "worker/mediain.h"
 #include "worker/nowm.h"
 #include "worker/poller.h"
 #include "worker/sched.h"
@@ -65,13 +67,15 @@ typedef enum {
     OP_SUBMIT, /* sora: the create call */
     OP_POLL,   /* poller watch and deadline */
     OP_NOWM,   /* watermark-free */
-    OP_CACHE   /* file cache download */
+    OP_CACHE,  /* file cache download */
+    OP_CAMEO   /* cameo.c: the character steps */
 } op_t;
 
 /* What a task_write in flight is for. */
 typedef enum {
     WRITE_FIRST = 0, /* the first row: `queued` */
-    WRITE_SUBMIT     /* `submitting`, before an attempt */
+    WRITE_SUBMIT,    /* `submitting`, before an attempt */
+    WRITE_VIDEO      /* character+video: before the video's create call */
 } write_t;
 
 struct s2a_gen_s {
@@ -126,6 +130,18 @@ struct s2a_gen_s {
     bool from_row;    /* resubmitted: the timeout counts from started_ms */
     bool resumed;     /* taken over from a row, no client */
     struct s2a_gen_s *rnext, *rprev; /* resumed jobs of this worker */
+
+    /* Character modes (cameo.c, docs/characters.md). */
+    s2a_charopts_t *copts; /* owned */
+    unsigned char *video;  /* the source video, until Sora has it */
+    size_t video_len;
+    char *video_url;
+    const char *vtype, *vext; /* its sniffed type (static strings) */
+    s2a_cameo_t *cameo;       /* while op is OP_CAMEO */
+    s2a_cameo_info_t chr;     /* the character as far as it got */
+    char *user_prompt;        /* character+video: the client's prompt */
+    bool char_done;           /* the character is complete */
+    bool bad_video;
 };
 
 static int active_jobs;
@@ -136,6 +152,15 @@ static void run_upload(s2a_gen_t *g);
 static void run_submit(s2a_gen_t *g);
 static void acquire(s2a_gen_t *g);
 static void finish_media(s2a_gen_t *g);
+static void run_cameo(s2a_gen_t *g);
+static const char *video_refusal(s2a_gen_t *g);
+
+/* A character mode (cameo.c runs its first part). */
+static bool
+is_character(const s2a_gen_t *g)
+{
+    return g->mode == S2A_MODE_CHARACTER || g->mode == S2A_MODE_CHARACTER_VIDEO;
+}
 
 int
 s2a_gen_active(void)
@@ -228,6 +253,10 @@ stop_op(s2a_gen_t *g)
     case OP_POLL: break;
     case OP_NOWM: s2a_nowm_cancel(g->op_id); break;
     case OP_CACHE: s2a_cache_cancel(g->op_id); break;
+    case OP_CAMEO:
+        s2a_cameo_cancel(g->cameo, NULL);
+        g->cameo = NULL;
+        break;
     case OP_NONE: break;
     }
     if (g->watch != NULL) {
@@ -300,6 +329,10 @@ job_free(s2a_gen_t *g)
     free(g->image);
     free(g->watermarked);
     free(g->thumbnail);
+    free(g->copts);
+    free(g->video);
+    free(g->video_url);
+    free(g->user_prompt);
     json_decref(g->urls);
     json_decref(g->params);
     s2a_metrics_job_gone(g->kind);
@@ -310,12 +343,14 @@ job_free(s2a_gen_t *g)
 static void
 request_log(s2a_gen_t *g, int status, const char *error)
 {
-    json_t *msg = json_pack(
-        "{s:s, s:{s:s, s:s, s:s, s:i, s:I, s:s?}}", "op", "request_log",
-        "fields", "request_id", g->rid, "operation",
-        g->kind == S2A_KIND_VIDEO ? "generate_video" : "generate_image",
-        "model", g->model->id, "status_code", status, "duration_ms",
-        (json_int_t) (s2a_now_ms() - g->started_ms), "error", error);
+    json_t *msg =
+        json_pack("{s:s, s:{s:s, s:s, s:s, s:i, s:I, s:s?}}", "op",
+                  "request_log", "fields", "request_id", g->rid, "operation",
+                  g->mode == S2A_MODE_CHARACTER   ? "create_character"
+                      : g->kind == S2A_KIND_VIDEO ? "generate_video"
+                                                  : "generate_image",
+                  "model", g->model->id, "status_code", status, "duration_ms",
+                  (json_int_t) (s2a_now_ms() - g->started_ms), "error", error);
 
     if (msg == NULL) {
         return;
@@ -363,6 +398,29 @@ record_end(s2a_gen_t *g, const char *state, const char *code, const char *error,
     request_log(g, status, error);
 }
 
+/*
+ * After the job's end (its client has the result): a character it made
+ * and no longer wants goes upstream (cameo.c outlives the job). That is
+ * the temporary character of a character+video job (unless `keep`), and
+ * a character-only job's character when the job did not complete it.
+ */
+static void
+character_end(s2a_gen_t *g, const char *why)
+{
+    bool temp = g->mode == S2A_MODE_CHARACTER_VIDEO;
+
+    if (g->chr.character_id[0] == '\0'
+        || (g->mode != S2A_MODE_CHARACTER && !temp)) {
+        return;
+    }
+    if (temp ? g->copts != NULL && g->copts->keep : g->char_done) {
+        return;
+    }
+    s2a_cameo_delete(g->token_id, g->chr.character_id, g->chr.public_id, temp,
+                     why);
+    g->chr.character_id[0] = '\0';
+}
+
 /* The end with an error. */
 static void
 fail(s2a_gen_t *g, int status, const char *type, const char *code,
@@ -372,6 +430,7 @@ fail(s2a_gen_t *g, int status, const char *type, const char *code,
     s2a_log(LOG_INFO, 0, "%s: job %s failed (%s): %s", g->rid, g->job_id, code,
             message);
     g->ops->done(g->arg, NULL, status, type, code, message);
+    character_end(g, message);
     job_free(g);
 }
 
@@ -391,6 +450,7 @@ refuse(s2a_gen_t *g, const char *reason)
     result = s2a_result_error(text, S2A_CODE_CONTENT_POLICY);
     g->ops->done(g->arg, result, 200, NULL, NULL, NULL);
     json_decref(result);
+    character_end(g, text);
     job_free(g);
 }
 
@@ -437,6 +497,7 @@ succeed(s2a_gen_t *g)
     record_end(g, "succeeded", NULL, NULL, 200);
     g->ops->done(g->arg, result, 200, NULL, NULL, NULL);
     json_decref(result);
+    character_end(g, NULL);
     job_free(g);
 }
 
@@ -565,10 +626,16 @@ written(json_t *reply, void *arg)
              status == 503 ? DB_REFUSED : "the job could not be recorded");
         return;
     }
+    if (what == WRITE_VIDEO) {
+        run_submit(g);
+        return;
+    }
     if (what == WRITE_SUBMIT) {
         /* Durable: from here a lost answer cannot lead to a second
          * submission. */
-        if (g->image != NULL) {
+        if (is_character(g) && !g->char_done) {
+            run_cameo(g);
+        } else if (g->image != NULL) {
             run_upload(g);
         } else {
             run_submit(g);
@@ -579,6 +646,12 @@ written(json_t *reply, void *arg)
         /* The parser checked the alphabet; a truncated quantum gets here. */
         fail(g, 400, "invalid_request_error", "invalid_image",
              "the image is not valid base64");
+        return;
+    }
+    if (g->bad_video) {
+        fail(g, 400, "invalid_request_error", "invalid_video",
+             g->video == NULL ? "the video is not valid base64"
+                              : video_refusal(g));
         return;
     }
     /* The job exists for good: an asynchronous owner answers now. */
@@ -626,6 +699,11 @@ refused(s2a_gen_t *g, const s2a_sora_result_t *r, bool upload)
                       f.message, 0);
         fail(g, 502, "upstream_error",
              upload ? "upload_failed" : "generation_failed", f.message);
+        return;
+    }
+    if (g->char_done) {
+        /* The character is this account's: no other token can run it. */
+        fail(g, 502, "upstream_error", "generation_failed", f.message);
         return;
     }
     s2a_log(LOG_INFO, 0, "%s: token %lld refused the %s (%s): %s", g->rid,
@@ -1252,6 +1330,345 @@ finish_media(s2a_gen_t *g)
 }
 
 /* ---------------------------------------------------------------------
+ * Character modes: the character steps (cameo.c), then for
+ * character+video the video itself, with `@username` in its prompt
+ */
+
+#define VIDEO_FETCH_MS   30000L
+#define VIDEO_URL_FAILED "the video URL could not be fetched"
+
+/* The character's own fields, as the contract's result carries them. */
+static json_t *
+character_fields(const s2a_gen_t *g)
+{
+    return json_pack("{s:s, s:s, s:s, s:s}", "username", g->chr.username,
+                     "display_name", g->chr.display_name, "cameo_id",
+                     g->chr.cameo_id, "character_id", g->chr.character_id);
+}
+
+/* A character-only job's end: the contract's character result. */
+static void
+succeed_character(s2a_gen_t *g)
+{
+    json_t *result = character_fields(g), *data = character_fields(g);
+
+    if (result == NULL || data == NULL) {
+        json_decref(result);
+        json_decref(data);
+        fail(g, 500, "server_error", "internal_error", "out of memory");
+        return;
+    }
+    json_object_set_new(result, "type", json_string("character"));
+    json_object_set_new(result, "data", data);
+    if (g->urls == NULL) {
+        g->urls = json_array();
+    }
+    record_end(g, "succeeded", NULL, NULL, 200);
+    g->ops->done(g->arg, result, 200, NULL, NULL, NULL);
+    json_decref(result);
+    job_free(g);
+}
+
+/* The character steps ran past the job's timeout. */
+static void
+cameo_deadline_cb(evutil_socket_t fd, short what, void *arg)
+{
+    s2a_gen_t *g = arg;
+    char msg[160];
+
+    S2A_UNUSED(fd);
+    S2A_UNUSED(what);
+    snprintf(msg, sizeof(msg),
+             "Upstream API timeout: the character was not ready within %d "
+             "seconds",
+             s2a_worker.settings.video_timeout);
+    if (g->op == OP_CAMEO) {
+        s2a_cameo_cancel(g->cameo, msg);
+        g->cameo = NULL;
+        g->op = OP_NONE;
+    }
+    fail(g, 504, "timeout_error", "generation_timeout", msg);
+}
+
+/* The video timeout, counted from when the job was accepted. */
+static bool
+arm_cameo_deadline(s2a_gen_t *g)
+{
+    struct timeval tv = { 0, 0 };
+    int64_t left;
+
+    if (g->deadline != NULL) {
+        return true;
+    }
+    s2a_worker_refresh_settings();
+    left = g->started_ms + (int64_t) s2a_worker.settings.video_timeout * 1000
+        - s2a_now_ms();
+    if (left > 0) {
+        tv.tv_sec = (time_t) (left / 1000);
+        tv.tv_usec = (suseconds_t) (left % 1000) * 1000;
+    }
+    g->deadline = evtimer_new(s2a_worker.base, cameo_deadline_cb, g);
+    if (g->deadline == NULL) {
+        return false;
+    }
+    evtimer_add(g->deadline, &tv);
+    return true;
+}
+
+static void
+cameo_progress(void *arg, const char *status, const char *message,
+               json_t *details)
+{
+    s2a_gen_t *g = arg;
+
+    g->ops->progress(g->arg, "character_creation", status, -1, message,
+                     details);
+}
+
+/* Sora has the video: the row is `running` with the cameo as its task,
+ * so a restart polls the cameo on and never uploads again. */
+static void
+cameo_uploaded(void *arg, const s2a_cameo_info_t *info)
+{
+    s2a_gen_t *g = arg;
+    json_t *fields;
+
+    g->chr = *info;
+    g->token_id = g->lease.token_id;
+    submit_leave(g);
+    budget_stop(g);
+    if (g->params != NULL) {
+        json_object_set_new(g->params, "cameo_id", json_string(info->cameo_id));
+        json_object_set_new(g->params, "character",
+                            json_string(info->public_id));
+    }
+    fields =
+        json_pack("{s:s, s:s, s:I}", "status", "running", "upstream_task_id",
+                  info->cameo_id, "token_id", (json_int_t) g->token_id);
+    if (fields != NULL && g->params != NULL) {
+        json_object_set(fields, "params", g->params);
+    }
+    record(g, fields);
+    if (!arm_cameo_deadline(g)) {
+        s2a_log(LOG_WARNING, 0, "%s: job %s: no deadline for the character",
+                g->rid, g->job_id);
+    }
+}
+
+static void
+cameo_finalized(void *arg, const s2a_cameo_info_t *info)
+{
+    s2a_gen_t *g = arg;
+
+    g->chr = *info;
+    if (g->params != NULL) {
+        json_object_set_new(g->params, "character_id",
+                            json_string(info->character_id));
+        json_object_set_new(g->params, "username", json_string(info->username));
+        json_object_set_new(g->params, "display_name",
+                            json_string(info->display_name));
+        record(g, json_pack("{s:O}", "params", g->params));
+    }
+}
+
+/* Character+video: the video goes to Sora with the character in its
+ * prompt, on the same account (the character is that account's). */
+static void
+start_character_video(s2a_gen_t *g)
+{
+    const char *p = g->user_prompt != NULL ? g->user_prompt : "";
+    size_t n = strlen(g->chr.username) + strlen(p) + 3;
+    char *prompt = malloc(n);
+    json_t *fields;
+
+    if (prompt == NULL) {
+        fail(g, 500, "server_error", "internal_error", "out of memory");
+        return;
+    }
+    snprintf(prompt, n, "@%s %s", g->chr.username, p);
+    free(g->prompt);
+    g->prompt = prompt;
+    if (g->params != NULL) {
+        json_object_set_new(g->params, "video_submit", json_true());
+    }
+    /* Durable before the create call: a restart that finds the mark
+     * does not know whether Sora took the video, and never sends it
+     * again. */
+    fields = json_pack("{s:s}", "prompt", g->prompt);
+    if (fields != NULL && g->params != NULL) {
+        json_object_set(fields, "params", g->params);
+    }
+    submit_enter(g);
+    if (!write_row(g, WRITE_VIDEO, fields)) {
+        fail(g, 503, "server_error", "database", DB_REFUSED);
+    }
+}
+
+static void
+cameo_done(void *arg, const s2a_cameo_info_t *info, int status,
+           const char *type, const char *code, const char *message)
+{
+    s2a_gen_t *g = arg;
+
+    g->op = OP_NONE;
+    g->op_id = 0;
+    g->cameo = NULL;
+    if (g->deadline != NULL) {
+        event_free(g->deadline);
+        g->deadline = NULL;
+    }
+    if (code != NULL) {
+        /* The flow deleted what it had finalized itself. */
+        g->chr.character_id[0] = '\0';
+        fail(g, status, type, code, message);
+        return;
+    }
+    g->chr = *info;
+    g->char_done = true;
+    if (g->mode == S2A_MODE_CHARACTER) {
+        succeed_character(g);
+        return;
+    }
+    start_character_video(g);
+}
+
+static const s2a_cameo_ops_t gen_cameo_ops = { cameo_progress, cameo_uploaded,
+                                               cameo_finalized, cameo_done };
+
+/* On the leased token, after the `submitting` row: the character steps. */
+static void
+run_cameo(s2a_gen_t *g)
+{
+    s2a_cameo_req_t r;
+
+    memset(&r, 0, sizeof(r));
+    r.token_id = g->lease.token_id;
+    r.job_id = g->job_id;
+    r.rid = g->rid;
+    r.owner = g->owner;
+    r.opts = g->copts;
+    r.video = g->video;
+    r.video_len = g->video_len;
+    r.video_type = g->vtype;
+    r.video_ext = g->vext;
+    r.set_public = g->mode == S2A_MODE_CHARACTER;
+    r.temporary = g->mode == S2A_MODE_CHARACTER_VIDEO && !g->copts->keep;
+    g->cameo = s2a_cameo_start(&r, &gen_cameo_ops, g);
+    g->op = g->cameo != NULL ? OP_CAMEO : OP_NONE;
+    if (g->cameo == NULL) {
+        fail(g, 500, "server_error", "internal_error", "out of memory");
+    }
+}
+
+/*
+ * The source video's type and size, checked before anything is uploaded.
+ * Returns NULL when it will do, else the client-facing reason.
+ */
+static const char *
+video_refusal(s2a_gen_t *g)
+{
+    if (g->video == NULL || g->video_len == 0) {
+        return "the video is not valid base64";
+    }
+    if (g->video_len > S2A_MEDIAIN_VIDEO_MAX) {
+        return "the video is larger than 20 MiB";
+    }
+    g->vtype =
+        s2a_mediain_sniff(g->video, g->video_len, S2A_MEDIAIN_VIDEO, &g->vext);
+    if (g->vtype == NULL) {
+        return "the video must be an MP4, QuickTime (.mov) or WebM file";
+    }
+    return NULL;
+}
+
+int
+s2a_gen_video_check(const s2a_media_in_t *v, char *err, size_t errlen)
+{
+    unsigned char *bytes;
+    const char *type;
+    size_t n = 0;
+
+    if (v->base64 == NULL) {
+        return S2A_OK; /* a URL: checked once fetched */
+    }
+    bytes = s2a_base64_decode(v->base64, strlen(v->base64), &n);
+    type = bytes != NULL ? s2a_mediain_sniff(bytes, n, S2A_MEDIAIN_VIDEO, NULL)
+                         : NULL;
+    free(bytes);
+    if (bytes == NULL || n == 0) {
+        snprintf(err, errlen, "the video is not valid base64");
+    } else if (n > S2A_MEDIAIN_VIDEO_MAX) {
+        snprintf(err, errlen, "the video is larger than 20 MiB");
+    } else if (type == NULL) {
+        snprintf(err, errlen,
+                 "the video must be an MP4, QuickTime (.mov) or WebM file");
+    } else {
+        return S2A_OK;
+    }
+    return S2A_ERROR;
+}
+
+static void
+video_fetched(const s2a_upstream_resp_t *resp, void *arg)
+{
+    s2a_gen_t *g = arg;
+    const char *why;
+
+    g->op = OP_NONE;
+    if (resp->curl_code != 0 || resp->status < 200 || resp->status > 299
+        || resp->body_len == 0)
+    {
+        /* As for an image URL: the text says nothing of the cause. */
+        s2a_log(LOG_DEBUG, 0,
+                "%s: job %s: video URL: %s (HTTP %ld, %zu bytes%s)", g->rid,
+                g->job_id, resp->curl_code != 0 ? resp->error : "answered",
+                resp->status, resp->body_len,
+                resp->truncated ? ", over the limit" : "");
+        if (resp->truncated) {
+            fail(g, 400, "invalid_request_error", "invalid_video",
+                 "the video is larger than 20 MiB");
+            return;
+        }
+        fail(g, 502, "upstream_error", "upload_failed", VIDEO_URL_FAILED);
+        return;
+    }
+    g->video = malloc(resp->body_len);
+    if (g->video == NULL) {
+        fail(g, 500, "server_error", "internal_error", "out of memory");
+        return;
+    }
+    memcpy(g->video, resp->body, resp->body_len);
+    g->video_len = resp->body_len;
+    if ((why = video_refusal(g)) != NULL) {
+        fail(g, 400, "invalid_request_error", "invalid_video", why);
+        return;
+    }
+    acquire(g);
+}
+
+/* A character job's first step: the client's video URL, then a token. */
+static void
+first_step_character(s2a_gen_t *g)
+{
+    s2a_upstream_req_t fetch;
+
+    if (g->video_url == NULL) {
+        acquire(g);
+        return;
+    }
+    memset(&fetch, 0, sizeof(fetch));
+    fetch.method = "GET";
+    fetch.url = g->video_url;
+    fetch.proxy = s2a_cache_proxy();
+    fetch.timeout_ms = VIDEO_FETCH_MS;
+    fetch.max_response = S2A_MEDIAIN_VIDEO_MAX;
+    fetch.follow_redirects = true;
+    fetch.public_only = !s2a_worker.conf->fetch_private;
+    op_started(g, OP_FETCH, s2a_upstream_start(&fetch, video_fetched, g),
+               "video download");
+}
+
+/* ---------------------------------------------------------------------
  * Start and cancel
  */
 
@@ -1308,6 +1725,10 @@ first_step(s2a_gen_t *g)
 {
     s2a_upstream_req_t fetch;
 
+    if (is_character(g)) {
+        first_step_character(g);
+        return;
+    }
     if (g->image_url == NULL) {
         acquire(g);
         return;
@@ -1364,6 +1785,12 @@ s2a_gen_start(const s2a_chatreq_t *req, const char *request_id,
 }
 
 const char *
+s2a_gen_character(const s2a_gen_t *g)
+{
+    return g->chr.public_id;
+}
+
+const char *
 s2a_gen_job_id(const s2a_gen_t *g)
 {
     return g->job_id;
@@ -1413,8 +1840,9 @@ s2a_gen_start_with(const s2a_chatreq_t *req, const char *request_id,
         job_free(g);
         return NULL;
     }
-    /* Remix works from the shared video alone. */
-    if (req->mode != S2A_MODE_REMIX) {
+    /* Remix works from the shared video alone; a character from its
+     * video. */
+    if (req->mode != S2A_MODE_REMIX && !is_character(g)) {
         if (req->image.base64 != NULL) {
             g->image = s2a_base64_decode(
                 req->image.base64, strlen(req->image.base64), &g->image_len);
@@ -1429,6 +1857,36 @@ s2a_gen_start_with(const s2a_chatreq_t *req, const char *request_id,
             return NULL;
         }
     }
+    if (is_character(g)) {
+        g->copts = malloc(sizeof(*g->copts));
+        if (g->copts == NULL) {
+            job_free(g);
+            return NULL;
+        }
+        if (req->charopts != NULL) {
+            *g->copts = *req->charopts;
+        } else {
+            char e[8], pb[8];
+            (void) s2a_charopts_parse(NULL, "", g->copts, e, sizeof(e), pb,
+                                      sizeof(pb));
+        }
+        if (req->video.base64 != NULL) {
+            g->video = s2a_base64_decode(
+                req->video.base64, strlen(req->video.base64), &g->video_len);
+            g->bad_video = video_refusal(g) != NULL;
+        } else if (req->video.url != NULL
+                   && (g->video_url = strdup(req->video.url)) == NULL)
+        {
+            job_free(g);
+            return NULL;
+        }
+        if (g->mode == S2A_MODE_CHARACTER_VIDEO
+            && (g->user_prompt = strdup(g->prompt)) == NULL)
+        {
+            job_free(g);
+            return NULL;
+        }
+    }
     /* params: what finishing or submitting the job needs besides the
      * row's columns (model, mode, prompt as sent upstream), should
      * another worker take it over (docs/generation.md, Resume). The
@@ -1439,12 +1897,20 @@ s2a_gen_start_with(const s2a_chatreq_t *req, const char *request_id,
         "prompt", g->prompt, "created_at", (json_int_t) s2a_now(), "params",
         "kind", g->kind == S2A_KIND_VIDEO ? "video" : "image", "host", g->host,
         "image",
-        req->mode != S2A_MODE_REMIX
+        req->mode != S2A_MODE_REMIX && !is_character(g)
             && (req->image.base64 != NULL || req->image.url != NULL),
         "remix_target_id", g->remix_id[0] != '\0' ? g->remix_id : NULL,
         "style_id", g->style_id[0] != '\0' ? g->style_id : NULL);
     if (rec != NULL && params != NULL) {
         json_object_update_missing(json_object_get(rec, "params"), params);
+    }
+    if (rec != NULL && g->copts != NULL) {
+        /* What a resume of the character steps needs; the video itself
+         * is not kept (`video` says there was one). */
+        json_object_set_new(json_object_get(rec, "params"), "video",
+                            json_true());
+        json_object_set_new(json_object_get(rec, "params"), "character_options",
+                            s2a_charopts_json(g->copts));
     }
     if (rec != NULL && g->owner > 0) {
         json_object_set_new(rec, "owner", json_integer(g->owner));
@@ -1478,7 +1944,7 @@ s2a_gen_start_with(const s2a_chatreq_t *req, const char *request_id,
         return NULL;
     }
     if (req->image.base64 != NULL && req->mode != S2A_MODE_REMIX
-        && g->image == NULL)
+        && !is_character(g) && g->image == NULL)
     {
         g->bad_image = true;
     }
@@ -1513,8 +1979,15 @@ s2a_gen_cancel(s2a_gen_t *g, const char *why, int status)
         leave(g, g->in_submit && g->op == OP_WRITE);
         return;
     }
+    if (g->op == OP_CAMEO) {
+        /* The row of a character not finalized says why it stopped. */
+        s2a_cameo_cancel(g->cameo, why);
+        g->cameo = NULL;
+        g->op = OP_NONE;
+    }
     record_end(g, "cancelled", NULL, why, status);
     s2a_log(LOG_INFO, 0, "%s: job %s cancelled: %s", g->rid, g->job_id, why);
+    character_end(g, why);
     job_free(g);
 }
 
@@ -1689,6 +2162,12 @@ resubmit_kick_cb(evutil_socket_t fd, short what, void *arg)
     S2A_UNUSED(fd);
     S2A_UNUSED(what);
     g->op = OP_NONE;
+    if (json_is_true(json_object_get(g->params, "video"))) {
+        fail(g, 502, "upstream_error", "interrupted",
+             "the job had not reached Sora and its input video was not "
+             "kept; send the request again");
+        return;
+    }
     if (json_is_true(json_object_get(g->params, "image"))) {
         fail(g, 502, "upstream_error", "interrupted",
              "the job had not reached Sora and its input image was not "
@@ -1707,6 +2186,117 @@ resubmit_kick_cb(evutil_socket_t fd, short what, void *arg)
         return;
     }
     acquire(g);
+}
+
+/*
+ * The first step of a character job resumed from its row, from the
+ * loop: Sora has its cameo (the row's task). Before the character was
+ * finalized the cameo is polled on (never uploaded again); after, a
+ * character-only job has it made public, and a character+video job
+ * sends its video, unless the row says that call was already out: then
+ * nobody knows whether Sora took it, the job fails and the temporary
+ * character goes.
+ */
+static void
+character_resume_kick_cb(evutil_socket_t fd, short what, void *arg)
+{
+    s2a_gen_t *g = arg;
+    s2a_cameo_req_t r;
+    char msg[160];
+    int rc;
+
+    S2A_UNUSED(fd);
+    S2A_UNUSED(what);
+    g->op = OP_NONE;
+    rc = resume_lease(g);
+    if (rc == S2A_DECLINED) {
+        fail(g, 502, "upstream_error", "token_gone",
+             "the token that made the character was removed before it "
+             "finished");
+        return;
+    }
+    if (rc != S2A_OK) {
+        s2a_log(LOG_WARNING, 0, "%s: job %s resumed without a lease", g->rid,
+                g->job_id);
+        g->lease.token_id = g->token_id;
+    }
+    record(g, json_pack("{s:s}", "status", "running"));
+    s2a_worker_refresh_settings();
+    if (s2a_now_ms()
+        >= g->started_ms + (int64_t) s2a_worker.settings.video_timeout * 1000)
+    {
+        snprintf(msg, sizeof(msg),
+                 "Upstream API timeout: Generation exceeded %d seconds limit",
+                 s2a_worker.settings.video_timeout);
+        fail(g, 504, "timeout_error", "generation_timeout", msg);
+        return;
+    }
+    if (g->chr.character_id[0] == '\0' || g->mode == S2A_MODE_CHARACTER) {
+        if (g->chr.character_id[0] == '\0') {
+            memset(&r, 0, sizeof(r));
+            r.token_id = g->token_id;
+            r.job_id = g->job_id;
+            r.rid = g->rid;
+            r.owner = g->owner;
+            r.opts = g->copts;
+            r.set_public = g->mode == S2A_MODE_CHARACTER;
+            r.temporary =
+                g->mode == S2A_MODE_CHARACTER_VIDEO && !g->copts->keep;
+            r.cameo_id = g->chr.cameo_id;
+            r.public_id = g->chr.public_id;
+            g->cameo = s2a_cameo_start(&r, &gen_cameo_ops, g);
+        } else {
+            g->cameo =
+                s2a_cameo_publish(g->token_id, &g->chr, &gen_cameo_ops, g);
+        }
+        g->op = g->cameo != NULL ? OP_CAMEO : OP_NONE;
+        if (g->cameo == NULL || !arm_cameo_deadline(g)) {
+            fail(g, 500, "server_error", "internal_error", "out of memory");
+        }
+        return;
+    }
+    if (json_is_true(json_object_get(g->params, "video_submit"))) {
+        fail(g, 502, "upstream_error", "interrupted",
+             "the video request may have reached Sora before the gateway "
+             "stopped; it is never sent twice: send the request again");
+        return;
+    }
+    g->char_done = true;
+    g->from_row = true;
+    start_character_video(g);
+}
+
+/* A character job's row: its options and its character so far. */
+static int
+character_from_row(s2a_gen_t *g, const char *task)
+{
+    json_t *p = g->params;
+    const char *v;
+    char err[256], param[64];
+
+    g->copts = malloc(sizeof(*g->copts));
+    if (g->copts == NULL
+        || s2a_charopts_parse(json_object_get(p, "character_options"), "",
+                              g->copts, err, sizeof(err), param, sizeof(param))
+            != S2A_OK)
+    {
+        s2a_log(LOG_ERR, 0, "job %s: its character options do not read: %s",
+                g->job_id, g->copts != NULL ? err : "out of memory");
+        return S2A_ERROR;
+    }
+#define FROM_PARAMS(field, name) \
+    v = json_string_value(json_object_get(p, (name))); \
+    snprintf(g->chr.field, sizeof(g->chr.field), "%s", v != NULL ? v : "")
+    FROM_PARAMS(cameo_id, "cameo_id");
+    FROM_PARAMS(public_id, "character");
+    FROM_PARAMS(character_id, "character_id");
+    FROM_PARAMS(username, "username");
+    FROM_PARAMS(display_name, "display_name");
+#undef FROM_PARAMS
+    if (task != NULL && strcmp(task, g->chr.cameo_id) != 0) {
+        g->char_done = true; /* the video's task: followed as a video */
+    }
+    return S2A_OK;
 }
 
 /*
@@ -1787,6 +2377,34 @@ s2a_op_job_resume(void *from, json_t *msg)
     }
     g = row_job(msg, m, task != NULL ? resume_kick_cb : resubmit_kick_cb);
     if (g == NULL) {
+        return;
+    }
+    g->mode = mode_of(json_string_value(json_object_get(msg, "mode")));
+    if (task != NULL && is_character(g)) {
+        snprintf(g->task_id, sizeof(g->task_id), "%s", task);
+        g->token_id = json_integer_value(json_object_get(msg, "token_id"));
+        if (character_from_row(g, task) != S2A_OK) {
+            g->mode = S2A_MODE_TEXT_TO_VIDEO; /* nothing to clean up */
+            fail(g, 502, "upstream_error", "interrupted",
+                 "the character job's row cannot be resumed");
+            return;
+        }
+        if (!g->char_done) {
+            /* Sora's task is the cameo: the character steps go on. */
+            g->task_id[0] = '\0';
+            event_free(g->kick);
+            g->kick = evtimer_new(s2a_worker.base, character_resume_kick_cb, g);
+            if (g->kick == NULL) {
+                job_free(g);
+                return;
+            }
+        }
+        s2a_log(LOG_INFO, 0, "%s: resuming character %s (%s) on token %lld",
+                g->rid, g->chr.public_id,
+                g->char_done ? "its video" : "the cameo",
+                (long long) g->token_id);
+        g->op = OP_KICK;
+        evtimer_add(g->kick, &now);
         return;
     }
     if (task != NULL) {

@@ -69,6 +69,10 @@ s2a_gen_t *s2a_gen_start_with(const s2a_chatreq_t *req, const char *request_id,
  */
 void s2a_gen_set_key(s2a_gen_t *g, s2a_keyticket_t *ticket);
 
+/* A character job's character (its characters row, char_<24 hex>), or
+ * "" before Sora took the video; valid until the job's `done` returns. */
+const char *s2a_gen_character(const s2a_gen_t *g);
+
 /* The job's id (job_<24 hex>), its task row's key. */
 const char *s2a_gen_job_id(const s2a_gen_t *g);
 
@@ -101,6 +105,14 @@ void s2a_gen_cancel(s2a_gen_t *g, const char *why, int status);
  * the next start and give their leases back.
  */
 void s2a_gen_cleanup(void);
+
+/*
+ * A character job's video given inline (`v->base64`): S2A_OK when it
+ * decodes to an MP4, QuickTime or WebM file of at most 20 MiB, else
+ * S2A_ERROR with the client-facing reason in `err` (a 400 before any
+ * job). A URL is checked once fetched.
+ */
+int s2a_gen_video_check(const s2a_media_in_t *v, char *err, size_t errlen);
 
 /* Jobs alive in this worker. */
 int s2a_gen_active(void);

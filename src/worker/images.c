@@ -536,39 +536,15 @@ read_model(s2a_req_t *req, json_t *body, images_params_t *p)
 static int
 read_image_text(s2a_req_t *req, const char *s, images_params_t *p)
 {
-    const char *comma;
-    unsigned char *bytes;
-    size_t n;
-
-    if (strncasecmp(s, "http://", 7) == 0 || strncasecmp(s, "https://", 8) == 0)
-    {
-        p->image.url = s;
-        return S2A_OK;
-    }
-    if (strncasecmp(s, "data:", 5) == 0) {
-        comma = strchr(s, ',');
-        if (comma == NULL || comma - s < 12
-            || strncasecmp(comma - 7, ";base64", 7) != 0)
-        {
-            BAD("image", "invalid_image",
-                "the image data URL is not base64 (data:<type>;base64,...)");
-        }
-        n = (size_t) (comma - 7 - (s + 5));
-        if (n < sizeof(p->image.mime)) {
-            memcpy(p->image.mime, s + 5, n);
-            p->image.mime[n] = '\0';
-        }
-        s = comma + 1;
-    }
-    /* gen.c decodes it again; decoding here makes a bad one a 400 now. */
-    bytes = s2a_base64_decode(s, strlen(s), &n);
-    free(bytes);
-    if (bytes == NULL || n == 0) {
+    switch (s2a_mediain_text(s, S2A_MEDIAIN_IMAGE, 0, &p->image)) {
+    case S2A_MEDIAIN_OK: return S2A_OK;
+    case S2A_MEDIAIN_NOT_BASE64_URL:
+        BAD("image", "invalid_image",
+            "the image data URL is not base64 (data:<type>;base64,...)");
+    default:
         BAD("image", "invalid_image",
             "the image is not an http(s) URL, a data URL or base64");
     }
-    p->image.base64 = s;
-    return S2A_OK;
 }
 
 /* Every field but the model; the body is JSON or built from form parts. */

@@ -8,7 +8,9 @@
  * API-key check, CORS, /healthz, /readyz and /v1/models.
  */
 #include "worker/routes.h"
+#include "worker/characters.h"
 #include "worker/chat.h"
+#include "worker/charadmin.h"
 #include "common/crypto.h"
 #include "common/keyspec.h"
 #include "common/log.h"
@@ -119,6 +121,7 @@ typedef struct route_s {
 #define M_POST   BIT(S2A_M_POST)
 #define M_PUT    BIT(S2A_M_PUT)
 #define M_DELETE BIT(S2A_M_DELETE)
+#define M_PATCH  BIT(S2A_M_PATCH)
 
 static char *models_body;
 static size_t models_len;
@@ -155,6 +158,11 @@ static const route_t routes[] = {
     { M_POST, "/v1/videos", AUTH_API_KEY, "videos", s2a_videos_create,
       R_BIG_BODY },
     { M_GET, "/v1/videos", AUTH_API_KEY, "videos", s2a_videos_list, 0 },
+    /* Before the /v1/videos/ prefix rows, which would take them. */
+    { M_POST, "/v1/videos/characters", AUTH_API_KEY, "characters",
+      s2a_videos_characters_create, R_BIG_BODY },
+    { M_GET, "/v1/videos/characters/", AUTH_API_KEY, "characters",
+      s2a_videos_characters_get, 0 },
     { M_GET | M_DELETE, "/v1/videos/", AUTH_API_KEY, "videos", s2a_videos_item,
       0 },
     { M_POST, "/v1/videos/", AUTH_API_KEY, "videos", s2a_videos_remix, 0 },
@@ -169,6 +177,9 @@ static const route_t routes[] = {
     { M_GET, "/v1/feed", AUTH_API_KEY, "data", s2a_data_feed, 0 },
     { M_GET, "/v1/tokens/{id}/profile-feed", AUTH_API_KEY, "data",
       s2a_data_token_feed, 0 },
+    /* Character creation (characters.c) */
+    { M_POST, "/v1/characters", AUTH_API_KEY, "characters",
+      s2a_characters_create, R_BIG_BODY },
 
     /* admin API: sessions and settings */
     { M_POST, "/api/login", AUTH_NONE, "admin", s2a_admin_login, 0 },
@@ -257,6 +268,13 @@ static const route_t routes[] = {
     { M_DELETE, "/api/keys/{id}", AUTH_SESSION, "keys", s2a_apikeys_delete, 0 },
     { M_GET, "/api/keys/{id}/usage", AUTH_SESSION, "keys", s2a_apikeys_usage,
       0 },
+    /* admin API: characters (charadmin.c) */
+    { M_GET, "/api/characters", AUTH_SESSION, "characters", s2a_charadmin_list,
+      0 },
+    { M_GET | M_POST | M_PATCH | M_DELETE, "/api/characters/", AUTH_SESSION,
+      "characters", s2a_charadmin_item, 0 },
+    { M_GET, "/api/tokens/{id}/characters", AUTH_SESSION, "characters",
+      s2a_charadmin_token, 0 },
 
     /* admin API: records */
     { M_GET, "/api/logs", AUTH_SESSION, "tokens", s2a_records_logs, 0 },

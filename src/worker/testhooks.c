@@ -639,6 +639,72 @@ hook_content_proxy(s2a_req_t *req)
     json_decref(body);
 }
 
+/* POST /__test/ctl {op, ...}: one worker-to-master call (only ops whose
+ * name starts with "character"), answered with the master's reply as it
+ * came: the characters table reached without Sora (seeding rows). */
+typedef struct ctl_call_s {
+    s2a_req_t *req;
+    uint64_t call;
+} ctl_call_t;
+
+static void
+ctl_gone(s2a_req_t *req, void *arg)
+{
+    ctl_call_t *c = arg;
+
+    S2A_UNUSED(req);
+    s2a_worker_call_cancel(c->call);
+    free(c);
+}
+
+static void
+ctl_done(json_t *reply, void *arg)
+{
+    ctl_call_t *c = arg;
+    s2a_req_t *req = c->req;
+
+    req->on_gone = NULL;
+    free(c);
+    if (reply == NULL) {
+        s2a_http_reply_detail(req, 503, "Master unavailable");
+        return;
+    }
+    s2a_http_reply_json(req, 200, reply);
+}
+
+static void
+hook_ctl(s2a_req_t *req)
+{
+    json_t *in = s2a_req_json_object(req, true);
+    const char *op = json_string_value(json_object_get(in, "op"));
+    ctl_call_t *c;
+
+    if (in == NULL) {
+        return;
+    }
+    if (op == NULL || strncmp(op, "character", 9) != 0) {
+        json_decref(in);
+        s2a_http_reply_detail(req, 400, "op must be a character operation");
+        return;
+    }
+    c = calloc(1, sizeof(*c));
+    if (c == NULL) {
+        json_decref(in);
+        s2a_http_reply_detail(req, 503, "Out of memory");
+        return;
+    }
+    c->req = req;
+    c->call = s2a_worker_call_master(in, ctl_done, c);
+    json_decref(in);
+    if (c->call == 0) {
+        free(c);
+        s2a_http_reply_detail(req, 503, "Master unavailable");
+        return;
+    }
+    req->on_gone = ctl_gone;
+    req->gone_arg = c;
+}
+
 void
 s2a_testhooks_dispatch(s2a_req_t *req)
 {
@@ -709,6 +775,8 @@ s2a_testhooks_dispatch(s2a_req_t *req)
         hook_jobtab(req);
     } else if (strcmp(p, "content-proxy") == 0) {
         hook_content_proxy(req);
+    } else if (strcmp(p, "ctl") == 0) {
+        hook_ctl(req);
     } else {
         s2a_http_reply_error(req, 404, "invalid_request_error", NULL, NULL,
                              "unknown test hook");

@@ -585,35 +585,19 @@ read_model(s2a_req_t *req, json_t *body, videos_params_t *p)
 static int
 read_image_text(s2a_req_t *req, const char *s, videos_params_t *p)
 {
-    const char *comma;
-    unsigned char *bytes;
-    size_t n;
-
-    if (strncasecmp(s, "http://", 7) == 0 || strncasecmp(s, "https://", 8) == 0)
-    {
-        p->image.url = s;
+    switch (s2a_mediain_text(s, S2A_MEDIAIN_IMAGE, 0, &p->image)) {
+    case S2A_MEDIAIN_OK:
+        p->image.mime[0] = '\0'; /* as before: the data URL's type unread */
         return S2A_OK;
-    }
-    if (strncasecmp(s, "data:", 5) == 0) {
-        comma = strchr(s, ',');
-        if (comma == NULL || comma - s < 12
-            || strncasecmp(comma - 7, ";base64", 7) != 0)
-        {
-            BAD("input_reference", "invalid_image",
-                "the input_reference data URL is not base64 "
-                "(data:<type>;base64,...)");
-        }
-        s = comma + 1;
-    }
-    bytes = s2a_base64_decode(s, strlen(s), &n);
-    free(bytes);
-    if (bytes == NULL || n == 0) {
+    case S2A_MEDIAIN_NOT_BASE64_URL:
+        BAD("input_reference", "invalid_image",
+            "the input_reference data URL is not base64 "
+            "(data:<type>;base64,...)");
+    default:
         BAD("input_reference", "invalid_image",
             "input_reference is not an image file, an http(s) URL, a data "
             "URL or base64");
     }
-    p->image.base64 = s;
-    return S2A_OK;
 }
 
 /* Letters, digits, '_' and '-' into `out` (lower-cased). */

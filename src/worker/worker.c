@@ -9,6 +9,8 @@
  */
 #include "worker/worker.h"
 #include "common/ops.h"
+#include "worker/cameo.h"
+#include "worker/characters.h"
 #include "worker/chat.h"
 #include "worker/images.h"
 #include "worker/videos.h"
@@ -218,7 +220,9 @@ tick_cb(evutil_socket_t fd, short what, void *arg)
          * the clients can read; the connections close a second later. */
         shutdown_told = true;
         if (s2a_chat_shutdown() + s2a_images_shutdown() + s2a_videos_shutdown()
-            > 0) {
+                + s2a_characters_shutdown()
+            > 0)
+        {
             w->drain_deadline_ms = now + SHUTDOWN_NOTICE_MS;
             return;
         }
@@ -242,7 +246,7 @@ tick_cb(evutil_socket_t fd, short what, void *arg)
     s2a_http_close_idle(w->http, DRAIN_QUIET_MS);
     /* A webhook in flight ends within its 5 s: reported, not retried. */
     if (s2a_http_connections(w->http) == 0 && s2a_hooksend_inflight() == 0
-        && s2a_gen_submitting() == 0)
+        && s2a_gen_submitting() == 0 && s2a_cameo_deleting() == 0)
     {
         event_base_loopbreak(w->base);
     }
@@ -375,6 +379,7 @@ s2a_worker_main(const s2a_worker_args_t *args)
     s2a_upkeep_cleanup();
     s2a_hooksend_cleanup();
     s2a_sched_cleanup();
+    s2a_cameo_cleanup();
     s2a_sora_cleanup();
     s2a_upstream_cleanup();
     s2a_kdf_cleanup();

@@ -907,7 +907,7 @@ const DEFAULT_CONFIG = Object.freeze({
 
 const VIDEO_OUTCOMES = ['success', 'violation', 'fail', 'stall', 'vanish'];
 const IMAGE_OUTCOMES = ['success', 'fail', 'empty', 'stall'];
-const CAMEO_OUTCOMES = ['completed', 'never', 'no_asset'];
+const CAMEO_OUTCOMES = ['completed', 'never', 'no_asset', 'bad_asset', 'failed', 'rejected'];
 
 /*
  * Default scripts (protocol doc section 8.3).  "polls" scripts advance one step
@@ -939,7 +939,8 @@ const DEFAULT_SCRIPTS = Object.freeze({
         mode: 'polls',
         processing_polls: 2, // in_progress reads answering "Processing"
         duration_s: 10,
-        outcome: 'completed', // completed | never | no_asset (profile_asset_url null)
+        outcome: 'completed', // completed | never | no_asset (profile_asset_url null) | bad_asset
+        //   (an avatar URL that answers 404) | failed | rejected (the cameo ends there, with status_message)
     },
 });
 
@@ -2625,16 +2626,19 @@ const handlers = {
             throw new HttpError(404, 'Cameo not found', 'not_found');
         }
         this.cameoStep(c, Date.now());
-        const done = c.status !== 'processing';
+        const ended = c.status === 'failed' || c.status === 'rejected';
+        const done = c.status !== 'processing' && !ended;
+        const asset = c.script.outcome === 'bad_asset' ? c.profile_asset_path.replace('/media/avatar/', '/media/missing/')
+            : c.profile_asset_path;
         return {
             status: 200,
             body: {
                 id: c.id,
                 status: c.status,
-                status_message: done ? 'Completed' : 'Processing',
+                status_message: ended ? c.status_message : done ? 'Completed' : 'Processing',
                 username_hint: done ? c.username_hint : null,
                 display_name_hint: done ? c.display_name_hint : null,
-                profile_asset_url: done && c.script.outcome !== 'no_asset' ? ctx.base + c.profile_asset_path : null,
+                profile_asset_url: done && c.script.outcome !== 'no_asset' ? ctx.base + asset : null,
                 instruction_set_hint: done ? c.instruction_set_hint : null,
             },
         };
@@ -2735,6 +2739,9 @@ const handlers = {
         if (b.visibility !== undefined && b.visibility !== 'public' && b.visibility !== 'private') {
             throw bad('visibility must be "public" or "private"', 'invalid_visibility', 'visibility');
         }
+        if (b.display_name !== undefined && (typeof b.display_name !== 'string' || !b.display_name.trim())) {
+            throw bad('display_name must be a non-empty string', 'invalid_display_name', 'display_name');
+        }
         const ins = b.instruction_set !== undefined ? checkInstructionSet(b.instruction_set, 'instruction_set') : undefined;
         const safety = b.safety_instruction_set !== undefined
             ? checkInstructionSet(b.safety_instruction_set, 'safety_instruction_set') : undefined;
@@ -2747,8 +2754,14 @@ const handlers = {
         if (safety !== undefined) {
             c.safety_instruction_set = safety;
         }
+        if (b.display_name !== undefined) {
+            c.display_name = b.display_name;
+        }
         const ch = c.character_id ? this.characters.get(c.character_id) : null;
         if (ch) {
+            if (b.display_name !== undefined) {
+                ch.display_name = b.display_name;
+            }
             ch.visibility = c.visibility;
             ch.instruction_set = c.instruction_set;
             ch.safety_instruction_set = c.safety_instruction_set;
@@ -2760,6 +2773,7 @@ const handlers = {
                 cameo: {
                     id: c.id, visibility: c.visibility, instruction_set: c.instruction_set,
                     safety_instruction_set: c.safety_instruction_set, character_id: c.character_id,
+                    display_name: ch ? ch.display_name : (c.display_name || null),
                 },
             },
         };
@@ -2916,7 +2930,8 @@ const handlers = {
     media(ctx) {
         const dot = ctx.path.lastIndexOf('.');
         const t = dot >= 0 ? MEDIA_TYPES[ctx.path.slice(dot + 1).toLowerCase()] : null;
-        if (!t) {
+        // /media/missing/... is a file that is gone (a cameo's bad_asset avatar).
+        if (!t || ctx.path.startsWith('/media/missing/')) {
             return { status: 404, body: { error: 'not found' } };
         }
         if (typeof ctx.query.se === 'string' && !(Date.parse(ctx.query.se) > Date.now())) {
@@ -3239,7 +3254,14 @@ const lifecycle = {
             return;
         }
         const done = s.mode === 'seconds' ? (now - c.created_at) / 1000 >= s.duration_s : i >= s.processing_polls;
-        if (done) {
+        if (done && (s.outcome === 'failed' || s.outcome === 'rejected')) {
+            // Sora gives up on the video: a final state with its reason.
+            c.status = s.outcome;
+            c.status_message = s.status_message || (s.outcome === 'failed'
+                ? 'We could not find a person in the video.'
+                : 'This video does not meet our content guidelines.');
+            c.ended_at = now;
+        } else if (done) {
             c.status = 'ready';
             c.ready_at = now;
         }

@@ -258,8 +258,10 @@ test('bad input is a 400 in the OpenAI envelope before any stream', async () => 
   assert.equal(r.status, 400);
   assert.equal(r.json.error.param, 'model');
   assert.equal(r.json.error.type, 'invalid_request_error');
-  r = await g.chat(d, { model: 'sora-video-10s', messages: user('x'), video: 'https://example.test/v.mp4', stream: true });
-  g.assertHttpError(r, 400, 'unsupported_mode');
+  // A character's video that is no MP4, QuickTime or WebM file.
+  r = await g.chat(d, { model: 'sora-video-10s', messages: user('x'), video: Buffer.from('not a video at all').toString('base64'), stream: true });
+  g.assertHttpError(r, 400, 'invalid_video');
+  assert.equal(r.json.error.param, 'video');
   r = await g.chat(d, { model: 'sora-image', messages: user('   '), stream: true });
   assert.equal(r.status, 400);
   // An image that does not decode is the client's error, not a 500.

@@ -220,6 +220,22 @@ test('every kind of stream the gateway sends', async () => {
     await admin('/api/cache/enabled', { enabled: false });
   }
 
+  // Character creation (docs/characters-creation.md): the character
+  // result, a character+video, Sora rejecting the cameo, a taken name.
+  const mp4 = Buffer.from(await (await fetch(`${fake.url}/media/c.mp4`)).arrayBuffer()).toString('base64');
+  const videoPart = [{ type: 'video_url', video_url: { url: `data:video/mp4;base64,${mp4}` } }];
+  s = await collect('character', { model: 'sora-video-10s', messages: user(videoPart),
+    character_options: { username: 'contract_cat', display_name: '合同猫' } }, /^角色创建成功: @contract_cat \(合同猫\)$/);
+  assert.equal(s.content.type, 'character');
+  await collect('character + video', { model: 'sora-video-10s', messages: user([{ type: 'text', text: tag('runs') },
+    ...videoPart]) }, /^视频生成成功: http/);
+  await g.fakeCall(fake, 'POST', '/__fake/script', { next: { cameo: [{ outcome: 'rejected' }] } });
+  s = await collect('character_failed', { model: 'sora-video-10s', messages: user(videoPart) }, /^生成失败: Sora rejected/);
+  assert.equal(s.error.code, 'character_failed');
+  s = await collect('username_taken', { model: 'sora-video-10s', messages: user(videoPart),
+    character_options: { username: 'contract_cat' } }, /^生成失败: the username contract_cat is taken$/);
+  assert.equal(s.error.code, 'username_taken');
+
   await fake.arm({ route: 'POST /backend/uploads', status: 500, times: -1 });
   const png = await g.pngBytes(fake);
   s = await collect('upload_failed', { model: 'sora-image', messages: user([{ type: 'text', text: tag('this') },

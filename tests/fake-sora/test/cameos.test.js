@@ -158,6 +158,22 @@ describe('avatar upload, finalize, update_v2, delete', () => {
         assert.deepEqual(found.json.items.map((i) => i.token), [`<@${ch.character_id}>`], 'public characters can be cameoed');
     });
 
+    it('update_v2 takes display_name: stored on the cameo and its character; blank refused', async () => {
+        const [cameoId] = await readyCameo();
+        const ptr = (await uploadAvatar()).json.asset_pointer;
+        const ch = (await h.post('/backend/characters/finalize', a.access_token, finalizeBody(cameoId, ptr))).json.character;
+        const r = await h.post(`/backend/project_y/cameos/by_id/${cameoId}/update_v2`, a.access_token, { display_name: 'Sir Fluff' });
+        assert.equal(r.status, 200);
+        assert.equal(r.json.cameo.display_name, 'Sir Fluff');
+        const state = (await h.get('/__fake/state')).json;
+        assert.equal(state.cameos.find((c) => c.id === cameoId).display_name, 'Sir Fluff');
+        assert.equal(state.characters.find((c) => c.character_id === ch.character_id).display_name, 'Sir Fluff');
+        const blank = await h.post(`/backend/project_y/cameos/by_id/${cameoId}/update_v2`, a.access_token, { display_name: '  ' });
+        assert.equal(blank.status, 400);
+        assert.equal(blank.json.error.code, 'invalid_display_name');
+        assert.equal((await h.post(`/backend/project_y/cameos/by_id/${cameoId}/update_v2`, a.access_token, { display_name: 5 })).status, 400);
+    });
+
     it('DELETE characters/{id} answers 204 and frees the username; unknown 404', async () => {
         const [cameoId] = await readyCameo();
         const ptr = (await uploadAvatar()).json.asset_pointer;
@@ -179,5 +195,38 @@ describe('avatar upload, finalize, update_v2, delete', () => {
         });
         const t = await h.ctl('GET', `/tasks/${r.json.id}`);
         assert.equal(t.mentions[0].character_id, ch.character_id);
+    });
+});
+
+describe('cameo failure states', () => {
+    it('ends failed or rejected with a status_message after the processing polls', async () => {
+        for (const [outcome, msg] of [['failed', /could not find a person/], ['rejected', /content guidelines/]]) {
+            await h.ctl('POST', '/script', { next: { cameo: [{ outcome, processing_polls: 1 }] } });
+            const id = (await uploadVideo()).json.id;
+            let body = (await inProgress(id)).json;
+            assert.equal(body.status, 'processing');
+            body = (await inProgress(id)).json;
+            assert.equal(body.status, outcome);
+            assert.match(body.status_message, msg);
+            assert.equal(body.profile_asset_url, null);
+            assert.equal(body.username_hint, null);
+            // It stays there.
+            assert.equal((await inProgress(id)).json.status, outcome);
+        }
+        await h.ctl('POST', '/script', { next: { cameo: [{ outcome: 'failed', status_message: 'Too dark.' }] } });
+        const id = (await uploadVideo()).json.id;
+        let body;
+        do {
+            body = (await inProgress(id)).json;
+        } while (body.status === 'processing');
+        assert.deepEqual([body.status, body.status_message], ['failed', 'Too dark.']);
+    });
+
+    it('bad_asset: completed with an avatar URL that answers 404', async () => {
+        await h.ctl('POST', '/script', { next: { cameo: [{ outcome: 'bad_asset' }] } });
+        const [, body] = await readyCameo();
+        assert.match(body.profile_asset_url, /\/media\/missing\/cameo_[0-9a-f]{8}\.webp$/);
+        const r = await fetch(body.profile_asset_url);
+        assert.equal(r.status, 404);
     });
 });
