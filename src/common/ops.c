@@ -68,7 +68,7 @@ const s2a_op_t s2a_ops[] = {
     { "reopen_logs", TO_WORKER, "", NULL, s2a_op_reopen_logs, 0 },
     { "refresh_token", TO_WORKER, "token_id:int st:str? rt:str? client_id:str? proxy:str?", NULL, s2a_op_refresh_token, 0 },
     { "quota_check", TO_WORKER, "token_id:int proxy:str?", NULL, s2a_op_quota_check, 0 },
-    { "job_resume", TO_WORKER, "job_id:str task_id:str? token_id:int? model:str mode:str? created_at:int params:obj? prompt:str?", NULL, s2a_op_job_resume, 0 },
+    { "job_resume", TO_WORKER, "job_id:str task_id:str? token_id:int? model:str mode:str? created_at:int params:obj? prompt:str? stages:arr?", NULL, s2a_op_job_resume, 0 },
     { "webhook_send", TO_WORKER, "delivery_id:int attempt:int url:str headers:obj body:str public_only:bool timeout_ms:int", NULL, s2a_op_webhook_send, 0 },
 };
 /* clang-format on */

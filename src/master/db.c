@@ -228,6 +228,14 @@ static const char *const migrations[] = {
     "  PRIMARY KEY (key_id, day, model)"
     ") WITHOUT ROWID;"
     "ALTER TABLE tokens ADD COLUMN token_group TEXT;",
+
+    /* 12: reserved for another branch's migration (the merge puts it
+     * here); nothing of its own */
+    "",
+
+    /* 13: a job's stage history, as its worker last sent it
+     * (docs/generation.md, "Records") */
+    "ALTER TABLE tasks ADD COLUMN stages TEXT;",
 };
 
 static int
@@ -1689,7 +1697,7 @@ static const char *const task_columns[] = {
     "upstream_task_id", "token_id",     "model",       "mode",
     "prompt",           "status",       "progress",    "result_urls",
     "error_message",    "completed_at", "duration_ms", "worker_pid",
-    "error_code",       "params",       "owner",
+    "error_code",       "params",       "owner",       "stages",
 };
 
 static bool
@@ -1914,13 +1922,14 @@ json_t *
 s2a_db_tasks_resumable(s2a_db_t *db, int64_t after, int limit)
 {
     sqlite3_stmt *st;
-    json_t *arr, *row, *params;
+    json_t *arr, *row, *params, *stages;
     const char *text;
 
     if (sqlite3_prepare_v2(db->conn,
                            "SELECT job_id, upstream_task_id, token_id, model, "
                            "COALESCE(mode, 'normal'), created_at, "
-                           "COALESCE(worker_pid, 0), params, prompt, id "
+                           "COALESCE(worker_pid, 0), params, prompt, id, "
+                           "stages "
                            "FROM tasks WHERE id > ?2 AND (" RESUMABLE
                            " OR " RESUBMITTABLE ") ORDER BY id LIMIT ?1",
                            -1, &st, NULL)
@@ -1948,6 +1957,13 @@ s2a_db_tasks_resumable(s2a_db_t *db, int64_t after, int limit)
                         params);
         if (row == NULL) {
             continue;
+        }
+        text = (const char *) sqlite3_column_text(st, 10);
+        stages = text != NULL ? json_loads(text, 0, NULL) : NULL;
+        if (json_is_array(stages)) {
+            json_object_set_new(row, "stages", stages);
+        } else {
+            json_decref(stages);
         }
         /* With a task id: to follow; without: to submit (its prompt). */
         if (sqlite3_column_type(st, 1) != SQLITE_NULL) {
@@ -2022,7 +2038,9 @@ rows_json(sqlite3_stmt *st)
                                     json_real(sqlite3_column_double(st, i)));
                 break;
             default:
-                if (strcmp(name, "result_urls") == 0) {
+                if (strcmp(name, "result_urls") == 0
+                    || strcmp(name, "stages") == 0)
+                {
                     parsed = json_loads(
                         (const char *) sqlite3_column_text(st, i), 0, NULL);
                     json_object_set_new(o, name,
@@ -2184,7 +2202,7 @@ s2a_db_tasks_list(s2a_db_t *db, const s2a_db_filter_t *f)
     if (f->job_id != NULL) {
         rc = sqlite3_prepare_v2(db->conn,
                                 "SELECT " TASK_LIST_COLUMNS
-                                " FROM tasks WHERE job_id = ?1",
+                                ", stages FROM tasks WHERE job_id = ?1",
                                 -1, &st, NULL);
         if (rc != SQLITE_OK) {
             return NULL;

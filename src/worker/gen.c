@@ -38,6 +38,7 @@
 #include "worker/sched.h"
 #include "worker/sora.h"
 #include "worker/sse.h"
+#include "worker/stages.h"
 #include "worker/upstream.h"
 
 #include <ctype.h>
@@ -119,6 +120,7 @@ struct s2a_gen_s {
     int progress;
     int64_t started_ms;
     char last_error[512];
+    s2a_stages_t stages; /* what the stream showed (stages.h) */
     bool bad_image;
     write_t writing;  /* while op is OP_WRITE */
     bool row_refused; /* the first row was never written */
@@ -179,6 +181,7 @@ record(s2a_gen_t *g, json_t *fields)
     if (fields == NULL) {
         return;
     }
+    s2a_stages_attach(&g->stages, fields, false);
     /* The live job table says what the row will (common/jobtab.h). */
     s2a_jobtab_record(s2a_jobs, g->job_id, g->kind, fields);
     msg = json_pack("{s:s, s:s, s:o}", "op", "task_record", "job_id", g->job_id,
@@ -187,6 +190,15 @@ record(s2a_gen_t *g, json_t *fields)
         s2a_worker_notify_master(msg);
         json_decref(msg);
     }
+}
+
+/* A progress event: kept in the stage history, then told the owner. */
+static void
+report(s2a_gen_t *g, const char *stage, const char *status, int progress,
+       const char *message, json_t *details)
+{
+    s2a_stages_add(&g->stages, stage, status, progress, message, s2a_now_ms());
+    g->ops->progress(g->arg, stage, status, progress, message, details);
 }
 
 static void
@@ -302,6 +314,7 @@ job_free(s2a_gen_t *g)
     free(g->thumbnail);
     json_decref(g->urls);
     json_decref(g->params);
+    s2a_stages_cleanup(&g->stages);
     s2a_metrics_job_gone(g->kind);
     free(g);
     active_jobs--;
@@ -355,6 +368,8 @@ record_end(s2a_gen_t *g, const char *state, const char *code, const char *error,
         json_object_set_new(fields, "progress", json_real(100.0));
         json_object_set(fields, "result_urls", g->urls);
     }
+    /* The last record carries the stages as they ended. */
+    s2a_stages_attach(&g->stages, fields, true);
     if (g->row_refused) {
         json_decref(fields); /* no row to end: the master refused it */
     } else {
@@ -385,8 +400,8 @@ refuse(s2a_gen_t *g, const char *reason)
     snprintf(text, sizeof(text), "Content policy violation: %.600s", reason);
     details = json_pack("{s:s, s:s}", "error_type", "content_policy_violation",
                         "reason", reason);
+    report(g, "error", "error", -1, text, details);
     record_end(g, "failed", S2A_CODE_CONTENT_POLICY, text, 400);
-    g->ops->progress(g->arg, "error", "error", -1, text, details);
     json_decref(details);
     result = s2a_result_error(text, S2A_CODE_CONTENT_POLICY);
     g->ops->done(g->arg, result, 200, NULL, NULL, NULL);
@@ -462,6 +477,7 @@ write_row(s2a_gen_t *g, write_t what, json_t *fields)
     uint64_t id = 0;
 
     if (fields != NULL) {
+        s2a_stages_attach(&g->stages, fields, false);
         s2a_jobtab_record(s2a_jobs, g->job_id, g->kind, fields);
         msg = json_pack("{s:s, s:s, s:o}", "op", "task_write", "job_id",
                         g->job_id, "fields", fields);
@@ -763,7 +779,7 @@ uploaded(const s2a_sora_result_t *r, void *arg)
         return;
     }
     snprintf(g->media_id, sizeof(g->media_id), "%s", id);
-    g->ops->progress(g->arg, "upload", "completed", -1,
+    report(g, "upload", "completed", -1,
                      "Image uploaded successfully. Proceeding to generation...",
                      NULL);
     run_submit(g);
@@ -784,7 +800,7 @@ run_upload(s2a_gen_t *g)
         type = "image/webp";
         file = "image.webp";
     }
-    g->ops->progress(g->arg, "upload", "started", -1,
+    report(g, "upload", "started", -1,
                      "Uploading image to server...", NULL);
     memset(parts, 0, sizeof(parts));
     parts[0].name = "file";
@@ -868,7 +884,7 @@ submitted(const s2a_sora_result_t *r, void *arg)
     }
     record(g, fields);
     details = json_pack("{s:s}", "task_id", g->task_id);
-    g->ops->progress(g->arg, "generation", "processing", 0,
+    report(g, "generation", "processing", 0,
                      "Generation task submitted", details);
     json_decref(details);
 
@@ -997,7 +1013,7 @@ polled(const s2a_poll_update_t *u, void *arg)
                      u->progress);
         }
         details = json_pack("{s:s?}", "task_status", u->status);
-        g->ops->progress(g->arg, "generation", "processing", u->progress, msg,
+        report(g, "generation", "processing", u->progress, msg,
                          details);
         json_decref(details);
         record(g, json_pack("{s:f}", "progress", (double) u->progress));
@@ -1026,7 +1042,7 @@ polled(const s2a_poll_update_t *u, void *arg)
             free(g->thumbnail);
             g->thumbnail = strdup(u->thumbnail_url);
         }
-        g->ops->progress(g->arg, "generation", "completed", 100,
+        report(g, "generation", "completed", 100,
                          g->kind == S2A_KIND_VIDEO
                              ? "Video generation completed"
                              : "Image generation completed",
@@ -1073,7 +1089,7 @@ cached(const char *name, const char *error, void *arg)
                  "watermark-free video could not be fetched: %.200s",
                  error);
         details = json_pack("{s:s}", "error", error);
-        g->ops->progress(g->arg, "watermark_free", "error", -1, msg, details);
+        report(g, "watermark_free", "error", -1, msg, details);
         json_decref(details);
         s2a_log(LOG_WARNING, 0,
                 "%s: caching the watermark-free video failed: %s", g->rid,
@@ -1088,7 +1104,7 @@ cached(const char *name, const char *error, void *arg)
         snprintf(msg, sizeof(msg), "Caching failed, using the upstream URL: %s",
                  error);
         details = json_pack("{s:s}", "error", error);
-        g->ops->progress(g->arg, "cache", "error", -1, msg, details);
+        report(g, "cache", "error", -1, msg, details);
         json_decref(details);
         s2a_log(LOG_WARNING, 0, "%s: caching a result failed: %s", g->rid,
                 error);
@@ -1111,7 +1127,7 @@ cached(const char *name, const char *error, void *arg)
     if (g->caching == n) {
         snprintf(msg, sizeof(msg), "Cached %zu file%s", n, n == 1 ? "" : "s");
         details = json_pack("{s:I}", "file_count", (json_int_t) n);
-        g->ops->progress(g->arg, "cache", "completed", -1, msg, details);
+        report(g, "cache", "completed", -1, msg, details);
         json_decref(details);
     }
     cache_next(g);
@@ -1186,7 +1202,7 @@ start_cache(s2a_gen_t *g)
     }
     snprintf(msg, sizeof(msg), "Caching %zu file%s...", n, n == 1 ? "" : "s");
     details = json_pack("{s:I}", "file_count", (json_int_t) n);
-    g->ops->progress(g->arg, "cache", "started", -1, msg, details);
+    report(g, "cache", "started", -1, msg, details);
     json_decref(details);
     g->caching = 0;
     cache_next(g);
@@ -1206,7 +1222,7 @@ nowm_done(const char *url, const char *post_id, const char *method,
                  "Watermark-free failed, using the watermarked video: %.300s",
                  error);
         details = json_pack("{s:s}", "error", error);
-        g->ops->progress(g->arg, "watermark_free", "error", -1, msg, details);
+        report(g, "watermark_free", "error", -1, msg, details);
         json_decref(details);
         s2a_log(LOG_WARNING, 0, "%s: watermark-free failed: %s", g->rid, error);
     } else {
@@ -1219,7 +1235,7 @@ nowm_done(const char *url, const char *post_id, const char *method,
         json_array_set_new(g->urls, 0, json_string(url));
         details =
             json_pack("{s:s, s:s}", "post_id", post_id, "parse_method", method);
-        g->ops->progress(g->arg, "watermark_free", "completed", -1,
+        report(g, "watermark_free", "completed", -1,
                          "Watermark-free video ready", details);
         json_decref(details);
     }
@@ -1240,7 +1256,7 @@ finish_media(s2a_gen_t *g)
         return;
     }
     details = json_pack("{s:s}", "generation_id", g->generation_id);
-    g->ops->progress(g->arg, "watermark_free", "started", -1,
+    report(g, "watermark_free", "started", -1,
                      "Publishing the video to remove the watermark...",
                      details);
     json_decref(details);
@@ -1451,7 +1467,7 @@ s2a_gen_start_with(const s2a_chatreq_t *req, const char *request_id,
     }
     g->params =
         rec != NULL ? json_deep_copy(json_object_get(rec, "params")) : NULL;
-    ops->progress(arg, "generation", "started", -1,
+    report(g, "generation", "started", -1,
                   "Initializing generation request...", NULL);
     if (g->mode == S2A_MODE_STORYBOARD) {
         const char *p;
@@ -1460,7 +1476,7 @@ s2a_gen_start_with(const s2a_chatreq_t *req, const char *request_id,
             shots++;
         }
         details = json_pack("{s:i}", "shots", shots);
-        ops->progress(arg, "storyboard", "processing", -1,
+        report(g, "storyboard", "processing", -1,
                       "Detected storyboard format. Converting to storyboard "
                       "API format...",
                       details);
@@ -1468,7 +1484,7 @@ s2a_gen_start_with(const s2a_chatreq_t *req, const char *request_id,
     } else if (g->mode == S2A_MODE_REMIX) {
         snprintf(msg, sizeof(msg), "Remixing %s...", g->remix_id);
         details = json_pack("{s:s}", "remix_target_id", g->remix_id);
-        ops->progress(arg, "remix", "started", -1, msg, details);
+        report(g, "remix", "started", -1, msg, details);
         json_decref(details);
     }
     g->kick = evtimer_new(s2a_worker.base, kick_cb, g);
@@ -1741,6 +1757,7 @@ row_job(json_t *msg, const s2a_model_t *m,
     snprintf(g->job_id, sizeof(g->job_id), "%s", job);
     snprintf(g->rid, sizeof(g->rid), "%s", job);
     g->params = json_is_object(params) ? json_deep_copy(params) : NULL;
+    s2a_stages_load(&g->stages, json_object_get(msg, "stages"));
     /* The key it ran for goes on counting its concurrency and quota. */
     s2a_apikeys_job_resume(
         &g->key, json_integer_value(json_object_get(params, "key_id")),
