@@ -2039,8 +2039,7 @@ rows_json(sqlite3_stmt *st)
                 break;
             default:
                 if (strcmp(name, "result_urls") == 0
-                    || strcmp(name, "stages") == 0)
-                {
+                    || strcmp(name, "stages") == 0) {
                     parsed = json_loads(
                         (const char *) sqlite3_column_text(st, i), 0, NULL);
                     json_object_set_new(o, name,

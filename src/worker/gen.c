@@ -780,8 +780,7 @@ uploaded(const s2a_sora_result_t *r, void *arg)
     }
     snprintf(g->media_id, sizeof(g->media_id), "%s", id);
     report(g, "upload", "completed", -1,
-                     "Image uploaded successfully. Proceeding to generation...",
-                     NULL);
+           "Image uploaded successfully. Proceeding to generation...", NULL);
     run_submit(g);
 }
 
@@ -800,8 +799,7 @@ run_upload(s2a_gen_t *g)
         type = "image/webp";
         file = "image.webp";
     }
-    report(g, "upload", "started", -1,
-                     "Uploading image to server...", NULL);
+    report(g, "upload", "started", -1, "Uploading image to server...", NULL);
     memset(parts, 0, sizeof(parts));
     parts[0].name = "file";
     parts[0].filename = file;
@@ -884,8 +882,8 @@ submitted(const s2a_sora_result_t *r, void *arg)
     }
     record(g, fields);
     details = json_pack("{s:s}", "task_id", g->task_id);
-    report(g, "generation", "processing", 0,
-                     "Generation task submitted", details);
+    report(g, "generation", "processing", 0, "Generation task submitted",
+           details);
     json_decref(details);
 
     s2a_worker_refresh_settings();
@@ -1013,8 +1011,7 @@ polled(const s2a_poll_update_t *u, void *arg)
                      u->progress);
         }
         details = json_pack("{s:s?}", "task_status", u->status);
-        report(g, "generation", "processing", u->progress, msg,
-                         details);
+        report(g, "generation", "processing", u->progress, msg, details);
         json_decref(details);
         record(g, json_pack("{s:f}", "progress", (double) u->progress));
         return;
@@ -1043,10 +1040,9 @@ polled(const s2a_poll_update_t *u, void *arg)
             g->thumbnail = strdup(u->thumbnail_url);
         }
         report(g, "generation", "completed", 100,
-                         g->kind == S2A_KIND_VIDEO
-                             ? "Video generation completed"
-                             : "Image generation completed",
-                         NULL);
+               g->kind == S2A_KIND_VIDEO ? "Video generation completed"
+                                         : "Image generation completed",
+               NULL);
         finish_media(g);
         return;
     case S2A_POLL_VIOLATION:
@@ -1236,7 +1232,7 @@ nowm_done(const char *url, const char *post_id, const char *method,
         details =
             json_pack("{s:s, s:s}", "post_id", post_id, "parse_method", method);
         report(g, "watermark_free", "completed", -1,
-                         "Watermark-free video ready", details);
+               "Watermark-free video ready", details);
         json_decref(details);
     }
     start_cache(g);
@@ -1257,8 +1253,7 @@ finish_media(s2a_gen_t *g)
     }
     details = json_pack("{s:s}", "generation_id", g->generation_id);
     report(g, "watermark_free", "started", -1,
-                     "Publishing the video to remove the watermark...",
-                     details);
+           "Publishing the video to remove the watermark...", details);
     json_decref(details);
     g->op = OP_NOWM;
     g->op_id = s2a_nowm_start(g->token_id, g->generation_id, nowm_done, g);
@@ -1467,8 +1462,8 @@ s2a_gen_start_with(const s2a_chatreq_t *req, const char *request_id,
     }
     g->params =
         rec != NULL ? json_deep_copy(json_object_get(rec, "params")) : NULL;
-    report(g, "generation", "started", -1,
-                  "Initializing generation request...", NULL);
+    report(g, "generation", "started", -1, "Initializing generation request...",
+           NULL);
     if (g->mode == S2A_MODE_STORYBOARD) {
         const char *p;
         int shots = 0;
@@ -1477,9 +1472,9 @@ s2a_gen_start_with(const s2a_chatreq_t *req, const char *request_id,
         }
         details = json_pack("{s:i}", "shots", shots);
         report(g, "storyboard", "processing", -1,
-                      "Detected storyboard format. Converting to storyboard "
-                      "API format...",
-                      details);
+               "Detected storyboard format. Converting to storyboard "
+               "API format...",
+               details);
         json_decref(details);
     } else if (g->mode == S2A_MODE_REMIX) {
         snprintf(msg, sizeof(msg), "Remixing %s...", g->remix_id);

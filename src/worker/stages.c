@@ -34,9 +34,8 @@ entry_new(const char *stage, const char *status, int progress,
         message = "";
     }
     e = json_pack("{s:s, s:s, s:s%, s:I}", "stage", stage, "status", status,
-                  "message", message,
-                  cut_utf8(message, S2A_STAGES_MESSAGE_MAX), "t",
-                  (json_int_t) now_ms);
+                  "message", message, cut_utf8(message, S2A_STAGES_MESSAGE_MAX),
+                  "t", (json_int_t) now_ms);
     if (e != NULL && progress >= 0) {
         json_object_set_new(e, "progress", json_integer(progress));
     }
@@ -46,17 +45,13 @@ entry_new(const char *stage, const char *status, int progress,
 static bool
 is_processing(const json_t *e, const char *stage, const char *status)
 {
-    return strcmp(stage, "generation") == 0
-        && strcmp(status, "processing") == 0
-        && e != NULL
-        && json_is_string(json_object_get(e, "stage"))
-        && strcmp(json_string_value(json_object_get(e, "stage")),
-                  "generation")
-               == 0
+    return strcmp(stage, "generation") == 0 && strcmp(status, "processing") == 0
+        && e != NULL && json_is_string(json_object_get(e, "stage"))
+        && strcmp(json_string_value(json_object_get(e, "stage")), "generation")
+        == 0
         && json_is_string(json_object_get(e, "status"))
-        && strcmp(json_string_value(json_object_get(e, "status")),
-                  "processing")
-               == 0;
+        && strcmp(json_string_value(json_object_get(e, "status")), "processing")
+        == 0;
 }
 
 void
@@ -77,8 +72,7 @@ s2a_stages_add(s2a_stages_t *s, const char *stage, const char *status,
         return;
     }
     n = json_array_size(s->list);
-    if (n > 0 && is_processing(json_array_get(s->list, n - 1), stage, status))
-    {
+    if (n > 0 && is_processing(json_array_get(s->list, n - 1), stage, status)) {
         json_array_set_new(s->list, n - 1, e);
         s->touched = true;
     } else if (n >= S2A_STAGES_MAX) {
@@ -107,15 +101,14 @@ s2a_stages_load(s2a_stages_t *s, const json_t *list)
             continue;
         }
         p = json_object_get(e, "progress");
-        s2a_stages_add(
-            s, json_string_value(json_object_get(e, "stage")),
-            json_string_value(json_object_get(e, "status")),
-            json_is_integer(p) && json_integer_value(p) >= 0
-                    && json_integer_value(p) <= 100
-                ? (int) json_integer_value(p)
-                : -1,
-            json_string_value(json_object_get(e, "message")),
-            (int64_t) json_integer_value(json_object_get(e, "t")));
+        s2a_stages_add(s, json_string_value(json_object_get(e, "stage")),
+                       json_string_value(json_object_get(e, "status")),
+                       json_is_integer(p) && json_integer_value(p) >= 0
+                               && json_integer_value(p) <= 100
+                           ? (int) json_integer_value(p)
+                           : -1,
+                       json_string_value(json_object_get(e, "message")),
+                       (int64_t) json_integer_value(json_object_get(e, "t")));
     }
     s->dirty = false;
     s->touched = false;
@@ -127,8 +120,7 @@ s2a_stages_attach(s2a_stages_t *s, json_t *fields, bool final)
     json_t *copy;
 
     if (s->list == NULL || fields == NULL
-        || !(s->dirty || (final && s->touched)))
-    {
+        || !(s->dirty || (final && s->touched))) {
         return false;
     }
     copy = json_deep_copy(s->list);

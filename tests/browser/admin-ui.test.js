@@ -382,8 +382,13 @@ test('jobs and logs: a running job live, details with stages and media from the 
   const detail = page.locator('#job-detail');
   await detail.waitFor();
   assert.equal(await detail.locator('#job-prompt').textContent(), '#stall a job to watch');
-  assert.equal(await detail.locator('[data-stage="submitted"]').getAttribute('class'), 'stage-done');
-  assert.equal(await detail.locator('[data-stage="generating"]').getAttribute('class'), 'stage-current');
+  // Its recorded stages (GET /api/tasks?job_id=), the percentages one
+  // entry, current while it runs.
+  await detail.locator('#job-stages[data-recorded="yes"]').waitFor();
+  assert.equal(await detail.locator('[data-stage="generation.started"]').getAttribute('class'), 'stage-done');
+  assert.equal(await detail.locator('[data-stage="generation.processing"]').getAttribute('class'), 'stage-current');
+  assert.equal(await detail.locator('[data-stage="generation.processing"]').count(), 1);
+  assert.match(await detail.locator('[data-stage="generation.processing"]').textContent(), /Generation: processing.*\d+%/);
   assert.match(await detail.textContent(), /task_\w+/, 'the upstream task id');
   stalled.leave();
   // The dialog follows the row to its end.
@@ -395,6 +400,14 @@ test('jobs and logs: a running job live, details with stages and media from the 
   await page.locator('#jobs-rows tr', { hasText: 'sora-image' }).first().getByRole('button', { name: /^Details/ }).click();
   await detail.waitFor();
   assert.equal(await detail.locator('#job-prompt').textContent(), `${XSS} a cached cat`);
+  // Every stage the job reported, then its end.
+  const catRow = (await api('GET', '/api/tasks?limit=100')).json.tasks.find((r) => r.prompt === `${XSS} a cached cat`);
+  const catStages = (await api('GET', `/api/tasks?job_id=${catRow.job_id}`)).json.tasks[0].stages;
+  assert.deepEqual(catStages.map((e) => `${e.stage}/${e.status}`),
+    ['generation/started', 'generation/processing', 'generation/completed', 'cache/started', 'cache/completed']);
+  await detail.locator('#job-stages[data-recorded="yes"]').waitFor();
+  assert.deepEqual(await detail.locator('#job-stages li').evaluateAll((l) => l.map((e) => e.dataset.stage)),
+    [...catStages.map((e) => `${e.stage}.${e.status}`), 'succeeded']);
   const picture = detail.locator('img.result-media');
   await picture.waitFor();
   assert.match(await picture.getAttribute('src'), new RegExp(`^${d.base}/tmp/`));

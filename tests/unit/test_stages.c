@@ -60,8 +60,7 @@ test_bounds(void **state)
 
     (void) state;
     for (i = 0; i < 100; i++) {
-        s2a_stages_add(&s, i % 2 ? "cache" : "upload", "started", -1, "x",
-                       i);
+        s2a_stages_add(&s, i % 2 ? "cache" : "upload", "started", -1, "x", i);
     }
     assert_int_equal(json_array_size(s.list), S2A_STAGES_MAX);
     assert_string_equal(field(&s, 0, "stage"), "upload");
