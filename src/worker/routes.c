@@ -242,6 +242,8 @@ static const route_t routes[] = {
       s2a_tokbatch_disable, 0 },
     { M_POST, "/api/tokens/batch/delete", AUTH_SESSION, "tokens",
       s2a_tokbatch_delete, 0 },
+    { M_POST, "/api/tokens/batch/test", AUTH_SESSION, "tokens",
+      s2a_tokens_batch_test, 0 },
 
     /* admin API: webhooks */
     { M_GET, "/api/webhooks", AUTH_SESSION, "webhooks", s2a_hooksadmin_list,

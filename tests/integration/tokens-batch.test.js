@@ -1,6 +1,7 @@
 'use strict';
-// POST /api/tokens/batch/enable, /disable, /delete: the operator's
-// actions on a selection, one call to the master each, answered per id
+// POST /api/tokens/batch/enable, /disable, /delete, /test: the
+// operator's actions on a selection, one call to the master each (the
+// test: each token asked again, a few at once), answered per id
 // (docs/admin-ui.md, "Server routes added for the UI"): each action and
 // what it does to the rows and the shared table, unknown ids reported
 // in their place, the bounds of the body, 10,000 tokens disabled and
@@ -86,7 +87,7 @@ test('the body is bounded and checked', async () => {
     [{ ids: ['1'] }, 'ids must hold positive integers (item 0 is not)'],
     [{ ids: [1.5] }, 'ids must hold positive integers (item 0 is not)'],
   ];
-  for (const action of ['enable', 'disable', 'delete']) {
+  for (const action of ['enable', 'disable', 'delete', 'test']) {
     for (const [body, want] of cases) {
       const r = await api('POST', `/api/tokens/batch/${action}`, body);
       assert.equal(r.status, 400, `${action} ${JSON.stringify(body).slice(0, 60)}: ${r.text}`);
@@ -99,6 +100,35 @@ test('the body is bounded and checked', async () => {
   const notJson = await request(ctx.d.base, 'POST', '/api/tokens/batch/disable', { headers: ctx.H, body: '{"ids":[1' });
   assert.equal(notJson.status, 400);
   assert.equal((await api('POST', '/api/tokens/batch/purge', { ids: [1] })).status, 404);
+});
+
+test('test: each token asked again, its outcome stored, one result per id', async () => {
+  const good = await g.addToken(ctx, {}, { remaining: 9 });
+  const bad = await g.addToken(ctx);
+  const back = await g.addToken(ctx);
+  await ctx.fake.updateAccount({ access_token: good.at, remaining: 4 });
+  await ctx.fake.updateAccount({ access_token: bad.at, revoked: true });
+  // Made invalid by a test, then Sora takes it again.
+  await ctx.fake.updateAccount({ access_token: back.at, revoked: true });
+  assert.equal((await api('POST', `/api/tokens/${back.id}/test`)).json.status, 'failed');
+  assert.equal((await byId(back.id)).state, 'invalid');
+  await ctx.fake.updateAccount({ access_token: back.at, revoked: false });
+
+  const r = await api('POST', '/api/tokens/batch/test', { ids: [good.id, 424242, bad.id, back.id] });
+  assert.equal(r.status, 200, r.text);
+  assert.equal(r.json.ok, 2);
+  assert.equal(r.json.failed, 2);
+  assert.deepEqual(r.json.results.map((x) => [x.id, x.ok]), [[good.id, true], [424242, false], [bad.id, false], [back.id, true]]);
+  assert.equal(r.json.results[0].email, good.acc.email);
+  assert.equal(r.json.results[1].detail, 'Token not found');
+  assert.match(r.json.results[2].detail, /Sora rejected the access token/);
+  assert.equal((await byId(good.id)).sora2_remaining_count, 4, 'what Sora said is stored');
+  assert.equal((await byId(bad.id)).state, 'invalid');
+  await waitFor(async () => (await byId(back.id)).state === 'active', { what: 'the token back to active' });
+  const tooMany = await api('POST', '/api/tokens/batch/test', { ids: Array.from({ length: 1001 }, (_, i) => i + 1) });
+  assert.equal(tooMany.status, 400);
+  assert.deepEqual(tooMany.json, { detail: 'ids must be an array of 1 to 1000 token ids to test' });
+  assert.equal((await api('POST', '/api/tokens/batch/delete', { ids: [good.id, bad.id, back.id] })).json.ok, 3);
 });
 
 test('a job in flight on a token disabled by a batch goes on to its end', async () => {
