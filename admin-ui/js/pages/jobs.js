@@ -68,11 +68,12 @@ function recordedStages(r) {
     const last = i === n - 1;
     let pct = e.progress;
     if (last && live && e.stage === 'generation' && e.status === 'processing') pct = Number(r.progress) || pct;
+    const meta = [h('span', { class: 'sub' }, fmtTime(e.t / 1000))];
+    if (pct !== undefined && pct !== null) meta.push(h('span', { class: 'sub num' }, `${fmtNum(pct, { maximumFractionDigits: 0 })}%`));
+    if (e.message) meta.push(h('span', { class: 'sub wrap' }, e.message));
     return h('li', { class: last && live ? 'stage-current' : 'stage-done', dataset: { stage: `${e.stage}.${e.status}` } },
       h('span', { class: 'stage-name' }, `${label('job.sg', e.stage)}: ${label('job.ss', e.status)}`),
-      h('span', { class: 'sub' }, fmtTime(e.t / 1000)),
-      pct !== undefined && pct !== null ? h('span', { class: 'sub num' }, `${fmtNum(pct, { maximumFractionDigits: 0 })}%`) : null,
-      e.message ? h('span', { class: 'sub wrap' }, e.message) : null);
+      ...meta.flatMap((m, j) => (j === 0 ? [m] : [' · ', m])));
   });
   if (!live) {
     items.push(h('li', { class: 'stage-done', dataset: { stage: r.status } },
