@@ -34,6 +34,7 @@ const s2a_op_t s2a_ops[] = {
     { "token_refresh_failed", TO_MASTER, "token_id:int reason:str?", NULL, s2a_op_token_refresh_failed, S2A_OP_QUEUED },
     { "token_outcome", TO_MASTER, "token_id:int kind:str outcome:str message:str? until:int?", NULL, s2a_op_token_outcome, S2A_OP_QUEUED },
     { "video_submitted", TO_MASTER, "token_id:int", NULL, s2a_op_video_submitted, S2A_OP_QUEUED },
+    { "tokens_batch", TO_MASTER, "id:int action:str ids:arr", "results:arr done:int failed:int", s2a_op_tokens_batch, 0 },
     /* worker -> master: generation records */
     { "task_write", TO_MASTER, "id:int job_id:str fields:obj", "code:str?", s2a_op_task_write, 0 },
     { "task_record", TO_MASTER, "job_id:str fields:obj", NULL, s2a_op_task_record, S2A_OP_QUEUED },
@@ -74,7 +75,7 @@ const s2a_op_t s2a_ops[] = {
     { "reopen_logs", TO_WORKER, "", NULL, s2a_op_reopen_logs, 0 },
     { "refresh_token", TO_WORKER, "token_id:int st:str? rt:str? client_id:str? proxy:str?", NULL, s2a_op_refresh_token, 0 },
     { "quota_check", TO_WORKER, "token_id:int proxy:str?", NULL, s2a_op_quota_check, 0 },
-    { "job_resume", TO_WORKER, "job_id:str task_id:str? token_id:int? model:str mode:str? created_at:int params:obj? prompt:str?", NULL, s2a_op_job_resume, 0 },
+    { "job_resume", TO_WORKER, "job_id:str task_id:str? token_id:int? model:str mode:str? created_at:int params:obj? prompt:str? stages:arr?", NULL, s2a_op_job_resume, 0 },
     { "webhook_send", TO_WORKER, "delivery_id:int attempt:int url:str headers:obj body:str public_only:bool timeout_ms:int", NULL, s2a_op_webhook_send, 0 },
 };
 /* clang-format on */

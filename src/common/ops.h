@@ -62,6 +62,9 @@ int s2a_op_check(const s2a_op_t *op, json_t *msg, char *err, size_t errlen);
  * its secrets shown, stays far below a frame's 16 MiB. */
 #define S2A_TOKENS_PAGE_MAX 1000
 
+/* Most ids one "tokens_batch" takes (POST /api/tokens/batch/{action}). */
+#define S2A_TOKENS_BATCH_MAX 10000
+
 /* Handlers in the master (src/master/). */
 void s2a_op_ready(void *from, json_t *msg);
 void s2a_op_usage(void *from, json_t *msg);
@@ -75,6 +78,7 @@ void s2a_op_token_update(void *from, json_t *msg);
 void s2a_op_token_state(void *from, json_t *msg);
 void s2a_op_token_delete(void *from, json_t *msg);
 void s2a_op_tokens_list(void *from, json_t *msg);
+void s2a_op_tokens_batch(void *from, json_t *msg);
 void s2a_op_stats(void *from, json_t *msg);
 void s2a_op_token_refreshed(void *from, json_t *msg);
 void s2a_op_token_refresh_failed(void *from, json_t *msg);

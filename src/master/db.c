@@ -255,7 +255,11 @@ static const char *const migrations[] = {
     "CREATE INDEX characters_username ON characters(username COLLATE NOCASE);"
     "CREATE INDEX characters_owner ON characters(owner);",
 
-    /* 13: a webhook's previous secret keeps signing for a while after a
+    /* 13: a job's stage history, as its worker last sent it
+     * (docs/generation.md, "Records") */
+    "ALTER TABLE tasks ADD COLUMN stages TEXT;",
+
+    /* 14: a webhook's previous secret keeps signing for a while after a
      * rotation (sealed like the secret), and until when */
     "ALTER TABLE webhook_endpoints ADD COLUMN previous_secret TEXT;"
     "ALTER TABLE webhook_endpoints ADD COLUMN previous_until INTEGER;",
@@ -1720,7 +1724,7 @@ static const char *const task_columns[] = {
     "upstream_task_id", "token_id",     "model",       "mode",
     "prompt",           "status",       "progress",    "result_urls",
     "error_message",    "completed_at", "duration_ms", "worker_pid",
-    "error_code",       "params",       "owner",
+    "error_code",       "params",       "owner",       "stages",
 };
 
 static bool
@@ -1945,13 +1949,14 @@ json_t *
 s2a_db_tasks_resumable(s2a_db_t *db, int64_t after, int limit)
 {
     sqlite3_stmt *st;
-    json_t *arr, *row, *params;
+    json_t *arr, *row, *params, *stages;
     const char *text;
 
     if (sqlite3_prepare_v2(db->conn,
                            "SELECT job_id, upstream_task_id, token_id, model, "
                            "COALESCE(mode, 'normal'), created_at, "
-                           "COALESCE(worker_pid, 0), params, prompt, id "
+                           "COALESCE(worker_pid, 0), params, prompt, id, "
+                           "stages "
                            "FROM tasks WHERE id > ?2 AND (" RESUMABLE
                            " OR " RESUBMITTABLE ") ORDER BY id LIMIT ?1",
                            -1, &st, NULL)
@@ -1979,6 +1984,13 @@ s2a_db_tasks_resumable(s2a_db_t *db, int64_t after, int limit)
                         params);
         if (row == NULL) {
             continue;
+        }
+        text = (const char *) sqlite3_column_text(st, 10);
+        stages = text != NULL ? json_loads(text, 0, NULL) : NULL;
+        if (json_is_array(stages)) {
+            json_object_set_new(row, "stages", stages);
+        } else {
+            json_decref(stages);
         }
         /* With a task id: to follow; without: to submit (its prompt). */
         if (sqlite3_column_type(st, 1) != SQLITE_NULL) {
@@ -2053,7 +2065,8 @@ rows_json(sqlite3_stmt *st)
                                     json_real(sqlite3_column_double(st, i)));
                 break;
             default:
-                if (strcmp(name, "result_urls") == 0) {
+                if (strcmp(name, "result_urls") == 0
+                    || strcmp(name, "stages") == 0) {
                     parsed = json_loads(
                         (const char *) sqlite3_column_text(st, i), 0, NULL);
                     json_object_set_new(o, name,
@@ -2215,7 +2228,7 @@ s2a_db_tasks_list(s2a_db_t *db, const s2a_db_filter_t *f)
     if (f->job_id != NULL) {
         rc = sqlite3_prepare_v2(db->conn,
                                 "SELECT " TASK_LIST_COLUMNS
-                                " FROM tasks WHERE job_id = ?1",
+                                ", stages FROM tasks WHERE job_id = ?1",
                                 -1, &st, NULL);
         if (rc != SQLITE_OK) {
             return NULL;

@@ -434,6 +434,10 @@ hand_over(s2a_proc_t *proc, json_t *row)
     } else if (msg != NULL) {
         json_object_set(msg, "prompt", json_object_get(row, "prompt"));
     }
+    if (msg != NULL && json_object_get(row, "stages") != NULL) {
+        /* The job's history goes on where the row left it. */
+        json_object_set(msg, "stages", json_object_get(row, "stages"));
+    }
     rec = json_pack("{s:s, s:I}", "job_id", job, "pid", (json_int_t) proc->pid);
     if (msg == NULL || rec == NULL || s2a_chan_send(proc->chan, msg) != S2A_OK)
     {

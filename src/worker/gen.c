@@ -40,6 +40,7 @@
 #include "worker/sched.h"
 #include "worker/sora.h"
 #include "worker/sse.h"
+#include "worker/stages.h"
 #include "worker/upstream.h"
 
 #include <ctype.h>
@@ -123,6 +124,7 @@ struct s2a_gen_s {
     int progress;
     int64_t started_ms;
     char last_error[512];
+    s2a_stages_t stages; /* what the stream showed (stages.h) */
     bool bad_image;
     write_t writing;  /* while op is OP_WRITE */
     bool row_refused; /* the first row was never written */
@@ -204,6 +206,7 @@ record(s2a_gen_t *g, json_t *fields)
     if (fields == NULL) {
         return;
     }
+    s2a_stages_attach(&g->stages, fields, false);
     /* The live job table says what the row will (common/jobtab.h). */
     s2a_jobtab_record(s2a_jobs, g->job_id, g->kind, fields);
     msg = json_pack("{s:s, s:s, s:o}", "op", "task_record", "job_id", g->job_id,
@@ -212,6 +215,15 @@ record(s2a_gen_t *g, json_t *fields)
         s2a_worker_notify_master(msg);
         json_decref(msg);
     }
+}
+
+/* A progress event: kept in the stage history, then told the owner. */
+static void
+report(s2a_gen_t *g, const char *stage, const char *status, int progress,
+       const char *message, json_t *details)
+{
+    s2a_stages_add(&g->stages, stage, status, progress, message, s2a_now_ms());
+    g->ops->progress(g->arg, stage, status, progress, message, details);
 }
 
 static void
@@ -335,6 +347,7 @@ job_free(s2a_gen_t *g)
     free(g->user_prompt);
     json_decref(g->urls);
     json_decref(g->params);
+    s2a_stages_cleanup(&g->stages);
     s2a_metrics_job_gone(g->kind);
     free(g);
     active_jobs--;
@@ -390,6 +403,8 @@ record_end(s2a_gen_t *g, const char *state, const char *code, const char *error,
         json_object_set_new(fields, "progress", json_real(100.0));
         json_object_set(fields, "result_urls", g->urls);
     }
+    /* The last record carries the stages as they ended. */
+    s2a_stages_attach(&g->stages, fields, true);
     if (g->row_refused) {
         json_decref(fields); /* no row to end: the master refused it */
     } else {
@@ -444,8 +459,8 @@ refuse(s2a_gen_t *g, const char *reason)
     snprintf(text, sizeof(text), "Content policy violation: %.600s", reason);
     details = json_pack("{s:s, s:s}", "error_type", "content_policy_violation",
                         "reason", reason);
+    report(g, "error", "error", -1, text, details);
     record_end(g, "failed", S2A_CODE_CONTENT_POLICY, text, 400);
-    g->ops->progress(g->arg, "error", "error", -1, text, details);
     json_decref(details);
     result = s2a_result_error(text, S2A_CODE_CONTENT_POLICY);
     g->ops->done(g->arg, result, 200, NULL, NULL, NULL);
@@ -523,6 +538,7 @@ write_row(s2a_gen_t *g, write_t what, json_t *fields)
     uint64_t id = 0;
 
     if (fields != NULL) {
+        s2a_stages_attach(&g->stages, fields, false);
         s2a_jobtab_record(s2a_jobs, g->job_id, g->kind, fields);
         msg = json_pack("{s:s, s:s, s:o}", "op", "task_write", "job_id",
                         g->job_id, "fields", fields);
@@ -841,9 +857,8 @@ uploaded(const s2a_sora_result_t *r, void *arg)
         return;
     }
     snprintf(g->media_id, sizeof(g->media_id), "%s", id);
-    g->ops->progress(g->arg, "upload", "completed", -1,
-                     "Image uploaded successfully. Proceeding to generation...",
-                     NULL);
+    report(g, "upload", "completed", -1,
+           "Image uploaded successfully. Proceeding to generation...", NULL);
     run_submit(g);
 }
 
@@ -862,8 +877,7 @@ run_upload(s2a_gen_t *g)
         type = "image/webp";
         file = "image.webp";
     }
-    g->ops->progress(g->arg, "upload", "started", -1,
-                     "Uploading image to server...", NULL);
+    report(g, "upload", "started", -1, "Uploading image to server...", NULL);
     memset(parts, 0, sizeof(parts));
     parts[0].name = "file";
     parts[0].filename = file;
@@ -946,8 +960,8 @@ submitted(const s2a_sora_result_t *r, void *arg)
     }
     record(g, fields);
     details = json_pack("{s:s}", "task_id", g->task_id);
-    g->ops->progress(g->arg, "generation", "processing", 0,
-                     "Generation task submitted", details);
+    report(g, "generation", "processing", 0, "Generation task submitted",
+           details);
     json_decref(details);
 
     s2a_worker_refresh_settings();
@@ -1075,8 +1089,7 @@ polled(const s2a_poll_update_t *u, void *arg)
                      u->progress);
         }
         details = json_pack("{s:s?}", "task_status", u->status);
-        g->ops->progress(g->arg, "generation", "processing", u->progress, msg,
-                         details);
+        report(g, "generation", "processing", u->progress, msg, details);
         json_decref(details);
         record(g, json_pack("{s:f}", "progress", (double) u->progress));
         return;
@@ -1104,11 +1117,10 @@ polled(const s2a_poll_update_t *u, void *arg)
             free(g->thumbnail);
             g->thumbnail = strdup(u->thumbnail_url);
         }
-        g->ops->progress(g->arg, "generation", "completed", 100,
-                         g->kind == S2A_KIND_VIDEO
-                             ? "Video generation completed"
-                             : "Image generation completed",
-                         NULL);
+        report(g, "generation", "completed", 100,
+               g->kind == S2A_KIND_VIDEO ? "Video generation completed"
+                                         : "Image generation completed",
+               NULL);
         finish_media(g);
         return;
     case S2A_POLL_VIOLATION:
@@ -1151,7 +1163,7 @@ cached(const char *name, const char *error, void *arg)
                  "watermark-free video could not be fetched: %.200s",
                  error);
         details = json_pack("{s:s}", "error", error);
-        g->ops->progress(g->arg, "watermark_free", "error", -1, msg, details);
+        report(g, "watermark_free", "error", -1, msg, details);
         json_decref(details);
         s2a_log(LOG_WARNING, 0,
                 "%s: caching the watermark-free video failed: %s", g->rid,
@@ -1166,7 +1178,7 @@ cached(const char *name, const char *error, void *arg)
         snprintf(msg, sizeof(msg), "Caching failed, using the upstream URL: %s",
                  error);
         details = json_pack("{s:s}", "error", error);
-        g->ops->progress(g->arg, "cache", "error", -1, msg, details);
+        report(g, "cache", "error", -1, msg, details);
         json_decref(details);
         s2a_log(LOG_WARNING, 0, "%s: caching a result failed: %s", g->rid,
                 error);
@@ -1189,7 +1201,7 @@ cached(const char *name, const char *error, void *arg)
     if (g->caching == n) {
         snprintf(msg, sizeof(msg), "Cached %zu file%s", n, n == 1 ? "" : "s");
         details = json_pack("{s:I}", "file_count", (json_int_t) n);
-        g->ops->progress(g->arg, "cache", "completed", -1, msg, details);
+        report(g, "cache", "completed", -1, msg, details);
         json_decref(details);
     }
     cache_next(g);
@@ -1264,7 +1276,7 @@ start_cache(s2a_gen_t *g)
     }
     snprintf(msg, sizeof(msg), "Caching %zu file%s...", n, n == 1 ? "" : "s");
     details = json_pack("{s:I}", "file_count", (json_int_t) n);
-    g->ops->progress(g->arg, "cache", "started", -1, msg, details);
+    report(g, "cache", "started", -1, msg, details);
     json_decref(details);
     g->caching = 0;
     cache_next(g);
@@ -1284,7 +1296,7 @@ nowm_done(const char *url, const char *post_id, const char *method,
                  "Watermark-free failed, using the watermarked video: %.300s",
                  error);
         details = json_pack("{s:s}", "error", error);
-        g->ops->progress(g->arg, "watermark_free", "error", -1, msg, details);
+        report(g, "watermark_free", "error", -1, msg, details);
         json_decref(details);
         s2a_log(LOG_WARNING, 0, "%s: watermark-free failed: %s", g->rid, error);
     } else {
@@ -1297,8 +1309,8 @@ nowm_done(const char *url, const char *post_id, const char *method,
         json_array_set_new(g->urls, 0, json_string(url));
         details =
             json_pack("{s:s, s:s}", "post_id", post_id, "parse_method", method);
-        g->ops->progress(g->arg, "watermark_free", "completed", -1,
-                         "Watermark-free video ready", details);
+        report(g, "watermark_free", "completed", -1,
+               "Watermark-free video ready", details);
         json_decref(details);
     }
     start_cache(g);
@@ -1318,9 +1330,8 @@ finish_media(s2a_gen_t *g)
         return;
     }
     details = json_pack("{s:s}", "generation_id", g->generation_id);
-    g->ops->progress(g->arg, "watermark_free", "started", -1,
-                     "Publishing the video to remove the watermark...",
-                     details);
+    report(g, "watermark_free", "started", -1,
+           "Publishing the video to remove the watermark...", details);
     json_decref(details);
     g->op = OP_NOWM;
     g->op_id = s2a_nowm_start(g->token_id, g->generation_id, nowm_done, g);
@@ -1421,8 +1432,7 @@ cameo_progress(void *arg, const char *status, const char *message,
 {
     s2a_gen_t *g = arg;
 
-    g->ops->progress(g->arg, "character_creation", status, -1, message,
-                     details);
+    report(g, "character_creation", status, -1, message, details);
 }
 
 /* Sora has the video: the row is `running` with the cameo as its task,
@@ -1917,8 +1927,8 @@ s2a_gen_start_with(const s2a_chatreq_t *req, const char *request_id,
     }
     g->params =
         rec != NULL ? json_deep_copy(json_object_get(rec, "params")) : NULL;
-    ops->progress(arg, "generation", "started", -1,
-                  "Initializing generation request...", NULL);
+    report(g, "generation", "started", -1, "Initializing generation request...",
+           NULL);
     if (g->mode == S2A_MODE_STORYBOARD) {
         const char *p;
         int shots = 0;
@@ -1926,15 +1936,15 @@ s2a_gen_start_with(const s2a_chatreq_t *req, const char *request_id,
             shots++;
         }
         details = json_pack("{s:i}", "shots", shots);
-        ops->progress(arg, "storyboard", "processing", -1,
-                      "Detected storyboard format. Converting to storyboard "
-                      "API format...",
-                      details);
+        report(g, "storyboard", "processing", -1,
+               "Detected storyboard format. Converting to storyboard "
+               "API format...",
+               details);
         json_decref(details);
     } else if (g->mode == S2A_MODE_REMIX) {
         snprintf(msg, sizeof(msg), "Remixing %s...", g->remix_id);
         details = json_pack("{s:s}", "remix_target_id", g->remix_id);
-        ops->progress(arg, "remix", "started", -1, msg, details);
+        report(g, "remix", "started", -1, msg, details);
         json_decref(details);
     }
     g->kick = evtimer_new(s2a_worker.base, kick_cb, g);
@@ -2331,6 +2341,7 @@ row_job(json_t *msg, const s2a_model_t *m,
     snprintf(g->job_id, sizeof(g->job_id), "%s", job);
     snprintf(g->rid, sizeof(g->rid), "%s", job);
     g->params = json_is_object(params) ? json_deep_copy(params) : NULL;
+    s2a_stages_load(&g->stages, json_object_get(msg, "stages"));
     /* The key it ran for goes on counting its concurrency and quota. */
     s2a_apikeys_job_resume(
         &g->key, json_integer_value(json_object_get(params, "key_id")),

@@ -29,6 +29,7 @@
 #ifdef S2A_TEST_HOOKS
 #include "worker/testhooks.h"
 #endif
+#include "worker/tokbatch.h"
 #include "worker/tokens.h"
 
 #include <stdint.h>
@@ -246,6 +247,14 @@ static const route_t routes[] = {
       0 },
     { M_POST, "/api/tokens/{id}/sora2/activate", AUTH_SESSION, "tokens",
       s2a_tokens_activate, 0 },
+    { M_POST, "/api/tokens/batch/enable", AUTH_SESSION, "tokens",
+      s2a_tokbatch_enable, 0 },
+    { M_POST, "/api/tokens/batch/disable", AUTH_SESSION, "tokens",
+      s2a_tokbatch_disable, 0 },
+    { M_POST, "/api/tokens/batch/delete", AUTH_SESSION, "tokens",
+      s2a_tokbatch_delete, 0 },
+    { M_POST, "/api/tokens/batch/test", AUTH_SESSION, "tokens",
+      s2a_tokens_batch_test, 0 },
 
     /* admin API: webhooks */
     { M_GET, "/api/webhooks", AUTH_SESSION, "webhooks", s2a_hooksadmin_list,

@@ -14,6 +14,7 @@
 #include "worker/context.h"
 #include "worker/onboard.h"
 #include "worker/sora.h"
+#include "worker/tokbatch.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -717,32 +718,36 @@ token_is_invalid(int64_t id)
     return invalid;
 }
 
-static void
-test_onboarded(const s2a_onboard_result_t *r, void *arg)
+/*
+ * What a test of token `id` found: the answer's body (new, into *body)
+ * and the master call that stores it (new; NULL when nothing is to be
+ * stored). A token Sora accepts again after a rejection is made active
+ * here (an operator's disable is left alone).
+ */
+static json_t *
+test_outcome(const s2a_onboard_result_t *r, int64_t id, json_t **body)
 {
-    job_t *job = arg;
-    json_t *body, *msg;
     const char *keys[] = { "sora2_supported", "sora2_invite_code",
                            "sora2_redeemed_count", "sora2_total_count",
                            "sora2_remaining_count" };
+    json_t *b, *fields, *st;
     size_t i;
 
-    job->ob = NULL;
-    body = json_pack("{s:b, s:s, s:s}", "success", 1, "status",
-                     r->ok ? "success" : "failed", "message",
-                     r->ok ? "Token is valid" : r->detail);
-    json_object_set(body, "email", json_object_get(r->fields, "email"));
-    json_object_set(body, "username", json_object_get(r->fields, "username"));
+    b = json_pack("{s:b, s:s, s:s}", "success", 1, "status",
+                  r->ok ? "success" : "failed", "message",
+                  r->ok ? "Token is valid" : r->detail);
+    json_object_set(b, "email", json_object_get(r->fields, "email"));
+    json_object_set(b, "username", json_object_get(r->fields, "username"));
     if (r->ok) {
         for (i = 0; i < S2A_NELEMS(keys); i++) {
             json_t *v = json_object_get(r->fields, keys[i]);
-            json_object_set(body, keys[i], v != NULL ? v : json_null());
+            json_object_set(b, keys[i], v != NULL ? v : json_null());
         }
     }
-    job->extra = json_pack("{s:o}", "body", body);
+    *body = b;
     if (r->ok) {
         /* What Sora said about quota and entitlement is kept. */
-        json_t *fields = json_object();
+        fields = json_object();
         for (i = 0; i < S2A_NELEMS(keys); i++) {
             json_t *v = json_object_get(r->fields, keys[i]);
             if (v != NULL) {
@@ -753,23 +758,34 @@ test_onboarded(const s2a_onboard_result_t *r, void *arg)
             json_object_set(fields, "sora2_cooldown_until",
                             json_object_get(r->fields, "sora2_cooldown_until"));
         }
-        if (token_is_invalid(job->id)) {
-            /* Sora accepts it again: an earlier rejection is over (an
-             * operator's disable is left alone). */
-            json_t *st =
-                json_pack("{s:s, s:I, s:s, s:s}", "op", "token_state",
-                          "token_id", (json_int_t) job->id, "state", "active",
-                          "reason", "a token test found it valid");
+        if (token_is_invalid(id)) {
+            st = json_pack("{s:s, s:I, s:s, s:s}", "op", "token_state",
+                           "token_id", (json_int_t) id, "state", "active",
+                           "reason", "a token test found it valid");
             s2a_worker_notify_master(st);
             json_decref(st);
         }
-        msg = json_pack("{s:s, s:I, s:o}", "op", "token_update", "token_id",
-                        (json_int_t) job->id, "fields", fields);
-    } else if (r->token_invalid) {
-        msg = json_pack("{s:s, s:I, s:s, s:s}", "op", "token_state", "token_id",
-                        (json_int_t) job->id, "state", "invalid", "reason",
-                        r->detail);
-    } else {
+        return json_pack("{s:s, s:I, s:o}", "op", "token_update", "token_id",
+                         (json_int_t) id, "fields", fields);
+    }
+    if (r->token_invalid) {
+        return json_pack("{s:s, s:I, s:s, s:s}", "op", "token_state",
+                         "token_id", (json_int_t) id, "state", "invalid",
+                         "reason", r->detail);
+    }
+    return NULL;
+}
+
+static void
+test_onboarded(const s2a_onboard_result_t *r, void *arg)
+{
+    job_t *job = arg;
+    json_t *body, *msg;
+
+    job->ob = NULL;
+    msg = test_outcome(r, job->id, &body);
+    job->extra = json_pack("{s:o}", "body", body);
+    if (msg == NULL) {
         test_stored(NULL, job);
         return;
     }
@@ -1878,6 +1894,269 @@ void
 s2a_tokens_add(s2a_req_t *req)
 {
     handle_add(req);
+}
+
+/* ---------------------------------------------------------------------
+ * POST /api/tokens/batch/test
+ *
+ * The selected tokens tested as POST /api/tokens/{id}/test does, a few at
+ * once, each outcome stored before its result counts; one result per id,
+ * in order: {"id","ok":true,"email"} for a token Sora accepts,
+ * {"id","ok":false,"detail"} otherwise.
+ */
+
+#define TEST_BATCH_MAX      1000
+#define TEST_BATCH_PARALLEL 8
+
+typedef struct tbatch_s tbatch_t;
+
+typedef struct titem_s {
+    tbatch_t *b;
+    size_t index;
+    int64_t id;
+    uint64_t call;
+    s2a_onboard_t *ob;
+    json_t *result;
+    struct titem_s *next;
+} titem_t;
+
+struct tbatch_s {
+    s2a_req_t *req;
+    json_t *ids;
+    json_t *results;
+    size_t next_index;
+    bool pumping;
+    int running, ok, failed;
+    titem_t *live;
+};
+
+static void tbatch_pump(tbatch_t *b);
+
+static void
+titem_free(titem_t *it)
+{
+    titem_t **pp;
+
+    for (pp = &it->b->live; *pp != NULL; pp = &(*pp)->next) {
+        if (*pp == it) {
+            *pp = it->next;
+            break;
+        }
+    }
+    json_decref(it->result);
+    free(it);
+}
+
+static void
+tbatch_free(tbatch_t *b)
+{
+    titem_t *it;
+
+    while ((it = b->live) != NULL) {
+        if (it->call != 0) {
+            s2a_worker_call_cancel(it->call);
+        }
+        if (it->ob != NULL) {
+            s2a_onboard_cancel(it->ob);
+        }
+        titem_free(it);
+    }
+    json_decref(b->ids);
+    json_decref(b->results);
+    free(b);
+}
+
+static void
+tbatch_gone(s2a_req_t *req, void *arg)
+{
+    S2A_UNUSED(req);
+    tbatch_free(arg);
+}
+
+/* Item `it` is over with `result` (taken); the next ones start. */
+static void
+titem_done(titem_t *it, json_t *result)
+{
+    tbatch_t *b = it->b;
+
+    if (json_is_true(json_object_get(result, "ok"))) {
+        b->ok++;
+    } else {
+        b->failed++;
+    }
+    json_array_set_new(b->results, it->index, result);
+    b->running--;
+    titem_free(it);
+    tbatch_pump(b);
+}
+
+static json_t *
+titem_failure(int64_t id, const char *detail)
+{
+    return json_pack("{s:I, s:b, s:s}", "id", (json_int_t) id, "ok", 0,
+                     "detail", detail);
+}
+
+static void
+titem_stored(json_t *reply, void *arg)
+{
+    titem_t *it = arg;
+    json_t *result = it->result;
+
+    it->call = 0;
+    it->result = NULL;
+    if (!reply_ok(reply) && json_is_true(json_object_get(result, "ok"))) {
+        /* Sora said yes, but the token went meanwhile (or the write
+         * failed): the id's outcome is that. */
+        json_decref(result);
+        result = titem_failure(it->id,
+                               strcmp(reply_code(reply), "not_found") == 0
+                                   ? "Token not found"
+                                   : "the result could not be stored");
+    }
+    titem_done(it, result);
+}
+
+static void
+titem_tested(const s2a_onboard_result_t *r, void *arg)
+{
+    titem_t *it = arg;
+    json_t *body, *msg;
+
+    it->ob = NULL;
+    msg = test_outcome(r, it->id, &body);
+    it->result = r->ok
+        ? json_pack("{s:I, s:b}", "id", (json_int_t) it->id, "ok", 1)
+        : titem_failure(it->id,
+                        r->detail != NULL ? r->detail : "the test failed");
+    if (r->ok && json_is_string(json_object_get(body, "email"))) {
+        json_object_set(it->result, "email", json_object_get(body, "email"));
+    }
+    json_decref(body);
+    if (msg == NULL) {
+        titem_stored(NULL, it);
+        return;
+    }
+    it->call = s2a_worker_call_master(msg, titem_stored, it);
+    json_decref(msg);
+    if (it->call == 0) {
+        titem_stored(NULL, it);
+    }
+}
+
+static void
+titem_start(tbatch_t *b, size_t index)
+{
+    char at[S2A_SHM_AT_MAX];
+    int64_t id = json_integer_value(json_array_get(b->ids, index));
+    titem_t *it;
+
+    if (!s2a_worker_token_at(id, at)) {
+        json_array_set_new(b->results, index,
+                           titem_failure(id, "Token not found"));
+        b->failed++;
+        return;
+    }
+    it = calloc(1, sizeof(*it));
+    if (it == NULL) {
+        explicit_bzero(at, sizeof(at));
+        json_array_set_new(b->results, index,
+                           titem_failure(id, "Out of memory"));
+        b->failed++;
+        return;
+    }
+    it->b = b;
+    it->index = index;
+    it->id = id;
+    it->next = b->live;
+    b->live = it;
+    b->running++;
+    it->ob =
+        s2a_onboard_start(S2A_ONBOARD_TEST, at, NULL, NULL, titem_tested, it);
+    explicit_bzero(at, sizeof(at));
+    if (it->ob == NULL) {
+        titem_done(it, titem_failure(id, "Cannot reach Sora"));
+    }
+}
+
+static void
+tbatch_finish(tbatch_t *b)
+{
+    s2a_req_t *req = b->req;
+    json_t *body = json_pack("{s:O, s:i, s:i}", "results", b->results, "ok",
+                             b->ok, "failed", b->failed);
+
+    req->on_gone = NULL;
+    tbatch_free(b);
+    s2a_http_reply_json(req, 200, body);
+    json_decref(body);
+}
+
+static void
+tbatch_pump(tbatch_t *b)
+{
+    /* Items that end at once end inside this loop: no nested pump. */
+    if (b->pumping) {
+        return;
+    }
+    b->pumping = true;
+    while (b->running < TEST_BATCH_PARALLEL
+           && b->next_index < json_array_size(b->ids))
+    {
+        titem_start(b, b->next_index++);
+    }
+    b->pumping = false;
+    if (b->running == 0 && b->next_index >= json_array_size(b->ids)) {
+        tbatch_finish(b);
+    }
+}
+
+static void
+handle_batch_test(s2a_req_t *req)
+{
+    json_t *in = s2a_req_json_object(req, true), *ids;
+    char err[128];
+    tbatch_t *b;
+    size_t i;
+
+    if (in == NULL) {
+        return;
+    }
+    ids = s2a_tokbatch_ids(in, err, sizeof(err));
+    json_decref(in);
+    if (ids != NULL && json_array_size(ids) > TEST_BATCH_MAX) {
+        json_decref(ids);
+        ids = NULL;
+        snprintf(err, sizeof(err),
+                 "ids must be an array of 1 to %d token ids to test",
+                 TEST_BATCH_MAX);
+    }
+    if (ids == NULL) {
+        s2a_http_reply_detail(req, 400, "%s", err);
+        return;
+    }
+    b = calloc(1, sizeof(*b));
+    if (b == NULL || (b->results = json_array()) == NULL) {
+        free(b);
+        json_decref(ids);
+        s2a_http_reply_detail(req, 503, "Out of memory");
+        return;
+    }
+    b->req = req;
+    b->ids = ids;
+    for (i = 0; i < json_array_size(ids); i++) {
+        json_array_append_new(b->results, json_null());
+    }
+    req->on_gone = tbatch_gone;
+    req->gone_arg = b;
+    tbatch_pump(b);
+}
+
+/* POST /api/tokens/batch/test: tests the selected tokens. */
+void
+s2a_tokens_batch_test(s2a_req_t *req)
+{
+    handle_batch_test(req);
 }
 
 /* PUT /api/tokens/{id}: changes its fields. */

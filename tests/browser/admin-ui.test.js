@@ -128,6 +128,40 @@ test('the dashboard shows the pool, counts, failures and health, and refreshes b
   assert.match(await page.locator('#dash-updated').textContent(), /^Updated /);
   await b.shot(page, 'dashboard');
   assert.ok(t1.id > 0);
+
+  // The upstream's badge (docs/admin-ui.md, "Dashboard"), live: ok while
+  // every call is answered; degraded once an endpoint class fails more
+  // than a fifth of its calls; down once half of all calls fail.
+  const upState = async () => {
+    const up = (await api('GET', '/api/stats')).json.upstream;
+    const rows = Object.values(up);
+    const calls = rows.reduce((n, v) => n + v.calls, 0);
+    const failures = rows.reduce((n, v) => n + v.failures, 0);
+    return { calls, failures, me: up.me };
+  };
+  await page.locator('#upstream-state[data-state="ok"]').waitFor({ timeout: 15000 });
+  assert.equal((await upState()).failures, 0);
+  await fake.arm({ route: 'GET /backend/me', status: 500, times: 1 });
+  // (a failed /me alone does not fail the test: the rest is asked anyway)
+  assert.equal((await api('POST', `/api/tokens/${t1.id}/test`)).status, 200);
+  const one = await upState();
+  assert.equal(one.failures, 1);
+  assert.ok(one.me.failures / one.me.calls > 0.2 && one.failures * 2 < one.calls, JSON.stringify(one));
+  await page.locator('#upstream-state[data-state="degraded"]').waitFor({ timeout: 15000 });
+  assert.match(await page.locator('#upstream-state').textContent(), /degraded/);
+  await b.shot(page, 'dashboard-degraded');
+  await fake.arm({ route: '/backend/*', status: 500, times: -1 });
+  try {
+    for (let u = await upState(); u.failures * 2 < u.calls; u = await upState()) {
+      await Promise.all([1, 2, 3, 4].map(() => api('POST', `/api/tokens/${t1.id}/test`)));
+    }
+    await page.locator('#upstream-state[data-state="down"]').waitFor({ timeout: 15000 });
+    assert.match(await page.locator('#upstream-state').textContent(), /down/);
+    await b.shot(page, 'dashboard-down');
+  } finally {
+    await g.disarm(fake);
+  }
+  assert.equal((await byEmail('dash1@example.test')).state, 'active', 'a 500 is not the token\'s fault');
 });
 
 test('add a token through the form, with the ST and RT converters', async () => {
@@ -274,6 +308,14 @@ test('batch add from a pasted list answers per line; batch actions on the select
   await page.keyboard.press('Escape');
   for (const a of accs) assert.equal((await byEmail(a.email)).remark, 'pasted batch');
 
+  // Every batch action is one request to its batch route, never one a row.
+  const calls = [];
+  const onRequest = (req) => {
+    const p = new URL(req.url()).pathname;
+    if (req.method() === 'POST' && /^\/api\/tokens\/(batch\/\w+|\d+\/\w+)$/.test(p)) calls.push(p);
+    if (req.method() === 'DELETE' && /^\/api\/tokens\/\d+$/.test(p)) calls.push(`DELETE ${p}`);
+  };
+  page.on('request', onRequest);
   // Select the three through the page checkbox of a search.
   await page.getByLabel('Search').fill('pasted batch');
   await page.locator('#tok-summary', { hasText: /^3 of / }).waitFor();
@@ -305,16 +347,23 @@ test('batch add from a pasted list answers per line; batch actions on the select
   assert.equal((await tokens()).filter((x) => x.state === 'invalid').length, 0);
   assert.ok(await byEmail(accs[0].email));
 
-  // The rest of the selection, deleted.
+  // The rest of the selection, deleted; one of them went meanwhile (by
+  // the API, behind the page's back): that row's failure is listed.
   await page.getByLabel('Search').fill('pasted batch');
   await page.locator('#tok-summary', { hasText: /^2 of / }).waitFor();
   await page.getByLabel('Select every token on this page').check();
+  assert.equal((await api('DELETE', `/api/tokens/${(await byEmail(accs[1].email)).id}`)).status, 200);
   await page.getByRole('button', { name: 'Delete', exact: true }).click();
   await dlg().getByRole('button', { name: 'Delete' }).click();
-  await dlg().getByText('Done: 2 succeeded, 0 failed.').waitFor();
+  await dlg().getByText('Done: 1 succeeded, 1 failed.').waitFor();
+  await dlg().getByText(`${accs[1].email}: Token not found`).waitFor();
+  await b.shot(page, 'batch-delete-failure');
   await page.keyboard.press('Escape');
   assert.equal(await byEmail(accs[0].email), undefined);
   assert.equal(await byEmail(accs[1].email), undefined);
+  page.off('request', onRequest);
+  assert.deepEqual(calls, ['/api/tokens/batch/disable', '/api/tokens/batch/enable', '/api/tokens/batch/test',
+    '/api/tokens/batch/delete', '/api/tokens/batch/delete']);
 });
 
 test('export downloads the pool; import adds from a file', async () => {
@@ -382,8 +431,13 @@ test('jobs and logs: a running job live, details with stages and media from the 
   const detail = page.locator('#job-detail');
   await detail.waitFor();
   assert.equal(await detail.locator('#job-prompt').textContent(), '#stall a job to watch');
-  assert.equal(await detail.locator('[data-stage="submitted"]').getAttribute('class'), 'stage-done');
-  assert.equal(await detail.locator('[data-stage="generating"]').getAttribute('class'), 'stage-current');
+  // Its recorded stages (GET /api/tasks?job_id=), the percentages one
+  // entry, current while it runs.
+  await detail.locator('#job-stages[data-recorded="yes"]').waitFor();
+  assert.equal(await detail.locator('[data-stage="generation.started"]').getAttribute('class'), 'stage-done');
+  assert.equal(await detail.locator('[data-stage="generation.processing"]').getAttribute('class'), 'stage-current');
+  assert.equal(await detail.locator('[data-stage="generation.processing"]').count(), 1);
+  assert.match(await detail.locator('[data-stage="generation.processing"]').textContent(), /Generation: processing.*\d+%/);
   assert.match(await detail.textContent(), /task_\w+/, 'the upstream task id');
   stalled.leave();
   // The dialog follows the row to its end.
@@ -395,6 +449,14 @@ test('jobs and logs: a running job live, details with stages and media from the 
   await page.locator('#jobs-rows tr', { hasText: 'sora-image' }).first().getByRole('button', { name: /^Details/ }).click();
   await detail.waitFor();
   assert.equal(await detail.locator('#job-prompt').textContent(), `${XSS} a cached cat`);
+  // Every stage the job reported, then its end.
+  const catRow = (await api('GET', '/api/tasks?limit=100')).json.tasks.find((r) => r.prompt === `${XSS} a cached cat`);
+  const catStages = (await api('GET', `/api/tasks?job_id=${catRow.job_id}`)).json.tasks[0].stages;
+  assert.deepEqual(catStages.map((e) => `${e.stage}/${e.status}`),
+    ['generation/started', 'generation/processing', 'generation/completed', 'cache/started', 'cache/completed']);
+  await detail.locator('#job-stages[data-recorded="yes"]').waitFor();
+  assert.deepEqual(await detail.locator('#job-stages li').evaluateAll((l) => l.map((e) => e.dataset.stage)),
+    [...catStages.map((e) => `${e.stage}.${e.status}`), 'succeeded']);
   const picture = detail.locator('img.result-media');
   await picture.waitFor();
   assert.match(await picture.getAttribute('src'), new RegExp(`^${d.base}/tmp/`));

@@ -16,6 +16,23 @@ function card(label, value, sub, id) {
     sub ? h('p', { class: 'stat-sub' }, sub) : null);
 }
 
+// The upstream's state over the five-minute window (docs/admin-ui.md,
+// "Dashboard"): `idle` without a call; `down` when at least 3 calls were
+// made and half or more of them failed; `degraded` when an endpoint
+// class failed more than a fifth of its calls; `ok` otherwise. A failure
+// is a call without an answer, or answered 429 or 5xx.
+export function upstreamState(up) {
+  const rows = Object.values(up || {});
+  const calls = rows.reduce((n, v) => n + (Number(v.calls) || 0), 0);
+  const failures = rows.reduce((n, v) => n + (Number(v.failures) || 0), 0);
+  if (calls === 0) return 'idle';
+  if (calls >= 3 && failures * 2 >= calls) return 'down';
+  if (rows.some((v) => v.calls > 0 && v.failures / v.calls > 0.2)) return 'degraded';
+  return 'ok';
+}
+
+const UPSTREAM_KIND = { idle: 'neutral', ok: 'active', degraded: 'cooling', down: 'invalid' };
+
 function render(parts, stats, failures, ready) {
   if (stats) {
     const states = stats.states || {};
@@ -46,12 +63,16 @@ function render(parts, stats, failures, ready) {
           h('td', { 'data-label': t('dash.code') }, f.error_code || '–'),
           h('td', { 'data-label': t('dash.reason'), class: 'wrap' }, f.error_message || '–')))))));
   }
-  if (ready) {
-    const up = ready.upstream || {};
+  if (ready || stats) {
+    // The window from /api/stats; /readyz's when that call failed.
+    const up = (stats && stats.upstream) || (ready && ready.upstream) || {};
     const rows = Object.entries(up);
+    const state = upstreamState(up);
     replace(parts.health,
-      h('p', null, badge(ready.status === 'ready' ? t('dash.ready') : t('dash.notReady'), ready.status === 'ready' ? 'active' : 'invalid'),
-        ' ', t('dash.database', { s: ready.database || '?' })),
+      h('p', { id: 'upstream-state', dataset: { state } }, t('dash.upstream'), ' ',
+        badge(t(`dash.up.${state}`), UPSTREAM_KIND[state]), ' ', h('span', { class: 'sub' }, t(`dash.upHint.${state}`))),
+      ready ? h('p', null, badge(ready.status === 'ready' ? t('dash.ready') : t('dash.notReady'), ready.status === 'ready' ? 'active' : 'invalid'),
+        ' ', t('dash.database', { s: ready.database || '?' })) : null,
       h('div', { class: 'table-wrap' }, h('table', { class: 'table cards-on-phone', id: 'health' },
         h('caption', null, t('dash.window')),
         h('thead', null, h('tr', null, [t('dash.endpoint'), t('dash.calls'), t('dash.failed'), t('dash.rate'), t('dash.latency')]
@@ -102,6 +123,15 @@ export default {
       'dash.rate': 'Failure rate',
       'dash.latency': 'Latency (ms)',
       'dash.live': 'Refreshed every 5 seconds.',
+      'dash.upstream': 'Sora:',
+      'dash.up.idle': 'no calls',
+      'dash.up.ok': 'ok',
+      'dash.up.degraded': 'degraded',
+      'dash.up.down': 'down',
+      'dash.upHint.idle': 'no call to Sora in the last five minutes',
+      'dash.upHint.ok': 'no endpoint fails more than 20% of its calls',
+      'dash.upHint.degraded': 'an endpoint fails more than 20% of its calls',
+      'dash.upHint.down': 'half or more of the calls failed',
     },
     'zh-CN': {
       'nav.dashboard': '概览',
@@ -136,6 +166,15 @@ export default {
       'dash.rate': '失败率',
       'dash.latency': '延迟（毫秒）',
       'dash.live': '每 5 秒自动刷新。',
+      'dash.upstream': 'Sora：',
+      'dash.up.idle': '无调用',
+      'dash.up.ok': '正常',
+      'dash.up.degraded': '降级',
+      'dash.up.down': '不可用',
+      'dash.upHint.idle': '最近五分钟没有调用 Sora',
+      'dash.upHint.ok': '没有接口的失败率超过 20%',
+      'dash.upHint.degraded': '有接口的失败率超过 20%',
+      'dash.upHint.down': '一半或更多的调用失败',
     },
   },
   mount(box) {

@@ -1,7 +1,7 @@
 // Generation jobs (GET /api/tasks): filters, live progress of running
-// jobs, export, and a detail view with the prompt, the stages the row
-// has been through, the upstream task id and the result (an image or a
-// playable video when the daemon's cache serves it).
+// jobs, export, and a detail view with the prompt, every stage the job
+// reported (its recorded history), the upstream task id and the result
+// (an image or a playable video when the daemon's cache serves it).
 import { h, replace } from '../dom.js';
 import { t, fmtNum, fmtTime } from '../i18n.js';
 import * as api from '../api.js';
@@ -29,8 +29,9 @@ function duration(ms) {
   return t('job.secs', { n: fmtNum(ms / 1000, { maximumFractionDigits: 1 }) });
 }
 
-// The stages a row tells of, in order, each done, current or to come.
-function stages(r) {
+// The stages of a row from before the recorded history: what the row
+// tells of, in order, each done, current or to come.
+function derivedStages(r) {
   const live = LIVE.includes(r.status);
   const ended = !live;
   const submitted = Boolean(r.upstream_task_id);
@@ -44,7 +45,47 @@ function stages(r) {
     },
     { key: ended ? r.status : 'finished', state: ended ? 'done' : 'pending', at: r.completed_at, note: r.error_code },
   ];
-  return list;
+  return list.map((s) => h('li', { class: `stage-${s.state}`, dataset: { stage: s.key } },
+    h('span', { class: 'stage-name' }, t(`job.st.${s.key}`)),
+    s.at ? h('span', { class: 'sub' }, fmtTime(s.at)) : null,
+    s.note && s.state !== 'skipped' && s.state !== 'pending' ? h('span', { class: 'sub mono' }, s.note) : null));
+}
+
+// A name from the table, or the server's word when it has none.
+function label(prefix, v) {
+  const l = t(`${prefix}.${v}`);
+  return l === `${prefix}.${v}` ? v : l;
+}
+
+// The recorded history (GET /api/tasks?job_id= `stages`): every progress
+// event the job reported, the last one current while it runs, then its
+// end. A run of percentages is one entry; while it runs, the row's
+// progress is the newer one.
+function recordedStages(r) {
+  const live = LIVE.includes(r.status);
+  const n = r.stages.length;
+  const items = r.stages.map((e, i) => {
+    const last = i === n - 1;
+    let pct = e.progress;
+    if (last && live && e.stage === 'generation' && e.status === 'processing') pct = Number(r.progress) || pct;
+    const meta = [h('span', { class: 'sub' }, fmtTime(e.t / 1000))];
+    if (pct !== undefined && pct !== null) meta.push(h('span', { class: 'sub num' }, `${fmtNum(pct, { maximumFractionDigits: 0 })}%`));
+    if (e.message) meta.push(h('span', { class: 'sub wrap' }, e.message));
+    return h('li', { class: last && live ? 'stage-current' : 'stage-done', dataset: { stage: `${e.stage}.${e.status}` } },
+      h('span', { class: 'stage-name' }, `${label('job.sg', e.stage)}: ${label('job.ss', e.status)}`),
+      ...meta.flatMap((m, j) => (j === 0 ? [m] : [' · ', m])));
+  });
+  if (!live) {
+    items.push(h('li', { class: 'stage-done', dataset: { stage: r.status } },
+      h('span', { class: 'stage-name' }, t(`job.st.${r.status}`)),
+      r.completed_at ? h('span', { class: 'sub' }, fmtTime(r.completed_at)) : null,
+      r.error_code ? h('span', { class: 'sub mono' }, r.error_code) : null));
+  }
+  return items;
+}
+
+function stages(r) {
+  return Array.isArray(r.stages) && r.stages.length > 0 ? recordedStages(r) : derivedStages(r);
 }
 
 function media(urls) {
@@ -84,28 +125,29 @@ function detailBody(r) {
     h('h3', null, t('job.prompt')),
     h('pre', { class: 'prompt', id: 'job-prompt' }, r.prompt || ''),
     h('h3', null, t('job.stages')),
-    h('ol', { class: 'stages', id: 'job-stages' }, stages(r).map((s) => h('li', { class: `stage-${s.state}`, dataset: { stage: s.key } },
-      h('span', { class: 'stage-name' }, t(`job.st.${s.key}`)),
-      s.at ? h('span', { class: 'sub' }, fmtTime(s.at)) : null,
-      s.note && s.state !== 'skipped' && s.state !== 'pending' ? h('span', { class: 'sub mono' }, s.note) : null))),
+    h('ol', { class: 'stages', id: 'job-stages', dataset: { recorded: Array.isArray(r.stages) ? 'yes' : 'no' } }, stages(r)),
     h('h3', null, t('job.result')),
     media(r.result_urls),
   ];
 }
 
-// The detail dialog; follows the row while the job runs.
+// The detail dialog: the row of the list at once, then its own (with the
+// recorded stages, which lists leave out); follows it while the job runs.
 function openDetail(first) {
   let row = first;
+  let loaded = Array.isArray(first.stages) || first.stages === null;
   const d = dialog({ title: t('job.detailTitle', { job: row.job_id }), body: detailBody(row), wide: true, onClose: () => stop() });
   d.el.id = 'job-detail';
   const stop = every(2000, async () => {
-    if (!LIVE.includes(row.status)) return;
+    if (loaded && !LIVE.includes(row.status)) return;
     const res = await api.get(`/api/tasks${api.query({ job_id: row.job_id })}`);
     const fresh = res.tasks && res.tasks[0];
+    loaded = true;
     if (fresh && JSON.stringify(fresh) !== JSON.stringify(row)) {
       row = fresh;
       replace(d.body, detailBody(row));
     }
+    d.el.dataset.loaded = 'yes';
   });
   return d;
 }
@@ -148,6 +190,17 @@ export default {
       'job.st.succeeded': 'Succeeded',
       'job.st.failed': 'Failed',
       'job.st.cancelled': 'Cancelled',
+      'job.sg.generation': 'Generation',
+      'job.sg.upload': 'Image upload',
+      'job.sg.watermark_free': 'Watermark-free',
+      'job.sg.cache': 'Cache',
+      'job.sg.storyboard': 'Storyboard',
+      'job.sg.remix': 'Remix',
+      'job.sg.error': 'Error',
+      'job.ss.started': 'started',
+      'job.ss.processing': 'processing',
+      'job.ss.completed': 'completed',
+      'job.ss.error': 'error',
       'job.result': 'Result',
       'job.noResult': 'No result.',
       'job.resultN': 'Result {n}',
@@ -189,6 +242,17 @@ export default {
       'job.st.succeeded': '成功',
       'job.st.failed': '失败',
       'job.st.cancelled': '已取消',
+      'job.sg.generation': '生成',
+      'job.sg.upload': '图片上传',
+      'job.sg.watermark_free': '去水印',
+      'job.sg.cache': '缓存',
+      'job.sg.storyboard': '分镜',
+      'job.sg.remix': '混剪',
+      'job.sg.error': '错误',
+      'job.ss.started': '开始',
+      'job.ss.processing': '处理中',
+      'job.ss.completed': '完成',
+      'job.ss.error': '出错',
       'job.result': '结果',
       'job.noResult': '没有结果。',
       'job.resultN': '结果 {n}',
