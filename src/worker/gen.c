@@ -198,6 +198,17 @@ submit_leave(s2a_gen_t *g)
  * Records
  */
 
+/* A record of a video job goes to its live table slot too, which the
+ * Videos API answers from; a character-only job is no video (the master
+ * leaves its row out of /v1/videos as well). */
+static void
+table_record(const s2a_gen_t *g, json_t *fields)
+{
+    if (g->mode != S2A_MODE_CHARACTER) {
+        s2a_jobtab_record(s2a_jobs, g->job_id, g->kind, fields);
+    }
+}
+
 static void
 record(s2a_gen_t *g, json_t *fields)
 {
@@ -208,7 +219,7 @@ record(s2a_gen_t *g, json_t *fields)
     }
     s2a_stages_attach(&g->stages, fields, false);
     /* The live job table says what the row will (common/jobtab.h). */
-    s2a_jobtab_record(s2a_jobs, g->job_id, g->kind, fields);
+    table_record(g, fields);
     msg = json_pack("{s:s, s:s, s:o}", "op", "task_record", "job_id", g->job_id,
                     "fields", fields);
     if (msg != NULL) {
@@ -539,7 +550,7 @@ write_row(s2a_gen_t *g, write_t what, json_t *fields)
 
     if (fields != NULL) {
         s2a_stages_attach(&g->stages, fields, false);
-        s2a_jobtab_record(s2a_jobs, g->job_id, g->kind, fields);
+        table_record(g, fields);
         msg = json_pack("{s:s, s:s, s:o}", "op", "task_write", "job_id",
                         g->job_id, "fields", fields);
     }
@@ -575,8 +586,7 @@ write_queued_again(s2a_gen_t *g)
                   g->job_id, "fields", "status", "queued", "token_id");
 
     if (msg != NULL) {
-        s2a_jobtab_record(s2a_jobs, g->job_id, g->kind,
-                          json_object_get(msg, "fields"));
+        table_record(g, json_object_get(msg, "fields"));
         s2a_worker_call_master(msg, reply_ignored, NULL);
         json_decref(msg);
     }

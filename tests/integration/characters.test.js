@@ -295,6 +295,29 @@ test('chat: the video timeout applies to a cameo that never finishes', async () 
   }
 });
 
+test('a character-only job is no video: /v1/videos does not show it, even while it runs', async () => {
+  const rr = await shmTimeout(3);
+  assert.equal(rr.status, 200, rr.text);
+  try {
+    await script({ next: { cameo: [{ outcome: 'never' }] } });
+    const pending = charChat();
+    const row = await waitFor(async () => {
+      const r = await newestRow();
+      return r && r.state === 'processing' && r.job_id && (await taskRow(r.job_id)) && r;
+    }, { what: 'the cameo processing' });
+    const job = row.job_id;
+    assert.equal((await taskRow(job)).status, 'running');
+    const one = await request(d.base, 'GET', `/v1/videos/${job}`, { headers: AUTH });
+    assert.equal(one.status, 404, one.text);
+    const list = await request(d.base, 'GET', '/v1/videos?limit=100', { headers: AUTH });
+    assert.equal(list.status, 200);
+    assert.equal(list.json.data.some((v) => v.id === job), false);
+    assert.equal(g.parseStream(await pending).error.code, 'generation_timeout');
+  } finally {
+    await shmTimeout(1500);
+  }
+});
+
 test('chat: finalized but not made public: the character is removed (no half-made character)', async () => {
   const before = (await stats()).counters.characters_deleted;
   await fake.arm({ route: 'POST /backend/project_y/cameos/by_id/{id}/update_v2', status: 500, times: 1 });
