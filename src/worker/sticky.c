@@ -133,11 +133,11 @@ owners_done(json_t *reply, void *arg)
             if (s->pin == 0) {
                 s->pin = token;
                 s->required = true;
-                snprintf(s->name, sizeof(s->name), "%s", names[i]);
+                snprintf(s->name, sizeof(s->name), "%.30s", names[i]);
             } else if (token != s->pin) {
                 snprintf(s->error, sizeof(s->error),
-                         "the private characters @%s and @%s belong to "
-                         "different tokens: no token can use both",
+                         "the private characters @%.30s and @%.30s belong "
+                         "to different tokens: no token can use both",
                          s->name, names[i]);
             }
         } else if (public_pin == 0) {
@@ -147,7 +147,7 @@ owners_done(json_t *reply, void *arg)
     }
     if (s->pin == 0 && public_pin != 0) {
         s->pin = public_pin;
-        snprintf(s->name, sizeof(s->name), "%s", public_name);
+        snprintf(s->name, sizeof(s->name), "%.30s", public_name);
     }
     if (s->pin != 0) {
         pinned++;
