@@ -41,6 +41,7 @@
 #include "worker/sora.h"
 #include "worker/sse.h"
 #include "worker/stages.h"
+#include "worker/sticky.h"
 #include "worker/upstream.h"
 
 #include <ctype.h>
@@ -69,7 +70,8 @@ typedef enum {
     OP_POLL,   /* poller watch and deadline */
     OP_NOWM,   /* watermark-free */
     OP_CACHE,  /* file cache download */
-    OP_CAMEO   /* cameo.c: the character steps */
+    OP_CAMEO,  /* cameo.c: the character steps */
+    OP_STICKY  /* master: who made the characters the prompt mentions */
 } op_t;
 
 /* What a task_write in flight is for. */
@@ -126,11 +128,12 @@ struct s2a_gen_s {
     char last_error[512];
     s2a_stages_t stages; /* what the stream showed (stages.h) */
     bool bad_image;
-    write_t writing;  /* while op is OP_WRITE */
-    bool row_refused; /* the first row was never written */
-    bool in_submit;   /* from the `submitting` row to Sora's answer */
-    bool from_row;    /* resubmitted: the timeout counts from started_ms */
-    bool resumed;     /* taken over from a row, no client */
+    write_t writing;     /* while op is OP_WRITE */
+    bool row_refused;    /* the first row was never written */
+    bool in_submit;      /* from the `submitting` row to Sora's answer */
+    bool from_row;       /* resubmitted: the timeout counts from started_ms */
+    bool resumed;        /* taken over from a row, no client */
+    s2a_sticky_t sticky; /* the token a mentioned character needs */
     struct s2a_gen_s *rnext, *rprev; /* resumed jobs of this worker */
 
     /* Character modes (cameo.c, docs/characters.md). */
@@ -280,6 +283,7 @@ stop_op(s2a_gen_t *g)
         s2a_cameo_cancel(g->cameo, NULL);
         g->cameo = NULL;
         break;
+    case OP_STICKY: s2a_sticky_cancel(&g->sticky); break;
     case OP_NONE: break;
     }
     if (g->watch != NULL) {
@@ -838,11 +842,35 @@ granted(const s2a_lease_t *lease, const char *why, void *arg)
 }
 
 static void
+sticky_done(void *arg)
+{
+    s2a_gen_t *g = arg;
+
+    g->op = OP_NONE;
+    acquire(g);
+}
+
+static void
 acquire(s2a_gen_t *g)
 {
+    /* Sticky routing first (sticky.c): a prompt with no '@' asks nobody.
+     * Character+video: the client's prompt (the one sent gets the new
+     * character's name once it exists, on the token chosen here). */
+    if (s2a_sticky_lookup(&g->sticky,
+                          g->user_prompt != NULL ? g->user_prompt : g->prompt,
+                          sticky_done, g))
+    {
+        g->op = OP_STICKY;
+        return;
+    }
+    if (g->sticky.error[0] != '\0') {
+        fail(g, 503, "server_error", "no_available_token", g->sticky.error);
+        return;
+    }
     g->op = OP_SCHED;
-    g->op_id = s2a_sched_acquire_group(g->kind, g->key.group, g->avoid,
-                                       g->navoid, granted, g);
+    g->op_id = s2a_sched_acquire_pinned(
+        g->kind, g->key.group, g->avoid, g->navoid, g->sticky.pin,
+        g->sticky.required, g->sticky.name, granted, g);
     if (g->op_id == 0) {
         g->op = OP_NONE;
         fail(g, 503, "server_error", "no_available_token",

@@ -37,7 +37,21 @@ typedef struct waiter_s {
     s2a_sched_done_pt done;
     void *arg;
     struct waiter_s *next;
+    /* Sticky routing (sticky.c): the token of the character the prompt
+     * mentions, 0: none; `pin_required` for a private character. */
+    int64_t pin;
+    bool pin_required;
+    char pin_name[32];
 } waiter_t;
+
+static void grant(waiter_t *w, const s2a_lease_t *lease);
+
+/* What a pinned waiter's token says (try_pinned). */
+typedef enum {
+    PIN_GRANTED = 0,
+    PIN_WAIT,    /* busy, or back before the deadline: wait for it */
+    PIN_HOPELESS /* it cannot take the job before the deadline */
+} pin_t;
 
 static struct {
     struct event *pump; /* runs the queue (timer and kick) */
@@ -150,6 +164,116 @@ try_waiter(waiter_t *w, s2a_lease_t *lease, s2a_skip_report_t *rep)
     return rc == S2A_OK ? S2A_OK : S2A_DECLINED;
 }
 
+/*
+ * One attempt for pinned `w` on its own token: a lease on it when it is
+ * eligible for the kind, PIN_WAIT when it is only busy (or cooling until
+ * before the deadline), else PIN_HOPELESS with the reason in `why`.
+ */
+static pin_t
+try_pinned(waiter_t *w, s2a_lease_t *lease, char *why, size_t whylen,
+           int64_t now_mono)
+{
+    s2a_shm_t *shm = s2a_worker.shm;
+    int64_t now_ms = s2a_now_ms(), back;
+    s2a_shm_token_t *t;
+    s2a_skip_t skip = S2A_SKIP_NONE;
+    const char *gone = NULL;
+    pin_t rc = PIN_HOPELESS;
+    int slot, a;
+
+    for (a = 0; a < w->navoid && w->avoid[a] != w->pin; a++) {
+    }
+    if (s2a_shm_lock(shm) != S2A_OK) {
+        return PIN_WAIT;
+    }
+    slot = s2a_shm_token_find_locked(shm, w->pin);
+    if (slot < 0) {
+        gone = "no longer in the pool";
+    } else if (a < w->navoid) {
+        gone = "already failed this job";
+    } else if (w->group != 0 && s2a_shm_tokens(shm)[slot].group != w->group) {
+        gone = "outside the API key's token group";
+    } else {
+        t = &s2a_shm_tokens(shm)[slot];
+        skip = s2a_shm_token_skip(t, w->kind, now_ms / 1000);
+        back = (t->cooldown_until - now_ms / 1000) * 1000;
+        if (skip == S2A_SKIP_NONE) {
+            rc = s2a_shm_lease_acquire_locked(shm, slot, w->kind, now_ms,
+                                              getpid(), lease)
+                    == S2A_OK
+                ? PIN_GRANTED
+                : PIN_WAIT; /* the lease table is full */
+        } else if (skip == S2A_SKIP_BUSY
+                   || (skip == S2A_SKIP_COOLING
+                       && now_mono + back < w->deadline_ms))
+        {
+            rc = PIN_WAIT;
+            if (skip == S2A_SKIP_COOLING && now_mono + back < S.next_scan_ms) {
+                S.next_scan_ms = now_mono + back;
+            }
+        }
+    }
+    s2a_shm_unlock(shm);
+    if (rc == PIN_GRANTED && S.mine != NULL) {
+        S.mine[lease->token_slot]++;
+    }
+    if (rc == PIN_HOPELESS) {
+        snprintf(why, whylen,
+                 "the character @%s is %s to token %lld, which cannot take "
+                 "it: %s",
+                 w->pin_name, w->pin_required ? "private" : "bound",
+                 (long long) w->pin, gone != NULL ? gone : s2a_skip_name(skip));
+    }
+    return rc;
+}
+
+/* Fails `w` at once with `why`. */
+static void
+refuse_text(waiter_t *w, const char *why)
+{
+    unlink_waiter(w);
+    w->done(NULL, why, w->arg);
+    free(w);
+}
+
+/*
+ * A pinned waiter's turn: true when it was granted or refused (gone
+ * from the queue), false when it goes on as an unpinned one (a public
+ * character's token cannot serve it) or waits (`*waiting`).
+ */
+static bool
+pinned_turn(waiter_t *w, int64_t now, bool *waiting)
+{
+    s2a_lease_t lease;
+    char why[256];
+    pin_t rc = try_pinned(w, &lease, why, sizeof(why), now);
+
+    *waiting = false;
+    if (rc == PIN_GRANTED) {
+        grant(w, &lease);
+        return true;
+    }
+    if (rc == PIN_WAIT && now < w->deadline_ms) {
+        *waiting = true;
+        return false;
+    }
+    if (rc == PIN_WAIT) {
+        snprintf(why, sizeof(why),
+                 "the character @%s is %s to token %lld, which cannot take "
+                 "it: busy for the whole queue timeout",
+                 w->pin_name, w->pin_required ? "private" : "bound",
+                 (long long) w->pin);
+    }
+    if (w->pin_required) {
+        refuse_text(w, why);
+        return true;
+    }
+    /* A public character: any token may run it. */
+    s2a_log(LOG_DEBUG, 0, "sticky routing: %s; any token", why);
+    w->pin = 0;
+    return false;
+}
+
 static void
 grant(waiter_t *w, const s2a_lease_t *lease)
 {
@@ -199,7 +323,7 @@ pump_cb(evutil_socket_t fd, short what, void *arg)
     waiter_t *w, *next;
     s2a_lease_t lease;
     s2a_skip_report_t rep, krep[S2A_KIND_COUNT];
-    bool blocked[S2A_KIND_COUNT] = { false, false }, tried, known;
+    bool blocked[S2A_KIND_COUNT] = { false, false }, tried, known, waiting;
     bool kknown[S2A_KIND_COUNT] = { false, false };
     int rc;
     int64_t now = s2a_mono_ms(), first_deadline = INT64_MAX;
@@ -223,6 +347,17 @@ pump_cb(evutil_socket_t fd, short what, void *arg)
         next = w->next;
         tried = false;
         known = true;
+        if (w->pin != 0) {
+            if (pinned_turn(w, now, &waiting)) {
+                continue;
+            }
+            if (waiting) {
+                if (w->deadline_ms < first_deadline) {
+                    first_deadline = w->deadline_ms;
+                }
+                continue;
+            }
+        }
         /* FIFO per kind: once one job of a kind found nothing, later ones
          * of that kind wait their turn (unless they avoid tokens or are
          * bound to a token group, which makes their answer different). */
@@ -323,6 +458,15 @@ uint64_t
 s2a_sched_acquire_group(s2a_kind_t kind, uint64_t group, const int64_t *avoid,
                         int navoid, s2a_sched_done_pt done, void *arg)
 {
+    return s2a_sched_acquire_pinned(kind, group, avoid, navoid, 0, false, NULL,
+                                    done, arg);
+}
+
+uint64_t
+s2a_sched_acquire_pinned(s2a_kind_t kind, uint64_t group, const int64_t *avoid,
+                         int navoid, int64_t pin, bool required,
+                         const char *name, s2a_sched_done_pt done, void *arg)
+{
     waiter_t *w;
 
     if (S.n >= QUEUE_MAX || S.pump == NULL) {
@@ -347,6 +491,9 @@ s2a_sched_acquire_group(s2a_kind_t kind, uint64_t group, const int64_t *avoid,
         s2a_mono_ms() + (int64_t) s2a_worker.settings.queue_timeout * 1000;
     w->done = done;
     w->arg = arg;
+    w->pin = pin;
+    w->pin_required = pin != 0 && required;
+    snprintf(w->pin_name, sizeof(w->pin_name), "%s", name != NULL ? name : "");
     *S.tail = w;
     S.tail = &w->next;
     S.n++;

@@ -48,6 +48,21 @@ uint64_t s2a_sched_acquire_group(s2a_kind_t kind, uint64_t group,
                                  const int64_t *avoid, int navoid,
                                  s2a_sched_done_pt done, void *arg);
 
+/*
+ * The same for a job that sticky routing (sticky.c) pinned to token
+ * `pin` (0: none, as s2a_sched_acquire_group) for the character `name`:
+ * the job takes that token when it is eligible, waits for it while it is
+ * busy (or cooling until before the deadline), up to queue_timeout as
+ * any waiter; when it cannot serve the job (gone, disabled, invalid,
+ * expired, outside `group`, already failed the job, or busy to the end)
+ * a `required` pin (a private character) fails the job with a reason
+ * naming the character, any other goes on with every token.
+ */
+uint64_t s2a_sched_acquire_pinned(s2a_kind_t kind, uint64_t group,
+                                  const int64_t *avoid, int navoid, int64_t pin,
+                                  bool required, const char *name,
+                                  s2a_sched_done_pt done, void *arg);
+
 /* The caller stopped waiting (its client left); `done` will not run. */
 void s2a_sched_cancel(uint64_t id);
 

@@ -20,6 +20,7 @@
 #include "worker/proxy.h"
 #include "worker/sched.h"
 #include "worker/sse.h"
+#include "worker/sticky.h"
 #include "worker/videos.h"
 #include "worker/upstream.h"
 
@@ -777,6 +778,13 @@ s2a_testhooks_dispatch(s2a_req_t *req)
         hook_content_proxy(req);
     } else if (strcmp(p, "ctl") == 0) {
         hook_ctl(req);
+    } else if (strcmp(p, "sticky") == 0) {
+        /* This worker's sticky routing counters (sticky.c). */
+        char out[96];
+        int n = snprintf(out, sizeof(out), "{\"lookups\":%llu,\"pinned\":%llu}",
+                         (unsigned long long) s2a_sticky_lookups(),
+                         (unsigned long long) s2a_sticky_pinned());
+        s2a_http_reply(req, 200, "application/json", out, (size_t) n);
     } else {
         s2a_http_reply_error(req, 404, "invalid_request_error", NULL, NULL,
                              "unknown test hook");

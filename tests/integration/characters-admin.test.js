@@ -7,6 +7,11 @@
 // Characters are made on the fake through its real endpoints (upload,
 // in_progress, avatar, finalize) with the account's AT, and their rows
 // written through the test build's /__test/ctl (character_write).
+// Sticky routing: a chat generation that mentions a character runs on
+// the token that made it (the fake's journal says which AT it saw), a
+// public one's falls back to any token, a private one's fails clearly,
+// and a prompt without a mention asks the master nothing (one worker, so
+// /__test/sticky's counters are the whole daemon's).
 const { test, before, after } = require('node:test');
 const assert = require('node:assert/strict');
 const crypto = require('node:crypto');
@@ -77,7 +82,7 @@ const getRow = async (id) => {
 };
 
 before(async () => {
-  ctx = await g.startGenPool({ workers: '2' });
+  ctx = await g.startGenPool({ workers: '1' });
   A = await g.addToken(ctx);
   B = await g.addToken(ctx);
   mp4 = Buffer.from(await (await fetch(`${ctx.fake.url}/media/src.mp4`)).arrayBuffer());
@@ -344,4 +349,91 @@ test('the token that made a character is gone: 409 for update and delete, local_
   r = await api('DELETE', `/api/characters/${row.id}?local_only=1`);
   assert.equal(r.status, 200);
   assert.equal(await getRow(row.id), null);
+});
+
+// ---------------------------------------------------------------------
+// Sticky routing
+
+const sticky = async () => (await request(ctx.d.base, 'GET', '/__test/sticky')).json;
+// One image generation through chat; resolves {r, calls} with the
+// video_gen calls the fake saw for it.
+async function imageJob(prompt) {
+  const since = await g.lastSeq(ctx.fake);
+  const r = await g.chat(ctx.d, { model: 'sora-image', messages: g.user(prompt), stream: false });
+  const calls = g.byPath(await g.genCalls(ctx.fake, since), 'POST', '/backend/video_gen');
+  return { r, calls };
+}
+const tokenOf = (at) => [A, B].find((t) => t.at === at);
+
+test('sticky routing: a private character runs on its token; none asked without a mention', async () => {
+  // Which token the pool picks for a job that mentions nobody.
+  let s0 = await sticky();
+  const plain = await imageJob('a red bicycle, mail me at bob@example.test');
+  g.parseCompletion(plain.r);
+  assert.equal(plain.calls.length, 1);
+  const usual = tokenOf(plain.calls[0].token);
+  assert.ok(usual);
+  assert.deepEqual(await sticky(), s0, 'no @name: no character_owners call');
+  // The other token makes the character.
+  const owner = usual === A ? B : A;
+  await makeCharacter(owner, { username: 'priv.cat' });
+  for (const prompt of ['a photo of @Priv.Cat on a sofa', 'look, @priv.cat.', '@priv.cat and @nobody.here at the beach']) {
+    s0 = await sticky();
+    const job = await imageJob(prompt);
+    g.parseCompletion(job.r);
+    assert.deepEqual(job.calls.map((c) => c.token), [owner.at], prompt);
+    assert.equal(job.calls[0].body.prompt, prompt, 'the prompt goes to Sora as it was');
+    const s1 = await sticky();
+    assert.deepEqual([s1.lookups - s0.lookups, s1.pinned - s0.pinned], [1, 1], prompt);
+  }
+  // A name nobody has: one lookup, no pin, the usual token.
+  s0 = await sticky();
+  const other = await imageJob('@somebody.else waves');
+  g.parseCompletion(other.r);
+  const s1 = await sticky();
+  assert.deepEqual([s1.lookups - s0.lookups, s1.pinned - s0.pinned], [1, 0]);
+});
+
+test('sticky routing: busy token waited for; public falls back; private fails clearly', async () => {
+  const pub = await makeCharacter(A, { username: 'pub.dog', visibility: 'public' });
+  await makeCharacter(B, { username: 'solo.owl' });
+  // solo.owl's token takes one image at a time: two jobs queue on it.
+  let r = await api('PUT', `/api/tokens/${B.id}`, { image_concurrency: 1 });
+  assert.equal(r.status, 200, r.text);
+  const since = await g.lastSeq(ctx.fake);
+  const [j1, j2] = await Promise.all([
+    g.chat(ctx.d, { model: 'sora-image', messages: g.user('@solo.owl flies #slow'), stream: false }),
+    g.chat(ctx.d, { model: 'sora-image', messages: g.user('@solo.owl sleeps'), stream: false }),
+  ]);
+  g.parseCompletion(j1);
+  g.parseCompletion(j2);
+  const subs = g.byPath(await g.genCalls(ctx.fake, since), 'POST', '/backend/video_gen');
+  assert.deepEqual(subs.map((c) => c.token), [B.at, B.at], 'both waited for the owner\'s token');
+  r = await api('PUT', `/api/tokens/${B.id}`, { image_concurrency: -1 });
+  assert.equal(r.status, 200, r.text);
+
+  // The public character's token is disabled: any other token runs it.
+  r = await api('POST', `/api/tokens/${A.id}/disable`);
+  assert.equal(r.status, 200, r.text);
+  let job = await imageJob(`@${pub.username} runs`);
+  g.parseCompletion(job.r);
+  assert.deepEqual(job.calls.map((c) => c.token), [B.at]);
+  r = await api('POST', `/api/tokens/${A.id}/enable`);
+  assert.equal(r.status, 200, r.text);
+
+  // The private character's token is disabled: nothing else may run it.
+  r = await api('POST', `/api/tokens/${B.id}/disable`);
+  assert.equal(r.status, 200, r.text);
+  job = await imageJob('@solo.owl hoots');
+  const err = g.assertHttpError(job.r, 503, 'no_available_token');
+  assert.equal(err.message, `the character @solo.owl is private to token ${B.id}, which cannot take it: disabled`);
+  assert.equal(job.calls.length, 0);
+  r = await api('POST', `/api/tokens/${B.id}/enable`);
+  assert.equal(r.status, 200, r.text);
+
+  // Two private characters of different tokens cannot meet.
+  const c2 = await makeCharacter(A, { username: 'twin.one' });
+  job = await imageJob(`@solo.owl meets @${c2.username}`);
+  const err2 = g.assertHttpError(job.r, 503, 'no_available_token');
+  assert.equal(err2.message, 'the private characters @solo.owl and @twin.one belong to different tokens: no token can use both');
 });

@@ -1,5 +1,5 @@
 'use strict';
-// Character jobs resumed from their rows (docs/characters-creation.md,
+// Character jobs resumed from their rows (docs/characters.md,
 // "Resume"): a worker killed with kill -9 while its cameo is processing
 // (the cameo is polled on by another worker, never uploaded again, and
 // the character finished and made public); a character+video job whose

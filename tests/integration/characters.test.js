@@ -1,5 +1,5 @@
 'use strict';
-// Character creation end to end (docs/characters-creation.md): chat's
+// Character creation end to end (docs/characters.md): chat's
 // character and character+video modes streamed and not, every option and
 // its refusals, Sora's failure states, poll errors, the timeout, usernames
 // (retries, a taken custom one), the avatar, the temporary character
@@ -57,7 +57,7 @@ const dataUrl = () => `data:video/mp4;base64,${mp4B64}`;
 const charChat = (extra = {}, { stream = true, content = videoPart(dataUrl()) } = {}) => g.chat(d, Object.assign({
   model: 'sora-video-landscape-10s', messages: user(content), stream }, extra), { timeout: 60000 });
 
-// The character_creation steps of docs/characters-creation.md.
+// The character_creation steps of docs/characters.md.
 const C = {
   begins: { stage: 'character_creation', status: 'started', message: '**Character Creation Begins**' },
   uploading: { stage: 'character_creation', status: 'processing', message: 'Uploading video file...' },

@@ -220,7 +220,7 @@ test('every kind of stream the gateway sends', async () => {
     await admin('/api/cache/enabled', { enabled: false });
   }
 
-  // Character creation (docs/characters-creation.md): the character
+  // Character creation (docs/characters.md): the character
   // result, a character+video, Sora rejecting the cameo, a taken name.
   const mp4 = Buffer.from(await (await fetch(`${fake.url}/media/c.mp4`)).arrayBuffer()).toString('base64');
   const videoPart = [{ type: 'video_url', video_url: { url: `data:video/mp4;base64,${mp4}` } }];

@@ -118,5 +118,5 @@ main(void)
         cmocka_unit_test(test_check),
     };
 
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return cmocka_run_group_tests_name("characters", tests, NULL, NULL);
 }

@@ -13,6 +13,7 @@ import jobs from './jobs.js';
 import logs from './logs.js';
 import keys from './keys.js';
 import webhooks from './webhooks.js';
+import characters from './characters.js';
 import settings from './settings.js';
 
-export const pages = [dashboard, tokens, keys, jobs, logs, webhooks, settings];
+export const pages = [dashboard, tokens, keys, jobs, logs, webhooks, characters, settings];

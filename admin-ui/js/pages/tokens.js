@@ -135,6 +135,7 @@ export default {
       'tok.activate': 'Sora 2',
       'tok.delete': 'Delete',
       'tok.actionFor': '{action} token {who}',
+      'tok.characters': 'Characters',
       'tok.testOk': '{who}: the token is valid.',
       'tok.testFailed': '{who}: {message}',
       'tok.enabledMsg': '{who} enabled.',
@@ -276,6 +277,7 @@ export default {
       'tok.activate': 'Sora 2',
       'tok.delete': '删除',
       'tok.actionFor': '{action} Token {who}',
+      'tok.characters': '角色',
       'tok.testOk': '{who}：Token 有效。',
       'tok.testFailed': '{who}：{message}',
       'tok.enabledMsg': '已启用 {who}。',
@@ -579,7 +581,9 @@ export default {
           act(t('tok.edit'), () => tokenForm(r)),
           r.state === 'disabled' ? act(t('tok.enable'), () => setState(r, true)) : act(t('tok.disable'), () => setState(r, false)),
           s2 !== true ? act(t('tok.activate'), () => activate(r)) : null,
-          act(t('tok.delete'), () => deleteOne(r), 'danger'))));
+          act(t('tok.delete'), () => deleteOne(r), 'danger'),
+          h('a', { class: 'btn btn-sm', href: `#/characters/${r.id}`,
+            'aria-label': t('tok.actionFor', { action: t('tok.characters'), who: who(r) }) }, t('tok.characters')))));
     }
 
     // ---------------------------------------------------------- one token
