@@ -247,9 +247,10 @@ check-fake:
 	node --test $(TEST_TIMEOUT) tests/fake-sora/test/
 
 # The whole black-box suite, against the binary with test hooks.
-# Test files one at a time by default; the ASan pass runs two at once
-# (each file has its own daemon, ports and directories).
-TEST_CONCURRENCY = 1
+# Two test files at once (each has its own daemon, fake upstream, ports
+# and directories; most of their time is spent waiting on the daemon).
+# TEST_CONCURRENCY=1 runs them one by one.
+TEST_CONCURRENCY = 2
 check-integration: all hooks
 	S2A_BUILDDIR=$(HOOKS_BUILDDIR) node --test --test-concurrency=$(TEST_CONCURRENCY) $(TEST_TIMEOUT) tests/integration/
 
@@ -264,7 +265,7 @@ check-release: release
 	S2A_BUILDDIR=$(RELEASE_BUILDDIR) S2A_RELEASE=1 node --test --test-concurrency=1 $(TEST_TIMEOUT) $(RELEASE_TESTS)
 
 check-asan:
-	$(MAKE) BUILDDIR=build-asan SANITIZE=yes TEST_CONCURRENCY=2 check-unit check-integration
+	$(MAKE) BUILDDIR=build-asan SANITIZE=yes check-unit check-integration
 
 # Never the hooks build: the release binary is built (in its own
 # directory when $(BUILDDIR) has hooks) and installed.
