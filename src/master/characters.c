@@ -203,22 +203,6 @@ s2a_characters_check(json_t *fields, bool insert, char *err, size_t errlen)
  * Rows
  */
 
-static json_t *
-col_text(sqlite3_stmt *st, int i)
-{
-    const unsigned char *s = sqlite3_column_text(st, i);
-
-    return s != NULL ? json_string((const char *) s) : json_null();
-}
-
-static json_t *
-col_int(sqlite3_stmt *st, int i)
-{
-    return sqlite3_column_type(st, i) == SQLITE_NULL
-        ? json_null()
-        : json_integer(sqlite3_column_int64(st, i));
-}
-
 /* The row `st` stands on (ROW_COLUMNS) as the contract's JSON. */
 static json_t *
 row_json(sqlite3_stmt *st)
@@ -226,15 +210,17 @@ row_json(sqlite3_stmt *st)
     return json_pack(
         "{s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:b, s:o, "
         "s:o, s:o, s:o, s:o}",
-        "id", col_text(st, 0), "token_id", col_int(st, 1), "cameo_id",
-        col_text(st, 2), "character_id", col_text(st, 3), "username",
-        col_text(st, 4), "display_name", col_text(st, 5), "profile_url",
-        col_text(st, 6), "instruction_set", col_text(st, 7),
-        "safety_instruction_set", col_text(st, 8), "visibility",
-        col_text(st, 9), "state", col_text(st, 10), "temporary",
-        sqlite3_column_int(st, 11) != 0, "owner", col_int(st, 12), "job_id",
-        col_text(st, 13), "error", col_text(st, 14), "created_at",
-        col_int(st, 15), "updated_at", col_int(st, 16));
+        "id", s2a_db_col_text(st, 0), "token_id", s2a_db_col_int(st, 1),
+        "cameo_id", s2a_db_col_text(st, 2), "character_id",
+        s2a_db_col_text(st, 3), "username", s2a_db_col_text(st, 4),
+        "display_name", s2a_db_col_text(st, 5), "profile_url",
+        s2a_db_col_text(st, 6), "instruction_set", s2a_db_col_text(st, 7),
+        "safety_instruction_set", s2a_db_col_text(st, 8), "visibility",
+        s2a_db_col_text(st, 9), "state", s2a_db_col_text(st, 10), "temporary",
+        sqlite3_column_int(st, 11) != 0, "owner", s2a_db_col_int(st, 12),
+        "job_id", s2a_db_col_text(st, 13), "error", s2a_db_col_text(st, 14),
+        "created_at", s2a_db_col_int(st, 15), "updated_at",
+        s2a_db_col_int(st, 16));
 }
 
 /* The row of `public_id`, or NULL (none, or the read failed). */
@@ -278,24 +264,6 @@ bind_value(sqlite3_stmt *st, int i, int c, json_t *v)
     case COL_ID:
     case COL_COUNT: sqlite3_bind_int64(st, i, json_integer_value(v)); break;
     }
-}
-
-/* Reads see every record sent before them. */
-static void
-flush(void)
-{
-    if (s2a_ctlserver_queued() > 0 || s2a_db_in_transaction(s2a_master.db)) {
-        if (s2a_ctlserver_batch() == S2A_OK) {
-            s2a_ctlserver_commit();
-        }
-    }
-}
-
-static void
-fail_code(void *from, json_t *reply, const char *code, const char *err)
-{
-    json_object_set_new(reply, "code", json_string(code));
-    s2a_ctlserver_fail(from, reply, err);
 }
 
 static bool
@@ -404,8 +372,9 @@ s2a_op_character_write(void *from, json_t *msg)
     int rc;
 
     if (!s2a_characters_public_id_ok(public_id)) {
-        fail_code(from, reply, "invalid",
-                  "public_id must be char_ and 24 lower-case hex digits");
+        s2a_ctlserver_fail_code(
+            from, reply, "invalid",
+            "public_id must be char_ and 24 lower-case hex digits");
         return;
     }
     if (s2a_ctlserver_batch() != S2A_OK) {
@@ -414,7 +383,7 @@ s2a_op_character_write(void *from, json_t *msg)
     }
     insert = !row_exists(public_id);
     if (s2a_characters_check(fields, insert, err, sizeof(err)) != S2A_OK) {
-        fail_code(from, reply, "invalid", err);
+        s2a_ctlserver_fail_code(from, reply, "invalid", err);
         return;
     }
     st = write_stmt(public_id, fields, insert, s2a_now());
@@ -425,8 +394,9 @@ s2a_op_character_write(void *from, json_t *msg)
     rc = sqlite3_step(st);
     sqlite3_finalize(st);
     if ((rc & 0xff) == SQLITE_CONSTRAINT) {
-        fail_code(from, reply, "conflict",
-                  "a cameo_id or character_id that another character has");
+        s2a_ctlserver_fail_code(
+            from, reply, "conflict",
+            "a cameo_id or character_id that another character has");
         return;
     }
     if (rc != SQLITE_DONE || (row = row_get(public_id)) == NULL) {
@@ -484,7 +454,7 @@ s2a_op_characters_list(void *from, json_t *msg)
     int64_t total = 0;
     int rc;
 
-    flush();
+    s2a_ctlserver_flush();
     if (limit < 1 || limit > LIST_MAX) {
         limit = LIST_DEFAULT;
     }
@@ -492,7 +462,7 @@ s2a_op_characters_list(void *from, json_t *msg)
         offset = offset < 0 ? 0 : OFFSET_MAX;
     }
     if (search != NULL && strlen(search) > SEARCH_MAX) {
-        fail_code(from, reply, "invalid", "search is too long");
+        s2a_ctlserver_fail_code(from, reply, "invalid", "search is too long");
         return;
     }
     if (sqlite3_prepare_v2(conn(), "SELECT count(*) FROM characters" LIST_WHERE,
@@ -558,7 +528,7 @@ s2a_op_character_get(void *from, json_t *msg)
     char sql[512];
     size_t i;
 
-    flush();
+    s2a_ctlserver_flush();
     for (i = 0; i < S2A_NELEMS(keys); i++) {
         value = json_string_value(json_object_get(msg, keys[i].key));
         if (value != NULL) {
@@ -566,7 +536,8 @@ s2a_op_character_get(void *from, json_t *msg)
         }
     }
     if (value == NULL) {
-        fail_code(from, reply, "invalid", "no key to look a character up by");
+        s2a_ctlserver_fail_code(from, reply, "invalid",
+                                "no key to look a character up by");
         return;
     }
     owner = json_object_get(msg, "owner");
@@ -622,7 +593,7 @@ s2a_op_character_delete(void *from, json_t *msg)
         return;
     }
     if (sqlite3_changes(conn()) == 0) {
-        fail_code(from, reply, "not_found", "not found");
+        s2a_ctlserver_fail_code(from, reply, "not_found", "not found");
         return;
     }
     s2a_log(LOG_NOTICE, 0, "character %s deleted", public_id);
@@ -641,13 +612,14 @@ s2a_op_character_owners(void *from, json_t *msg)
     sqlite3_stmt *st;
 
     if (n > S2A_CHARACTERS_OWNERS_MAX) {
-        fail_code(from, reply, "invalid", "at most 16 usernames");
+        s2a_ctlserver_fail_code(from, reply, "invalid", "at most 16 usernames");
         return;
     }
     json_array_foreach (names, i, v) {
         if (!json_is_string(v)
             || json_string_length(v) > S2A_CHARACTERS_USERNAME_MAX) {
-            fail_code(from, reply, "invalid", "usernames must be strings");
+            s2a_ctlserver_fail_code(from, reply, "invalid",
+                                    "usernames must be strings");
             return;
         }
     }
@@ -657,7 +629,7 @@ s2a_op_character_owners(void *from, json_t *msg)
         s2a_ctlserver_reply(from, reply);
         return;
     }
-    flush();
+    s2a_ctlserver_flush();
     len = (size_t) snprintf(sql, sizeof(sql),
                             "SELECT username, token_id, visibility FROM "
                             "characters WHERE state = 'ready' AND username "
@@ -678,9 +650,9 @@ s2a_op_character_owners(void *from, json_t *msg)
     while (sqlite3_step(st) == SQLITE_ROW) {
         json_array_append_new(
             rows,
-            json_pack("{s:o, s:I, s:o}", "username", col_text(st, 0),
+            json_pack("{s:o, s:I, s:o}", "username", s2a_db_col_text(st, 0),
                       "token_id", (json_int_t) sqlite3_column_int64(st, 1),
-                      "visibility", col_text(st, 2)));
+                      "visibility", s2a_db_col_text(st, 2)));
     }
     sqlite3_finalize(st);
     json_object_set_new(reply, "rows", rows);

@@ -318,6 +318,24 @@ s2a_ctlserver_reply(s2a_proc_t *proc, json_t *reply)
 }
 
 void
+s2a_ctlserver_flush(void)
+{
+    if (queue_len > 0 || s2a_db_in_transaction(s2a_master.db)) {
+        if (s2a_ctlserver_batch() == S2A_OK) {
+            s2a_ctlserver_commit();
+        }
+    }
+}
+
+void
+s2a_ctlserver_fail_code(s2a_proc_t *proc, json_t *reply, const char *code,
+                        const char *err)
+{
+    json_object_set_new(reply, "code", json_string(code));
+    s2a_ctlserver_fail(proc, reply, err);
+}
+
+void
 s2a_ctlserver_fail_db(s2a_proc_t *proc, json_t *reply)
 {
     json_object_set_new(reply, "code", json_string("database"));

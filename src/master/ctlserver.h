@@ -58,6 +58,18 @@ void s2a_ctlserver_tick(void);
 bool s2a_ctlserver_failing(void);
 size_t s2a_ctlserver_queued(void);
 
+/*
+ * Reads must see every record a worker sent before asking (the queued
+ * row of a job it just started, say): the queue is applied and the
+ * batch committed first. When the database is busy the read sees what
+ * is committed.
+ */
+void s2a_ctlserver_flush(void);
+
+/* Sends `reply` (taken) now with ok false, `code` and `err`. */
+void s2a_ctlserver_fail_code(s2a_proc_t *proc, json_t *reply, const char *code,
+                             const char *err);
+
 /* Sends `reply` (taken) now: the database refused the write
  * ("code":"database"; the admin API answers 503). */
 void s2a_ctlserver_fail_db(s2a_proc_t *proc, json_t *reply);

@@ -1240,8 +1240,8 @@ is_bool_column(const char *name)
         || strcmp(name, "sora2_supported") == 0;
 }
 
-static json_t *
-iso_time(int64_t t)
+json_t *
+s2a_db_iso_time(int64_t t)
 {
     char buf[32];
     time_t tt = (time_t) t;
@@ -1250,6 +1250,30 @@ iso_time(int64_t t)
     gmtime_r(&tt, &tm);
     strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
     return json_string(buf);
+}
+
+json_t *
+s2a_db_col_text(sqlite3_stmt *st, int i)
+{
+    const unsigned char *s = sqlite3_column_text(st, i);
+
+    return s != NULL ? json_string((const char *) s) : json_null();
+}
+
+json_t *
+s2a_db_col_int(sqlite3_stmt *st, int i)
+{
+    return sqlite3_column_type(st, i) == SQLITE_NULL
+        ? json_null()
+        : json_integer(sqlite3_column_int64(st, i));
+}
+
+json_t *
+s2a_db_col_time(sqlite3_stmt *st, int i)
+{
+    return sqlite3_column_type(st, i) == SQLITE_NULL
+        ? json_null()
+        : s2a_db_iso_time(sqlite3_column_int64(st, i));
 }
 
 static void
@@ -1304,7 +1328,8 @@ token_row_json(sqlite3_stmt *st, const uint8_t *key, bool reveal)
             OPENSSL_cleanse(plain, strlen(plain));
             free(plain);
         } else if (is_time_column(name)) {
-            json_object_set_new(o, name, iso_time(sqlite3_column_int64(st, i)));
+            json_object_set_new(o, name,
+                                s2a_db_iso_time(sqlite3_column_int64(st, i)));
         } else if (is_bool_column(name)) {
             json_object_set_new(o, name,
                                 json_boolean(sqlite3_column_int(st, i) != 0));
@@ -2057,7 +2082,7 @@ rows_json(sqlite3_stmt *st)
                 json_object_set_new(
                     o, name,
                     is_time_column(name)
-                        ? iso_time(sqlite3_column_int64(st, i))
+                        ? s2a_db_iso_time(sqlite3_column_int64(st, i))
                         : json_integer(sqlite3_column_int64(st, i)));
                 break;
             case SQLITE_FLOAT:

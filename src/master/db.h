@@ -48,6 +48,15 @@ bool s2a_db_in_transaction(s2a_db_t *db);
  */
 struct sqlite3 *s2a_db_sqlite(s2a_db_t *db);
 
+/* Column `i` of the row `st` stands on as JSON (NULL as null): text, an
+ * integer, unix seconds as ISO-8601 UTC. */
+struct sqlite3_stmt;
+json_t *s2a_db_col_text(struct sqlite3_stmt *st, int i);
+json_t *s2a_db_col_int(struct sqlite3_stmt *st, int i);
+json_t *s2a_db_col_time(struct sqlite3_stmt *st, int i);
+/* Unix seconds as an ISO-8601 UTC string ("2026-12-01T23:11:26Z"). */
+json_t *s2a_db_iso_time(int64_t t);
+
 /*
  * Runtime settings (key/value). `_get` returns S2A_OK, S2A_DECLINED when
  * the key is absent or its value does not fit `len` (logged), or

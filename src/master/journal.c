@@ -152,22 +152,6 @@ s2a_op_tasks_list(void *from, json_t *msg)
     records_list(from, msg, true);
 }
 
-/*
- * Reads must see every record a worker sent before asking (its queued
- * row of a job it just started, say): the queue is applied and the
- * batch committed first. When the database is busy the read sees what
- * is committed.
- */
-static void
-records_flush(void)
-{
-    if (s2a_ctlserver_queued() > 0 || s2a_db_in_transaction(s2a_master.db)) {
-        if (s2a_ctlserver_batch() == S2A_OK) {
-            s2a_ctlserver_commit();
-        }
-    }
-}
-
 /* The API key a video read is for (0: every owner). */
 static int64_t
 owner_of(json_t *msg)
@@ -182,7 +166,7 @@ s2a_op_video_get(void *from, json_t *msg)
     const char *job = json_string_value(json_object_get(msg, "job_id"));
     json_t *reply = s2a_ctlserver_reply_for(msg), *rows;
 
-    records_flush();
+    s2a_ctlserver_flush();
     rows = s2a_db_video_get(s2a_master.db, job, owner_of(msg));
     if (rows == NULL) {
         s2a_ctlserver_fail(from, reply, "database read failed");
@@ -208,7 +192,7 @@ s2a_op_videos_list(void *from, json_t *msg)
     if (limit < 1 || limit > 100) {
         limit = 20;
     }
-    records_flush();
+    s2a_ctlserver_flush();
     /* One row more than asked tells whether another page exists. */
     rows = s2a_db_videos_page(s2a_master.db, (int) limit + 1, after,
                               order != NULL && strcmp(order, "asc") == 0,
@@ -239,7 +223,7 @@ s2a_op_video_delete(void *from, json_t *msg)
     const char *status;
     int rc;
 
-    records_flush();
+    s2a_ctlserver_flush();
     rows = s2a_db_video_get(s2a_master.db, job, owner_of(msg));
     if (rows == NULL) {
         s2a_ctlserver_fail(from, reply, "database read failed");

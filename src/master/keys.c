@@ -556,17 +556,6 @@ s2a_keys_cleanup(void)
  * Operations
  */
 
-/* Reads see the records workers sent before asking (usage rows). */
-static void
-flush_records(void)
-{
-    if (s2a_ctlserver_queued() > 0 || s2a_db_in_transaction(s2a_master.db)) {
-        if (s2a_ctlserver_batch() == S2A_OK) {
-            s2a_ctlserver_commit();
-        }
-    }
-}
-
 /* "key_create": a new key from checked fields, its MAC and hint. */
 void
 s2a_op_key_create(void *from, json_t *msg)
@@ -855,7 +844,7 @@ s2a_op_keys_list(void *from, json_t *msg)
     char k[24];
     int rc;
 
-    flush_records();
+    s2a_ctlserver_flush();
     if (sqlite3_prepare_v2(conn(),
                            "SELECT " KEY_COLUMNS " FROM api_keys WHERE "
                            "deleted_at IS NULL AND (?1 = 0 OR id = ?1) "
@@ -921,7 +910,7 @@ s2a_op_key_usage_get(void *from, json_t *msg)
     sqlite3_stmt *st;
     int rc;
 
-    flush_records();
+    s2a_ctlserver_flush();
     key = key_get(id);
     if (key == NULL) {
         json_object_set_new(reply, "code", json_string("not_found"));

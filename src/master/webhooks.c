@@ -322,42 +322,6 @@ s2a_webhooks_new_secret(void)
  * Rows as the admin API shows them
  */
 
-static json_t *
-iso_time(int64_t t)
-{
-    char buf[32];
-    time_t tt = (time_t) t;
-    struct tm tm;
-
-    gmtime_r(&tt, &tm);
-    strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
-    return json_string(buf);
-}
-
-static json_t *
-col_time(sqlite3_stmt *st, int i)
-{
-    return sqlite3_column_type(st, i) == SQLITE_NULL
-        ? json_null()
-        : iso_time(sqlite3_column_int64(st, i));
-}
-
-static json_t *
-col_text(sqlite3_stmt *st, int i)
-{
-    const unsigned char *s = sqlite3_column_text(st, i);
-
-    return s != NULL ? json_string((const char *) s) : json_null();
-}
-
-static json_t *
-col_int(sqlite3_stmt *st, int i)
-{
-    return sqlite3_column_type(st, i) == SQLITE_NULL
-        ? json_null()
-        : json_integer(sqlite3_column_int64(st, i));
-}
-
 #define ENDPOINT_COLUMNS \
     "id, url, events, enabled, created_at, updated_at, CASE WHEN " \
     "previous_until > CAST(strftime('%s','now') AS INTEGER) THEN " \
@@ -378,10 +342,11 @@ endpoint_json(sqlite3_stmt *st)
     }
     return json_pack("{s:I, s:o, s:o, s:b, s:o, s:o, s:o}", "id",
                      (json_int_t) sqlite3_column_int64(st, 0), "url",
-                     col_text(st, 1), "event_types", types, "enabled",
+                     s2a_db_col_text(st, 1), "event_types", types, "enabled",
                      sqlite3_column_int(st, 3) != 0, "created_at",
-                     col_time(st, 4), "updated_at", col_time(st, 5),
-                     "previous_secret_expires_at", col_time(st, 6));
+                     s2a_db_col_time(st, 4), "updated_at",
+                     s2a_db_col_time(st, 5), "previous_secret_expires_at",
+                     s2a_db_col_time(st, 6));
 }
 
 #define DELIVERY_COLUMNS \
@@ -395,19 +360,20 @@ delivery_json(sqlite3_stmt *st)
     bool pending =
         strcmp((const char *) sqlite3_column_text(st, 4), "pending") == 0;
     json_t *next = pending && sqlite3_column_type(st, 9) != SQLITE_NULL
-        ? iso_time(sqlite3_column_int64(st, 9) / 1000)
+        ? s2a_db_iso_time(sqlite3_column_int64(st, 9) / 1000)
         : json_null();
 
-    return json_pack("{s:I, s:o, s:o, s:o, s:o, s:I, s:o, s:o, s:o, s:o, "
-                     "s:o, s:o}",
-                     "id", (json_int_t) sqlite3_column_int64(st, 0), "event_id",
-                     col_text(st, 1), "event_type", col_text(st, 2), "job_id",
-                     col_text(st, 3), "state", col_text(st, 4), "attempts",
-                     (json_int_t) sqlite3_column_int64(st, 5), "last_status",
-                     col_int(st, 6), "last_error", col_text(st, 7),
-                     "last_attempt_at", col_time(st, 8), "next_attempt_at",
-                     next, "created_at", col_time(st, 10), "delivered_at",
-                     col_time(st, 11));
+    return json_pack(
+        "{s:I, s:o, s:o, s:o, s:o, s:I, s:o, s:o, s:o, s:o, "
+        "s:o, s:o}",
+        "id", (json_int_t) sqlite3_column_int64(st, 0), "event_id",
+        s2a_db_col_text(st, 1), "event_type", s2a_db_col_text(st, 2), "job_id",
+        s2a_db_col_text(st, 3), "state", s2a_db_col_text(st, 4), "attempts",
+        (json_int_t) sqlite3_column_int64(st, 5), "last_status",
+        s2a_db_col_int(st, 6), "last_error", s2a_db_col_text(st, 7),
+        "last_attempt_at", s2a_db_col_time(st, 8), "next_attempt_at", next,
+        "created_at", s2a_db_col_time(st, 10), "delivered_at",
+        s2a_db_col_time(st, 11));
 }
 
 /* Rows of `sql` with `id` bound to ?1 (and `limit` to ?2 when > 0), made
@@ -1074,35 +1040,13 @@ s2a_op_webhook_result(void *from, json_t *msg)
     sqlite3_finalize(st);
 }
 
-/* ---------------------------------------------------------------------
- * The admin API's operations
- */
-
-/* Reads see every record sent before them (a job's end just now). */
-static void
-flush(void)
-{
-    if (s2a_ctlserver_queued() > 0 || s2a_db_in_transaction(s2a_master.db)) {
-        if (s2a_ctlserver_batch() == S2A_OK) {
-            s2a_ctlserver_commit();
-        }
-    }
-}
-
-static void
-fail_code(void *from, json_t *reply, const char *code, const char *err)
-{
-    json_object_set_new(reply, "code", json_string(code));
-    s2a_ctlserver_fail(from, reply, err);
-}
-
 /* "webhooks_list": every endpoint, oldest first. */
 void
 s2a_op_webhooks_list(void *from, json_t *msg)
 {
     json_t *reply = s2a_ctlserver_reply_for(msg), *rows;
 
-    flush();
+    s2a_ctlserver_flush();
     rows = select_rows("SELECT " ENDPOINT_COLUMNS
                        " FROM webhook_endpoints ORDER BY id",
                        0, 0, endpoint_json);
@@ -1153,7 +1097,7 @@ s2a_op_webhook_create(void *from, json_t *msg)
     int rc;
 
     if (s2a_webhooks_check(fields, true, &events, err, sizeof(err)) != S2A_OK) {
-        fail_code(from, reply, "invalid", err);
+        s2a_ctlserver_fail_code(from, reply, "invalid", err);
         return;
     }
     if (s2a_ctlserver_batch() != S2A_OK) {
@@ -1163,7 +1107,7 @@ s2a_op_webhook_create(void *from, json_t *msg)
     if (count("SELECT count(*) FROM webhook_endpoints", 0) >= MAX_ENDPOINTS) {
         snprintf(err, sizeof(err), "at most %d webhooks can exist",
                  MAX_ENDPOINTS);
-        fail_code(from, reply, "invalid", err);
+        s2a_ctlserver_fail_code(from, reply, "invalid", err);
         return;
     }
     secret = sealed_secret(&sealed);
@@ -1217,7 +1161,7 @@ s2a_op_webhook_update(void *from, json_t *msg)
 
     if (s2a_webhooks_check(fields, false, &events, err, sizeof(err)) != S2A_OK)
     {
-        fail_code(from, reply, "invalid", err);
+        s2a_ctlserver_fail_code(from, reply, "invalid", err);
         return;
     }
     if (s2a_ctlserver_batch() != S2A_OK) {
@@ -1272,7 +1216,7 @@ s2a_op_webhook_update(void *from, json_t *msg)
     {
         forget_secret(secret, sealed);
         if (rc == SQLITE_DONE) {
-            fail_code(from, reply, "not_found", "not found");
+            s2a_ctlserver_fail_code(from, reply, "not_found", "not found");
         } else {
             s2a_ctlserver_fail(from, reply, "database write failed");
         }
@@ -1311,7 +1255,7 @@ s2a_op_webhook_delete(void *from, json_t *msg)
         return;
     }
     if (n == 0) {
-        fail_code(from, reply, "not_found", "not found");
+        s2a_ctlserver_fail_code(from, reply, "not_found", "not found");
         return;
     }
     s2a_log(LOG_NOTICE, 0, "webhook %lld deleted", (long long) id);
@@ -1326,10 +1270,10 @@ s2a_op_webhook_deliveries(void *from, json_t *msg)
     json_int_t limit = json_integer_value(json_object_get(msg, "limit"));
     json_t *reply = s2a_ctlserver_reply_for(msg), *rows;
 
-    flush();
+    s2a_ctlserver_flush();
     if (count("SELECT count(*) FROM webhook_endpoints WHERE id = ?1", id) <= 0)
     {
-        fail_code(from, reply, "not_found", "not found");
+        s2a_ctlserver_fail_code(from, reply, "not_found", "not found");
         return;
     }
     if (limit < 1 || limit > 1000) {
@@ -1365,8 +1309,9 @@ s2a_op_webhook_test(void *from, json_t *msg)
     }
     enabled = count("SELECT enabled FROM webhook_endpoints WHERE id = ?1", id);
     if (enabled <= 0) {
-        fail_code(from, reply, enabled < 0 ? "not_found" : "disabled",
-                  enabled < 0 ? "not found" : "disabled");
+        s2a_ctlserver_fail_code(from, reply,
+                                enabled < 0 ? "not_found" : "disabled",
+                                enabled < 0 ? "not found" : "disabled");
         return;
     }
     new_event_id(event_id);

@@ -15,13 +15,12 @@
 #include "worker/context.h"
 #include "worker/gen.h"
 #include "worker/mediain.h"
-#include "worker/multipart.h"
+#include "worker/formreq.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define CHAR_MAX_PARTS  16
 #define CHAR_FIELD_MAX  (S2A_CHAROPTS_INSTR_MAX + 1024)
 #define CHAR_DEFAULT    "sora-video-10s"
 #define VIDEO_REQUIRED  "video is required for character creation"
@@ -92,18 +91,6 @@ reply_character(creation_t *c, json_t *result)
 }
 
 static void
-on_progress(void *arg, const char *stage, const char *status, int progress,
-            const char *message, json_t *details)
-{
-    S2A_UNUSED(arg);
-    S2A_UNUSED(stage);
-    S2A_UNUSED(status);
-    S2A_UNUSED(progress);
-    S2A_UNUSED(message);
-    S2A_UNUSED(details);
-}
-
-static void
 on_done(void *arg, json_t *result, int status, const char *type,
         const char *code, const char *message)
 {
@@ -130,7 +117,8 @@ on_done(void *arg, json_t *result, int status, const char *type,
     creation_free(c);
 }
 
-static const s2a_gen_ops_t creation_ops = { on_progress, on_done, NULL };
+static const s2a_gen_ops_t creation_ops = { s2a_gen_progress_ignored, on_done,
+                                            NULL };
 
 static void
 on_gone(s2a_req_t *req, void *arg)
@@ -287,67 +275,6 @@ read_params(s2a_req_t *req, json_t *body, bool official, params_t *p)
     return S2A_OK;
 }
 
-/*
- * A multipart body into a JSON object of its text fields, with the
- * `video` file part in `p`. NULL after answering 400.
- */
-static json_t *
-read_form(s2a_req_t *req, const char *boundary, params_t *p)
-{
-    s2a_mpart_t parts[CHAR_MAX_PARTS];
-    const unsigned char *body;
-    size_t len, nparts, i;
-    char err[256];
-    json_t *obj, *v;
-
-    body = s2a_req_body(req, &len);
-    if (s2a_multipart_parse(body, len, boundary, parts, CHAR_MAX_PARTS, &nparts,
-                            err, sizeof(err))
-        != S2A_OK)
-    {
-        s2a_http_reply_error(req, 400, "invalid_request_error",
-                             "invalid_multipart", NULL, "%s", err);
-        return NULL;
-    }
-    obj = json_object();
-    for (i = 0; obj != NULL && i < nparts; i++) {
-        if (parts[i].has_filename) {
-            if (strcmp(parts[i].name, "video") != 0) {
-                continue; /* a file the API does not read */
-            }
-            if (p->file != NULL || parts[i].len == 0) {
-                json_decref(obj);
-                s2a_http_reply_error(
-                    req, 400, "invalid_request_error", "invalid_video", "video",
-                    p->file != NULL ? "only one video is accepted"
-                                    : "the uploaded video is empty");
-                return NULL;
-            }
-            p->file = parts[i].data;
-            p->file_len = parts[i].len;
-            continue;
-        }
-        v = parts[i].len <= CHAR_FIELD_MAX
-            ? json_stringn((const char *) parts[i].data, parts[i].len)
-            : NULL;
-        if (v == NULL) {
-            s2a_http_reply_error(req, 400, "invalid_request_error",
-                                 "invalid_value", parts[i].name,
-                                 "the form field %s is over %d bytes or not "
-                                 "UTF-8",
-                                 parts[i].name, CHAR_FIELD_MAX);
-            json_decref(obj);
-            return NULL;
-        }
-        json_object_set_new(obj, parts[i].name, v);
-    }
-    if (obj == NULL) {
-        s2a_http_reply_error(req, 500, "server_error", "internal_error", NULL,
-                             "out of memory");
-    }
-    return obj;
-}
-
 /* Starts the job the request waits for; answers on failure. */
 static void
 start_job(s2a_req_t *req, params_t *p, bool official)
@@ -428,26 +355,22 @@ oom:
 static void
 create(s2a_req_t *req, bool official)
 {
+    static const char *const files[] = { "video", NULL };
+    static const s2a_formreq_spec_t form = {
+        files,           NULL,
+        "invalid_video", "only one video is accepted",
+        "invalid_video", "the uploaded video is empty",
+        CHAR_FIELD_MAX
+    };
     params_t *p = calloc(1, sizeof(*p));
-    char boundary[S2A_MULTIPART_BOUNDARY_MAX + 1], err[256];
     json_t *body;
-    int rc;
 
     if (p == NULL) {
         s2a_http_reply_error(req, 500, "server_error", "internal_error", NULL,
                              "out of memory");
         return;
     }
-    rc = s2a_multipart_boundary(s2a_req_header(req, "Content-Type"), boundary,
-                                err, sizeof(err));
-    if (rc == S2A_ERROR) {
-        s2a_http_reply_error(req, 400, "invalid_request_error",
-                             "invalid_multipart", NULL, "%s", err);
-        free(p);
-        return;
-    }
-    body = rc == S2A_OK ? read_form(req, boundary, p)
-                        : s2a_req_json_object(req, false);
+    body = s2a_formreq_read(req, &form, &p->file, &p->file_len);
     if (body != NULL && read_params(req, body, official, p) == S2A_OK) {
         start_job(req, p, official);
     }

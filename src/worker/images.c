@@ -20,7 +20,7 @@
 #include "worker/gen.h"
 #include "worker/media.h"
 #include "worker/mediacache.h"
-#include "worker/multipart.h"
+#include "worker/formreq.h"
 #include "worker/upstream.h"
 
 #include <errno.h>
@@ -33,7 +33,6 @@
 #include <unistd.h>
 
 #define IMAGES_MAX_N      4
-#define IMAGES_MAX_PARTS  16
 #define IMAGES_FIELD_MAX  S2A_CHATREQ_MAX_PROMPT /* a text part, bytes */
 #define IMAGES_RESULT_MAX (20u * 1024 * 1024)    /* b64_json source */
 #define IMAGES_FETCH_MS   60000L
@@ -626,82 +625,6 @@ read_params(s2a_req_t *req, json_t *body, bool edit, images_params_t *p)
     return read_model(req, body, p);
 }
 
-/*
- * A multipart body into a JSON object of its text fields, with the image
- * file part (image, image[] or input_reference) in `p`. NULL after
- * answering 400.
- */
-static json_t *
-read_form(s2a_req_t *req, const char *boundary, images_params_t *p)
-{
-    s2a_mpart_t parts[IMAGES_MAX_PARTS];
-    const unsigned char *body;
-    size_t len, nparts, i;
-    char err[256];
-    json_t *obj, *v;
-
-    body = s2a_req_body(req, &len);
-    if (s2a_multipart_parse(body, len, boundary, parts, IMAGES_MAX_PARTS,
-                            &nparts, err, sizeof(err))
-        != S2A_OK)
-    {
-        s2a_http_reply_error(req, 400, "invalid_request_error",
-                             "invalid_multipart", NULL, "%s", err);
-        return NULL;
-    }
-    obj = json_object();
-    for (i = 0; obj != NULL && i < nparts; i++) {
-        if (parts[i].has_filename) {
-            if (strcmp(parts[i].name, "mask") == 0) {
-                json_object_set_new(obj, "mask", json_true());
-                continue;
-            }
-            if (strcmp(parts[i].name, "image") != 0
-                && strcmp(parts[i].name, "image[]") != 0
-                && strcmp(parts[i].name, "input_reference") != 0)
-            {
-                continue; /* a file the API does not read */
-            }
-            if (p->file != NULL) {
-                json_decref(obj);
-                s2a_http_reply_error(req, 400, "invalid_request_error",
-                                     "invalid_value", "image",
-                                     "only one image can be edited at a "
-                                     "time");
-                return NULL;
-            }
-            if (parts[i].len == 0) {
-                json_decref(obj);
-                s2a_http_reply_error(req, 400, "invalid_request_error",
-                                     "invalid_image", "image",
-                                     "the uploaded image is empty");
-                return NULL;
-            }
-            p->file = parts[i].data;
-            p->file_len = parts[i].len;
-            continue;
-        }
-        v = parts[i].len <= IMAGES_FIELD_MAX
-            ? json_stringn((const char *) parts[i].data, parts[i].len)
-            : NULL;
-        if (v == NULL) {
-            s2a_http_reply_error(req, 400, "invalid_request_error",
-                                 "invalid_value", parts[i].name,
-                                 "the form field %s is over %d bytes or not "
-                                 "UTF-8",
-                                 parts[i].name, IMAGES_FIELD_MAX);
-            json_decref(obj);
-            return NULL;
-        }
-        json_object_set_new(obj, parts[i].name, v);
-    }
-    if (obj == NULL) {
-        s2a_http_reply_error(req, 500, "server_error", "internal_error", NULL,
-                             "out of memory");
-    }
-    return obj;
-}
-
 /* Starts the request's jobs; answers on failure. */
 static void
 start_jobs(s2a_req_t *req, const images_params_t *p)
@@ -778,21 +701,20 @@ oom:
 static void
 images_handle(s2a_req_t *req, bool edit)
 {
+    static const char *const files[] = { "image", "image[]", "input_reference",
+                                         NULL };
+    static const char *const flags[] = { "mask", NULL };
+    static const s2a_formreq_spec_t form = {
+        files,           flags,
+        "invalid_value", "only one image can be edited at a time",
+        "invalid_image", "the uploaded image is empty",
+        IMAGES_FIELD_MAX
+    };
     images_params_t p;
-    char boundary[S2A_MULTIPART_BOUNDARY_MAX + 1], err[256];
     json_t *body;
-    int rc;
 
     memset(&p, 0, sizeof(p));
-    rc = s2a_multipart_boundary(s2a_req_header(req, "Content-Type"), boundary,
-                                err, sizeof(err));
-    if (rc == S2A_ERROR) {
-        s2a_http_reply_error(req, 400, "invalid_request_error",
-                             "invalid_multipart", NULL, "%s", err);
-        return;
-    }
-    body = rc == S2A_OK ? read_form(req, boundary, &p)
-                        : s2a_req_json_object(req, false);
+    body = s2a_formreq_read(req, &form, &p.file, &p.file_len);
     if (body == NULL) {
         return; /* answered */
     }

@@ -26,7 +26,7 @@
 #include "worker/gen.h"
 #include "worker/media.h"
 #include "worker/mediacache.h"
-#include "worker/multipart.h"
+#include "worker/formreq.h"
 #include "worker/proxy.h"
 #include "worker/signedurl.h"
 #include "worker/sora.h"
@@ -39,7 +39,6 @@
 #include <strings.h>
 #include <unistd.h>
 
-#define VIDEOS_MAX_PARTS 16
 #define VIDEOS_FIELD_MAX S2A_CHATREQ_MAX_PROMPT
 
 /* Official sizes and the orientation each maps to. */
@@ -701,70 +700,6 @@ read_params(s2a_req_t *req, json_t *body, videos_params_t *p)
     return S2A_OK;
 }
 
-/*
- * A multipart body into a JSON object of its text fields, with the
- * input_reference file part in `p`. NULL after answering 400.
- */
-static json_t *
-read_form(s2a_req_t *req, const char *boundary, videos_params_t *p)
-{
-    s2a_mpart_t parts[VIDEOS_MAX_PARTS];
-    const unsigned char *body;
-    size_t len, nparts, i;
-    char err[256];
-    json_t *obj, *v;
-
-    body = s2a_req_body(req, &len);
-    if (s2a_multipart_parse(body, len, boundary, parts, VIDEOS_MAX_PARTS,
-                            &nparts, err, sizeof(err))
-        != S2A_OK)
-    {
-        s2a_http_reply_error(req, 400, "invalid_request_error",
-                             "invalid_multipart", NULL, "%s", err);
-        return NULL;
-    }
-    obj = json_object();
-    for (i = 0; obj != NULL && i < nparts; i++) {
-        if (parts[i].has_filename) {
-            if (strcmp(parts[i].name, "input_reference") != 0) {
-                continue; /* a file the API does not read */
-            }
-            if (p->file != NULL || parts[i].len == 0) {
-                json_decref(obj);
-                s2a_http_reply_error(req, 400, "invalid_request_error",
-                                     "invalid_image", "input_reference",
-                                     p->file != NULL
-                                         ? "only one input_reference is "
-                                           "accepted"
-                                         : "the uploaded input_reference is "
-                                           "empty");
-                return NULL;
-            }
-            p->file = parts[i].data;
-            p->file_len = parts[i].len;
-            continue;
-        }
-        v = parts[i].len <= VIDEOS_FIELD_MAX
-            ? json_stringn((const char *) parts[i].data, parts[i].len)
-            : NULL;
-        if (v == NULL) {
-            s2a_http_reply_error(req, 400, "invalid_request_error",
-                                 "invalid_value", parts[i].name,
-                                 "the form field %s is over %d bytes or not "
-                                 "UTF-8",
-                                 parts[i].name, VIDEOS_FIELD_MAX);
-            json_decref(obj);
-            return NULL;
-        }
-        json_object_set_new(obj, parts[i].name, v);
-    }
-    if (obj == NULL) {
-        s2a_http_reply_error(req, 500, "server_error", "internal_error", NULL,
-                             "out of memory");
-    }
-    return obj;
-}
-
 /* When job `id` was accepted, as its row and slot say (the job has just
  * recorded it), or now. */
 static int64_t
@@ -862,21 +797,18 @@ oom:
 void
 s2a_videos_create(s2a_req_t *req)
 {
+    static const char *const files[] = { "input_reference", NULL };
+    static const s2a_formreq_spec_t form = {
+        files,           NULL,
+        "invalid_image", "only one input_reference is accepted",
+        "invalid_image", "the uploaded input_reference is empty",
+        VIDEOS_FIELD_MAX
+    };
     videos_params_t p;
-    char boundary[S2A_MULTIPART_BOUNDARY_MAX + 1], err[256];
     json_t *body;
-    int rc;
 
     memset(&p, 0, sizeof(p));
-    rc = s2a_multipart_boundary(s2a_req_header(req, "Content-Type"), boundary,
-                                err, sizeof(err));
-    if (rc == S2A_ERROR) {
-        s2a_http_reply_error(req, 400, "invalid_request_error",
-                             "invalid_multipart", NULL, "%s", err);
-        return;
-    }
-    body = rc == S2A_OK ? read_form(req, boundary, &p)
-                        : s2a_req_json_object(req, false);
+    body = s2a_formreq_read(req, &form, &p.file, &p.file_len);
     if (body == NULL) {
         return; /* answered */
     }
