@@ -37,8 +37,9 @@
 
 static struct {
     bool wanted;
+    bool started; /* the first pass (at start) ran */
     int countdown;
-} O = { false, PASS_EVERY_S };
+} O = { false, false, PASS_EVERY_S };
 
 static sqlite3 *
 conn(void)
@@ -534,6 +535,13 @@ pass(void)
         return;
     }
     O.wanted = false;
+    if (!O.started) {
+        O.started = true;
+        s2a_log(LOG_INFO, 0,
+                "character deletes: the first pass handed out %zu owed "
+                "deletes",
+                json_array_size(out));
+    }
     if (marked > 0) {
         s2a_log(LOG_NOTICE, 0,
                 "%d characters their ended jobs left are owed an upstream "

@@ -985,14 +985,24 @@ void
 s2a_cameo_delete(int64_t token_id, const char *character_id,
                  const char *public_id, bool temporary, const char *why)
 {
+    char reason[640];
     json_t *mark;
+    size_t n;
     delete_t *d;
 
     /* The decision is on the row first (`deleting`, this worker's): the
      * master finishes it if this attempt fails or never answers. */
     mark = json_pack("{s:s}", "state", "deleting");
     if (mark != NULL && !temporary && why != NULL && why[0] != '\0') {
-        json_object_set_new(mark, "error", json_string(why));
+        /* Within the column's bound, cut between UTF-8 characters. */
+        n = strlen(why) < sizeof(reason) ? strlen(why) : sizeof(reason) - 1;
+        while (n > 0 && n < strlen(why)
+               && ((unsigned char) why[n] & 0xC0) == 0x80) {
+            n--;
+        }
+        memcpy(reason, why, n);
+        reason[n] = '\0';
+        json_object_set_new(mark, "error", json_string(reason));
     }
     s2a_cameo_row(public_id, mark);
     d = delete_new(token_id, character_id, public_id, 0);
