@@ -133,6 +133,15 @@ const s2a_conf_key_t s2a_conf_keys[] = {
       "seconds before the first retry of a failed webhook delivery (it "
       "doubles per attempt, at most an hour)" },
 
+    { "characters", "delete_attempts", S2A_CONF_T_INT,
+      OFF(character_delete_attempts), 0, 1, 100, S2A_CONF_RELOAD, "10",
+      "upstream delete attempts a character the gateway owes a delete gets "
+      "before it is given up" },
+    { "characters", "delete_retry_base", S2A_CONF_T_SECONDS,
+      OFF(character_delete_retry_base), 0, 0, 3600, S2A_CONF_RELOAD, "60",
+      "seconds before the second attempt of an upstream character delete "
+      "(it doubles per attempt, at most an hour)" },
+
     { "limits", "max_tokens", S2A_CONF_T_INT, OFF(max_tokens), 0, 1, 1000000, 0,
       "4096", "size of the shared-memory account table" },
     { "limits", "max_leases", S2A_CONF_T_INT, OFF(max_leases), 0, 16, 10000000,

@@ -97,6 +97,10 @@ typedef struct s2a_conf_s {
     int webhooks_allow_private; /* receivers may be at private addresses */
     int webhooks_retry_base;    /* seconds before the first retry */
 
+    /* [characters] (master/orphans.c) */
+    int character_delete_attempts;   /* upstream delete attempts at most */
+    int character_delete_retry_base; /* seconds before the first retry */
+
     /* [limits] */
     int max_tokens;
     int max_leases;

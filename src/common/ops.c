@@ -65,6 +65,7 @@ const s2a_op_t s2a_ops[] = {
     { "character_get", TO_MASTER, "id:int public_id:str? cameo_id:str? character_id:str? username:str? owner:int?", "row:obj?", s2a_op_character_get, 0 },
     { "character_delete", TO_MASTER, "id:int public_id:str", "code:str?", s2a_op_character_delete, 0 },
     { "character_owners", TO_MASTER, "id:int usernames:arr", "rows:arr", s2a_op_character_owners, 0 },
+    { "character_delete_result", TO_MASTER, "public_id:str attempt:int ok:bool error:str?", NULL, s2a_op_character_delete_result, S2A_OP_QUEUED },
 #ifdef S2A_TEST_HOOKS
     { "sweep_now", TO_MASTER, "", NULL, s2a_op_sweep_now, S2A_OP_TEST_ONLY },
 #endif
@@ -77,6 +78,7 @@ const s2a_op_t s2a_ops[] = {
     { "quota_check", TO_WORKER, "token_id:int proxy:str?", NULL, s2a_op_quota_check, 0 },
     { "job_resume", TO_WORKER, "job_id:str task_id:str? token_id:int? model:str mode:str? created_at:int params:obj? prompt:str? stages:arr?", NULL, s2a_op_job_resume, 0 },
     { "webhook_send", TO_WORKER, "delivery_id:int attempt:int url:str headers:obj body:str public_only:bool timeout_ms:int", NULL, s2a_op_webhook_send, 0 },
+    { "character_purge", TO_WORKER, "public_id:str character_id:str token_id:int attempt:int", NULL, s2a_op_character_purge, 0 },
 };
 /* clang-format on */
 

@@ -110,6 +110,7 @@ void s2a_op_characters_list(void *from, json_t *msg);
 void s2a_op_character_get(void *from, json_t *msg);
 void s2a_op_character_delete(void *from, json_t *msg);
 void s2a_op_character_owners(void *from, json_t *msg);
+void s2a_op_character_delete_result(void *from, json_t *msg);
 void s2a_op_sweep_now(void *from, json_t *msg);
 
 /* Handlers in a worker (src/worker/). */
@@ -120,5 +121,6 @@ void s2a_op_refresh_token(void *from, json_t *msg);
 void s2a_op_quota_check(void *from, json_t *msg);
 void s2a_op_job_resume(void *from, json_t *msg);
 void s2a_op_webhook_send(void *from, json_t *msg);
+void s2a_op_character_purge(void *from, json_t *msg);
 
 #endif /* S2A_OPS_H */

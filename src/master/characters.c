@@ -19,6 +19,7 @@
 #include "common/ops.h"
 #include "common/util.h"
 #include "master/ctlserver.h"
+#include "master/orphans.h"
 #include "master/state.h"
 
 #include <stdio.h>
@@ -59,8 +60,8 @@ static const struct {
     { "visibility", COL_ENUM, 0,
       (const char *const[]){ "public", "private", NULL } },
     { "state", COL_ENUM, 0,
-      (const char *const[]){ "processing", "ready", "failed", "deleted",
-                             NULL } },
+      (const char *const[]){ "processing", "ready", "failed", "deleting",
+                             "deleted", NULL } },
     { "temporary", COL_BOOL, 0, NULL },
     { "owner", COL_COUNT, 0, NULL },
     { "job_id", COL_TEXT, SHORT_MAX, NULL },
@@ -366,6 +367,7 @@ s2a_op_character_write(void *from, json_t *msg)
         json_string_value(json_object_get(msg, "public_id"));
     json_t *fields = json_object_get(msg, "fields");
     json_t *reply = s2a_ctlserver_reply_for(msg), *row;
+    const char *state;
     sqlite3_stmt *st;
     char err[160];
     bool insert;
@@ -398,6 +400,11 @@ s2a_op_character_write(void *from, json_t *msg)
             from, reply, "conflict",
             "a cameo_id or character_id that another character has");
         return;
+    }
+    state = json_string_value(json_object_get(fields, "state"));
+    if (rc == SQLITE_DONE && state != NULL && strcmp(state, "deleting") == 0) {
+        /* The job's own delete: its attempt, leased (orphans.c). */
+        s2a_orphans_marked(public_id, ((s2a_proc_t *) from)->pid);
     }
     if (rc != SQLITE_DONE || (row = row_get(public_id)) == NULL) {
         s2a_log(LOG_ERR, 0, "character %s not written: %s", public_id,

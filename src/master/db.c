@@ -263,6 +263,18 @@ static const char *const migrations[] = {
      * rotation (sealed like the secret), and until when */
     "ALTER TABLE webhook_endpoints ADD COLUMN previous_secret TEXT;"
     "ALTER TABLE webhook_endpoints ADD COLUMN previous_until INTEGER;",
+
+    /* 15: the upstream deletes the gateway owes (state 'deleting',
+     * docs/characters.md "No orphans", src/master/orphans.c): why the
+     * character goes, since when, attempts made, no attempt before
+     * delete_next_at, and the worker whose attempt is in flight */
+    "ALTER TABLE characters ADD COLUMN delete_reason TEXT;"
+    "ALTER TABLE characters ADD COLUMN delete_since INTEGER;"
+    "ALTER TABLE characters ADD COLUMN delete_attempts INTEGER NOT NULL "
+    "DEFAULT 0;"
+    "ALTER TABLE characters ADD COLUMN delete_next_at INTEGER;"
+    "ALTER TABLE characters ADD COLUMN delete_pid INTEGER;"
+    "CREATE INDEX characters_state ON characters(state);",
 };
 
 static int

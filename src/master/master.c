@@ -20,6 +20,7 @@
 #include "master/ctlserver.h"
 #include "master/daemon.h"
 #include "master/journal.h"
+#include "master/orphans.h"
 #include "master/keys.h"
 #include "master/listeners.h"
 #include "master/pool.h"
@@ -422,6 +423,7 @@ reap_children(void)
          * then its unfinished tasks are closed. */
         s2a_chan_drain_input(proc->chan);
         s2a_journal_worker_gone(pid);
+        s2a_orphans_worker_gone(pid);
 
         dropped = 0;
         if (s2a_shm_lock(s2a_master.shm) == S2A_OK) {
@@ -739,6 +741,7 @@ tick_cb(evutil_socket_t fd, short what, void *arg)
                         (int64_t) s2a_ctlserver_queued());
     s2a_sweep_tick();
     s2a_journal_resume_tick();
+    s2a_orphans_tick();
     s2a_webhooks_tick();
 }
 
@@ -846,7 +849,8 @@ s2a_master_run(s2a_conf_t *conf, const s2a_master_opts_t *opts)
     /* The key first: seeding seals secrets and converts older ones. */
     if (load_secret_key(conf) != S2A_OK
         || s2a_db_seed(s2a_master.db, conf, s2a_master.key) != S2A_OK
-        || s2a_journal_recover() != S2A_OK || s2a_webhooks_init() != S2A_OK)
+        || s2a_journal_recover() != S2A_OK || s2a_orphans_recover() != S2A_OK
+        || s2a_webhooks_init() != S2A_OK)
     {
         goto done;
     }

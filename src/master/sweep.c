@@ -10,6 +10,7 @@
 #include "common/ops.h"
 #include "common/util.h"
 #include "master/ctlserver.h"
+#include "master/orphans.h"
 #include "master/pool.h"
 #include "master/state.h"
 
@@ -157,5 +158,6 @@ s2a_op_sweep_now(void *from, json_t *msg)
     S2A_UNUSED(msg);
     sweep_tokens();
     sweep_cache();
+    s2a_orphans_wanted();
 }
 #endif

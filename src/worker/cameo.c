@@ -11,6 +11,7 @@
 #include "worker/cameo.h"
 #include "common/crypto.h"
 #include "common/log.h"
+#include "common/ops.h"
 #include "common/util.h"
 #include "worker/context.h"
 #include "worker/sora.h"
@@ -73,10 +74,9 @@ struct s2a_cameo_s {
 typedef struct delete_s {
     uint64_t call;
     int64_t token_id;
+    json_int_t attempt; /* the master's number; 0 for the job's own */
     char character_id[96];
     char public_id[32];
-    bool temporary;
-    char why[256];
     struct delete_s *next, *prev;
 } delete_t;
 
@@ -893,68 +893,62 @@ delete_free(delete_t *d)
     free(d);
 }
 
+/* The outcome goes to the master, which decides the row (orphans.c). */
+static void
+report(delete_t *d, bool ok, const char *error)
+{
+    json_t *msg =
+        json_pack("{s:s, s:s, s:I, s:b}", "op", "character_delete_result",
+                  "public_id", d->public_id, "attempt", d->attempt, "ok", ok);
+
+    if (msg != NULL && error != NULL) {
+        json_object_set_new(msg, "error", json_string(error));
+    }
+    if (msg != NULL) {
+        s2a_worker_notify_master(msg);
+    }
+    json_decref(msg);
+    delete_free(d);
+}
+
 static void
 deleted(const s2a_sora_result_t *r, void *arg)
 {
     delete_t *d = arg;
-    char msg[640];
+    char msg[400];
 
     d->call = 0;
-    if (r->status >= 200 && r->status <= 299) {
+    /* E27: 200, 204 and 404 all mean Sora no longer has it. */
+    if ((r->status >= 200 && r->status <= 299) || r->status == 404) {
         s2a_log(LOG_INFO, 0, "character %s (%s) deleted upstream", d->public_id,
                 d->character_id);
-        if (d->temporary) {
-            s2a_cameo_row(d->public_id, json_pack("{s:s}", "state", "deleted"));
-        } else {
-            snprintf(msg, sizeof(msg), "%s; the character was deleted", d->why);
-            s2a_cameo_row(
-                d->public_id,
-                json_pack("{s:s, s:s}", "state", "failed", "error", msg));
-        }
-    } else {
-        snprintf(msg, sizeof(msg),
-                 "%s%sthe character could not be deleted upstream (%s); "
-                 "delete it from /api/characters",
-                 d->why, d->why[0] != '\0' ? "; " : "",
-                 r->error_message != NULL ? r->error_message : "no answer");
-        s2a_log(LOG_WARNING, 0, "character %s (%s): %s", d->public_id,
-                d->character_id, msg);
-        s2a_cameo_row(d->public_id, json_pack("{s:s}", "error", msg));
+        report(d, true, NULL);
+        return;
     }
-    delete_free(d);
+    if (r->error_message != NULL) {
+        snprintf(msg, sizeof(msg), "%.360s", r->error_message);
+    } else if (r->status > 0) {
+        snprintf(msg, sizeof(msg), "HTTP %ld", r->status);
+    } else {
+        snprintf(msg, sizeof(msg), "no answer");
+    }
+    s2a_log(LOG_WARNING, 0, "character %s (%s): the upstream delete failed: %s",
+            d->public_id, d->character_id, msg);
+    report(d, false, msg);
 }
 
-void
-s2a_cameo_delete(int64_t token_id, const char *character_id,
-                 const char *public_id, bool temporary, const char *why)
+/* Starts the delete of `d` (listed already); reports when it cannot. */
+static void
+delete_start(delete_t *d)
 {
-    char at[S2A_SHM_AT_MAX], proxy[256], path[160], msg[512];
+    char at[S2A_SHM_AT_MAX], proxy[256], path[160];
     s2a_sora_call_t call;
-    delete_t *d = calloc(1, sizeof(*d));
 
-    if (d == NULL) {
+    if (!s2a_worker_token_secret(d->token_id, at, proxy)) {
+        report(d, false, "its token is not in the pool");
         return;
     }
-    d->token_id = token_id;
-    snprintf(d->character_id, sizeof(d->character_id), "%s", character_id);
-    snprintf(d->public_id, sizeof(d->public_id), "%s", public_id);
-    snprintf(d->why, sizeof(d->why), "%s", why != NULL ? why : "");
-    d->temporary = temporary;
-    d->next = deletes;
-    if (deletes != NULL) {
-        deletes->prev = d;
-    }
-    deletes = d;
-    if (!s2a_worker_token_secret(token_id, at, proxy)) {
-        snprintf(msg, sizeof(msg),
-                 "%.200s%sthe account of the character was removed before "
-                 "it could be deleted upstream",
-                 d->why, d->why[0] != '\0' ? "; " : "");
-        s2a_cameo_row(d->public_id, json_pack("{s:s}", "error", msg));
-        delete_free(d);
-        return;
-    }
-    snprintf(path, sizeof(path), "/project_y/characters/%s", character_id);
+    snprintf(path, sizeof(path), "/project_y/characters/%s", d->character_id);
     memset(&call, 0, sizeof(call));
     call.method = "DELETE";
     call.path = path;
@@ -962,10 +956,86 @@ s2a_cameo_delete(int64_t token_id, const char *character_id,
     call.proxy = proxy[0] != '\0' ? proxy : NULL;
     d->call = s2a_sora_start(&call, deleted, d);
     if (d->call == 0) {
-        s2a_cameo_row(
-            d->public_id,
-            json_pack("{s:s}", "error", "the upstream delete could not start"));
-        delete_free(d);
+        report(d, false, "the upstream delete could not start");
+    }
+}
+
+static delete_t *
+delete_new(int64_t token_id, const char *character_id, const char *public_id,
+           json_int_t attempt)
+{
+    delete_t *d = calloc(1, sizeof(*d));
+
+    if (d == NULL) {
+        return NULL;
+    }
+    d->token_id = token_id;
+    d->attempt = attempt;
+    snprintf(d->character_id, sizeof(d->character_id), "%s", character_id);
+    snprintf(d->public_id, sizeof(d->public_id), "%s", public_id);
+    d->next = deletes;
+    if (deletes != NULL) {
+        deletes->prev = d;
+    }
+    deletes = d;
+    return d;
+}
+
+void
+s2a_cameo_delete(int64_t token_id, const char *character_id,
+                 const char *public_id, bool temporary, const char *why)
+{
+    char reason[640];
+    json_t *mark;
+    size_t n;
+    delete_t *d;
+
+    /* The decision is on the row first (`deleting`, this worker's): the
+     * master finishes it if this attempt fails or never answers. */
+    mark = json_pack("{s:s}", "state", "deleting");
+    if (mark != NULL && !temporary && why != NULL && why[0] != '\0') {
+        /* Within the column's bound, cut between UTF-8 characters. */
+        n = strlen(why) < sizeof(reason) ? strlen(why) : sizeof(reason) - 1;
+        while (n > 0 && n < strlen(why)
+               && ((unsigned char) why[n] & 0xC0) == 0x80) {
+            n--;
+        }
+        memcpy(reason, why, n);
+        reason[n] = '\0';
+        json_object_set_new(mark, "error", json_string(reason));
+    }
+    s2a_cameo_row(public_id, mark);
+    d = delete_new(token_id, character_id, public_id, 0);
+    if (d != NULL) {
+        delete_start(d);
+    }
+}
+
+/* "character_purge": a delete the master hands out (master/orphans.c). */
+void
+s2a_op_character_purge(void *from, json_t *msg)
+{
+    const char *public_id =
+        json_string_value(json_object_get(msg, "public_id"));
+    const char *character_id =
+        json_string_value(json_object_get(msg, "character_id"));
+    delete_t *d;
+
+    S2A_UNUSED(from);
+    if (strlen(public_id) >= sizeof(d->public_id)
+        || strlen(character_id) >= sizeof(d->character_id))
+    {
+        s2a_log(LOG_WARNING, 0, "character_purge: ids too long, ignored");
+        return;
+    }
+    d = delete_new(json_integer_value(json_object_get(msg, "token_id")),
+                   character_id, public_id,
+                   json_integer_value(json_object_get(msg, "attempt")));
+    if (d != NULL) {
+        s2a_log(LOG_INFO, 0,
+                "character %s (%s): upstream delete, attempt %lld (sweep)",
+                public_id, character_id, (long long) d->attempt);
+        delete_start(d);
     }
 }
 
@@ -976,9 +1046,10 @@ s2a_cameo_cleanup(void)
         if (deletes->call != 0) {
             s2a_sora_cancel(deletes->call);
         }
+        /* The row stays `deleting`: the master hands it out again. */
         s2a_log(LOG_WARNING, 0,
                 "character %s (%s): the worker exits before its upstream "
-                "delete answered",
+                "delete answered; the master retries it",
                 deletes->public_id, deletes->character_id);
         delete_free(deletes);
     }

@@ -86,10 +86,11 @@ void s2a_cameo_cancel(s2a_cameo_t *c, const char *why);
 
 /*
  * Deletes character `character_id` of token `token_id` upstream (E27),
- * on its own (it outlives the caller), then writes its row
- * `public_id`: `deleted` for a temporary character, else `failed` with
- * `why`. A delete that fails leaves the row `ready` with `error` saying
- * so (an operator deletes it from /api/characters).
+ * on its own (it outlives the caller). Its row `public_id` says
+ * `deleting` first (`error` `why` for one that is not `temporary`); the
+ * outcome goes to the master (character_delete_result), which writes
+ * the row `deleted` (temporary) or `failed` with `why` and that it was
+ * deleted, or tries again later (docs/characters.md, "No orphans").
  */
 void s2a_cameo_delete(int64_t token_id, const char *character_id,
                       const char *public_id, bool temporary, const char *why);
@@ -100,8 +101,8 @@ void s2a_cameo_row(const char *public_id, json_t *fields);
 /* Upstream deletes in flight in this worker (a drain waits for them). */
 int s2a_cameo_deleting(void);
 
-/* Worker exit: deletes still out are given up (their rows stay `ready`,
- * logged). */
+/* Worker exit: deletes still out are given up here (their rows stay
+ * `deleting`; the master hands them out again), logged. */
 void s2a_cameo_cleanup(void);
 
 #endif /* S2A_CAMEO_H */

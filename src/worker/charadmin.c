@@ -181,8 +181,16 @@ query_int(s2a_req_t *req, const char *name, long long min, long long max,
 static bool
 state_ok(const char *s)
 {
-    return strcmp(s, "processing") == 0 || strcmp(s, "ready") == 0
-        || strcmp(s, "failed") == 0 || strcmp(s, "deleted") == 0;
+    static const char *const states[] = { "processing", "ready", "failed",
+                                          "deleting", "deleted" };
+    size_t i;
+
+    for (i = 0; i < S2A_NELEMS(states); i++) {
+        if (strcmp(s, states[i]) == 0) {
+            return true;
+        }
+    }
+    return false;
 }
 
 /* Whether `s` is a plausible id: 1..ID_MAX bytes of [A-Za-z0-9_-]. */
@@ -543,7 +551,7 @@ s2a_charadmin_list(s2a_req_t *req)
         goto done;
     }
     if (state != NULL && !state_ok(state)) {
-        bad = "state must be processing, ready, failed or deleted";
+        bad = "state must be processing, ready, failed, deleting or deleted";
     } else if (username != NULL
                && (username[0] == '\0' || strlen(username) > USERNAME_MAX))
     {

@@ -104,7 +104,7 @@ test('character_write and friends check what they are given', async () => {
   assert.deepEqual([r.ok, r.code], [false, 'invalid']);
   for (const [fields, msg] of [
     [{ token_id: A.id, visibility: 'friends' }, 'visibility must be one of public, private'],
-    [{ token_id: A.id, state: 'done' }, 'state must be one of processing, ready, failed, deleted'],
+    [{ token_id: A.id, state: 'done' }, 'state must be one of processing, ready, failed, deleting, deleted'],
     [{ token_id: A.id, temporary: 1 }, 'temporary must be a boolean'],
     [{ token_id: A.id, instruction_set: 'x'.repeat(4097) }, 'instruction_set must be a string of at most 4096 bytes or null'],
     [{ token_id: A.id, username: 'u'.repeat(65) }, 'username must be a string of at most 64 bytes or null'],
@@ -168,7 +168,7 @@ test('GET /api/characters: newest first, filters, pages, refusals', async () => 
     ['?limit=x', 'limit must be an integer from 1 to 1000'],
     ['?offset=-1', 'offset must be an integer from 0 to 1000000'],
     ['?token_id=0', 'token_id must be an integer from 1 to 9223372036854775807'],
-    ['?state=gone', 'state must be processing, ready, failed or deleted'],
+    ['?state=gone', 'state must be processing, ready, failed, deleting or deleted'],
     [`?username=${'u'.repeat(65)}`, 'username must be 1 to 64 bytes'],
     [`?search=${'s'.repeat(65)}`, 'search must be at most 64 bytes'],
   ]) {

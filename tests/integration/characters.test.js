@@ -414,18 +414,18 @@ test('chat: character + video: a timeout and a client that leaves still delete t
   await waitFor(async () => (await newestRow()).state === 'deleted', { what: 'the row' });
 });
 
-test('chat: character + video: an upstream delete that fails leaves the row ready with an error to act on', async () => {
+test('chat: character + video: an upstream delete that fails leaves the row deleting, retried (characters-orphans.test.js)', async () => {
   await fake.arm({ route: 'DELETE /backend/project_y/characters/{id}', status: 500, times: 1 });
   const s = g.parseStream(await charVideo({ character_options: { username: 'undeleted_cat' } }));
   assert.equal(s.error, undefined);
   const row = (await ctl({ op: 'characters_list', username: 'undeleted_cat', limit: 5 })).rows[0];
   await waitFor(async () => (await rowOf(row.id)).error !== null, { what: 'the error on the row' });
   const r = await rowOf(row.id);
-  assert.equal(r.state, 'ready');
+  assert.equal(r.state, 'deleting');
   assert.equal(r.temporary, true);
-  assert.match(r.error, /could not be deleted upstream .*delete it from \/api\/characters/);
+  assert.match(r.error, /^the character could not be deleted upstream \(.+\); attempt 1 of 10, the gateway tries again$/);
   assert.ok(await fakeCharacter(r.character_id), 'still there upstream');
-  // The operator's delete takes it away.
+  // The operator's delete takes it away before the gateway's next attempt.
   const del = await request(d.base, 'DELETE', `/api/characters/${r.id}`, { headers: ctx.H });
   assert.equal(del.status, 200, del.text);
   assert.equal(await fakeCharacter(r.character_id), undefined);

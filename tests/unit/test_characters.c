@@ -74,7 +74,8 @@ test_check(void **state)
     assert_false(passes("{\"visibility\":null}", false, err, sizeof(err)));
     assert_false(passes("{\"state\":\"done\"}", false, err, sizeof(err)));
     assert_string_equal(
-        err, "state must be one of processing, ready, failed, deleted");
+        err,
+        "state must be one of processing, ready, failed, deleting, deleted");
     assert_false(passes("{\"token_id\":0}", false, err, sizeof(err)));
     assert_false(passes("{\"token_id\":\"1\"}", false, err, sizeof(err)));
     assert_false(passes("{\"owner\":-1}", false, err, sizeof(err)));

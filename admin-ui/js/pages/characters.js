@@ -15,8 +15,8 @@ import {
 } from '../ui.js';
 
 const PAGE = 50;
-const STATES = ['processing', 'ready', 'failed', 'deleted'];
-const STATE_KIND = { processing: 'cooling', ready: 'active', failed: 'invalid', deleted: 'disabled' };
+const STATES = ['processing', 'ready', 'failed', 'deleting', 'deleted'];
+const STATE_KIND = { processing: 'cooling', ready: 'active', failed: 'invalid', deleting: 'cooling', deleted: 'disabled' };
 
 const isHttp = (u) => typeof u === 'string' && /^https?:\/\//i.test(u);
 const who = (c) => (c.username ? `@${c.username}` : c.id);
@@ -63,6 +63,7 @@ export default {
       'char.state.processing': 'processing',
       'char.state.ready': 'ready',
       'char.state.failed': 'failed',
+      'char.state.deleting': 'deleting',
       'char.state.deleted': 'deleted',
       'char.open': 'Details',
       'char.delete': 'Delete',
@@ -115,6 +116,7 @@ export default {
       'char.state.processing': '处理中',
       'char.state.ready': '就绪',
       'char.state.failed': '失败',
+      'char.state.deleting': '删除中',
       'char.state.deleted': '已删除',
       'char.open': '详情',
       'char.delete': '删除',
