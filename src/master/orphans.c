@@ -512,11 +512,7 @@ pass(void)
     int marked;
 
     /* The records first: a result or a dead worker's release waits. */
-    if (s2a_ctlserver_queued() > 0 || s2a_db_in_transaction(s2a_master.db)) {
-        if (s2a_ctlserver_batch() == S2A_OK) {
-            s2a_ctlserver_commit();
-        }
-    }
+    s2a_ctlserver_flush();
     if (s2a_ctlserver_queued() > 0 || s2a_db_in_transaction(s2a_master.db)
         || s2a_db_begin(s2a_master.db) != S2A_OK)
     {
