@@ -425,7 +425,9 @@ test('a worker killed with a running job: the job ends once (failed), leaves the
     assert.equal(delta(up, 'sora2api_worker_restarts_total', {}), 0);
     assert.equal(val(up, 'sora2api_jobs_running', { kind: 'video' }), 0);
     const ready = await scrapeUntil((f) => val(f, 'sora2api_workers', { state: 'ready' }) === 2
-      && delta(f, 'sora2api_jobs_total', { kind: 'video', state: 'failed' }) === 1, 'the replacement ready, the job ended');
+      && delta(f, 'sora2api_jobs_total', { kind: 'video', state: 'failed' }) === 1, 'the replacement ready, the job ended',
+    // A worker's start under ASan, beside another test file, can pass 10 s.
+    { timeout: 30000 });
     assert.equal(delta(ready, 'sora2api_worker_restarts_total', {}), 1);
     assert.equal(val(ready, 'sora2api_workers', { state: 'starting' }), 0);
     assert.equal(delta(ready, 'sora2api_job_duration_seconds_count', { kind: 'video' }), 1);
