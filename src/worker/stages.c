@@ -4,8 +4,25 @@
  * the master stores what arrives as the task's `stages` column.
  */
 #include "worker/stages.h"
+#include "common/core.h"
 
+#include <stdlib.h>
 #include <string.h>
+
+/* Every stage and status the job reports (docs/generation.md). */
+static const char *const known[] = {
+    "generation",
+    "storyboard",
+    "remix",
+    "upload",
+    "watermark_free",
+    "cache",
+    "error",
+    "started",
+    "processing",
+    "completed",
+    "character_creation",
+};
 
 /* The length of `text` cut to at most `max` bytes, on a UTF-8 boundary. */
 static size_t
@@ -24,63 +41,110 @@ cut_utf8(const char *text, size_t max)
     return n;
 }
 
-static json_t *
-entry_new(const char *stage, const char *status, int progress,
+/* The table's copy of `name`, or a new one (`*own` set); NULL when out
+ * of memory. */
+static const char *
+intern(const char *name, bool *own)
+{
+    size_t i;
+
+    *own = false;
+    for (i = 0; i < S2A_NELEMS(known); i++) {
+        if (strcmp(known[i], name) == 0) {
+            return known[i];
+        }
+    }
+    *own = true;
+    return strdup(name);
+}
+
+static void
+entry_clear(s2a_stage_t *e)
+{
+    if (e->own_stage) {
+        free((char *) e->stage);
+    }
+    if (e->own_status) {
+        free((char *) e->status);
+    }
+    free(e->message);
+    memset(e, 0, sizeof(*e));
+}
+
+/* Fills `e` (cleared); false when out of memory (`e` left clear). */
+static bool
+entry_set(s2a_stage_t *e, const char *stage, const char *status, int progress,
           const char *message, int64_t now_ms)
 {
-    json_t *e;
+    size_t len;
 
     if (message == NULL) {
         message = "";
     }
-    e = json_pack("{s:s, s:s, s:s%, s:I}", "stage", stage, "status", status,
-                  "message", message, cut_utf8(message, S2A_STAGES_MESSAGE_MAX),
-                  "t", (json_int_t) now_ms);
-    if (e != NULL && progress >= 0) {
-        json_object_set_new(e, "progress", json_integer(progress));
+    len = cut_utf8(message, S2A_STAGES_MESSAGE_MAX);
+    e->stage = intern(stage, &e->own_stage);
+    e->status = intern(status, &e->own_status);
+    e->message = malloc(len + 1);
+    if (e->stage == NULL || e->status == NULL || e->message == NULL) {
+        entry_clear(e);
+        return false;
     }
-    return e;
+    memcpy(e->message, message, len);
+    e->message[len] = '\0';
+    e->t = now_ms;
+    e->progress = progress >= 0 ? progress : -1;
+    return true;
 }
 
 static bool
-is_processing(const json_t *e, const char *stage, const char *status)
+is_processing(const char *stage, const char *status)
 {
-    return strcmp(stage, "generation") == 0 && strcmp(status, "processing") == 0
-        && e != NULL && json_is_string(json_object_get(e, "stage"))
-        && strcmp(json_string_value(json_object_get(e, "stage")), "generation")
-        == 0
-        && json_is_string(json_object_get(e, "status"))
-        && strcmp(json_string_value(json_object_get(e, "status")), "processing")
-        == 0;
+    return strcmp(stage, "generation") == 0
+        && strcmp(status, "processing") == 0;
 }
 
 void
 s2a_stages_add(s2a_stages_t *s, const char *stage, const char *status,
                int progress, const char *message, int64_t now_ms)
 {
-    json_t *e;
-    size_t n;
+    s2a_stage_t e, *grown;
+    size_t cap;
 
     if (stage == NULL || status == NULL) {
         return;
     }
-    if (s->list == NULL && (s->list = json_array()) == NULL) {
-        return;
+    memset(&e, 0, sizeof(e));
+    if (!entry_set(&e, stage, status, progress, message, now_ms)) {
+        return; /* out of memory: the event is dropped */
     }
-    e = entry_new(stage, status, progress, message, now_ms);
-    if (e == NULL) {
-        return;
-    }
-    n = json_array_size(s->list);
-    if (n > 0 && is_processing(json_array_get(s->list, n - 1), stage, status)) {
-        json_array_set_new(s->list, n - 1, e);
+    /* A run of percentages is one entry, the latest. */
+    if (s->n > 0 && is_processing(stage, status)
+        && is_processing(s->v[s->n - 1].stage, s->v[s->n - 1].status))
+    {
+        entry_clear(&s->v[s->n - 1]);
+        s->v[s->n - 1] = e;
         s->touched = true;
-    } else if (n >= S2A_STAGES_MAX) {
-        json_array_set_new(s->list, n - 1, e);
-        s->dirty = true;
-    } else if (json_array_append_new(s->list, e) == 0) {
-        s->dirty = true;
+        return;
     }
+    if (s->n >= S2A_STAGES_MAX) {
+        entry_clear(&s->v[s->n - 1]);
+        s->v[s->n - 1] = e;
+        s->dirty = true;
+        return;
+    }
+    if (s->n == s->cap) {
+        cap = s->cap > 0 ? s->cap * 2 : 8;
+        cap = cap < S2A_STAGES_MAX ? cap : S2A_STAGES_MAX;
+        grown = realloc(s->v, cap * sizeof(*grown));
+        if (grown == NULL) {
+            entry_clear(&e);
+            return;
+        }
+        s->v = grown;
+        s->cap = cap;
+    }
+    s->v[s->n++] = e;
+    s->dirty = true;
 }
 
 void
@@ -114,17 +178,44 @@ s2a_stages_load(s2a_stages_t *s, const json_t *list)
     s->touched = false;
 }
 
+json_t *
+s2a_stages_json(const s2a_stages_t *s)
+{
+    json_t *list, *o;
+    size_t i;
+
+    if (s->n == 0 || (list = json_array()) == NULL) {
+        return NULL;
+    }
+    for (i = 0; i < s->n; i++) {
+        const s2a_stage_t *e = &s->v[i];
+
+        o = json_pack("{s:s, s:s, s:s, s:I}", "stage", e->stage, "status",
+                      e->status, "message", e->message, "t", (json_int_t) e->t);
+        if (o == NULL) {
+            continue; /* a message that is no UTF-8: this entry only */
+        }
+        if (e->progress >= 0) {
+            json_object_set_new(o, "progress", json_integer(e->progress));
+        }
+        if (json_array_append_new(list, o) != 0) {
+            json_decref(list);
+            return NULL;
+        }
+    }
+    return list;
+}
+
 bool
 s2a_stages_attach(s2a_stages_t *s, json_t *fields, bool final)
 {
-    json_t *copy;
+    json_t *list;
 
-    if (s->list == NULL || fields == NULL
-        || !(s->dirty || (final && s->touched))) {
+    if (s->n == 0 || fields == NULL || !(s->dirty || (final && s->touched))) {
         return false;
     }
-    copy = json_deep_copy(s->list);
-    if (copy == NULL || json_object_set_new(fields, "stages", copy) != 0) {
+    list = s2a_stages_json(s);
+    if (list == NULL || json_object_set_new(fields, "stages", list) != 0) {
         return false;
     }
     s->dirty = false;
@@ -135,8 +226,11 @@ s2a_stages_attach(s2a_stages_t *s, json_t *fields, bool final)
 void
 s2a_stages_cleanup(s2a_stages_t *s)
 {
-    json_decref(s->list);
-    s->list = NULL;
-    s->dirty = false;
-    s->touched = false;
+    size_t i;
+
+    for (i = 0; i < s->n; i++) {
+        entry_clear(&s->v[i]);
+    }
+    free(s->v);
+    memset(s, 0, sizeof(*s));
 }

@@ -17,13 +17,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 static void
 check_stages(const s2a_stages_t *s)
 {
+    json_t *list = s2a_stages_json(s);
     const json_t *e;
     size_t i;
 
-    if (json_array_size(s->list) > S2A_STAGES_MAX) {
+    if (s->n > S2A_STAGES_MAX || json_array_size(list) > s->n) {
         abort();
     }
-    json_array_foreach (s->list, i, e) {
+    json_array_foreach (list, i, e) {
         if (!json_is_string(json_object_get(e, "stage"))
             || !json_is_string(json_object_get(e, "status"))
             || !json_is_integer(json_object_get(e, "t"))
@@ -33,6 +34,7 @@ check_stages(const s2a_stages_t *s)
             abort();
         }
     }
+    json_decref(list);
 }
 
 /* The entry point libFuzzer calls with each input. */

@@ -16,7 +16,11 @@
 static const char *
 field(const s2a_stages_t *s, size_t i, const char *name)
 {
-    return json_string_value(json_object_get(json_array_get(s->list, i), name));
+    const s2a_stage_t *e = &s->v[i];
+
+    return strcmp(name, "stage") == 0 ? e->stage
+        : strcmp(name, "status") == 0 ? e->status
+                                      : e->message;
 }
 
 static void
@@ -34,21 +38,25 @@ test_collapse(void **state)
     assert_true(s2a_stages_attach(&s, fields, false));
     s2a_stages_add(&s, "generation", "processing", 40, "40%", 1200);
     s2a_stages_add(&s, "generation", "processing", 80, "80%", 1300);
-    assert_int_equal(json_array_size(s.list), 2);
+    assert_int_equal(s.n, 2);
     assert_string_equal(field(&s, 1, "message"), "80%");
-    assert_int_equal(
-        json_integer_value(json_object_get(json_array_get(s.list, 1), "t")),
-        1300);
+    assert_int_equal(s.v[1].t, 1300);
     /* A percentage alone is no new stage; the end carries it anyway. */
     assert_false(s2a_stages_attach(&s, fields, false));
     assert_true(s2a_stages_attach(&s, fields, true));
-    assert_null(json_object_get(json_array_get(s.list, 0), "progress"));
+    assert_null(json_object_get(
+        json_array_get(json_object_get(fields, "stages"), 0), "progress"));
+    assert_int_equal(
+        json_integer_value(json_object_get(
+            json_array_get(json_object_get(fields, "stages"), 1), "progress")),
+        80);
     s2a_stages_add(&s, "generation", "completed", 100, "done", 1400);
     s2a_stages_add(&s, "generation", "processing", 0, "again", 1500);
-    assert_int_equal(json_array_size(s.list), 4); /* not collapsed */
+    assert_int_equal(s.n, 4); /* not collapsed */
     json_decref(fields);
     s2a_stages_cleanup(&s);
-    assert_null(s.list);
+    assert_int_equal(s.n, 0);
+    assert_null(s.v);
 }
 
 static void
@@ -62,12 +70,10 @@ test_bounds(void **state)
     for (i = 0; i < 100; i++) {
         s2a_stages_add(&s, i % 2 ? "cache" : "upload", "started", -1, "x", i);
     }
-    assert_int_equal(json_array_size(s.list), S2A_STAGES_MAX);
+    assert_int_equal(s.n, S2A_STAGES_MAX);
     assert_string_equal(field(&s, 0, "stage"), "upload");
     /* The last slot holds the latest. */
-    assert_int_equal(json_integer_value(json_object_get(
-                         json_array_get(s.list, S2A_STAGES_MAX - 1), "t")),
-                     99);
+    assert_int_equal(s.v[S2A_STAGES_MAX - 1].t, 99);
     s2a_stages_cleanup(&s);
 
     /* 255 ASCII bytes, then a 3-byte character across the cut. */
@@ -78,7 +84,7 @@ test_bounds(void **state)
     s2a_stages_add(&s, "error", "error", -1, NULL, 2);
     assert_string_equal(field(&s, 1, "message"), "");
     s2a_stages_add(&s, NULL, "error", -1, "no stage", 3);
-    assert_int_equal(json_array_size(s.list), 2);
+    assert_int_equal(s.n, 2);
     s2a_stages_cleanup(&s);
 }
 
@@ -98,15 +104,16 @@ test_load(void **state)
 
     (void) state;
     s2a_stages_load(&s, row);
-    assert_int_equal(json_array_size(s.list), 2);
-    assert_null(json_object_get(json_array_get(s.list, 1), "progress"));
+    assert_int_equal(s.n, 2);
+    assert_int_equal(s.v[1].progress, -1);
     assert_string_equal(field(&s, 1, "message"), "");
     assert_false(s2a_stages_attach(&s, fields, true)); /* as the row has it */
     s2a_stages_add(&s, "generation", "processing", 50, "50%", 4);
-    assert_int_equal(json_array_size(s.list), 2); /* goes on collapsing */
+    assert_int_equal(s.n, 2); /* goes on collapsing */
     assert_true(s2a_stages_attach(&s, fields, true));
     s2a_stages_load(&s, NULL);
-    assert_null(s.list);
+    assert_int_equal(s.n, 0);
+    assert_null(s2a_stages_json(&s));
     json_decref(row);
     json_decref(fields);
 }
