@@ -93,3 +93,23 @@ s2a_is_hex(const char *s, size_t len)
     }
     return true;
 }
+
+int64_t
+s2a_backoff_jitter(int attempt, int64_t base, int64_t cap, double r)
+{
+    int64_t d = base > 0 ? base : 1;
+    int i;
+
+    for (i = 1; i < attempt && d < cap; i++) {
+        d *= 2;
+    }
+    if (d > cap) {
+        d = cap;
+    }
+    if (!(r >= 0.0)) {
+        r = 0.0; /* NaN too */
+    } else if (r > 1.0) {
+        r = 1.0;
+    }
+    return d - d / 2 + (int64_t) ((double) (d / 2) * r);
+}

@@ -8,6 +8,14 @@
 
 /* Wall-clock time in milliseconds / seconds since the epoch. */
 int64_t s2a_now_ms(void);
+
+/*
+ * Back-off with equal jitter: `base` doubled per earlier failed attempt
+ * (`attempt` 1, 2, ...), at most `cap`, then moved into [d/2, d] by `r`
+ * in [0, 1] (NaN counts as 0), so retries of many things that failed
+ * together spread out. Any unit; `base` < 1 counts as 1.
+ */
+int64_t s2a_backoff_jitter(int attempt, int64_t base, int64_t cap, double r);
 int64_t s2a_now(void);
 
 /* Monotonic milliseconds, for deadlines and durations. */

@@ -14,12 +14,14 @@
  * frees it at once.
  */
 #include "master/orphans.h"
+#include "common/crypto.h"
 #include "common/log.h"
 #include "common/ops.h"
 #include "common/util.h"
 #include "master/ctlserver.h"
 #include "master/state.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -114,17 +116,20 @@ with_reason(char *out, size_t outlen, const char *reason, const char *text)
     }
 }
 
-/* The pause after `attempts` failed attempts. */
+/* The pause after `attempts` failed attempts, jittered (deletes that
+ * failed together, in one Sora outage, come back spread out). */
 static int64_t
 backoff_s(int64_t attempts)
 {
-    int64_t d = s2a_master.conf->character_delete_retry_base;
-    int64_t i;
+    int64_t base = s2a_master.conf->character_delete_retry_base;
+    uint32_t r = 0;
 
-    for (i = 1; i < attempts && d < BACKOFF_CAP; i++) {
-        d *= 2;
+    if (base <= 0) {
+        return 0;
     }
-    return d < BACKOFF_CAP ? d : BACKOFF_CAP;
+    s2a_random_bytes(&r, sizeof(r));
+    return s2a_backoff_jitter(attempts > INT32_MAX ? INT32_MAX : (int) attempts,
+                              base, BACKOFF_CAP, (double) r / 4294967295.0);
 }
 
 /* ---------------------------------------------------------------------

@@ -75,23 +75,7 @@ conn(void)
 int64_t
 s2a_webhooks_backoff_ms(int attempt, int64_t base_ms, double r)
 {
-    int64_t d = base_ms > 0 ? base_ms : 1;
-    int i;
-
-    for (i = 1; i < attempt && d < S2A_WEBHOOKS_RETRY_CAP_MS; i++) {
-        d *= 2;
-    }
-    if (d > S2A_WEBHOOKS_RETRY_CAP_MS) {
-        d = S2A_WEBHOOKS_RETRY_CAP_MS;
-    }
-    if (!(r >= 0.0)) {
-        r = 0.0; /* NaN too */
-    } else if (r > 1.0) {
-        r = 1.0;
-    }
-    /* Equal jitter: half fixed, half random, so retries of many
-     * deliveries that failed together spread out. */
-    return d - d / 2 + (int64_t) ((double) (d / 2) * r);
+    return s2a_backoff_jitter(attempt, base_ms, S2A_WEBHOOKS_RETRY_CAP_MS, r);
 }
 
 bool

@@ -309,14 +309,22 @@ sora_done(const s2a_sora_result_t *r, void *arg)
 {
     ch_req_t *c = arg;
     const char *public_id = json_string_value(json_object_get(c->row, "id"));
-    char text[512];
+    char text[600];
 
     c->sora = 0;
     if (c->op == OP_UPDATE) {
         if (!s2a_sora_ok(r)) {
-            snprintf(text, sizeof(text),
-                     "Sora refused the update (status %ld): %.400s", r->status,
-                     r->error_message != NULL ? r->error_message : "no answer");
+            if (r->status == 0) {
+                snprintf(text, sizeof(text),
+                         "Sora did not answer the update: %.400s",
+                         r->error_message != NULL ? r->error_message
+                                                  : "no answer");
+            } else {
+                snprintf(
+                    text, sizeof(text),
+                    "Sora refused the update (status %ld): %.400s", r->status,
+                    r->error_message != NULL ? r->error_message : "no answer");
+            }
             s2a_log(LOG_WARNING, 0, "character %s: %s", public_id, text);
             finish_detail(c, 502, text);
             return;
@@ -330,10 +338,17 @@ sora_done(const s2a_sora_result_t *r, void *arg)
     }
     /* OP_DELETE: a character Sora no longer has is gone as well. */
     if (r->status != 200 && r->status != 204 && r->status != 404) {
+        char why[48];
+
+        if (r->status == 0) {
+            snprintf(why, sizeof(why), "no answer");
+        } else {
+            snprintf(why, sizeof(why), "status %ld", r->status);
+        }
         snprintf(text, sizeof(text),
-                 "Sora did not delete the character (status %ld): %.400s; "
+                 "Sora did not delete the character (%s): %.400s; "
                  "the record is kept (local_only=true removes only it)",
-                 r->status,
+                 why,
                  r->error_message != NULL ? r->error_message : "no answer");
         s2a_log(LOG_WARNING, 0, "character %s: %s", public_id, text);
         finish_detail(c, 502, text);

@@ -275,7 +275,7 @@ test('update: checked, pushed to Sora with the owner\'s token first, then the ro
   r = await api('POST', url, { display_name: 'Never' });
   await g.disarm(ctx.fake);
   assert.equal(r.status, 502);
-  assert.match(r.json.detail, /^Sora refused the update \(status 0\): /);
+  assert.match(r.json.detail, /^Sora did not answer the update: /);
   assert.deepEqual(await getRow(row.id), before);
   assert.equal((await fakeState()).cameos.find((x) => x.id === row.cameo_id).display_name, 'Eve the Owl');
 
@@ -317,7 +317,7 @@ test('delete: on Sora, then here; local_only; Sora failing keeps the row; the to
   r = await api('DELETE', `/api/characters/${three.id}`);
   await g.disarm(ctx.fake);
   assert.equal(r.status, 502);
-  assert.match(r.json.detail, /^Sora did not delete the character \(status 0\): /);
+  assert.match(r.json.detail, /^Sora did not delete the character \(no answer\): /);
   assert.deepEqual(await getRow(three.id), three);
   await ctx.fake.clearJournal();
   r = await api('DELETE', `/api/characters/${three.id}?local_only=true`);
