@@ -69,74 +69,9 @@ json_field() {
              process.stdout.write(String(v));' "$1" "$2"
 }
 
-# start_fake: the fake upstream with VIDEO_BYTES videos; sets FAKE_PORT, FPID.
-start_fake() {
-    local dir=$WORK/fake i
-    mkdir -p "$dir"
-    echo "{\"video_bytes\": $VIDEO_BYTES}" >"$dir/config.json"
-    : >"$dir/stdout.log"
-    node "$ROOT/tests/fake-sora/server.js" --port 0 --config "$dir/config.json" \
-        >"$dir/stdout.log" 2>"$dir/stderr.log" &
-    FPID=$!
-    PIDS+=("$FPID")
-    for ((i = 0; i < 100; i++)); do
-        FAKE_PORT=$(awk '/^listening on / { n = split($3, a, ":"); print a[n] }' "$dir/stdout.log")
-        [[ -n $FAKE_PORT ]] && return 0
-        kill -0 "$FPID" 2>/dev/null || die "the fake exited at start: $(cat "$dir/stderr.log")"
-        sleep 0.1
-    done
-    die "the fake is not listening after 10 s"
-}
 
-# start_daemon NAME: sora2apid in $WORK/NAME against the fake; sets PORT, DPID.
-start_daemon() {
-    local name=$1 dir=$WORK/$1 i fake=http://127.0.0.1:$FAKE_PORT
-    free_port
-    mkdir -p "$dir/ui"
-    cat >"$dir/sora2api.conf" <<EOF
-[server]
-listen = 127.0.0.1:$PORT
-workers = 2
-pidfile = $dir/sora2apid.pid
-[paths]
-data_dir = $dir/data
-cache_dir = $dir/cache
-admin_ui_dir = $dir/ui
-[log]
-error_log = $dir/error.log
-access_log = off
-level = notice
-[upstream]
-base_url = $fake/backend
-session_url = $fake/api/auth/session
-oauth_url = $fake/oauth/token
-poll_interval_ms = 100
-timeout = 10
-EOF
-    "$BIN" -f -c "$dir/sora2api.conf" >"$dir/stdout.log" 2>&1 &
-    DPID=$!
-    PIDS+=("$DPID")
-    for ((i = 0; i < 100; i++)); do
-        grep -q 'ready:' "$dir/error.log" 2>/dev/null && return 0
-        kill -0 "$DPID" 2>/dev/null ||
-            die "sora2apid ($name) exited at start: $(cat "$dir/error.log" "$dir/stdout.log" 2>/dev/null)"
-        sleep 0.1
-    done
-    die "sora2apid ($name) not ready after 10 s: $(cat "$dir/error.log" 2>/dev/null)"
-}
 
-# stop_daemon NAME PID: SIGTERM, and insist on exit status 0.
-stop_daemon() {
-    local rc=0
-    kill -TERM "$2"
-    wait "$2" || rc=$?
-    forget_pid "$2"
-    [[ $rc == 0 ]] || die "sora2apid ($1) exited $rc on SIGTERM"
-}
 
-workers_of() {
-    pgrep -P "$1" | sort -n | tr '\n' ' '
-}
 
 # api METHOD PATH BODY AUTH OUT: one JSON call to the daemon; the answer
 # goes to OUT; dies unless it is a 200.
@@ -149,8 +84,9 @@ api() {
 }
 
 # --- the fake, the daemon, one cached video ---------------------------------
-start_fake
-start_daemon s2a
+start_fake "{\"video_bytes\": $VIDEO_BYTES}"
+start_sora2apid s2a off "$(fake_upstream_conf)
+timeout = 10"
 P_S2A=$PORT PID_S2A=$DPID
 
 curl -sSf -o "$WORK/login.json" -H 'Content-Type: application/json' \

@@ -43,35 +43,6 @@ done
 
 bench_setup
 
-start_daemon() {
-    local dir=$WORK/sora2apid i
-    free_port
-    mkdir -p "$dir/ui"
-    cat >"$dir/sora2api.conf" <<EOF
-[server]
-listen = 127.0.0.1:$PORT
-workers = 2
-pidfile = $dir/sora2apid.pid
-[paths]
-data_dir = $dir/data
-cache_dir = $dir/cache
-admin_ui_dir = $dir/ui
-[log]
-error_log = $dir/error.log
-access_log = off
-level = notice
-EOF
-    "$BIN" -f -c "$dir/sora2api.conf" >"$dir/stdout.log" 2>&1 &
-    SPID=$!
-    PIDS+=("$SPID")
-    for ((i = 0; i < 100; i++)); do
-        grep -q 'ready:' "$dir/error.log" 2>/dev/null && return 0
-        kill -0 "$SPID" 2>/dev/null ||
-            die "sora2apid exited at start: $(cat "$dir/stdout.log" 2>/dev/null)"
-        sleep 0.1
-    done
-    die "sora2apid not ready after 10 s"
-}
 warm_up() {
     local bad
     bad=$(curl -s --parallel --parallel-max 4 \
@@ -125,8 +96,8 @@ measure() { # measure NAME MASTER_PID PORT
 }
 
 echo "$ME: $(date -u '+%Y-%m-%dT%H:%M:%SZ') $(uname -r), $(nproc) CPUs"
-start_daemon
-P_DAEMON=$PORT
+start_sora2apid sora2apid
+SPID=$DPID P_DAEMON=$PORT
 curl -sSf -H "Authorization: Bearer $API_KEY" -o "$WORK/models.json" \
     "http://127.0.0.1:$P_DAEMON/v1/models" || die "GET /v1/models on sora2apid failed"
 start_nginx "$WORK/models.json"
@@ -149,11 +120,7 @@ else
     echo "sora2apid PSS sum: under the target of $TARGET_KB kB (12 MB): ok"
 fi
 
-rc=0
-kill -TERM "$SPID"
-wait "$SPID" || rc=$?
-forget_pid "$SPID"
-[[ $rc == 0 ]] || die "sora2apid exited $rc on SIGTERM"
+stop_daemon sora2apid "$SPID"
 odd=$(grep -v -e '\[notice\]' -e 'admin password is still the default' -e 'API key is still the shipped default' \
     "$WORK/sora2apid/error.log" || true)
 if [[ -n $odd ]]; then

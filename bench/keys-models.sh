@@ -55,49 +55,8 @@ done
 
 bench_setup
 
-# start_daemon NAME: starts sora2apid in $WORK/NAME, waits for its
-# "ready:" line, sets PORT and DPID.
-start_daemon() {
-    local name=$1 dir=$WORK/$1 i
-    free_port
-    mkdir -p "$dir/ui"
-    cat >"$dir/sora2api.conf" <<EOF
-[server]
-listen = 127.0.0.1:$PORT
-workers = 2
-pidfile = $dir/sora2apid.pid
-[paths]
-data_dir = $dir/data
-cache_dir = $dir/cache
-admin_ui_dir = $dir/ui
-[log]
-error_log = $dir/error.log
-access_log = off
-level = notice
-EOF
-    "$BIN" -f -c "$dir/sora2api.conf" >"$dir/stdout.log" 2>&1 &
-    DPID=$!
-    PIDS+=("$DPID")
-    for ((i = 0; i < 100; i++)); do
-        grep -q 'ready:' "$dir/error.log" 2>/dev/null && return 0
-        kill -0 "$DPID" 2>/dev/null ||
-            die "sora2apid ($name) exited at start: $(cat "$dir/error.log" "$dir/stdout.log" 2>/dev/null)"
-        sleep 0.1
-    done
-    die "sora2apid ($name) not ready after 10 s: $(cat "$dir/error.log" 2>/dev/null)"
-}
 
-stop_daemon() {
-    local rc=0
-    kill -TERM "$2"
-    wait "$2" || rc=$?
-    forget_pid "$2"
-    [[ $rc == 0 ]] || die "sora2apid ($1) exited $rc on SIGTERM"
-}
 
-workers_of() {
-    pgrep -P "$1" | sort -n | tr '\n' ' '
-}
 
 # admin_token PORT: an admin session (default credentials).
 admin_token() {
@@ -106,9 +65,9 @@ admin_token() {
         "http://127.0.0.1:$1/api/login" | jq -r .token
 }
 
-start_daemon one-key
+start_sora2apid one-key
 P_ONE=$PORT PID_ONE=$DPID
-start_daemon many-keys
+start_sora2apid many-keys
 P_MANY=$PORT PID_MANY=$DPID
 
 # --- keys -------------------------------------------------------------------

@@ -2,8 +2,9 @@
 # (their name, for messages), DAEMON and NGINX, and PIDS=() (servers that
 # cleanup must stop). It gives: die, a private work directory $WORK with
 # a renamed copy of the daemon in $BIN (removed on exit with every server
-# in PIDS, unless KEEP_TMP=1) made by bench_setup, forget_pid, free_port
-# and start_nginx.
+# in PIDS, unless KEEP_TMP=1) made by bench_setup, forget_pid, free_port,
+# start_nginx, start_fake, fake_upstream_conf, start_sora2apid,
+# stop_daemon and workers_of.
 # shellcheck shell=bash
 
 die() {
@@ -94,6 +95,76 @@ free_port() {
         return 0
     done
     die "no free port found"
+}
+
+# start_fake [CONFIG_JSON]: the fake Sora upstream (tests/fake-sora),
+# with CONFIG_JSON as its --config when given; sets FAKE_PORT, FPID.
+start_fake() {
+    local dir=$WORK/fake i args=()
+    mkdir -p "$dir"
+    if [[ -n ${1:-} ]]; then
+        echo "$1" >"$dir/config.json"
+        args=(--config "$dir/config.json")
+    fi
+    : >"$dir/stdout.log"
+    node "$ROOT/tests/fake-sora/server.js" --port 0 "${args[@]}" \
+        >"$dir/stdout.log" 2>"$dir/stderr.log" &
+    FPID=$!
+    PIDS+=("$FPID")
+    for ((i = 0; i < 100; i++)); do
+        FAKE_PORT=$(awk '/^listening on / { n = split($3, a, ":"); print a[n] }' "$dir/stdout.log")
+        [[ -n $FAKE_PORT ]] && return 0
+        kill -0 "$FPID" 2>/dev/null || die "the fake upstream exited at start: $(cat "$dir/stderr.log")"
+        sleep 0.1
+    done
+    die "the fake upstream is not listening after 10 s"
+}
+
+# fake_upstream_conf: the [upstream] section of a daemon that talks to the
+# fake on FAKE_PORT (printed last, so that more upstream keys can follow).
+fake_upstream_conf() {
+    local fake=http://127.0.0.1:$FAKE_PORT
+    printf '%s\n' '[upstream]' "base_url = $fake/backend" \
+        "session_url = $fake/api/auth/session" \
+        "oauth_url = $fake/oauth/token" 'poll_interval_ms = 100'
+}
+
+# start_sora2apid NAME [ACCESS_LOG [EXTRA]]: sora2apid with 2 workers in
+# $WORK/NAME (access log ACCESS_LOG, default off; the lines of EXTRA added
+# to its configuration), waits for its "ready:" line; sets PORT and DPID.
+start_sora2apid() {
+    local name=$1 alog=${2:-off} extra=${3:-} dir=$WORK/$1 i
+    free_port
+    mkdir -p "$dir/ui"
+    printf '%s\n' '[server]' "listen = 127.0.0.1:$PORT" 'workers = 2' \
+        "pidfile = $dir/sora2apid.pid" '[paths]' "data_dir = $dir/data" \
+        "cache_dir = $dir/cache" "admin_ui_dir = $dir/ui" '[log]' \
+        "error_log = $dir/error.log" "access_log = $alog" 'level = notice' \
+        "$extra" >"$dir/sora2api.conf"
+    "$BIN" -f -c "$dir/sora2api.conf" >"$dir/stdout.log" 2>&1 &
+    DPID=$!
+    PIDS+=("$DPID")
+    for ((i = 0; i < 100; i++)); do
+        grep -q 'ready:' "$dir/error.log" 2>/dev/null && return 0
+        kill -0 "$DPID" 2>/dev/null ||
+            die "sora2apid ($name) exited at start: $(cat "$dir/error.log" "$dir/stdout.log" 2>/dev/null)"
+        sleep 0.1
+    done
+    die "sora2apid ($name) not ready after 10 s: $(cat "$dir/error.log" 2>/dev/null)"
+}
+
+# stop_daemon NAME PID: SIGTERM, and insist on exit status 0.
+stop_daemon() {
+    local rc=0
+    kill -TERM "$2"
+    wait "$2" || rc=$?
+    forget_pid "$2"
+    [[ $rc == 0 ]] || die "sora2apid ($1) exited $rc on SIGTERM"
+}
+
+# workers_of PID: the child pids of PID, sorted, on one line.
+workers_of() {
+    pgrep -P "$1" | sort -n | tr '\n' ' '
 }
 
 # start_nginx BODY_FILE [URI [TYPE]]: serves BODY_FILE at URI (default

@@ -47,56 +47,13 @@ done
 
 bench_setup
 
-# start_daemon NAME ACCESS_LOG: starts sora2apid in $WORK/NAME, waits for
-# its "ready:" line, sets PORT and DPID.
-start_daemon() {
-    local name=$1 alog=$2 dir=$WORK/$1 i
-    free_port
-    mkdir -p "$dir/ui"
-    cat >"$dir/sora2api.conf" <<EOF
-[server]
-listen = 127.0.0.1:$PORT
-workers = 2
-pidfile = $dir/sora2apid.pid
-[paths]
-data_dir = $dir/data
-cache_dir = $dir/cache
-admin_ui_dir = $dir/ui
-[log]
-error_log = $dir/error.log
-access_log = $alog
-level = notice
-EOF
-    "$BIN" -f -c "$dir/sora2api.conf" >"$dir/stdout.log" 2>&1 &
-    DPID=$!
-    PIDS+=("$DPID")
-    for ((i = 0; i < 100; i++)); do
-        grep -q 'ready:' "$dir/error.log" 2>/dev/null && return 0
-        kill -0 "$DPID" 2>/dev/null ||
-            die "sora2apid ($name) exited at start: $(cat "$dir/error.log" "$dir/stdout.log" 2>/dev/null)"
-        sleep 0.1
-    done
-    die "sora2apid ($name) not ready after 10 s: $(cat "$dir/error.log" 2>/dev/null)"
-}
 
 
-# stop_daemon NAME PID: SIGTERM, and insist on exit status 0.
-stop_daemon() {
-    local rc=0
-    kill -TERM "$2"
-    wait "$2" || rc=$?
-    forget_pid "$2"
-    [[ $rc == 0 ]] || die "sora2apid ($1) exited $rc on SIGTERM"
-}
-
-workers_of() {
-    pgrep -P "$1" | sort -n | tr '\n' ' '
-}
 
 # --- start the three servers -----------------------------------------------
-start_daemon plain off
+start_sora2apid plain off
 P_PLAIN=$PORT PID_PLAIN=$DPID
-start_daemon logged "$WORK/logged/access.log"
+start_sora2apid logged "$WORK/logged/access.log"
 P_LOG=$PORT PID_LOG=$DPID
 
 curl -sSf -H "Authorization: Bearer $API_KEY" -o "$WORK/models.json" \

@@ -61,61 +61,7 @@ jget() {
         const v = eval(process.argv[1]); process.stdout.write(v === undefined ? "" : String(v));' "$1"
 }
 
-# start_fake: the fake upstream; sets FAKE_PORT, FPID.
-start_fake() {
-    local dir=$WORK/fake i
-    mkdir -p "$dir"
-    node "$FAKE" --port 0 >"$dir/stdout.log" 2>"$dir/stderr.log" &
-    FPID=$!
-    PIDS+=("$FPID")
-    for ((i = 0; i < 100; i++)); do
-        FAKE_PORT=$(awk '/^listening on / { n = split($3, a, ":"); print a[n] }' "$dir/stdout.log")
-        [[ -n $FAKE_PORT ]] && return 0
-        kill -0 "$FPID" 2>/dev/null ||
-            die "the fake upstream exited at start: $(cat "$dir/stderr.log")"
-        sleep 0.1
-    done
-    die "the fake upstream not listening after 10 s"
-}
 
-# start_daemon NAME JOB_SLOTS: sora2apid in $WORK/NAME against the fake,
-# waits for its "ready:" line; sets PORT and DPID.
-start_daemon() {
-    local name=$1 slots=$2 dir=$WORK/$1 i
-    free_port
-    mkdir -p "$dir/ui"
-    cat >"$dir/sora2api.conf" <<EOF
-[server]
-listen = 127.0.0.1:$PORT
-workers = 2
-pidfile = $dir/sora2apid.pid
-[paths]
-data_dir = $dir/data
-cache_dir = $dir/cache
-admin_ui_dir = $dir/ui
-[log]
-error_log = $dir/error.log
-access_log = off
-level = notice
-[upstream]
-base_url = http://127.0.0.1:$FAKE_PORT/backend
-session_url = http://127.0.0.1:$FAKE_PORT/api/auth/session
-oauth_url = http://127.0.0.1:$FAKE_PORT/oauth/token
-poll_interval_ms = 100
-[limits]
-job_slots = $slots
-EOF
-    "$BIN" -f -c "$dir/sora2api.conf" >"$dir/stdout.log" 2>&1 &
-    DPID=$!
-    PIDS+=("$DPID")
-    for ((i = 0; i < 100; i++)); do
-        grep -q 'ready:' "$dir/error.log" 2>/dev/null && return 0
-        kill -0 "$DPID" 2>/dev/null ||
-            die "sora2apid ($name) exited at start: $(cat "$dir/error.log" "$dir/stdout.log" 2>/dev/null)"
-        sleep 0.1
-    done
-    die "sora2apid ($name) not ready after 10 s: $(cat "$dir/error.log" 2>/dev/null)"
-}
 
 # make_video NAME PORT: one fake account in the pool of the daemon on
 # PORT, then one synchronous video; sets VIDEO to its id.
@@ -149,23 +95,17 @@ metric() {
     curl -sSf "http://127.0.0.1:$1/metrics" | awk -v n="$2" '$1 == n { print $2 }'
 }
 
-stop_daemon() {
-    local rc=0
-    kill -TERM "$2"
-    wait "$2" || rc=$?
-    forget_pid "$2"
-    [[ $rc == 0 ]] || die "sora2apid ($1) exited $rc on SIGTERM"
-}
 
-workers_of() {
-    pgrep -P "$1" | sort -n | tr '\n' ' '
-}
 
 # --- the fake, the two daemons, a video on each -----------------------------
-start_fake
-start_daemon table 4096
+start_fake ""
+start_sora2apid table off "$(fake_upstream_conf)
+[limits]
+job_slots = 4096"
 P_TAB=$PORT PID_TAB=$DPID
-start_daemon db 0
+start_sora2apid db off "$(fake_upstream_conf)
+[limits]
+job_slots = 0"
 P_DB=$PORT PID_DB=$DPID
 make_video table "$P_TAB"
 V_TAB=$VIDEO
