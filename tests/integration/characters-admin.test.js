@@ -15,7 +15,7 @@
 const { test, before, after } = require('node:test');
 const assert = require('node:assert/strict');
 const crypto = require('node:crypto');
-const { request } = require('./lib/daemon');
+const { request, assertServing } = require('./lib/daemon');
 const g = require('./lib/gen');
 
 let ctx;
@@ -131,6 +131,7 @@ test('character_write and friends check what they are given', async () => {
 });
 
 test('GET /api/characters: newest first, filters, pages, refusals', async () => {
+  const workersBefore = ctx.d.workers();
   const alice = await makeCharacter(A, { username: 'alice.cat' });
   const bob = await makeCharacter(A, { username: 'bob_dog', display: 'Bob the Dog', visibility: 'public' });
   const carol = await makeCharacter(B, { finalize: false, display: 'Carol' });
@@ -180,6 +181,7 @@ test('GET /api/characters: newest first, filters, pages, refusals', async () => 
   assert.equal(r.status, 401, 'an admin session is needed');
   r = await api('GET', `/api/characters/${alice.id}`, undefined, {});
   assert.equal(r.status, 401);
+  await assertServing(ctx.d, workersBefore);
 });
 
 test('GET /api/characters/{id} by public, cameo or character id; a token\'s characters', async () => {
@@ -214,6 +216,7 @@ test('GET /api/characters/{id} by public, cameo or character id; a token\'s char
 });
 
 test('update: checked, pushed to Sora with the owner\'s token first, then the row', async () => {
+  const workersBefore = ctx.d.workers();
   const row = await makeCharacter(A, { username: 'eve.owl', display: 'Eve' });
   const url = `/api/characters/${row.id}/update`;
   for (const [body, detail] of [
@@ -285,6 +288,7 @@ test('update: checked, pushed to Sora with the owner\'s token first, then the ro
   r = await api('POST', `/api/characters/${pending.id}/update`, { visibility: 'public' });
   assert.equal(r.status, 409);
   assert.deepEqual(r.json, { detail: 'Character is processing, not ready: only a ready character can be updated' });
+  await assertServing(ctx.d, workersBefore);
 });
 
 test('delete: on Sora, then here; local_only; Sora failing keeps the row; the token gone', async () => {

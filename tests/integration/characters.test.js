@@ -14,7 +14,7 @@ const os = require('node:os');
 const path = require('node:path');
 const http = require('node:http');
 const { execFile } = require('node:child_process');
-const { request, waitFor, AUTH } = require('./lib/daemon');
+const { request, waitFor, AUTH, assertServing } = require('./lib/daemon');
 const { stopPool } = require('./lib/fake');
 const g = require('./lib/gen');
 
@@ -198,6 +198,7 @@ test('chat: a custom username that is taken fails with username_taken (400 witho
 });
 
 test('chat: option refusals are 400s naming the field', async () => {
+  const workersBefore = d.workers();
   const bad = async (opts, param, msg) => {
     const r = await charChat({ character_options: opts });
     const e = g.assertHttpError(r, 400, 'invalid_value', 'invalid_request_error');
@@ -226,6 +227,7 @@ test('chat: option refusals are 400s naming the field', async () => {
   r = await charChat({}, { content: videoPart('data:image/png;base64,AAAA') });
   assert.equal(g.assertHttpError(r, 400, 'invalid_value').param, 'messages');
   assert.deepEqual(g.byPath(await g.genCalls(fake, since), 'POST', '/backend/characters/upload'), []);
+  await assertServing(d, workersBefore);
 });
 
 test('chat: a video URL is fetched (bounded, private addresses refused unless allowed), then sniffed', async () => {
@@ -452,6 +454,7 @@ function assertCreateAnswer(r, { username, model = 'sora-video-10s' } = {}) {
 }
 
 test('POST /v1/characters: multipart file, a form field with base64, and JSON (base64, data URL, URL)', async () => {
+  const workersBefore = d.workers();
   const form = new FormData();
   form.append('video', new Blob([mp4], { type: 'video/mp4' }), 'video.mp4');
   form.append('timestamps', '0,2');
@@ -492,6 +495,7 @@ test('POST /v1/characters: multipart file, a form field with base64, and JSON (b
   r = await api('POST', '/v1/characters', { headers: { 'Content-Type': 'application/json' }, body: json({ video: mp4B64 }) });
   e = g.assertHttpError(r, 502, 'character_failed', 'upstream_error');
   assert.match(e.message, /rejected/);
+  await assertServing(d, workersBefore);
 });
 
 test('/v1/videos/characters: the official create and get (the openai client), owner-scoped', async () => {

@@ -11,7 +11,7 @@ const { test, before, after } = require('node:test');
 const assert = require('node:assert/strict');
 const g = require('./lib/gen');
 const { stopPool } = require('./lib/fake');
-const { request, waitFor } = require('./lib/daemon');
+const { request, waitFor, assertServing } = require('./lib/daemon');
 
 const { json } = g;
 const N = 10000;
@@ -77,6 +77,7 @@ test('enable, disable and delete, each id answered in order; unknown ids fail al
 });
 
 test('the body is bounded and checked', async () => {
+  const workersBefore = ctx.d.workers();
   const detail = 'ids must be an array of 1 to 10000 token ids';
   const cases = [
     [{}, detail],
@@ -100,6 +101,7 @@ test('the body is bounded and checked', async () => {
   const notJson = await request(ctx.d.base, 'POST', '/api/tokens/batch/disable', { headers: ctx.H, body: '{"ids":[1' });
   assert.equal(notJson.status, 400);
   assert.equal((await api('POST', '/api/tokens/batch/purge', { ids: [1] })).status, 404);
+  await assertServing(ctx.d, workersBefore);
 });
 
 test('test: each token asked again, its outcome stored, one result per id', async () => {

@@ -9,7 +9,7 @@ const { test, before, after } = require('node:test');
 const assert = require('node:assert/strict');
 const crypto = require('node:crypto');
 const http = require('node:http');
-const { Daemon, request, waitFor, adminLogin, pidAlive, AUTH } = require('./lib/daemon');
+const { Daemon, request, waitFor, adminLogin, pidAlive, AUTH, assertServing } = require('./lib/daemon');
 const { startFake } = require('./lib/fake');
 const g = require('./lib/gen');
 
@@ -482,6 +482,7 @@ test('a disabled endpoint gets nothing; enabling it again, it gets the next even
 });
 
 test('create, update and delete: validation errors, rotation, deletion takes the pending deliveries', async () => {
+  const workersBefore = d.workers();
   const bad = async (method, p, body, status, detail) => {
     const r = await api(method, p, body);
     assert.equal(r.status, status, `${method} ${p} ${json(body)}: ${r.text}`);
@@ -560,4 +561,5 @@ test('create, update and delete: validation errors, rotation, deletion takes the
   assert.deepEqual(del.json, { id: hook.id, deleted: true });
   assert.equal(d.sqlite(`SELECT count(*) FROM webhook_deliveries WHERE endpoint_id = ${hook.id}`), '0');
   assert.equal((await api('GET', '/api/webhooks')).json.find((h) => h.id === hook.id), undefined);
+  await assertServing(d, workersBefore);
 });

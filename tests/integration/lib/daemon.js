@@ -243,4 +243,16 @@ async function adminLogin(d) {
   return { Authorization: `Bearer ${r.json.token}` };
 }
 
-module.exports = { Daemon, request, raw, freePort, sleep, waitFor, pidAlive, childPids, BIN, ROOT, AUTH, adminLogin, LAG_BOUND_MS, SANITIZED };
+// After bad input: the daemon still answers /healthz at once, with the
+// same workers (none crashed and was replaced). `workers`: d.workers()
+// taken before the bad input.
+async function assertServing(d, workers) {
+  const r = await request(d.base, 'GET', '/healthz', { timeout: 2000 });
+  if (r.status !== 200) throw new Error(`/healthz answered ${r.status} after bad input`);
+  const now = d.workers();
+  if (JSON.stringify(now) !== JSON.stringify(workers)) {
+    throw new Error(`workers changed after bad input: ${workers} -> ${now}`);
+  }
+}
+
+module.exports = { Daemon, assertServing, request, raw, freePort, sleep, waitFor, pidAlive, childPids, BIN, ROOT, AUTH, adminLogin, LAG_BOUND_MS, SANITIZED };
