@@ -68,19 +68,15 @@ static void
 reply_character(creation_t *c, json_t *result)
 {
     const char *public_id = s2a_gen_character(c->gen);
-    json_t *body;
+    json_t *body = json_pack(
+        "{s:s, s:s, s:I, s:s, s:{s:O, s:O, s:O, s:O, s:s}}", "id", public_id,
+        "object", "character", "created", (json_int_t) s2a_now(), "model",
+        c->model->id, "data", "cameo_id", json_object_get(result, "cameo_id"),
+        "username", json_object_get(result, "username"), "display_name",
+        json_object_get(result, "display_name"), "character_id",
+        json_object_get(result, "character_id"), "message",
+        "Character creation completed");
 
-    {
-        body =
-            json_pack("{s:s, s:s, s:I, s:s, s:{s:O, s:O, s:O, s:O, s:s}}", "id",
-                      public_id, "object", "character", "created",
-                      (json_int_t) s2a_now(), "model", c->model->id, "data",
-                      "cameo_id", json_object_get(result, "cameo_id"),
-                      "username", json_object_get(result, "username"),
-                      "display_name", json_object_get(result, "display_name"),
-                      "character_id", json_object_get(result, "character_id"),
-                      "message", "Character creation completed");
-    }
     if (body == NULL) {
         s2a_http_reply_error(c->req, 500, "server_error", "internal_error",
                              NULL, "out of memory");
